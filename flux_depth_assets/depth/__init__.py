@@ -1,0 +1,1 @@
+"""Depth math with no Dagster in it: encoding, the local estimator, derived products."""

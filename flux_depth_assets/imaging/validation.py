@@ -1,0 +1,124 @@
+"""Decide whether a file is an image we can process, and normalise it to 8-bit RGB.
+
+The format is read from magic bytes, never from the file name. Every refusal carries a reason a
+person can act on; nothing here raises for bad input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+MAX_BYTES = 50 * 1024 * 1024
+MAX_PIXELS = 64_000_000
+MIN_SIDE = 16
+EXIF_ORIENTATION_TAG = 0x0112
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+)
+
+
+@dataclass(frozen=True)
+class ValidImage:
+    sha256: str
+    image_id: str
+    format: str
+    mode: str
+    width: int
+    height: int
+    bytes: int
+    exif_orientation: int
+    has_alpha: bool
+    image: Image.Image  # RGB, orientation applied, alpha composited on white
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    sha256: str | None = None
+    bytes: int = 0
+    format: str | None = None
+
+
+def image_id_for(sha256: str) -> str:
+    return sha256[:16]
+
+
+def sniff_format(head: bytes) -> str | None:
+    """JPEG/PNG/WEBP from the first bytes, or None."""
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_BYTES,
+                         max_pixels: int = MAX_PIXELS) -> ValidImage | Rejected:
+    size = len(data)
+    if size == 0:
+        return Rejected("empty file (0 bytes)")
+    sha = hashlib.sha256(data).hexdigest()
+    if size > max_bytes:
+        return Rejected(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit", sha, size)
+    fmt = sniff_format(data[:16])
+    if fmt is None:
+        return Rejected(f"not a JPEG, PNG or WebP image (first bytes {data[:8].hex(' ')})", sha, size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = im.size
+            if width * height > max_pixels:
+                return Rejected(f"{width}x{height} = {width * height:,} pixels exceeds the "
+                                f"{max_pixels:,}-pixel limit (decompression-bomb guard)", sha, size, fmt)
+            im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return Rejected(f"decompression-bomb guard: {exc}", sha, size, fmt)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return Rejected(f"corrupt or truncated {fmt}: {exc}", sha, size, fmt)
+    if min(width, height) < MIN_SIDE:
+        return Rejected(f"image is {width}x{height}, smaller than {MIN_SIDE} px on a side", sha, size, fmt)
+    orientation = _exif_orientation(im)
+    mode = im.mode
+    try:
+        rgb, has_alpha = to_rgb(ImageOps.exif_transpose(im))
+    except (OSError, ValueError) as exc:
+        return Rejected(f"cannot convert {fmt} mode {mode} to RGB: {exc}", sha, size, fmt)
+    return ValidImage(sha256=sha, image_id=image_id_for(sha), format=fmt, mode=mode,
+                      width=rgb.width, height=rgb.height, bytes=size,
+                      exif_orientation=orientation, has_alpha=has_alpha, image=rgb)
+
+
+def _exif_orientation(im: Image.Image) -> int:
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # malformed EXIF must not reject an otherwise good image
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def to_rgb(im: Image.Image) -> tuple[Image.Image, bool]:
+    """8-bit RGB from any Pillow mode; transparent pixels are composited on white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr8 = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB"), False
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info) \
+        or (im.mode in ("RGB", "L") and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB"), True
+    if im.mode == "CMYK":
+        return im.convert("RGB"), False
+    return (im if im.mode == "RGB" else im.convert("RGB")), False

@@ -1,0 +1,1 @@
+"""Depth providers behind one interface (`base.DepthProvider`); `factory.build_provider` picks one."""

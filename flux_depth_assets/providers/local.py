@@ -1,0 +1,42 @@
+"""The `local` provider: the embedded estimator, in-process, free."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from flux_depth_assets.config.models import LocalProviderConfig
+from flux_depth_assets.depth.local_estimator import estimate_depth
+from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
+
+ESTIMATOR_VERSION = "1"  # bump when the algorithm's output changes, so caches refresh
+
+
+class LocalProvider(DepthProvider):
+    name = "local"
+
+    def __init__(self, config: LocalProviderConfig):
+        self.config = config
+        self.model = config.model
+        self.model_version = ESTIMATOR_VERSION
+        self.price_usd = config.price_usd
+
+    def cache_params(self) -> dict[str, Any]:
+        return {"max_side": self.config.max_side, "version": ESTIMATOR_VERSION}
+
+    def predict_many(self, items: Sequence[ProviderInput],
+                     progress: ProgressFn | None = None) -> list[DepthPrediction]:
+        out: list[DepthPrediction] = []
+        for n, item in enumerate(items, 1):
+            t0 = time.perf_counter()
+            try:
+                depth = estimate_depth(item.load_image(), max_side=self.config.max_side)
+                out.append(DepthPrediction(item.image_id, depth=depth,
+                                           latency_s=time.perf_counter() - t0))
+            except Exception as exc:  # one bad image never sinks the batch
+                out.append(DepthPrediction(item.image_id, status="failed",
+                                           error=f"{type(exc).__name__}: {exc}",
+                                           latency_s=time.perf_counter() - t0))
+            if progress and (n % 10 == 0 or n == len(items)):
+                progress(f"local depth: {n}/{len(items)} images")
+        return out

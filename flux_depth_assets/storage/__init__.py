@@ -1,0 +1,5 @@
+"""Where the pipeline writes: the storage root, table schemas and the provider cache."""
+
+from flux_depth_assets.storage.store import Storage
+
+__all__ = ["Storage"]

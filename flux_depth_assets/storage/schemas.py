@@ -1,0 +1,61 @@
+"""Arrow schemas of the per-catalog snapshot tables, declared once and written with.
+
+The `catalog` column is not stored in the files: it comes from the hive partition directory
+(`catalog=<name>`), so pandas, `pyarrow.dataset` and DuckDB all see it as a column.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+SOURCE_IMAGES = pa.schema([
+    pa.field("image_id", pa.string()),          # first 16 hex of sha256; null when unreadable
+    pa.field("status", pa.string()),            # accepted | rejected | duplicate
+    pa.field("reason", pa.string()),            # why rejected (null when accepted)
+    pa.field("source_uri", pa.string()),
+    pa.field("format", pa.string()),            # JPEG | PNG | WEBP (from magic bytes)
+    pa.field("mode", pa.string()),              # original Pillow mode (e.g. CMYK, P, I;16)
+    pa.field("width", pa.int32()),              # after EXIF orientation
+    pa.field("height", pa.int32()),
+    pa.field("bytes", pa.int64()),
+    pa.field("sha256", pa.string()),
+    pa.field("exif_orientation", pa.int8()),    # 1..8 as found; 1 when absent
+    pa.field("has_alpha", pa.bool_()),
+    pa.field("normalized_path", pa.string()),   # RGB PNG the providers read
+    pa.field("mtime", TS),
+    pa.field("scanned_at", TS),
+])
+
+DEPTH_MAPS = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("source_sha256", pa.string()),
+    pa.field("status", pa.string()),            # succeeded | cached | failed | skipped_budget
+    pa.field("error", pa.string()),
+    pa.field("depth_path", pa.string()),        # 16-bit PNG, larger = nearer
+    pa.field("npy_path", pa.string()),          # float32 .npy (optional)
+    pa.field("output_sha256", pa.string()),
+    pa.field("provider", pa.string()),
+    pa.field("model", pa.string()),
+    pa.field("model_version", pa.string()),
+    pa.field("params_hash", pa.string()),
+    pa.field("cache_key", pa.string()),
+    pa.field("metric", pa.bool_()),
+    pa.field("depth_min", pa.float64()),        # before normalisation
+    pa.field("depth_max", pa.float64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("seconds", pa.float64()),
+    pa.field("prediction_id", pa.string()),
+    pa.field("attempts", pa.int32()),
+    pa.field("http_status", pa.int32()),
+    pa.field("cost_usd", pa.float64()),
+    pa.field("run_id", pa.string()),
+    pa.field("materialized_at", TS),
+])
+
+
+def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Build a table with exactly `schema`'s columns; missing keys become nulls."""
+    return pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)

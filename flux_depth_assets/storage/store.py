@@ -1,0 +1,115 @@
+"""The storage root: one fsspec filesystem (local folder or `s3://bucket/prefix`), atomic writes.
+
+Layout contract (documented in the README):
+- tables: `tables/<asset>/catalog=<name>/<file>.parquet`
+- files:  `catalogs/<name>/<asset>/<image_id>.<ext>`
+- cache:  `cache/<kind>/<key[:2]>/<key>.<ext>` (content-addressed, shared by all catalogs)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from flux_depth_assets.paths import safe_segment
+
+
+class Storage:
+    """Reads and writes under one root; callers use relative, forward-slash paths."""
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None):
+        self.root = root
+        fs, base = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.base = base.rstrip("/")
+        self.is_local = isinstance(fs, LocalFileSystem)
+        if self.is_local:
+            os.makedirs(self.base, exist_ok=True)
+
+    # ------------------------------------------------------------------ paths
+
+    def full(self, rel: str) -> str:
+        return posixpath.join(self.base, rel.lstrip("/"))
+
+    def uri(self, rel: str) -> str:
+        """A user-facing location: a local path or an s3:// URI."""
+        full = self.full(rel)
+        return full if self.is_local else f"{self.fs.protocol[0] if isinstance(self.fs.protocol, tuple) else self.fs.protocol}://{full}"
+
+    @staticmethod
+    def file_rel(catalog: str, asset: str, image_id: str, ext: str) -> str:
+        return f"catalogs/{safe_segment(catalog)}/{asset}/{safe_segment(image_id)}.{ext}"
+
+    @staticmethod
+    def table_rel(asset: str, catalog: str, filename: str = "part-0.parquet") -> str:
+        return f"tables/{asset}/catalog={safe_segment(catalog)}/{safe_segment(filename)}"
+
+    # ------------------------------------------------------------------ bytes
+
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Atomically replace `rel`: temp file + rename locally, one PUT on object stores."""
+        full = self.full(rel)
+        if self.is_local:
+            directory = os.path.dirname(full)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".{os.path.basename(full)}.tmp-{uuid.uuid4().hex}")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, full)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        else:
+            self.fs.pipe_file(full, data)
+        return full
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self.full(rel))
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self.full(rel))
+
+    def delete(self, rel: str) -> None:
+        full = self.full(rel)
+        if self.fs.exists(full):
+            self.fs.rm(full, recursive=True)
+
+    def list(self, rel_dir: str) -> list[str]:
+        """Relative paths of the files directly under `rel_dir` (empty if it does not exist)."""
+        full = self.full(rel_dir)
+        if not self.fs.exists(full):
+            return []
+        prefix = self.base + "/"
+        return sorted(p[len(prefix):] if p.startswith(prefix) else p
+                      for p in self.fs.ls(full, detail=False))
+
+    # ------------------------------------------------------------------ tables
+
+    def write_table(self, rel: str, table: pa.Table) -> str:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        return self.write_bytes(rel, buf.getvalue())
+
+    def read_table(self, rel: str, schema: pa.Schema | None = None) -> pa.Table:
+        with self.fs.open(self.full(rel), "rb") as fh:
+            return pq.read_table(fh, schema=schema)
+
+    def write_partition(self, asset: str, catalog: str, table: pa.Table) -> str:
+        """Replace a catalog's snapshot table for `asset` (one file per partition)."""
+        return self.write_table(self.table_rel(asset, catalog), table)
+
+    def read_partition(self, asset: str, catalog: str, schema: pa.Schema | None = None) -> pa.Table | None:
+        rel = self.table_rel(asset, catalog)
+        if not self.exists(rel):
+            return None
+        return self.read_table(rel, schema=schema)
