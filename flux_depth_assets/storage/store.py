@@ -71,7 +71,7 @@ class Storage:
                 raise
         else:
             self.fs.pipe_file(full, data)
-        return full
+        return rel
 
     def read_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self.full(rel))

@@ -1,0 +1,16 @@
+"""Names shared by every Dagster definition: partitions, groups, owners, tags."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+CATALOG_PARTITIONS = dg.DynamicPartitionsDefinition(name="catalog")
+
+INGEST_GROUP = "ingest"
+DEPTH_GROUP = "depth"
+DERIVED_GROUP = "derived"
+ANALYTICS_GROUP = "analytics"
+
+OWNERS = ["team:data-engineering"]
+HOSTED_API_POOL = "flux_depth_hosted_api"
+CATALOG_TAG = "flux_depth/catalog"

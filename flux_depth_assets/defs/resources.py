@@ -1,0 +1,75 @@
+"""Typed, swappable resources: where to write, which catalogs exist, which depth backend to use.
+
+Secrets and locations are resolved at run time through Dagster's `EnvVar`, never at import,
+and never echoed: the API key only reaches the provider object.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import dagster as dg
+
+from flux_depth_assets.config import CatalogConfig, Project, load_project
+from flux_depth_assets.config.models import LocalProviderConfig
+from flux_depth_assets.paths import HOME_ENV, default_home
+from flux_depth_assets.providers.base import DepthProvider
+from flux_depth_assets.providers.factory import ProviderSecrets, build_provider
+from flux_depth_assets.storage.store import Storage
+
+
+class StorageResource(dg.ConfigurableResource):
+    """The storage root: a local folder or `s3://bucket/prefix` (default: `$FLUX_DEPTH_HOME`)."""
+
+    root: Optional[str] = None
+    s3_endpoint_url: Optional[str] = None  # MinIO / moto; else boto's usual environment
+
+    def resolved_root(self) -> str:
+        return self.root or dg.EnvVar(HOME_ENV).get_value() or default_home()
+
+    def get(self) -> Storage:
+        root = self.resolved_root()
+        options = {}
+        endpoint = self.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") \
+            or os.environ.get("AWS_ENDPOINT_URL")
+        if root.startswith("s3://") and endpoint:
+            options = {"client_kwargs": {"endpoint_url": endpoint}}
+        return Storage(root, storage_options=options)
+
+
+class CatalogsResource(dg.ConfigurableResource):
+    """The `dbt_like_configs/` directory (default: `$FLUX_DEPTH_CONFIG_DIR` or the repo's)."""
+
+    config_dir: Optional[str] = None
+
+    def load(self) -> Project:
+        return load_project(self.config_dir)
+
+
+class DepthProviderResource(dg.ConfigurableResource):
+    """Builds each catalog's provider; tests swap in a subclass that returns a fake."""
+
+    eachlabs_api_key: Optional[str] = None  # default: EnvVar("EACHLABS_API_KEY") at run time
+    eachlabs_base_url: Optional[str] = None  # default: EnvVar("EACHLABS_BASE_URL") at run time
+
+    def secrets(self) -> ProviderSecrets:
+        return ProviderSecrets(
+            eachlabs_api_key=self.eachlabs_api_key or dg.EnvVar("EACHLABS_API_KEY").get_value(),
+            eachlabs_base_url=self.eachlabs_base_url or dg.EnvVar("EACHLABS_BASE_URL").get_value(),
+        )
+
+    def for_catalog(self, catalog: CatalogConfig, purpose: str = "depth") -> DepthProvider:
+        """The catalog's provider; a `render`-mode catalog gets its depth maps from `local`."""
+        config = catalog.provider
+        if purpose == "depth" and getattr(config, "mode", "depth") == "render":
+            config = LocalProviderConfig()
+        return build_provider(config, self.secrets())
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "storage": StorageResource(),
+        "catalogs": CatalogsResource(),
+        "depth_provider": DepthProviderResource(),
+    }

@@ -1,0 +1,188 @@
+"""Produce a catalog's depth maps: cache first, budget check, then the provider for what is left.
+
+Never pays twice: a provider call is identified by `cache_key(source sha256, provider, model,
+params)`; a hit in the shared cache (any catalog, any earlier run) costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from flux_depth_assets.config.models import DepthMapSettings
+from flux_depth_assets.depth.encoding import encode_png16, quantize, to_nearness
+from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProviderInput
+from flux_depth_assets.storage.cache import DepthCache
+from flux_depth_assets.storage.schemas import DEPTH_MAPS, table_from_rows
+from flux_depth_assets.storage.store import Storage
+
+ASSET = "depth_maps"
+
+
+class BudgetExceeded(RuntimeError):
+    """The run would pay more than the catalog's `budget_usd_per_run`; nothing was paid."""
+
+
+@dataclass
+class DepthRunResult:
+    rows: list[dict]
+    counts: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+    def table(self) -> pa.Table:
+        return table_from_rows(self.rows, DEPTH_MAPS)
+
+    @property
+    def failure_ratio(self) -> float:
+        images = self.counts.get("images", 0)
+        return self.counts.get("failed", 0) / images if images else 0.0
+
+
+def load_normalized(storage: Storage, rel: str) -> Image.Image:
+    with Image.open(io.BytesIO(storage.read_bytes(rel))) as im:
+        return im.convert("RGB")
+
+
+def estimate_pending(accepted: list[dict], provider: DepthProvider, storage: Storage) -> tuple[int, int]:
+    """(pending, cached): how many images would call the provider, without calling it."""
+    cache = DepthCache(storage)
+    cached = sum(cache.has(provider.cache_key(r["sha256"])) for r in accepted)
+    return len(accepted) - cached, cached
+
+
+def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, storage: Storage,
+              settings: DepthMapSettings, *, run_id: str = "", budget_usd: float | None = None,
+              on_budget: str = "stop", log: Callable[[str], None] | None = None) -> DepthRunResult:
+    t0 = time.perf_counter()
+    log = log or (lambda _m: None)
+    cache = DepthCache(storage)
+    previous = _previous_rows(storage, catalog)
+    base = dict(provider=provider.name, model=provider.model, model_version=provider.model_version,
+                params_hash=provider.params_hash(), run_id=run_id)
+    rows: dict[str, dict] = {}
+    pending: list[ProviderInput] = []
+    by_id = {r["image_id"]: r for r in accepted}
+    for r in accepted:
+        key = provider.cache_key(r["sha256"])
+        common = {**base, "image_id": r["image_id"], "source_sha256": r["sha256"], "cache_key": key,
+                  "width": r["width"], "height": r["height"]}
+        prev = previous.get(r["image_id"])
+        if prev and prev["cache_key"] == key and prev["status"] in ("succeeded", "cached") \
+                and storage.exists(prev["depth_path"]) and (prev["npy_path"] or not settings.write_npy):
+            rows[r["image_id"]] = {**prev, **common, "status": "cached", "seconds": 0.0,
+                                   "cost_usd": 0.0, "attempts": 0, "error": None}
+            continue
+        hit = cache.get(key)
+        if hit is not None:
+            t1 = time.perf_counter()
+            out = _write_outputs(storage, catalog, r["image_id"], hit.depth, settings)
+            rows[r["image_id"]] = {**common, **out, **_meta_fields(hit.meta), "status": "cached",
+                                   "seconds": time.perf_counter() - t1, "cost_usd": 0.0, "attempts": 0}
+            continue
+        pending.append(ProviderInput(image_id=r["image_id"], source_sha256=r["sha256"], cache_key=key,
+                                     load_image=partial(load_normalized, storage, r["normalized_path"]),
+                                     source_uri=r.get("source_uri") or ""))
+
+    pending, skipped = _apply_budget(pending, provider, budget_usd, on_budget)
+    for item in skipped:
+        rows[item.image_id] = {**base, "image_id": item.image_id, "source_sha256": item.source_sha256,
+                               "cache_key": item.cache_key, "status": "skipped_budget",
+                               "error": "skipped: over budget_usd_per_run", "cost_usd": 0.0,
+                               "attempts": 0, "width": by_id[item.image_id]["width"],
+                               "height": by_id[item.image_id]["height"]}
+    if pending:
+        provider.check_ready()
+        log(f"depth_maps: {len(pending)} image(s) to compute with {provider.name}/{provider.model}, "
+            f"{len(rows)} cached")
+        pending_by_id = {p.image_id: p for p in pending}
+        for pred in provider.predict_many(pending, progress=log):
+            item = pending_by_id[pred.image_id]
+            rows[pred.image_id] = _row_for_prediction(pred, item, storage, cache, catalog, settings,
+                                                      base, by_id[pred.image_id])
+    ordered = [rows[r["image_id"]] for r in accepted if r["image_id"] in rows]
+    now = datetime.now(timezone.utc)
+    for row in ordered:
+        row.setdefault("materialized_at", now)
+        if row["status"] != "cached":
+            row["materialized_at"] = now
+    counts = {"images": len(ordered)}
+    for status in ("succeeded", "cached", "failed", "skipped_budget"):
+        counts[status] = sum(r["status"] == status for r in ordered)
+    counts["new"] = counts.pop("succeeded")
+    cost = float(sum(r.get("cost_usd") or 0.0 for r in ordered))
+    return DepthRunResult(rows=ordered, counts=counts, cost_usd=cost, seconds=time.perf_counter() - t0)
+
+
+def _apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: float | None,
+                  on_budget: str) -> tuple[list[ProviderInput], list[ProviderInput]]:
+    if budget is None or provider.price_usd <= 0 or not pending:
+        return pending, []
+    need = len(pending) * provider.price_usd
+    if need <= budget + 1e-9:
+        return pending, []
+    if on_budget == "partial":
+        n = int(math.floor(budget / provider.price_usd + 1e-9))
+        return pending[:n], pending[n:]
+    raise BudgetExceeded(
+        f"budget exceeded before any paid call: {len(pending)} pending image(s) × "
+        f"${provider.price_usd:.4f} = ${need:.2f} > budget_usd_per_run ${budget:.2f} "
+        f"(set on_budget: partial to process up to the budget)")
+
+
+def _meta_fields(meta: dict) -> dict:
+    return {k: meta.get(k) for k in ("metric", "prediction_id", "http_status")}
+
+
+def _row_for_prediction(pred: DepthPrediction, item: ProviderInput, storage: Storage, cache: DepthCache,
+                        catalog: str, settings: DepthMapSettings, base: dict, src: dict) -> dict:
+    row = {**base, "image_id": pred.image_id, "source_sha256": item.source_sha256,
+           "cache_key": item.cache_key, "width": src["width"], "height": src["height"],
+           "seconds": pred.latency_s, "prediction_id": pred.prediction_id, "attempts": pred.attempts,
+           "http_status": pred.http_status, "cost_usd": pred.cost_usd, "metric": pred.metric}
+    if pred.status != "succeeded" or pred.depth is None:
+        return {**row, "status": "failed", "error": pred.error or "provider returned no depth"}
+    depth = pred.depth
+    if depth.shape != (src["height"], src["width"]):
+        depth = np.asarray(Image.fromarray(depth.astype(np.float32), "F")
+                           .resize((src["width"], src["height"]), Image.BILINEAR))
+    nearness = to_nearness(depth, pred.metric)
+    cache.put(item.cache_key, nearness, {"metric": pred.metric, "prediction_id": pred.prediction_id,
+                                         "http_status": pred.http_status, "provider": base["provider"],
+                                         "model": base["model"], "params_hash": base["params_hash"]})
+    out = _write_outputs(storage, catalog, pred.image_id, nearness, settings)
+    return {**row, **out, "status": "succeeded", "error": None}
+
+
+def _write_outputs(storage: Storage, catalog: str, image_id: str, nearness: np.ndarray,
+                   settings: DepthMapSettings) -> dict:
+    q, lo, hi = quantize(nearness)
+    png = encode_png16(q)
+    depth_rel = storage.file_rel(catalog, ASSET, image_id, "png")
+    storage.write_bytes(depth_rel, png)
+    npy_rel = None
+    if settings.write_npy:
+        buf = io.BytesIO()
+        np.save(buf, nearness.astype(np.float32), allow_pickle=False)
+        npy_rel = storage.file_rel(catalog, ASSET, image_id, "npy")
+        storage.write_bytes(npy_rel, buf.getvalue())
+    return {"depth_path": depth_rel, "npy_path": npy_rel, "depth_min": lo, "depth_max": hi,
+            "output_sha256": hashlib.sha256(png).hexdigest()}
+
+
+def _previous_rows(storage: Storage, catalog: str) -> dict[str, dict]:
+    try:
+        table = storage.read_partition(ASSET, catalog)
+    except Exception:  # unreadable snapshot: recompute from the cache
+        return {}
+    return {} if table is None else {r["image_id"]: r for r in table.to_pylist()}

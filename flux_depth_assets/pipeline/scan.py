@@ -1,0 +1,139 @@
+"""Scan a catalog's source into the `source_images` manifest (accepted, rejected, duplicate rows).
+
+Each accepted image is stored once, normalised to 8-bit RGB PNG, under its content-derived id,
+so every provider reads the same pixels whatever the original format, mode or orientation.
+Unchanged files (same key, size and mtime as the previous scan) are not read again.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import pyarrow as pa
+
+from flux_depth_assets.config.models import CatalogConfig
+from flux_depth_assets.imaging.validation import Rejected, validate_image_bytes
+from flux_depth_assets.sources import SourceObject, list_objects
+from flux_depth_assets.storage.schemas import SOURCE_IMAGES, table_from_rows
+from flux_depth_assets.storage.store import Storage
+
+ASSET = "source_images"
+
+
+@dataclass
+class ScanResult:
+    rows: list[dict]
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def accepted(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] == "accepted"]
+
+    @property
+    def rejected(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] == "rejected"]
+
+    def table(self) -> pa.Table:
+        return table_from_rows(self.rows, SOURCE_IMAGES)
+
+    @property
+    def reject_ratio(self) -> float:
+        files = self.counts.get("files", 0)
+        return self.counts.get("rejected", 0) / files if files else 0.0
+
+
+def _ts(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+
+
+def scan_catalog(catalog: CatalogConfig, storage: Storage,
+                 log: Callable[[str], None] | None = None) -> ScanResult:
+    t0 = time.perf_counter()
+    now = datetime.now(timezone.utc)
+    previous = _previous_rows(storage, catalog.name)
+    objects = list_objects(catalog.source)
+    rows: list[dict] = []
+    seen: dict[str, str] = {}  # sha256 → first uri
+    counts = dict(files=len(objects), accepted=0, rejected=0, duplicates=0, new=0, unchanged=0)
+    for n, obj in enumerate(objects, 1):
+        row = _reuse(previous.get(obj.uri), obj, storage)
+        if row is not None:
+            counts["unchanged"] += 1
+        else:
+            row = _check(obj, catalog, storage, counts)
+        row["scanned_at"] = now
+        sha = row.get("sha256")
+        if row["status"] == "accepted" and sha in seen:
+            row = {**row, "status": "duplicate", "reason": f"same content as {seen[sha]}"}
+        if row["status"] == "accepted":
+            seen[sha] = obj.uri
+        counts[{"accepted": "accepted", "rejected": "rejected", "duplicate": "duplicates"}[row["status"]]] += 1
+        rows.append(row)
+        if log and (n % 100 == 0 or n == len(objects)):
+            log(f"source_images: scanned {n}/{len(objects)} files "
+                f"({counts['accepted']} accepted, {counts['rejected']} rejected)")
+    return ScanResult(rows=rows, counts=counts, seconds=time.perf_counter() - t0)
+
+
+def _previous_rows(storage: Storage, catalog: str) -> dict[str, dict]:
+    try:
+        table = storage.read_partition(ASSET, catalog)
+    except Exception:  # an unreadable old snapshot only costs a full rescan
+        return {}
+    return {} if table is None else {r["source_uri"]: r for r in table.to_pylist()}
+
+
+def _reuse(prev: dict | None, obj: SourceObject, storage: Storage) -> dict | None:
+    """The previous row when the file is unchanged (and its normalised copy still exists)."""
+    if prev is None or prev["bytes"] != obj.size or prev["mtime"] is None:
+        return None
+    if abs(prev["mtime"].timestamp() - obj.mtime) > 1e-3:
+        return None
+    if prev["status"] != "rejected" and not (prev["normalized_path"]
+                                              and storage.exists(prev["normalized_path"])):
+        return None
+    return {**prev, "status": "rejected" if prev["status"] == "rejected" else "accepted",
+            "reason": prev["reason"] if prev["status"] == "rejected" else None}
+
+
+def _check(obj: SourceObject, catalog: CatalogConfig, storage: Storage,
+           counts: dict[str, int]) -> dict:
+    base = dict(source_uri=obj.uri, bytes=obj.size, mtime=_ts(obj.mtime))
+    if obj.size > catalog.max_image_bytes:
+        return {**base, "status": "rejected",
+                "reason": f"file is {obj.size:,} bytes, over the {catalog.max_image_bytes:,}-byte limit"}
+    try:
+        data = obj.read()
+    except Exception as exc:  # unreadable file: reject it, keep going
+        return {**base, "status": "rejected", "reason": f"cannot read: {type(exc).__name__}: {exc}"}
+    result = validate_image_bytes(data, max_bytes=catalog.max_image_bytes,
+                                  max_pixels=catalog.max_image_pixels)
+    base["bytes"] = len(data)
+    if isinstance(result, Rejected):
+        return {**base, "status": "rejected", "reason": result.reason, "sha256": result.sha256,
+                "format": result.format}
+    rel = Storage.file_rel(catalog.name, ASSET, result.image_id, "png")
+    if not storage.exists(rel):
+        buf = io.BytesIO()
+        result.image.save(buf, format="PNG", compress_level=3)
+        storage.write_bytes(rel, buf.getvalue())
+        counts["new"] += 1
+    return {**base, "status": "accepted", "reason": None, "image_id": result.image_id,
+            "format": result.format, "mode": result.mode, "width": result.width,
+            "height": result.height, "sha256": result.sha256,
+            "exif_orientation": result.exif_orientation, "has_alpha": result.has_alpha,
+            "normalized_path": rel}
+
+
+def accepted_rows(storage: Storage, catalog: str) -> list[dict]:
+    """The accepted images of the last `source_images` scan; raises if there was none."""
+    table = storage.read_partition(ASSET, catalog)
+    if table is None:
+        raise FileNotFoundError(f"no source_images table for catalog {catalog!r}: "
+                                "materialize source_images first")
+    return [r for r in table.to_pylist() if r["status"] == "accepted"]

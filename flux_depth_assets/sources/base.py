@@ -1,0 +1,36 @@
+"""The source interface: a listing of objects with a stable identity and a lazy reader."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Callable
+
+from flux_depth_assets.config.models import LocalDirSource
+
+
+class SourceError(RuntimeError):
+    """The source itself is unusable (missing folder, unreachable bucket): the run cannot start."""
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    uri: str            # absolute path, s3:// URI or http(s) URL
+    key: str            # path relative to the source root (stable identity within the catalog)
+    size: int           # bytes, -1 when unknown before reading
+    mtime: float        # seconds since the epoch (0 when unknown)
+    etag: str = ""      # object-store ETag when there is one
+    read: Callable[[], bytes] = field(repr=False, compare=False, default=lambda: b"")
+
+
+def matches(name: str, patterns: list[str]) -> bool:
+    lower = name.lower()
+    return any(fnmatch.fnmatch(lower, p.lower()) for p in patterns)
+
+
+def list_objects(source) -> list[SourceObject]:
+    """Every object the source holds that matches its `include` patterns, sorted by key."""
+    if isinstance(source, LocalDirSource):
+        from flux_depth_assets.sources.local_dir import list_local_dir
+        return list_local_dir(source)
+    raise SourceError(f"source type {source.type!r} is not supported yet")
