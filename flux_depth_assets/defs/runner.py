@@ -1,0 +1,73 @@
+"""Run a catalog's assets in-process on a Dagster instance (the CLI's and tests' entry point)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from flux_depth_assets.config import load_project
+from flux_depth_assets.defs.build import PARTITIONED_ASSETS, build_definitions
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.resources import CatalogsResource
+
+
+@dataclass
+class RunOutcome:
+    success: bool
+    run_id: str
+    error: str | None = None
+    materialized: dict[str, dict] = field(default_factory=dict)  # asset → metadata values
+
+
+def get_instance() -> dg.DagsterInstance:
+    """`$DAGSTER_HOME`'s instance when set (runs show up in the UI), else an ephemeral one."""
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def asset_names() -> list[str]:
+    return [a.key.to_user_string() for a in PARTITIONED_ASSETS]
+
+
+def materialize_catalog(catalog: str, assets: list[str] | None = None,
+                        config_dir: str | Path | None = None,
+                        instance: dg.DagsterInstance | None = None,
+                        resources: dict | None = None, log_level: str = "INFO") -> RunOutcome:
+    project = load_project(config_dir)  # fail fast on bad config, before touching the instance
+    project.catalog(catalog)
+    known = asset_names()
+    unknown = [a for a in assets or [] if a not in known]
+    if unknown:
+        raise KeyError(f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    instance = instance or get_instance()
+    if not instance.has_dynamic_partition(CATALOG_PARTITIONS.name, catalog):
+        instance.add_dynamic_partitions(CATALOG_PARTITIONS.name, [catalog])
+    overrides = {"catalogs": CatalogsResource(config_dir=str(project.config_dir)), **(resources or {})}
+    defs = build_definitions(overrides)
+    job = defs.resolve_job_def("catalog_job")
+    result = job.execute_in_process(
+        partition_key=catalog, instance=instance, raise_on_error=False,
+        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        tags={"flux_depth/catalog": catalog},
+    )
+    outcome = RunOutcome(success=result.success, run_id=result.run_id)
+    for ev in result.get_asset_materialization_events():
+        outcome.materialized[ev.asset_key.to_user_string()] = {
+            k: v.value for k, v in ev.materialization.metadata.items()}
+    if not result.success:
+        outcome.error = _first_failure(result)
+    return outcome
+
+
+def _first_failure(result) -> str:
+    for ev in result.all_events:
+        if ev.is_step_failure:
+            data = ev.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                return f"{ev.step_key}: {data.user_failure_data.description}"
+            if data.error:
+                return f"{ev.step_key}: {data.error.message.strip().splitlines()[0]}"
+    return "run failed (see the run's logs)"

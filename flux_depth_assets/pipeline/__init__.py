@@ -1,0 +1,1 @@
+"""Plain-Python pipelines the assets call: scanning a catalog, producing depth maps."""
