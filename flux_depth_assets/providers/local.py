@@ -6,10 +6,10 @@ import time
 from typing import Any, Sequence
 
 from flux_depth_assets.config.models import LocalProviderConfig
-from flux_depth_assets.depth.local_estimator import estimate_depth
+from flux_depth_assets.depth.local_estimator import DEFAULT_PARAMS, estimate_depth
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
 
-ESTIMATOR_VERSION = "1"  # bump when the algorithm's output changes, so caches refresh
+ESTIMATOR_VERSION = "2"  # 2: geodesic edge-aware prior. Bump when the algorithm's output changes, so caches refresh
 
 
 class LocalProvider(DepthProvider):
@@ -22,7 +22,8 @@ class LocalProvider(DepthProvider):
         self.price_usd = config.price_usd
 
     def cache_params(self) -> dict[str, Any]:
-        return {"max_side": self.config.max_side, "version": ESTIMATOR_VERSION}
+        return {"max_side": self.config.max_side, "version": ESTIMATOR_VERSION,
+                "estimator": DEFAULT_PARAMS.as_dict()}
 
     def predict_many(self, items: Sequence[ProviderInput],
                      progress: ProgressFn | None = None) -> list[DepthPrediction]:
