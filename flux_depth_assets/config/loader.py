@@ -196,8 +196,10 @@ def _field_path(loc: tuple, data: Any) -> str:
         elif isinstance(cur, list) and isinstance(key, int) and key < len(cur):
             parts.append(f"[{key}]")
             cur = cur[key]
-        elif isinstance(cur, dict):
-            parts.append(str(key))  # a missing or unknown field
+        elif isinstance(cur, dict) and key in (cur.get("name"), cur.get("type")):
+            continue  # pydantic's discriminated-union tag, not a YAML key
+        else:
+            parts.append(f"[{key}]" if isinstance(key, int) else str(key))  # missing/unknown field
             cur = None
     return ".".join(parts).replace(".[", "[") or ".".join(map(str, loc))
 

@@ -41,7 +41,7 @@ def depth_maps(context: dg.AssetExecutionContext, storage: StorageResource,
     provider = depth_provider.for_catalog(catalog)
     try:
         accepted = accepted_rows(store, catalog.name)
-        result = run_depth(catalog.name, accepted, provider, store, settings, run_id=context.run_id,
+        result = run_depth(catalog.name, accepted, provider, store, settings, run_id=context.run.run_id,
                            budget_usd=catalog.budget_usd_per_run, on_budget=catalog.on_budget,
                            log=context.log.info)
     except (BudgetExceeded, FileNotFoundError) as exc:

@@ -1,0 +1,82 @@
+"""The storage root: atomic writes, the table/file layout contract, path safety, encoding."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from flux_depth_assets.depth.encoding import decode_png16, encode_png16, quantize, to_nearness
+from flux_depth_assets.paths import UnsafePathError
+from flux_depth_assets.storage.cache import DepthCache
+from flux_depth_assets.storage.schemas import SOURCE_IMAGES, table_from_rows
+from flux_depth_assets.storage.store import Storage
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
+    store = Storage(str(tmp_path / "root"))
+    store.write_bytes("catalogs/c/a/x.bin", b"one")
+    store.write_bytes("catalogs/c/a/x.bin", b"two")
+    folder = tmp_path / "root" / "catalogs" / "c" / "a"
+    assert sorted(os.listdir(folder)) == ["x.bin"]
+    assert store.read_bytes("catalogs/c/a/x.bin") == b"two"
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    store = Storage(str(tmp_path))
+    store.write_bytes("f.bin", b"good")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        store.write_bytes("f.bin", b"bad")
+    assert (tmp_path / "f.bin").read_bytes() == b"good"
+    assert os.listdir(tmp_path) == ["f.bin"]
+
+
+@pytest.mark.parametrize("bad", ["../evil", "a/b", ".hidden", "", "x/../../y"])
+def test_path_traversal_in_names_is_refused(tmp_path, bad):
+    with pytest.raises(UnsafePathError):
+        Storage.file_rel("demo", "depth_maps", bad, "png")
+    with pytest.raises(UnsafePathError):
+        Storage.table_rel("depth_maps", bad)
+
+
+def test_partition_tables_are_hive_readable_with_catalog_column(tmp_path):
+    store = Storage(str(tmp_path))
+    for cat, n in [("a", 2), ("b", 3)]:
+        rows = [{"image_id": f"{cat}{i}", "status": "accepted", "width": 10} for i in range(n)]
+        store.write_partition("source_images", cat, table_from_rows(rows, SOURCE_IMAGES))
+    assert (tmp_path / "tables" / "source_images" / "catalog=a" / "part-0.parquet").exists()
+    table = ds.dataset(tmp_path / "tables" / "source_images", format="parquet",
+                       partitioning="hive").to_table()
+    assert table.num_rows == 5
+    assert sorted(set(table.column("catalog").to_pylist())) == ["a", "b"]
+    assert table.schema.field("width").type == pa.int32()
+
+
+def test_png16_round_trip_keeps_order_and_marks_invalid():
+    depth = np.array([[0.1, 0.5], [np.nan, 2.0]], dtype=np.float32)
+    q, lo, hi = quantize(depth)
+    assert (lo, hi) == (pytest.approx(0.1), pytest.approx(2.0))
+    assert q[1, 0] == 0 and q[0, 0] == 1 and q[1, 1] == 65535
+    back = decode_png16(encode_png16(q))
+    assert np.isnan(back[1, 0])
+    assert back[0, 0] < back[0, 1] < back[1, 1]
+
+
+def test_metric_depth_becomes_nearness():
+    near = to_nearness(np.array([[1.0, 4.0, 0.0]], dtype=np.float32), metric=True)
+    assert near[0, 0] > near[0, 1] and np.isnan(near[0, 2])
+
+
+def test_cache_round_trip(tmp_path):
+    cache = DepthCache(Storage(str(tmp_path)))
+    assert cache.get("ab" * 32) is None
+    cache.put("ab" * 32, np.ones((3, 4), np.float32), {"metric": False})
+    hit = cache.get("ab" * 32)
+    assert hit.depth.shape == (3, 4) and hit.meta == {"metric": False}
