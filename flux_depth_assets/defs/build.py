@@ -7,10 +7,11 @@ import dagster as dg
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
+from flux_depth_assets.defs.assets.renders import depth_renders
 from flux_depth_assets.defs.resources import default_resources
 from flux_depth_assets.defs.sensors import catalog_registry_sensor
 
-PARTITIONED_ASSETS = [source_images, depth_maps, *DERIVED_ASSETS]
+PARTITIONED_ASSETS = [source_images, depth_maps, depth_renders, *DERIVED_ASSETS]
 
 catalog_job = dg.define_asset_job(
     name="catalog_job",

@@ -94,7 +94,7 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
                                      load_image=partial(load_normalized, storage, r["normalized_path"]),
                                      source_uri=r.get("source_uri") or ""))
 
-    pending, skipped = _apply_budget(pending, provider, budget_usd, on_budget)
+    pending, skipped = apply_budget(pending, provider, budget_usd, on_budget)
     for item in skipped:
         rows[item.image_id] = {**base, "image_id": item.image_id, "source_sha256": item.source_sha256,
                                "cache_key": item.cache_key, "status": "skipped_budget",
@@ -124,7 +124,7 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
     return DepthRunResult(rows=ordered, counts=counts, cost_usd=cost, seconds=time.perf_counter() - t0)
 
 
-def _apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: float | None,
+def apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: float | None,
                   on_budget: str) -> tuple[list[ProviderInput], list[ProviderInput]]:
     if budget is None or provider.price_usd <= 0 or not pending:
         return pending, []

@@ -59,3 +59,27 @@ DEPTH_MAPS = pa.schema([
 def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Build a table with exactly `schema`'s columns; missing keys become nulls."""
     return pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
+
+DEPTH_RENDERS = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("source_sha256", pa.string()),
+    pa.field("status", pa.string()),            # succeeded | cached | failed | skipped_budget
+    pa.field("error", pa.string()),
+    pa.field("render_path", pa.string()),       # as returned by the host (PNG or JPG)
+    pa.field("format", pa.string()),
+    pa.field("output_sha256", pa.string()),
+    pa.field("prompt", pa.string()),
+    pa.field("seed", pa.int64()),
+    pa.field("provider", pa.string()),
+    pa.field("model", pa.string()),
+    pa.field("model_version", pa.string()),
+    pa.field("params_hash", pa.string()),
+    pa.field("cache_key", pa.string()),
+    pa.field("prediction_id", pa.string()),
+    pa.field("attempts", pa.int32()),
+    pa.field("http_status", pa.int32()),
+    pa.field("cost_usd", pa.float64()),
+    pa.field("seconds", pa.float64()),
+    pa.field("run_id", pa.string()),
+    pa.field("materialized_at", TS),
+])
