@@ -1,0 +1,22 @@
+"""The `eachlabs` provider: flux-depth-pro on a hosted prediction API (async httpx client,
+bounded concurrency, retries, deadline, a durable prediction-id journal, cost per call).
+
+- `EachlabsProvider(config, api_key=..., base_url_override=..., journal_storage=None)`: the
+  `DepthProvider`; `predict_many(items, progress)` is its one sync entry point.
+- `client.EachlabsClient`: the wire protocol (create, poll, download) on one `httpx.AsyncClient`.
+- `journal.PredictionJournal`: `journal/eachlabs/<cache_key>.json` on a `Storage`.
+"""
+
+from flux_depth_assets.providers.eachlabs.client import EachlabsClient, EachlabsError, RetryPolicy
+from flux_depth_assets.providers.eachlabs.journal import JournalEntry, PredictionJournal
+from flux_depth_assets.providers.eachlabs.provider import EachlabsNotReady, EachlabsProvider
+
+__all__ = [
+    "EachlabsClient",
+    "EachlabsError",
+    "EachlabsNotReady",
+    "EachlabsProvider",
+    "JournalEntry",
+    "PredictionJournal",
+    "RetryPolicy",
+]
