@@ -11,7 +11,7 @@ import io
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Callable
 
@@ -80,15 +80,18 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
         prev = previous.get(r["image_id"])
         if prev and prev["cache_key"] == key and prev["status"] in ("succeeded", "cached") \
                 and storage.exists(prev["depth_path"]) and (prev["npy_path"] or not settings.write_npy):
+            at = datetime.now(timezone.utc)
             rows[r["image_id"]] = {**prev, **common, "status": "cached", "seconds": 0.0,
-                                   "cost_usd": 0.0, "attempts": 0, "error": None}
+                                   "cost_usd": 0.0, "attempts": 0, "error": None,
+                                   "started_at": at, "finished_at": at}
             continue
         hit = cache.get(key)
         if hit is not None:
-            t1 = time.perf_counter()
+            t1, at = time.perf_counter(), datetime.now(timezone.utc)
             out = _write_outputs(storage, catalog, r["image_id"], hit.depth, settings)
             rows[r["image_id"]] = {**common, **out, **_meta_fields(hit.meta), "status": "cached",
-                                   "seconds": time.perf_counter() - t1, "cost_usd": 0.0, "attempts": 0}
+                                   "seconds": time.perf_counter() - t1, "cost_usd": 0.0, "attempts": 0,
+                                   "started_at": at, "finished_at": datetime.now(timezone.utc)}
             continue
         pending.append(ProviderInput(image_id=r["image_id"], source_sha256=r["sha256"], cache_key=key,
                                      load_image=partial(load_normalized, storage, r["normalized_path"]),
@@ -106,10 +109,13 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
         log(f"depth_maps: {len(pending)} image(s) to compute with {provider.name}/{provider.model}, "
             f"{len(rows)} cached")
         pending_by_id = {p.image_id: p for p in pending}
+        batch_started = datetime.now(timezone.utc)
         for pred in provider.predict_many(pending, progress=log):
             item = pending_by_id[pred.image_id]
             rows[pred.image_id] = _row_for_prediction(pred, item, storage, cache, catalog, settings,
-                                                      base, by_id[pred.image_id])
+                                                      base, by_id[pred.image_id],
+                                                      price_usd=provider.price_usd,
+                                                      batch_started=batch_started)
     ordered = [rows[r["image_id"]] for r in accepted if r["image_id"] in rows]
     now = datetime.now(timezone.utc)
     for row in ordered:
@@ -140,16 +146,39 @@ def apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: 
         f"(set on_budget: partial to process up to the budget)")
 
 
+def call_cost(pred: DepthPrediction, price_usd: float) -> float:
+    """USD of one provider call. The provider's own figure wins (`cost_usd` > 0, or an explicit
+    `extra["cost_reported"]` for a reported zero); otherwise the configured `price_usd` is charged
+    for every prediction the host executed: succeeded, or failed after it was created (it has a
+    prediction id). A call that never created a prediction costs nothing."""
+    if pred.cost_usd or pred.extra.get("cost_reported"):
+        return float(pred.cost_usd or 0.0)
+    if pred.status == "succeeded" or pred.prediction_id:
+        return float(price_usd)
+    return 0.0
+
+
+def _call_times(pred: DepthPrediction, batch_started: datetime | None) -> tuple[datetime, datetime]:
+    """(started_at, finished_at) of a call: the provider's own timestamps in `extra` when it
+    reports them, else the batch's start and start + latency."""
+    start = pred.extra.get("started_at") or batch_started or datetime.now(timezone.utc)
+    end = pred.extra.get("finished_at") or start + timedelta(seconds=float(pred.latency_s or 0.0))
+    return start, end
+
+
 def _meta_fields(meta: dict) -> dict:
     return {k: meta.get(k) for k in ("metric", "prediction_id", "http_status")}
 
 
 def _row_for_prediction(pred: DepthPrediction, item: ProviderInput, storage: Storage, cache: DepthCache,
-                        catalog: str, settings: DepthMapSettings, base: dict, src: dict) -> dict:
+                        catalog: str, settings: DepthMapSettings, base: dict, src: dict, *,
+                        price_usd: float = 0.0, batch_started: datetime | None = None) -> dict:
+    started_at, finished_at = _call_times(pred, batch_started)
     row = {**base, "image_id": pred.image_id, "source_sha256": item.source_sha256,
            "cache_key": item.cache_key, "width": src["width"], "height": src["height"],
            "seconds": pred.latency_s, "prediction_id": pred.prediction_id, "attempts": pred.attempts,
-           "http_status": pred.http_status, "cost_usd": pred.cost_usd, "metric": pred.metric}
+           "http_status": pred.http_status, "cost_usd": call_cost(pred, price_usd),
+           "metric": pred.metric, "started_at": started_at, "finished_at": finished_at}
     if pred.status != "succeeded" or pred.depth is None:
         return {**row, "status": "failed", "error": pred.error or "provider returned no depth"}
     depth = pred.depth

@@ -1,11 +1,14 @@
 """`source_images`: the validated manifest of a catalog's images."""
 
+from datetime import datetime, timezone
 
 import dagster as dg
 
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, INGEST_GROUP, OWNERS
 from flux_depth_assets.defs.metadata import counts_metadata, preview_table
 from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
+from flux_depth_assets.lineage.record import record_materialization
+from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.scan import ASSET, scan_catalog
 from flux_depth_assets.sources import SourceError
 
@@ -25,6 +28,7 @@ from flux_depth_assets.sources import SourceError
 )
 def source_images(context: dg.AssetExecutionContext, storage: StorageResource,
                   catalogs: CatalogsResource) -> dg.MaterializeResult:
+    started_at = datetime.now(timezone.utc)
     catalog = catalogs.load().catalog(context.partition_key)
     store = storage.get()
     try:
@@ -34,14 +38,23 @@ def source_images(context: dg.AssetExecutionContext, storage: StorageResource,
     table_path = store.write_partition(ASSET, catalog.name, result.table())
     for row in result.rejected[:20]:
         context.log.warning(f"rejected {row['source_uri']}: {row['reason']}")
+    over_ratio = bool(result.counts["files"]) and result.reject_ratio > catalog.max_failure_ratio
+    lineage = record_materialization(
+        store, context, seconds=result.seconds, started_at=started_at,
+        counts={"images": result.counts["files"], "new": result.counts["new"],
+                "cached": result.counts["unchanged"], "rejected": result.counts["rejected"],
+                "failed": 0},
+        status="failed" if over_ratio else "succeeded",
+        config_hash=config_hash(catalog.source, catalog.max_image_bytes, catalog.max_image_pixels))
     metadata = {
         **counts_metadata(result.counts, result.seconds, len(result.rows)),
+        **lineage,
         "images": dg.MetadataValue.int(len(result.accepted)),
         "table": dg.MetadataValue.path(store.uri(table_path)),
         "preview": preview_table(result.rows, ["image_id", "status", "format", "width", "height",
                                                "source_uri", "reason"]),
     }
-    if result.counts["files"] and result.reject_ratio > catalog.max_failure_ratio:
+    if over_ratio:
         raise dg.Failure(
             description=(f"catalog {catalog.name!r}: {result.counts['rejected']} of "
                          f"{result.counts['files']} files rejected ({result.reject_ratio:.0%}), over "

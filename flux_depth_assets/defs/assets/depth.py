@@ -1,5 +1,6 @@
 """`depth_maps`: one depth map per accepted image, from the catalog's provider, cached per call."""
 
+from datetime import datetime, timezone
 
 import dagster as dg
 
@@ -12,6 +13,8 @@ from flux_depth_assets.defs.constants import (
 )
 from flux_depth_assets.defs.metadata import counts_metadata, preview_table
 from flux_depth_assets.defs.resources import CatalogsResource, DepthProviderResource, StorageResource
+from flux_depth_assets.lineage.record import record_materialization
+from flux_depth_assets.lineage.writer import calls_from_rows, config_hash
 from flux_depth_assets.pipeline.depth_run import ASSET, BudgetExceeded, run_depth
 from flux_depth_assets.pipeline.scan import accepted_rows
 
@@ -34,6 +37,7 @@ from flux_depth_assets.pipeline.scan import accepted_rows
 )
 def depth_maps(context: dg.AssetExecutionContext, storage: StorageResource,
                catalogs: CatalogsResource, depth_provider: DepthProviderResource) -> dg.MaterializeResult:
+    started_at = datetime.now(timezone.utc)
     project = catalogs.load()
     catalog = project.catalog(context.partition_key)
     settings = project.settings_for(catalog.name).depth_maps
@@ -49,17 +53,25 @@ def depth_maps(context: dg.AssetExecutionContext, storage: StorageResource,
     table_path = store.write_partition(ASSET, catalog.name, result.table())
     for row in [r for r in result.rows if r["status"] == "failed"][:20]:
         context.log.warning(f"depth failed for {row['image_id']}: {row['error']}")
+    over_ratio = bool(result.counts["images"]) and result.failure_ratio > catalog.max_failure_ratio
+    secrets = depth_provider.secrets()
+    lineage = record_materialization(
+        store, context, counts=result.counts, seconds=result.seconds, started_at=started_at,
+        calls=calls_from_rows(result.rows, run_id=context.run.run_id, asset=ASSET,
+                              default_time=started_at,
+                              secrets=[secrets.eachlabs_api_key]),
+        status="failed" if over_ratio else "succeeded",
+        config_hash=config_hash(catalog, settings))
     metadata = {
         **counts_metadata(result.counts, result.seconds, len(result.rows)),
-        "cost_usd": dg.MetadataValue.float(round(result.cost_usd, 4)),
-        "provider_calls": dg.MetadataValue.int(result.counts["new"] + result.counts["failed"]),
+        **lineage,
         "provider": dg.MetadataValue.text(f"{provider.name}/{provider.model}"),
         "table": dg.MetadataValue.path(store.uri(table_path)),
         "depth_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{ASSET}")),
         "preview": preview_table(result.rows, ["image_id", "status", "depth_path", "seconds",
                                                "cost_usd", "error"]),
     }
-    if result.counts["images"] and result.failure_ratio > catalog.max_failure_ratio:
+    if over_ratio:
         raise dg.Failure(
             description=(f"catalog {catalog.name!r}: {result.counts['failed']} of "
                          f"{result.counts['images']} depth maps failed ({result.failure_ratio:.0%}), "
