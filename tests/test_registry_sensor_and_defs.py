@@ -109,3 +109,15 @@ def test_cli_materialize_runs_and_reports_failures(tmp_path):
     assert bad.returncode == 1
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("flux-depth: error: run ") and "does not exist" in last
+
+
+def test_environment_selector_makes_prod_secrets_required(monkeypatch):
+    from flux_depth_assets.defs.resources import default_resources
+    local = default_resources("local")
+    assert local["storage"].root is None and local["depth_provider"].eachlabs_api_key is None
+    prod = default_resources("prod")
+    assert isinstance(prod["depth_provider"].eachlabs_api_key, dg.EnvVar)
+    assert isinstance(prod["storage"].root, dg.EnvVar)
+    monkeypatch.setenv("FLUX_DEPTH_ENV", "staging")
+    with pytest.raises(ValueError, match="local, ci or prod"):
+        default_resources()

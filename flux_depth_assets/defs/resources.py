@@ -67,7 +67,25 @@ class DepthProviderResource(dg.ConfigurableResource):
         return build_provider(config, self.secrets())
 
 
-def default_resources() -> dict[str, dg.ConfigurableResource]:
+ENV_SELECTOR = "FLUX_DEPTH_ENV"
+
+
+def default_resources(env: str | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Resources per environment (`FLUX_DEPTH_ENV` = local | ci | prod, read when definitions load).
+
+    local/ci: everything optional, resolved at run time (the demo needs no variable at all).
+    prod: the storage root and the API key are required `EnvVar`s, so a missing one fails loudly
+    at run start instead of silently writing to a local folder.
+    """
+    env = env or os.environ.get(ENV_SELECTOR, "local")
+    if env not in ("local", "ci", "prod"):
+        raise ValueError(f"{ENV_SELECTOR}={env!r}: expected local, ci or prod")
+    if env == "prod":
+        return {
+            "storage": StorageResource(root=dg.EnvVar(HOME_ENV)),
+            "catalogs": CatalogsResource(),
+            "depth_provider": DepthProviderResource(eachlabs_api_key=dg.EnvVar("EACHLABS_API_KEY")),
+        }
     return {
         "storage": StorageResource(),
         "catalogs": CatalogsResource(),
