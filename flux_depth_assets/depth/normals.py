@@ -1,0 +1,264 @@
+"""Surface normals from a nearness map, and their RGB PNG encoding.
+
+Conventions (stated once; `docs/derived.md` explains them for users):
+
+- Input `nearness`: float (H, W), relative inverse depth, larger = nearer, NaN = invalid. The
+  stored depth maps are normalised to [0, 1] per image (see `depth.encoding`).
+- The map is read as a height field h = strength * nearness over image coordinates measured in
+  **image widths**: u = x / W (to the right), v = y / W (down the rows). The surface slope is
+  therefore `strength * d(nearness) / d(x / W)`: a nearness change of 1.0 across the full image
+  width is a 45° slope at strength 1. Because the gradient is taken per fraction of the width,
+  the same scene gives the same normals at any resolution.
+- Output normals: float32 (H, W, 3), unit length, z > 0 (towards the camera).
+  OpenGL (+Y up, the default) or DirectX (+Y down): only the sign of the y component differs.
+  Invalid pixels get the flat normal (0, 0, 1).
+- Discontinuities: at every pixel the slope along each axis comes from the central difference
+  when the two one-sided differences agree, and from the gentler one-sided difference when they
+  disagree by more than `EDGE_ANGLE_DEG` (a depth edge between this pixel and one neighbour). A
+  pixel on a silhouette so takes its slope from its own surface only: no halo, no smear.
+- PNG: 8-bit RGB with n = rgb / 255 * 2 - 1 (the usual normal-map encoding), or 16-bit RGB with
+  n = rgb / 65535 * 2 - 1. Pillow cannot write 48-bit RGB PNGs, so that one is written here.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+Convention = Literal["opengl", "directx"]
+
+#: two one-sided slopes whose directions differ by more than this are a depth edge
+EDGE_ANGLE_DEG = 25.0
+
+#: rows per block: keeps every temporary array in cache on large images
+_BLOCK_ROWS = 64
+
+
+def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float) -> np.ndarray:
+    """Slope at interior pixels from forward and backward one-sided slopes (same shape).
+
+    Central difference where they agree; the gentler one-sided slope across a depth edge; the
+    one that exists when a neighbour is invalid; 0 when neither exists.
+    """
+    central = fwd + bwd
+    central *= 0.5
+    # directions differ by more than the edge angle ⇔ |f - b| > tan(θ) (1 + f b)
+    # (when 1 + f b <= 0 they differ by >= 90° and the test holds as well)
+    diff = np.abs(fwd - bwd)
+    agree = fwd * bwd
+    agree += 1.0
+    agree *= tan_edge
+    edge = diff > agree
+    gentler = np.where(np.abs(fwd) <= np.abs(bwd), fwd, bwd)
+    out = np.where(edge, gentler, central)
+    fnan = np.isnan(fwd)
+    if fnan.any() or np.isnan(bwd).any():
+        out = np.where(fnan, bwd, out)
+        out = np.where(np.isnan(bwd), fwd, out)
+        out[np.isnan(out)] = 0.0
+    return out
+
+
+def _slopes_x(n: np.ndarray, scale: float, tan_edge: float) -> np.ndarray:
+    d = np.diff(n, axis=1)
+    d *= scale
+    out = np.empty(n.shape, dtype=np.float32)
+    if n.shape[1] == 1:
+        out[:] = 0.0
+        return out
+    out[:, 1:-1] = _axis_slope(d[:, 1:], d[:, :-1], tan_edge)
+    out[:, 0] = d[:, 0]
+    out[:, -1] = d[:, -1]
+    return out
+
+
+def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
+              scale: float, tan_edge: float) -> np.ndarray:
+    """d/dy (rows, downwards) for a block, with the rows just above/below it (None at the borders)."""
+    ext = n
+    if top is not None or bottom is not None:
+        parts = ([top[None]] if top is not None else []) + [n] + ([bottom[None]] if bottom is not None else [])
+        ext = np.concatenate(parts, axis=0)
+    out = np.zeros(n.shape, dtype=np.float32)
+    if ext.shape[0] == 1:
+        return out
+    d = np.diff(ext, axis=0)
+    d *= scale
+    off = 1 if top is not None else 0  # row of ext holding n[0]
+    # interior rows of ext (both neighbours exist): ext rows 1..len-2
+    inner = _axis_slope(d[1:], d[:-1], tan_edge)  # for ext rows 1..len-2
+    lo, hi = max(off, 1), min(off + n.shape[0], ext.shape[0] - 1)
+    if hi > lo:
+        out[lo - off:hi - off] = inner[lo - 1:hi - 1]
+    if off == 0:  # n[0] is the image's first row: forward difference only
+        out[0] = np.where(np.isnan(d[0]), 0.0, d[0])
+    if off + n.shape[0] == ext.shape[0]:  # n[-1] is the image's last row
+        out[-1] = np.where(np.isnan(d[-1]), 0.0, d[-1])
+    return out
+
+
+def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
+                       convention: Convention = "opengl") -> np.ndarray:
+    """Unit surface normals (H, W, 3) float32 of the height field `strength * nearness`.
+
+    Slopes are measured per image width (see the module docstring), so the result does not
+    depend on the resolution the same scene is sampled at.
+    """
+    n = np.asarray(nearness, dtype=np.float32)
+    if n.ndim != 2 or n.size == 0:
+        raise ValueError(f"expected a non-empty 2-D nearness map, got shape {n.shape}")
+    if not (strength > 0 and math.isfinite(strength)):
+        raise ValueError(f"strength must be a positive number, got {strength!r}")
+    if convention not in ("opengl", "directx"):
+        raise ValueError(f"convention must be 'opengl' or 'directx', got {convention!r}")
+    h, w = n.shape
+    scale = np.float32(strength * w)  # nearness step per pixel → slope per image width
+    tan_edge = np.float32(math.tan(math.radians(EDGE_ANGLE_DEG)))
+    # +x right: n_x = -dh/du. Rows go down, so dh/dv_up = -dh/dy: OpenGL n_y = +dh/dy,
+    # DirectX (+Y down) n_y = -dh/dy.
+    y_sign = np.float32(1.0 if convention == "opengl" else -1.0)
+    out = np.empty((h, w, 3), dtype=np.float32)
+    for r0 in range(0, h, _BLOCK_ROWS):
+        r1 = min(h, r0 + _BLOCK_ROWS)
+        block = n[r0:r1]
+        sx = _slopes_x(block, scale, tan_edge)
+        sy = _slopes_y(block, n[r0 - 1] if r0 > 0 else None, n[r1] if r1 < h else None,
+                       scale, tan_edge)
+        inv = sx * sx
+        inv += sy * sy
+        inv += 1.0
+        np.sqrt(inv, out=inv)
+        np.reciprocal(inv, out=inv)
+        o = out[r0:r1]
+        np.multiply(sx, inv, out=o[..., 0])
+        np.negative(o[..., 0], out=o[..., 0])
+        np.multiply(sy, inv, out=o[..., 1])
+        if y_sign < 0:
+            np.negative(o[..., 1], out=o[..., 1])
+        o[..., 2] = inv
+    return out
+
+
+# --------------------------------------------------------------------------- PNG encoding
+
+
+def quantize_normals(normals: np.ndarray, bit_depth: Literal[8, 16] = 8) -> np.ndarray:
+    """uint8/uint16 (H, W, 3) with rgb = round((n + 1) / 2 * max)."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    nrm = np.asarray(normals, dtype=np.float32)
+    if nrm.ndim != 3 or nrm.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) normals, got shape {nrm.shape}")
+    top = 255.0 if bit_depth == 8 else 65535.0
+    q = nrm + np.float32(1.0)
+    q *= np.float32(top / 2.0)
+    np.clip(q, 0.0, top, out=q)
+    np.rint(q, out=q)
+    return q.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+def encode_rgb16_png(rgb: np.ndarray, compress_level: int = 3) -> bytes:
+    """A 48-bit RGB PNG (16 bits per channel) from a uint16 (H, W, 3) array; rows use the Up filter."""
+    if rgb.dtype != np.uint16 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected a uint16 (H, W, 3) array, got {rgb.dtype} {rgb.shape}")
+    h, w, _ = rgb.shape
+    raw = np.ascontiguousarray(rgb.astype(">u2")).view(np.uint8).reshape(h, w * 6)
+    up = raw.copy()
+    up[1:] -= raw[:-1]  # PNG filter 2 (Up): byte minus the byte above, modulo 256
+    rows = np.empty((h, w * 6 + 1), dtype=np.uint8)
+    rows[:, 0] = 2
+    rows[0, 0] = 0  # the first row has nothing above it
+    rows[0, 1:] = raw[0]
+    rows[1:, 1:] = up[1:]
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return (_PNG_SIG + _png_chunk(b"IHDR", ihdr)
+            + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level))
+            + _png_chunk(b"IEND", b""))
+
+
+def decode_rgb16_png(data: bytes) -> np.ndarray:
+    """uint16 (H, W, 3) from a 48-bit RGB PNG using filters None/Up (what `encode_rgb16_png` writes)."""
+    if not data.startswith(_PNG_SIG):
+        raise ValueError("not a PNG file")
+    pos, idat, ihdr = len(_PNG_SIG), [], None
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if ihdr is None:
+        raise ValueError("PNG without IHDR")
+    w, h, depth, ctype, _, _, interlace = ihdr
+    if (depth, ctype, interlace) != (16, 2, 0):
+        raise ValueError(f"expected a non-interlaced 16-bit RGB PNG, got depth={depth} "
+                         f"colour type={ctype} interlace={interlace}")
+    rows = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8).reshape(h, w * 6 + 1)
+    filters = rows[:, 0]
+    if not np.isin(filters, (0, 2)).all():
+        raise ValueError(f"unsupported PNG row filters {sorted(set(filters.tolist()) - {0, 2})}")
+    raw = rows[:, 1:].copy()
+    for i in range(1, h):  # undo Up row by row (each depends on the decoded row above)
+        if filters[i] == 2:
+            raw[i] += raw[i - 1]
+    return raw.view(">u2").reshape(h, w, 3).astype(np.uint16)
+
+
+def encode_normals_png(normals: np.ndarray, bit_depth: Literal[8, 16] = 8,
+                       compress_level: int = 3) -> bytes:
+    """RGB PNG bytes of unit normals: 8-bit (rgb = (n+1)/2*255) or 16-bit."""
+    q = quantize_normals(normals, bit_depth)
+    if bit_depth == 16:
+        return encode_rgb16_png(q, compress_level=compress_level)
+    buf = io.BytesIO()
+    Image.fromarray(q, "RGB").save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def decode_normals_png(data: bytes) -> np.ndarray:
+    """float32 (H, W, 3) normals n = rgb / max * 2 - 1 from an 8- or 16-bit RGB PNG."""
+    if _png_bit_depth(data) == 16:
+        arr = decode_rgb16_png(data).astype(np.float32)
+        return arr * np.float32(2.0 / 65535.0) - np.float32(1.0)
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode != "RGB":
+            raise ValueError(f"expected an RGB normal map, got mode {im.mode}")
+        arr = np.asarray(im, dtype=np.float32)
+    return arr * np.float32(2.0 / 255.0) - np.float32(1.0)
+
+
+def _png_bit_depth(data: bytes) -> int:
+    if not data.startswith(_PNG_SIG) or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG file")
+    return data[24]
+
+
+def angular_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle in degrees between two fields of (not necessarily unit) normals, (H, W)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    dot = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return np.degrees(np.arccos(np.clip(dot, -1.0, 1.0)))
+
+
+def tilt_deg(normals: np.ndarray) -> np.ndarray:
+    """Angle in degrees between each normal and the view axis (0, 0, 1)."""
+    z = np.clip(np.asarray(normals, dtype=np.float32)[..., 2], -1.0, 1.0)
+    return np.degrees(np.arccos(z))
