@@ -28,20 +28,53 @@ class LocalDirSource(StrictModel):
     recursive: bool = True
 
 
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
 class S3PrefixSource(StrictModel):
+    """Objects under `s3://<bucket>/<prefix>/`; credentials and endpoint come from the environment
+    (`AWS_*`, `AWS_ENDPOINT_URL_S3` for MinIO/moto), as boto3 and dagster-aws resolve them."""
+
     type: Literal["s3_prefix"] = "s3_prefix"
     bucket: str
-    prefix: str = ""
+    prefix: str = ""  # a folder: normalised to "a/b/" (no leading slash, one trailing slash)
     include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE))
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, v: str) -> str:
+        if v.startswith("s3://") or not _BUCKET_RE.match(v):
+            raise ValueError(f"{v!r} is not an S3 bucket name (3-63 of a-z 0-9 . -; "
+                             "no s3:// scheme, the prefix goes in `prefix`)")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _folder_prefix(cls, v: str) -> str:
+        v = v.strip().strip("/")
+        if any(part in ("", ".", "..") for part in v.split("/")) and v:
+            raise ValueError(f"prefix {v!r} has an empty, '.' or '..' segment")
+        return f"{v}/" if v else ""
 
 
 class UrlManifestSource(StrictModel):
+    """A CSV or Parquet file listing image URLs (+ an optional external id per row)."""
+
     type: Literal["url_manifest"] = "url_manifest"
-    path: str  # CSV or Parquet with a `url` column (+ optional `external_id`)
+    path: str  # local path (relative to the project) or s3:// URI; .csv, .parquet or .pq
+    format: Literal["auto", "csv", "parquet"] = "auto"  # auto: from the file extension
     url_column: str = "url"
-    id_column: str | None = "external_id"
-    timeout_s: float = Field(default=30.0, gt=0)
-    max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    id_column: str | None = "external_id"  # used when the column exists
+    timeout_s: float = Field(default=30.0, gt=0, le=600)  # whole download of one URL
+    max_bytes: int = Field(default=50 * 1024 * 1024, gt=0, le=50 * 1024 * 1024)
+    max_redirects: int = Field(default=5, ge=0, le=20)  # http(s) → http(s) only
+
+    @model_validator(mode="after")
+    def _known_format(self) -> "UrlManifestSource":
+        if self.format == "auto" and not self.path.lower().endswith((".csv", ".parquet", ".pq")):
+            raise ValueError(f"cannot tell the manifest format of {self.path!r} from its extension; "
+                             "use .csv/.parquet or set `format: csv|parquet`")
+        return self
 
 
 SourceConfig = Annotated[
@@ -150,10 +183,76 @@ class ModelSettings(StrictModel):
 
 
 class UploadSensorConfig(StrictModel):
-    enabled: bool = True
-    settle_seconds: float = Field(default=30.0, ge=0)
-    minimum_interval_seconds: int = Field(default=30, ge=5)
+    """`<catalog>__upload_sensor`: request a run of the catalog's partition on new/changed uploads."""
+
+    enabled: bool = True  # false: the sensor exists but starts stopped (toggle it in the UI)
+    settle_seconds: float = Field(default=30.0, ge=0, le=86_400)  # younger objects wait a tick
+    minimum_interval_seconds: int = Field(default=30, ge=5, le=86_400)
+    # First tick (no cursor yet) over a source holding more objects than this: record a baseline
+    # and launch nothing (backfill the catalog for what already exists).
     first_tick_max_files: int = Field(default=10_000, ge=1)
+    on_delete: Literal["run", "ignore"] = "run"  # deletions alone: refresh the catalog or not
+
+
+# --------------------------------------------------------------------------- declarative tests
+
+
+class _TestArgs(StrictModel):
+    severity: Literal["error", "warn"] = "error"
+
+
+class ValidDepthRatioTest(_TestArgs):
+    """depth_stats.valid_ratio (share of valid depth pixels) is at least `min`."""
+
+    min: float = Field(ge=0, le=1)
+    aggregate: Literal["each", "mean"] = "each"  # every image, or the catalog mean
+
+
+class MaxRejectedRatioTest(_TestArgs):
+    """source_images: rejected files / all files is at most `max`."""
+
+    max: float = Field(ge=0, le=1)
+
+
+class DepthRangeTest(_TestArgs):
+    """depth_stats: p99 - p1 of the normalised depth is at least `p99_minus_p1_min` (not flat)."""
+
+    p99_minus_p1_min: float = Field(ge=0, le=1)
+    aggregate: Literal["each", "mean"] = "each"
+
+
+class MinImagesTest(_TestArgs):
+    """source_images: at least `min` accepted images."""
+
+    min: int = Field(ge=0)
+
+
+class DeclaredTest(StrictModel):
+    """One entry of a catalog's `tests:` list: `{<test name>: {<args>}}`, one test per entry."""
+
+    valid_depth_ratio: ValidDepthRatioTest | None = None
+    max_rejected_ratio: MaxRejectedRatioTest | None = None
+    depth_range: DepthRangeTest | None = None
+    min_images: MinImagesTest | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_known_test(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or len(data) != 1:
+            raise ValueError("a test is a mapping with exactly one test name, "
+                             "e.g. {valid_depth_ratio: {min: 0.95}}")
+        name, args = next(iter(data.items()))
+        if name not in cls.model_fields:
+            raise ValueError(f"unknown test {name!r}; known tests: {', '.join(cls.model_fields)}")
+        return {name: {} if args is None else args}
+
+    @property
+    def name(self) -> str:
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+    @property
+    def args(self) -> _TestArgs:
+        return getattr(self, self.name)
 
 
 class CatalogConfig(StrictModel):
@@ -167,8 +266,9 @@ class CatalogConfig(StrictModel):
     budget_usd_per_run: float | None = Field(default=None, ge=0)
     on_budget: Literal["stop", "partial"] = "stop"
     upload_sensor: UploadSensorConfig | None = None
-    schedule: str | None = None
-    tests: list[dict[str, Any]] = Field(default_factory=list)
+    schedule: str | None = None  # cron, e.g. "0 3 * * *" → `<catalog>__schedule`
+    schedule_timezone: str = "UTC"
+    tests: list[DeclaredTest] = Field(default_factory=list)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     owners: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
@@ -178,6 +278,37 @@ class CatalogConfig(StrictModel):
     def _slug(cls, v: str) -> str:
         if not SLUG_RE.match(v):
             raise ValueError(f"catalog name {v!r} is not a slug ([a-z0-9][a-z0-9_-]*)")
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from dagster._utils.schedules import is_valid_cron_string  # lazy: only when used
+
+        if not is_valid_cron_string(v.strip()):
+            raise ValueError(f"{v!r} is not a valid cron string (e.g. \"0 3 * * *\" or \"@daily\")")
+        return v.strip()
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as UTC or Europe/Paris)") from None
+        return v
+
+    @field_validator("tests")
+    @classmethod
+    def _unique_tests(cls, v: list[DeclaredTest]) -> list[DeclaredTest]:
+        names = [t.name for t in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"test(s) declared more than once: {', '.join(twice)}")
         return v
 
 

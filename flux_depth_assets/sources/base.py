@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Callable
 
-from flux_depth_assets.config.models import LocalDirSource
+from flux_depth_assets.config.models import LocalDirSource, S3PrefixSource, UrlManifestSource
 
 
 class SourceError(RuntimeError):
@@ -28,9 +28,18 @@ def matches(name: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(lower, p.lower()) for p in patterns)
 
 
-def list_objects(source) -> list[SourceObject]:
-    """Every object the source holds that matches its `include` patterns, sorted by key."""
+def list_objects(source, *, s3_client=None) -> list[SourceObject]:
+    """Every object the source holds that matches its `include` patterns, sorted by key.
+
+    `s3_client`: a boto3 S3 client for `s3_prefix` sources (default: one from the environment).
+    """
     if isinstance(source, LocalDirSource):
         from flux_depth_assets.sources.local_dir import list_local_dir
         return list_local_dir(source)
+    if isinstance(source, S3PrefixSource):
+        from flux_depth_assets.sources.s3_prefix import list_s3_prefix
+        return list_s3_prefix(source, client=s3_client)
+    if isinstance(source, UrlManifestSource):
+        from flux_depth_assets.sources.url_manifest import list_url_manifest
+        return list_url_manifest(source)
     raise SourceError(f"source type {source.type!r} is not supported yet")
