@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "flux_depth_assets.cli.run",
     "flux_depth_assets.cli.fakeapi",
+    "flux_depth_assets.cli.lineage",
 ]
 
 

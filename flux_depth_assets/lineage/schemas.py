@@ -91,3 +91,37 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         else:
             cols.append(pa.nulls(table.num_rows, type=f.type))
     return pa.Table.from_arrays(cols, schema=schema)
+
+# --------------------------------------------------------------------------- catalog_summary
+
+# One file, `tables/catalog_summary/part-0.parquet`, one row per catalog, rewritten whole by the
+# (non-partitioned) `catalog_summary` asset; here `catalog` is an ordinary column.
+STAT_DISTRIBUTION = pa.struct([
+    pa.field("stat", pa.string()),      # a float column of the depth_stats table
+    pa.field("count", pa.int64()),      # images with a finite value
+    pa.field("mean", pa.float64()),
+    pa.field("min", pa.float64()),
+    pa.field("p10", pa.float64()),
+    pa.field("p50", pa.float64()),
+    pa.field("p90", pa.float64()),
+    pa.field("max", pa.float64()),
+])
+
+CATALOG_SUMMARY = pa.schema([
+    pa.field("catalog", pa.string(), nullable=False),
+    pa.field("images", pa.int64()),                 # accepted, de-duplicated source images
+    pa.field("rejected", pa.int64()),
+    pa.field("depth_maps", pa.int64()),             # images with a depth map (succeeded or cached)
+    pa.field("depth_failed", pa.int64()),
+    pa.field("depth_skipped_budget", pa.int64()),
+    pa.field("depth_coverage", pa.float64()),       # depth_maps / images (null when no images)
+    pa.field("total_cost_usd", pa.float64()),       # all-time, from lineage materializations
+    pa.field("paid_calls", pa.int64()),
+    pa.field("cost_per_image", pa.float64()),       # total_cost_usd / depth_maps (null when none)
+    pa.field("runs", pa.int64()),
+    pa.field("last_run_id", pa.string()),
+    pa.field("last_run_at", TS),
+    pa.field("depth_stats_images", pa.int64()),     # rows in depth_stats (null: table absent)
+    pa.field("depth_stats", pa.list_(STAT_DISTRIBUTION)),
+    pa.field("summarized_at", TS),
+], metadata={"flux_depth.table": "catalog_summary", "flux_depth.schema_version": SCHEMA_VERSION})

@@ -1,0 +1,164 @@
+"""`estimate`, `costs`, `compact`: what a run would cost, what runs did cost, tidy the lineage tables."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import date, datetime
+
+from flux_depth_assets.config import ConfigError, load_project
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("estimate", help="pending images and their cost for a catalog, calling no provider")
+    e.add_argument("--catalog", required=True)
+    e.add_argument("--config-dir", help="config directory (default: $FLUX_DEPTH_CONFIG_DIR or dbt_like_configs/)")
+    e.add_argument("--root", help="storage root (default: $FLUX_DEPTH_HOME)")
+    e.add_argument("--scan", action="store_true",
+                   help="list and validate the source in memory (writes nothing) instead of "
+                        "trusting the last source_images table")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=_estimate)
+
+    c = sub.add_parser("costs", help="spend by catalog, asset and UTC day, from the lineage tables")
+    c.add_argument("--catalog")
+    c.add_argument("--since", type=_date, help="first UTC day to include (YYYY-MM-DD)")
+    c.add_argument("--until", type=_date, help="last UTC day to include (YYYY-MM-DD)")
+    c.add_argument("--root", help="storage root (default: $FLUX_DEPTH_HOME)")
+    c.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    c.set_defaults(func=_costs)
+
+    k = sub.add_parser("compact", help="merge the lineage tables' small files (no row lost or duplicated)")
+    k.add_argument("--catalog")
+    k.add_argument("--table", choices=["provider_calls", "materializations"],
+                   help="one table (default: both)")
+    k.add_argument("--include-today", action="store_true",
+                   help="also compact the current UTC day (runs may still be writing there)")
+    k.add_argument("--dry-run", action="store_true", help="report what would be merged, change nothing")
+    k.add_argument("--root", help="storage root (default: $FLUX_DEPTH_HOME)")
+    k.set_defaults(func=_compact)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"flux-depth: error: {message}", file=sys.stderr)
+    return code
+
+
+def _store(root: str | None):
+    from flux_depth_assets.defs.resources import StorageResource  # Dagster import only when used
+    return StorageResource(root=root).get()
+
+
+# --------------------------------------------------------------------------- estimate
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from flux_depth_assets.defs.resources import DepthProviderResource
+    from flux_depth_assets.lineage.estimate import estimate_catalog
+    from flux_depth_assets.sources import SourceError
+    try:
+        project = load_project(args.config_dir)
+        catalog = project.catalog(args.catalog)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    except KeyError as exc:
+        return _fail(exc.args[0], 2)
+    try:
+        # The provider depth_maps would use; it is built for its price and cache key only.
+        provider = DepthProviderResource().for_catalog(catalog)
+        est = estimate_catalog(catalog, provider, _store(args.root), scan=args.scan)
+    except SourceError as exc:
+        return _fail(f"catalog {catalog.name!r}: {exc}")
+    if args.json:
+        print(json.dumps(est.as_dict(), indent=2, default=str))
+        return 0
+    print(f"catalog {est.catalog}: provider {est.provider}/{est.model} at ${est.price_usd:.4f} per call")
+    print(f"  images from: {est.basis}")
+    for note in est.notes:
+        print(f"  note: {note}")
+    print(f"  images {est.images}, cached {est.cached}, pending {est.pending} "
+          f"→ estimated cost ${est.cost_usd:.2f}")
+    if est.unscanned_files or est.removed_files:
+        print(f"  since that scan: {est.unscanned_files} new or changed file(s) not validated "
+              f"(up to ${est.unscanned_cost_usd:.2f} more), {est.removed_files} removed")
+    budget = "none" if est.budget_usd is None else f"${est.budget_usd:.2f} (on_budget: {est.on_budget})"
+    print(f"  budget_usd_per_run: {budget}: {est.verdict}")
+    print("  no provider was called")
+    return 0
+
+
+# --------------------------------------------------------------------------- costs
+
+
+def _costs(args: argparse.Namespace) -> int:
+    from flux_depth_assets.lineage.queries import COST_COLUMNS, costs
+    table = costs(_store(args.root), catalog=args.catalog, since=args.since, until=args.until)
+    rows = table.to_pylist()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if args.format == "csv":
+        w = csv.DictWriter(sys.stdout, fieldnames=COST_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+        return 0
+    if not rows:
+        print("no materializations recorded"
+              + (f" for catalog {args.catalog!r}" if args.catalog else "")
+              + (f" since {args.since}" if args.since else ""))
+        return 0
+    cols = ["date", "catalog", "asset", "runs", "images_new", "images_cached", "images_failed",
+            "provider_calls", "cost_usd"]
+    total = {"date": "total", "catalog": "", "asset": "",
+             **{c: sum(r[c] or 0 for r in rows) for c in cols[3:-1]},
+             "cost_usd": float(sum(r["cost_usd"] or 0.0 for r in rows))}
+    cells = [[_cell(r[c]) for c in cols] for r in rows + [total]]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths)))
+    print(line)
+    print("-" * len(line))
+    for n, row in enumerate(cells):
+        if n == len(cells) - 1:
+            print("-" * len(line))
+        print("  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+    return 0
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"${v:,.2f}"
+    if isinstance(v, (date, datetime)):
+        return v.isoformat()
+    return "" if v is None else str(v)
+
+
+# --------------------------------------------------------------------------- compact
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from flux_depth_assets.lineage.compact import compact
+    reports = compact(_store(args.root), tables=[args.table] if args.table else None,
+                      catalog=args.catalog, include_today=args.include_today, dry_run=args.dry_run)
+    done = 0
+    for r in reports:
+        if r.skipped:
+            print(f"{r.partition}: {r.files_before} file(s), skipped ({r.skipped})")
+            continue
+        done += 1
+        verb = "would merge" if args.dry_run else "merged"
+        extra = f", removed {len(r.leftovers_removed)} leftover(s) of an interrupted compaction" \
+            if r.leftovers_removed else ""
+        extra += f", dropped {r.superseded_rows} superseded row(s)" if r.superseded_rows else ""
+        print(f"{r.partition}: {verb} {r.files_before} file(s) → {r.rows} row(s){extra}")
+    print(f"{done} partition(s) {'to compact' if args.dry_run else 'compacted'}, "
+          f"{len(reports) - done} left as they are")
+    return 0
