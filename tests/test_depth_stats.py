@@ -21,7 +21,7 @@ def test_percentiles_mean_and_valid_fraction_of_a_known_distribution():
     for key, p in zip(PERCENTILE_KEYS, (1, 5, 25, 50, 75, 95, 99)):
         assert row[key] == pytest.approx(np.percentile(valid, p), abs=1e-6)
     assert row["p1"] < row["p5"] < row["p25"] < row["p50"] < row["p75"] < row["p95"] < row["p99"]
-    assert row["mean"] == pytest.approx(valid.mean(), abs=1e-6)
+    assert row["nearness_mean"] == pytest.approx(valid.mean(), abs=1e-6)
 
 
 def test_near_far_ratio_uses_the_providers_scale():

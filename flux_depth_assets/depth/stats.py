@@ -7,6 +7,7 @@ Definitions (the column names of the `depth_stats` table):
 
 - `valid_fraction`: finite pixels / all pixels.
 - `p1 … p99`: percentiles of the valid nearness, in the map's stored [0, 1] scale.
+- `nearness_mean`, `nearness_std`: of the valid nearness, same scale.
 - `near_far_ratio`: p99 / p1 of nearness in the provider's own scale (`value_range`). For
   inverse depth that is (distance of the far 1%) / (distance of the near 1%); null when p1 <= 0
   (relative maps whose zero is arbitrary have no meaningful ratio).
@@ -54,14 +55,14 @@ def depth_statistics(nearness: np.ndarray, normals: np.ndarray | None = None, *,
     n_valid = int(valid.sum())
     row: dict[str, Any] = {"width": w, "height": h, "valid_fraction": n_valid / n.size}
     if n_valid == 0:
-        row.update({k: None for k in (*PERCENTILE_KEYS, "mean", "std", "near_far_ratio",
+        row.update({k: None for k in (*PERCENTILE_KEYS, "nearness_mean", "nearness_std", "near_far_ratio",
                                       "edge_density", "mean_tilt_deg")})
         return row
     v = n[valid] if n_valid < n.size else n.ravel()
     pct = np.percentile(v, PERCENTILES)
     row.update({k: float(p) for k, p in zip(PERCENTILE_KEYS, pct)})
-    row["mean"] = float(v.mean(dtype=np.float64))
-    row["std"] = float(v.std(dtype=np.float64))
+    row["nearness_mean"] = float(v.mean(dtype=np.float64))
+    row["nearness_std"] = float(v.std(dtype=np.float64))
 
     p1, p99 = float(pct[0]), float(pct[-1])
     if value_range is not None and all(map(math.isfinite, value_range)):

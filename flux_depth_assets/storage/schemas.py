@@ -83,3 +83,74 @@ DEPTH_RENDERS = pa.schema([
     pa.field("run_id", pa.string()),
     pa.field("materialized_at", TS),
 ])
+
+# --------------------------------------------------------------------------- derived (issue 5)
+# status: succeeded | cached | failed | skipped_no_depth. `depth_sha256` is the sha256 of the
+# depth map PNG the row was made from and `params_hash` of the settings + algorithm version:
+# an image is recomputed only when either changes (or its outputs are gone).
+
+NORMAL_MAPS = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("depth_sha256", pa.string()),
+    pa.field("params_hash", pa.string()),
+    pa.field("normal_path", pa.string()),       # RGB PNG, n = rgb / max * 2 - 1
+    pa.field("output_sha256", pa.string()),
+    pa.field("convention", pa.string()),        # opengl (+Y up) | directx (+Y down)
+    pa.field("bit_depth", pa.int8()),           # 8 | 16
+    pa.field("strength", pa.float64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("max_unit_error", pa.float64()),   # max | |decoded n| - 1 |
+    pa.field("mean_tilt_deg", pa.float64()),
+    pa.field("seconds", pa.float64()),
+    pa.field("run_id", pa.string()),
+    pa.field("materialized_at", TS),
+])
+
+PARALLAX_SPRITES = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("depth_sha256", pa.string()),
+    pa.field("source_sha256", pa.string()),
+    pa.field("params_hash", pa.string()),
+    pa.field("sprite_dir", pa.string()),        # catalogs/<name>/parallax_sprites/<image_id>/
+    pa.field("manifest_path", pa.string()),     # written last: its presence means complete
+    pa.field("preview_path", pa.string()),
+    pa.field("layers", pa.int32()),
+    pa.field("nonempty_layers", pa.int32()),
+    pa.field("cuts", pa.list_(pa.float64())),   # nearness thresholds, far → near
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("bytes", pa.int64()),              # all files of the folder
+    pa.field("seconds", pa.float64()),
+    pa.field("run_id", pa.string()),
+    pa.field("materialized_at", TS),
+])
+
+DEPTH_STATS = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("depth_sha256", pa.string()),
+    pa.field("params_hash", pa.string()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("valid_fraction", pa.float64()),
+    pa.field("p1", pa.float64()),               # nearness percentiles, stored [0, 1] scale
+    pa.field("p5", pa.float64()),
+    pa.field("p25", pa.float64()),
+    pa.field("p50", pa.float64()),
+    pa.field("p75", pa.float64()),
+    pa.field("p95", pa.float64()),
+    pa.field("p99", pa.float64()),
+    pa.field("nearness_mean", pa.float64()),
+    pa.field("nearness_std", pa.float64()),
+    pa.field("near_far_ratio", pa.float64()),   # p99 / p1 in the provider's scale; null if p1 <= 0
+    pa.field("edge_density", pa.float64()),     # fraction of valid pixels on a depth edge
+    pa.field("mean_tilt_deg", pa.float64()),    # with the catalog's normal_maps strength
+    pa.field("run_id", pa.string()),
+    pa.field("materialized_at", TS),
+])
