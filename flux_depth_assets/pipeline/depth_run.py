@@ -21,6 +21,7 @@ from PIL import Image
 
 from flux_depth_assets.config.models import DepthMapSettings
 from flux_depth_assets.depth.encoding import encode_png16, quantize, to_nearness
+from flux_depth_assets.lineage.writer import redact
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProviderInput
 from flux_depth_assets.storage.cache import DepthCache
 from flux_depth_assets.storage.schemas import DEPTH_MAPS, table_from_rows
@@ -180,7 +181,8 @@ def _row_for_prediction(pred: DepthPrediction, item: ProviderInput, storage: Sto
            "http_status": pred.http_status, "cost_usd": call_cost(pred, price_usd),
            "metric": pred.metric, "started_at": started_at, "finished_at": finished_at}
     if pred.status != "succeeded" or pred.depth is None:
-        return {**row, "status": "failed", "error": pred.error or "provider returned no depth"}
+        # credential-looking text is masked here too: the depth_maps table keeps this error
+        return {**row, "status": "failed", "error": redact(pred.error) or "provider returned no depth"}
     depth = pred.depth
     if depth.shape != (src["height"], src["width"]):
         depth = np.asarray(Image.fromarray(depth.astype(np.float32), "F")
