@@ -105,3 +105,57 @@ def test_baselines():
     sc = q.score_disparity(q.constant_baseline(gt.shape), gt)
     assert sc.delta1 == 0.0  # depth 0.5 vs 1 and vs 1/3: ratios 2 and 1.5
     assert sc.abs_rel == pytest.approx((0.5 + 0.5) / 2)
+
+
+# --------------------------------------------------------------------------- the benchmark script
+
+
+def _write_scene(root, name, gt_kind="disparity"):
+    import json
+
+    from PIL import Image
+
+    d = root / name
+    d.mkdir(parents=True)
+    h, w = 48, 64
+    yy = np.linspace(1.0, 4.0, h, dtype=np.float32)[:, None].repeat(w, 1)  # bottom is near
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[..., 1] = (yy * 50).astype(np.uint8)
+    Image.fromarray(rgb).save(d / "image.png")
+    if gt_kind == "disparity":
+        gt = yy.copy()
+        gt[:2] = 0  # unknown
+        np.save(d / "disparity.npy", gt)
+    else:
+        np.save(d / "depth.npy", 1.0 / yy)
+    (d / "manifest.json").write_text(json.dumps({"gt": gt_kind}))
+
+
+def test_benchmark_runs_on_a_scene_folder(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "depth_quality.py"
+    spec = importlib.util.spec_from_file_location("depth_quality_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    import sys
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+
+    _write_scene(tmp_path, "ramp_a", "disparity")
+    _write_scene(tmp_path, "ramp_b", "depth")
+    (tmp_path / "not_a_scene").mkdir()
+    scenes = bench.load_scenes(tmp_path)
+    assert [s.name for s in scenes] == ["ramp_a", "ramp_b"]
+    assert scenes[1].gt_disparity[0, 0] == pytest.approx(1.0)  # depth 1/1 → disparity 1
+
+    out_json = tmp_path / "out.json"
+    assert bench.main(["--data", str(tmp_path), "--loo", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "| ramp_a |" in text and "| **average** |" in text and "leave-one-scene-out" in text
+    import json
+    figures = json.loads(out_json.read_text())
+    # On a pure vertical ramp the vertical baseline is perfect and the constant one is not.
+    assert figures["scores"]["vertical"]["ramp_a"]["delta1"] == 1.0
+    assert figures["scores"]["constant"]["ramp_a"]["delta1"] < 1.0
+    assert set(figures["loo"]) == {"ramp_a", "ramp_b"}
