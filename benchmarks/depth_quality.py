@@ -187,7 +187,8 @@ def leave_one_out(scenes: list[Scene], grid: dict[str, tuple], rule: str = "mean
 # --------------------------------------------------------------------------- speed
 
 
-def measure_speed(sizes=((450, 375), (1000, 1000), (2000, 1500)), repeats: int = 3) -> list[tuple[str, float, float]]:
+def measure_speed(sizes=((450, 375), (1000, 1000), (2000, 1500)),
+                  repeats: int = 3) -> list[tuple[str, float, float]]:
     """Seconds per megapixel of `estimate_depth` on synthetic photos (one thread: set the env first)."""
     rng = np.random.default_rng(0)
     rows = []
@@ -292,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         out["loo_chosen"] = {n: {k: getattr(p, k) for k in loo_grid} for n, p in chosen.items()}
 
     if args.speed:
-        print(f"\n## local speed ({'one thread' if os.environ.get('OMP_NUM_THREADS') == '1' else 'threads: default'})\n")
+        threads = "one thread" if os.environ.get("OMP_NUM_THREADS") == "1" else "threads: default"
+        print(f"\n## local speed ({threads})\n")
         print("| image | seconds | s per megapixel |\n|---|---:|---:|")
         rows = measure_speed()
         for size, secs, per_mp in rows:

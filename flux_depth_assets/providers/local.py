@@ -9,7 +9,8 @@ from flux_depth_assets.config.models import LocalProviderConfig
 from flux_depth_assets.depth.local_estimator import DEFAULT_PARAMS, estimate_depth
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
 
-ESTIMATOR_VERSION = "2"  # 2: geodesic edge-aware prior. Bump when the algorithm's output changes, so caches refresh
+# Bump when the estimator's output changes, so caches refresh. 2: geodesic edge-aware ground prior.
+ESTIMATOR_VERSION = "2"
 
 
 class LocalProvider(DepthProvider):
