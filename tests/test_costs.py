@@ -248,11 +248,23 @@ def test_estimate_calls_no_provider_and_matches_the_run(tmp_path, capsys, monkey
     cfg = make_catalog(tmp_path, 4, extra="    provider: {name: eachlabs}\n    budget_usd_per_run: 0.1\n")
     monkeypatch.setenv("EACHLABS_BASE_URL", "http://127.0.0.1:9")  # nothing listens; nothing is called
     assert cli(["estimate", "--catalog", "shop", "--config-dir", str(cfg), "--json"]) == 0
-    est = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["assets"]) == ["depth_maps"] and out["total_cost_usd"] == pytest.approx(0.2)
+    est = out["assets"]["depth_maps"]
     assert est["pending"] == 4 and est["cached"] == 0 and est["cost_usd"] == pytest.approx(0.2)
     assert est["price_usd"] == 0.05 and "dry scan" in est["basis"] and est["would_process"] == 0
     assert "stop before any paid call" in est["verdict"]
     assert not (tmp_path / "home" / "catalogs").exists()  # the dry scan wrote nothing
+
+
+def test_estimate_of_a_render_mode_catalog_prices_the_renders(tmp_path, capsys):
+    cfg = make_catalog(tmp_path, 3, extra="    provider: {name: eachlabs, mode: render}\n")
+    assert cli(["estimate", "--catalog", "shop", "--config-dir", str(cfg), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    depth, renders = out["assets"]["depth_maps"], out["assets"]["depth_renders"]
+    assert depth["provider"] == "local" and depth["cost_usd"] == 0 and depth["pending"] == 3
+    assert renders["provider"] == "eachlabs" and renders["cost_usd"] == pytest.approx(3 * PRICE)
+    assert out["total_cost_usd"] == pytest.approx(3 * PRICE)
 
 
 def test_estimate_after_a_run_reads_the_table_and_counts_new_uploads(tmp_path, capsys):

@@ -72,26 +72,41 @@ def _estimate(args: argparse.Namespace) -> int:
         return _fail(str(exc), 2)
     except KeyError as exc:
         return _fail(exc.args[0], 2)
+    resource = DepthProviderResource()
+    plans = [("depth_maps", "depth", "depth")]
+    if getattr(catalog.provider, "mode", "depth") == "render":
+        plans.append(("depth_renders", "render", "render"))
+    estimates = []
     try:
-        # The provider depth_maps would use; it is built for its price and cache key only.
-        provider = DepthProviderResource().for_catalog(catalog)
-        est = estimate_catalog(catalog, provider, _store(args.root), scan=args.scan)
+        store = _store(args.root)
+        for asset, purpose, kind in plans:
+            # The provider the asset would use, built for its price and cache key only.
+            provider = resource.for_catalog(catalog, purpose=purpose)
+            estimates.append(estimate_catalog(catalog, provider, store, scan=args.scan,
+                                              asset=asset, cache_kind=kind,
+                                              same_images_as=estimates[0] if estimates else None))
     except SourceError as exc:
         return _fail(f"catalog {catalog.name!r}: {exc}")
+    total = sum(e.cost_usd for e in estimates)
     if args.json:
-        print(json.dumps(est.as_dict(), indent=2, default=str))
+        print(json.dumps({"catalog": catalog.name, "total_cost_usd": total,
+                          "assets": {e.asset: e.as_dict() for e in estimates}}, indent=2, default=str))
         return 0
-    print(f"catalog {est.catalog}: provider {est.provider}/{est.model} at ${est.price_usd:.4f} per call")
-    print(f"  images from: {est.basis}")
-    for note in est.notes:
+    print(f"catalog {catalog.name}")
+    print(f"  images from: {estimates[0].basis}")
+    for note in estimates[0].notes:
         print(f"  note: {note}")
-    print(f"  images {est.images}, cached {est.cached}, pending {est.pending} "
-          f"→ estimated cost ${est.cost_usd:.2f}")
-    if est.unscanned_files or est.removed_files:
-        print(f"  since that scan: {est.unscanned_files} new or changed file(s) not validated "
-              f"(up to ${est.unscanned_cost_usd:.2f} more), {est.removed_files} removed")
-    budget = "none" if est.budget_usd is None else f"${est.budget_usd:.2f} (on_budget: {est.on_budget})"
-    print(f"  budget_usd_per_run: {budget}: {est.verdict}")
+    for est in estimates:
+        print(f"  {est.asset}: provider {est.provider}/{est.model} at ${est.price_usd:.4f} per call: "
+              f"images {est.images}, cached {est.cached}, pending {est.pending} "
+              f"→ estimated cost ${est.cost_usd:.2f}")
+        if est.unscanned_files or est.removed_files:
+            print(f"    since that scan: {est.unscanned_files} new or changed file(s) not validated "
+                  f"(up to ${est.unscanned_cost_usd:.2f} more), {est.removed_files} removed")
+        budget = "none" if est.budget_usd is None else f"${est.budget_usd:.2f} (on_budget: {est.on_budget})"
+        print(f"    budget_usd_per_run {budget}: {est.verdict}")
+    if len(estimates) > 1:
+        print(f"  total estimated cost ${total:.2f}")
     print("  no provider was called")
     return 0
 

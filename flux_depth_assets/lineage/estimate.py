@@ -1,4 +1,6 @@
-"""What a `depth_maps` run of a catalog would cost, without calling any provider.
+"""What a run of a catalog's paid assets would cost, without calling any provider.
+
+`depth_maps` always; `depth_renders` too for `render`-mode catalogs (their own provider and cache).
 
 The images come from the last `source_images` table (the default: fast, reads no image), or from
 a dry scan of the source (`scan=True`: lists and validates files in memory, writes nothing).
@@ -23,6 +25,7 @@ from flux_depth_assets.storage.store import Storage
 @dataclass
 class Estimate:
     catalog: str
+    asset: str
     provider: str
     model: str
     price_usd: float
@@ -40,16 +43,37 @@ class Estimate:
     would_process: int = 0
     would_skip: int = 0
     notes: list[str] = field(default_factory=list)
+    shas: list[str] = field(default_factory=list, repr=False)  # the accepted images' sha256
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "shas"}
 
 
 def estimate_catalog(catalog: CatalogConfig, provider: DepthProvider, store: Storage,
-                     scan: bool = False) -> Estimate:
-    est = Estimate(catalog=catalog.name, provider=provider.name, model=provider.model,
+                     scan: bool = False, asset: str = "depth_maps", cache_kind: str = "depth",
+                     same_images_as: Estimate | None = None) -> Estimate:
+    """`asset`/`cache_kind`: `depth_maps`/`depth` or `depth_renders`/`render`.
+    `same_images_as`: reuse another estimate's image list (no second listing or scan)."""
+    est = Estimate(catalog=catalog.name, asset=asset, provider=provider.name, model=provider.model,
                    price_usd=float(provider.price_usd), basis="", budget_usd=catalog.budget_usd_per_run,
                    on_budget=catalog.on_budget)
+    if same_images_as is not None:
+        src = same_images_as
+        est.basis, est.notes, est.shas = src.basis, list(src.notes), list(src.shas)
+        est.unscanned_files, est.removed_files = src.unscanned_files, src.removed_files
+    else:
+        est.shas = _image_shas(catalog, store, scan, est)
+    cache = DepthCache(store, kind=cache_kind)
+    est.images = len(est.shas)
+    est.cached = sum(cache.has(provider.cache_key(s)) for s in est.shas)
+    est.pending = est.images - est.cached
+    est.cost_usd = est.pending * est.price_usd
+    est.unscanned_cost_usd = est.unscanned_files * est.price_usd
+    _verdict(est)
+    return est
+
+
+def _image_shas(catalog: CatalogConfig, store: Storage, scan: bool, est: Estimate) -> list[str]:
     previous = store.read_partition(SOURCE_IMAGES, catalog.name)
     prev_rows = previous.to_pylist() if previous is not None else []
     if previous is None and not scan:
@@ -64,14 +88,7 @@ def estimate_catalog(catalog: CatalogConfig, provider: DepthProvider, store: Sto
                      + "; pass --scan to rescan the source")
         shas = [r["sha256"] for r in prev_rows if r["status"] == "accepted"]
         _count_changes(catalog, prev_rows, est)
-    cache = DepthCache(store)
-    est.images = len(shas)
-    est.cached = sum(cache.has(provider.cache_key(s)) for s in shas)
-    est.pending = est.images - est.cached
-    est.cost_usd = est.pending * est.price_usd
-    est.unscanned_cost_usd = est.unscanned_files * est.price_usd
-    _verdict(est)
-    return est
+    return shas
 
 
 def _fmt(ts: datetime) -> str:
