@@ -276,3 +276,27 @@ def test_onnxruntime_is_not_imported_at_package_import():
             "print('onnxruntime' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_failed_batch_is_retried_image_by_image(red_model, monkeypatch):
+    p = provider_for(red_model, input_size=28, batch_size=3)
+    p.check_ready()
+    real_run = p._session.run
+    calls = []
+
+    def flaky(names, feeds):  # a batch of several fails (say, out of GPU memory); single images run
+        x = next(iter(feeds.values()))
+        calls.append(x.shape[0])
+        if x.shape[0] > 1:
+            raise RuntimeError("simulated allocation failure")
+        if float(x.max()) > 2.0:  # the bright image fails on its own too
+            raise RuntimeError("simulated kernel failure")
+        return real_run(names, feeds)
+
+    monkeypatch.setattr(p._session, "run", flaky)
+    imgs = [gradient_image(30, 20, (0.3, 0, 0)), gradient_image(30, 20, (1.0, 0, 0)),
+            gradient_image(30, 20, (0.2, 0, 0))]
+    preds = p.predict_many([item(str(i), im) for i, im in enumerate(imgs)])
+    assert calls == [3, 1, 1, 1]
+    assert [x.status for x in preds] == ["succeeded", "failed", "succeeded"]
+    assert "simulated kernel failure" in preds[1].error
