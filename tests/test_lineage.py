@@ -326,3 +326,33 @@ def test_summary_reads_depth_stats_when_present(store):
     assert round(row["total_cost_usd"], 6) == 0.15 and row["runs"] == 2
     shutil.rmtree(root_of(store) / "tables/depth_stats")
     assert summarize_catalog(store, "shop").get("depth_stats") is None
+
+
+# --------------------------------------------------------------------------- the call any asset makes
+
+
+def test_record_materialization_from_any_partitioned_asset(tmp_path):
+    import dagster as dg
+
+    from flux_depth_assets.lineage.record import record_materialization
+
+    root = str(tmp_path / "rec")
+
+    @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["shop"]), code_version="7")
+    def normal_maps_like(context):  # no annotations: this module has `from __future__ import annotations`
+        started = datetime.now(timezone.utc)
+        meta = record_materialization(Storage(root), context, counts={"images": 3, "new": 1, "cached": 2,
+                                                                    "failed": 0},
+                                      seconds=0.5, started_at=started, row_count=3)
+        return dg.MaterializeResult(metadata=meta)
+
+    result = dg.materialize([normal_maps_like], partition_key="shop",
+                            instance=dg.DagsterInstance.ephemeral())
+    meta = result.asset_materializations_for_node("normal_maps_like")[0].metadata
+    assert meta["cost_usd"].value == 0 and meta["provider_calls"].value == 0
+    assert meta["cached"].value == 2 and meta["dagster/row_count"].value == 3
+    rows = queries.read(Storage(root), "materializations").to_pylist()
+    assert len(rows) == 1 and rows[0]["asset"] == "normal_maps_like" and rows[0]["catalog"] == "shop"
+    assert rows[0]["run_id"] == result.run_id and rows[0]["code_version"] == "7"
+    assert rows[0]["images_cached"] == 2 and rows[0]["images_rejected"] is None
+    assert queries.read(Storage(root), "provider_calls").num_rows == 0
