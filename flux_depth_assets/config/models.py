@@ -187,6 +187,8 @@ class UploadSensorConfig(StrictModel):
 
     enabled: bool = True  # false: the sensor exists but starts stopped (toggle it in the UI)
     settle_seconds: float = Field(default=30.0, ge=0, le=86_400)  # younger objects wait a tick
+    # While objects are settling the run waits, at most this long, so busy folders still refresh.
+    max_settle_wait_seconds: float = Field(default=900.0, ge=0, le=7 * 86_400)
     minimum_interval_seconds: int = Field(default=30, ge=5, le=86_400)
     # First tick (no cursor yet) over a source holding more objects than this: record a baseline
     # and launch nothing (backfill the catalog for what already exists).

@@ -9,8 +9,12 @@ from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
 from flux_depth_assets.defs.assets.renders import depth_renders
 from flux_depth_assets.defs.assets.summary import catalog_summary
-from flux_depth_assets.defs.resources import default_resources
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, CATALOG_TAG
+from flux_depth_assets.defs.declarative_checks import build_declarative_checks
+from flux_depth_assets.defs.resources import CatalogsResource, default_resources
+from flux_depth_assets.defs.schedules import build_schedules
 from flux_depth_assets.defs.sensors import catalog_registry_sensor
+from flux_depth_assets.defs.upload_sensors import build_upload_sensors
 
 PARTITIONED_ASSETS = [source_images, depth_maps, depth_renders, *DERIVED_ASSETS]
 # Not partitioned, so never in catalog_job: runs by automation after depth_maps/depth_stats update.
@@ -21,14 +25,30 @@ catalog_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*PARTITIONED_ASSETS),
     description="Every per-catalog asset for one `catalog` partition.",
     executor_def=dg.in_process_executor,
+    # Every run of the job (UI, sensors, schedules, job backfills) carries the catalog tag that
+    # the run queue's per-catalog concurrency limit keys on (docs/sensors_and_s3.md).
+    config=dg.PartitionedConfig(
+        partitions_def=CATALOG_PARTITIONS,
+        run_config_for_partition_key_fn=lambda _key: {},
+        tags_for_partition_key_fn=lambda key: {CATALOG_TAG: key},
+    ),
 )
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    resources = {**default_resources(), **(resources or {})}
+    # Per-catalog sensors, schedules and YAML tests come from the YAML (local files only: no
+    # network at load time; a config error names its file and line and stops the load).
+    catalogs_resource = resources["catalogs"]
+    catalogs = list(catalogs_resource.load().catalogs.values()) \
+        if isinstance(catalogs_resource, CatalogsResource) else []
+    assets = [*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS]
     return dg.Definitions(
-        assets=[*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS],
-        asset_checks=DERIVED_CHECKS,
+        assets=assets,
+        asset_checks=[*DERIVED_CHECKS,
+                      *build_declarative_checks(catalogs, [k for a in assets for k in a.keys])],
         jobs=[catalog_job],
-        sensors=[catalog_registry_sensor],
-        resources={**default_resources(), **(resources or {})},
+        sensors=[catalog_registry_sensor, *build_upload_sensors(catalogs, catalog_job)],
+        schedules=build_schedules(catalogs, catalog_job),
+        resources=resources,
     )

@@ -11,6 +11,8 @@ insensitive); keys with a hidden segment (`.tmp/x.jpg`, `a/.x.jpg`) and folder m
 
 from __future__ import annotations
 
+import functools
+import os
 import posixpath
 from typing import Any, Iterator
 
@@ -18,8 +20,21 @@ from flux_depth_assets.config.models import S3PrefixSource
 from flux_depth_assets.sources.base import SourceError, SourceObject, matches
 
 
+_ENV_KEYS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION",
+             "AWS_REGION", "AWS_ACCESS_KEY_ID")
+
+
 def s3_client() -> Any:
-    """A boto3 S3 client configured from the environment (endpoint included)."""
+    """A boto3 S3 client configured from the environment (endpoint included).
+
+    Clients are thread-safe and slow to build (~0.3 s), so one is kept per distinct AWS
+    environment instead of one per listing.
+    """
+    return _cached_client(tuple(os.environ.get(k) for k in _ENV_KEYS))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client(_env: tuple) -> Any:
     import boto3  # lazy: boto3 costs import time that local-only code paths do not need
 
     return boto3.session.Session().client("s3")

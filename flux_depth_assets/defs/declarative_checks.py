@@ -1,0 +1,87 @@
+"""YAML `tests:` → Dagster asset checks (the dbt-like part).
+
+Every test name declared by at least one catalog becomes one asset check on the asset whose table
+it reads (`valid_depth_ratio` and `depth_range` on `depth_stats`, `max_rejected_ratio` and
+`min_images` on `source_images`). The checks are partitioned by `catalog` like their assets, so the
+UI shows each catalog's result as a partition of the check; a run of catalog X evaluates X's
+declared tests with X's arguments and leaves the others unevaluated for X (nothing to test).
+Arguments are re-read from the YAML at run time, so editing a threshold needs no code reload.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from typing import Iterable
+
+import dagster as dg
+
+from flux_depth_assets.config.models import CatalogConfig
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
+from flux_depth_assets.pipeline.declarative_tests import TEST_ASSETS, run_test
+
+
+def _describe(test_name: str, catalogs: list[CatalogConfig]) -> str:
+    first = next(t.args for t in catalogs[0].tests if t.name == test_name)
+    doc = type(first).__doc__ or ""
+    declared = []
+    for cat in catalogs:
+        args = next(t.args for t in cat.tests if t.name == test_name)
+        declared.append(f"{cat.name}: {args.model_dump_json(exclude_defaults=False)}")
+    return (f"Declared in the catalog YAML (`tests: [{{{test_name}: ...}}]`). {doc.strip()} "
+            f"Declared by {'; '.join(declared)}.")
+
+
+def build_declarative_checks(catalogs: Iterable[CatalogConfig],
+                             asset_keys: Iterable[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
+    """One multi-check per target asset, with a partitioned spec per declared test name.
+
+    Tests whose asset is not among `asset_keys` (e.g. `depth_stats` not defined yet) are left out.
+    """
+    available = {k.to_user_string() for k in asset_keys}
+    by_test: dict[str, list[CatalogConfig]] = defaultdict(list)
+    for cat in catalogs:
+        for test in cat.tests:
+            by_test[test.name].append(cat)
+    by_asset: dict[str, list[str]] = defaultdict(list)
+    for test_name in sorted(by_test):
+        asset = TEST_ASSETS[test_name]
+        if asset in available:
+            by_asset[asset].append(test_name)
+    with warnings.catch_warnings():  # partitioned check specs are a Dagster "preview" feature
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [_checks_for_asset(asset, names, by_test) for asset, names in sorted(by_asset.items())]
+
+
+def _checks_for_asset(asset: str, test_names: list[str],
+                      by_test: dict[str, list[CatalogConfig]]) -> dg.AssetChecksDefinition:
+    specs = [
+        dg.AssetCheckSpec(name=name, asset=asset, partitions_def=CATALOG_PARTITIONS,
+                          description=_describe(name, by_test[name]),
+                          metadata={"declared_by": ", ".join(c.name for c in by_test[name])})
+        for name in test_names
+    ]
+
+    @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{asset}__declarative_tests",
+                          description=f"The YAML-declared tests on {asset}, per catalog.")
+    def _declarative_tests(context: dg.AssetCheckExecutionContext, storage: StorageResource,
+                           catalogs: CatalogsResource):
+        catalog = catalogs.load().catalog(context.partition_key)
+        store = storage.get()
+        selected = {key.name for key in context.selected_asset_check_keys}
+        for test in catalog.tests:
+            if test.name not in selected:
+                continue  # not in this run's selection, or its asset is not defined
+            outcome = run_test(test, store, catalog.name)
+            context.log.info(f"{catalog.name}: {outcome.description}")
+            yield dg.AssetCheckResult(
+                asset_key=asset, check_name=test.name, passed=outcome.passed,
+                severity=(dg.AssetCheckSeverity.WARN if test.args.severity == "warn"
+                          else dg.AssetCheckSeverity.ERROR),
+                description=outcome.description,
+                metadata={"catalog": catalog.name,
+                          "arguments": test.args.model_dump_json(), **outcome.metadata},
+            )
+
+    return _declarative_tests

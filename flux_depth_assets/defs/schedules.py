@@ -1,0 +1,52 @@
+"""`<catalog>__schedule`: refresh a catalog on the cron its YAML declares (`schedule: "0 3 * * *"`).
+
+A catalog may have a schedule, an upload sensor, both, or neither. Each tick requests one run of
+`catalog_job` for the catalog's partition; the run pays only for images it does not have (every
+provider call is cached), so a schedule over an unchanged catalog costs a listing and a scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import dagster as dg
+
+from flux_depth_assets.config.models import CatalogConfig
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, CATALOG_TAG
+
+TRIGGER_TAG = "flux_depth/trigger"
+
+
+def schedule_name(catalog: str) -> str:
+    return f"{catalog}__schedule"
+
+
+def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
+    name = catalog.name
+
+    @dg.schedule(
+        name=schedule_name(name),
+        cron_schedule=catalog.schedule,
+        execution_timezone=catalog.schedule_timezone,
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Refreshes catalog {name!r} on `{catalog.schedule}` ({catalog.schedule_timezone}).",
+        tags={CATALOG_TAG: name},
+    )
+    def _catalog_schedule(context: dg.ScheduleEvaluationContext):
+        if not context.instance.has_dynamic_partition(CATALOG_PARTITIONS.name, name):
+            return dg.SkipReason(f"catalog {name!r} has no `catalog` partition yet "
+                                 "(catalog_registry_sensor adds it from the YAML)")
+        when = context.scheduled_execution_time
+        stamp = when.isoformat() if when else "manual"
+        return dg.RunRequest(
+            run_key=f"schedule:{name}:{stamp}",  # one run per scheduled time, even if retried
+            partition_key=name,
+            tags={CATALOG_TAG: name, TRIGGER_TAG: "schedule"},
+        )
+
+    return _catalog_schedule
+
+
+def build_schedules(catalogs: Iterable[CatalogConfig], job: Any) -> list[dg.ScheduleDefinition]:
+    return [build_schedule(c, job) for c in catalogs if c.schedule]
