@@ -305,7 +305,8 @@ def test_costs_and_compact_commands(tmp_path, capsys):
     assert cli(["compact"]) == 0
     assert "skipped (current UTC day" in capsys.readouterr().out
     assert cli(["compact", "--include-today"]) == 0
-    assert "merged 4 file(s)" in capsys.readouterr().out
+    assert "provider_calls/catalog=shop/date=" in (text := capsys.readouterr().out)
+    assert "merged 2 file(s) → 4 row(s)" in text  # two runs of two images
     after = {t: sorted(map(str, queries.read(store(tmp_path), t).to_pylist())) for t in queries.TABLES}
     assert after == before
     with pytest.raises(SystemExit):
