@@ -8,8 +8,6 @@ declared tests with X's arguments and leaves the others unevaluated for X (nothi
 Arguments are re-read from the YAML at run time, so editing a threshold needs no code reload.
 """
 
-from __future__ import annotations
-
 import warnings
 from collections import defaultdict
 from typing import Iterable

@@ -30,6 +30,7 @@ TEST_ASSETS: dict[str, str] = {
     "min_images": "source_images",
 }
 WORST_SHOWN = 5
+VALID_RATIO_COLUMNS = ("valid_ratio", "valid_fraction")  # share of valid depth pixels per image
 
 _P1_RE = re.compile(r"^(depth_)?p0?1(_depth)?$")
 _P99_RE = re.compile(r"^(depth_)?p99(_depth)?$")
@@ -95,11 +96,12 @@ def valid_depth_ratio(storage: Storage, catalog: str, args: ValidDepthRatioTest)
     rows, problem = _rows(storage, "depth_stats", catalog)
     if rows is None:
         return CheckOutcome(False, f"valid_depth_ratio: {problem}")
-    if rows and "valid_ratio" not in rows[0]:
-        return CheckOutcome(False, "valid_depth_ratio: depth_stats has no valid_ratio column "
-                           f"(columns: {', '.join(rows[0])})")
-    values = [(r, v) for r in _succeeded(rows) if (v := _number(r.get("valid_ratio"))) is not None]
-    return _per_image(values, args.min, args.aggregate, "valid_ratio", "valid_depth_ratio")
+    column = next((c for c in VALID_RATIO_COLUMNS if rows and c in rows[0]), None)
+    if rows and column is None:
+        return CheckOutcome(False, "valid_depth_ratio: depth_stats has none of the columns "
+                            f"{', '.join(VALID_RATIO_COLUMNS)} (columns: {', '.join(rows[0])})")
+    values = [(r, v) for r in _succeeded(rows) if (v := _number(r.get(column))) is not None]
+    return _per_image(values, args.min, args.aggregate, column or "valid_ratio", "valid_depth_ratio")
 
 
 def depth_range(storage: Storage, catalog: str, args: DepthRangeTest) -> CheckOutcome:
