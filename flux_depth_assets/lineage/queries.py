@@ -106,10 +106,10 @@ def catalog_totals(store: Storage, catalog: str) -> dict:
     mats = read(store, "materializations", catalog,
                 columns=["run_id", "asset", "status", "cost_usd", "provider_calls", "finished_at"])
     if mats.num_rows == 0:
-        return {"total_cost_usd": 0.0, "paid_calls": 0, "runs": 0, "last_run_id": None,
+        return {"total_cost_usd": 0.0, "provider_calls": 0, "runs": 0, "last_run_id": None,
                 "last_run_at": None}
     last = mats.sort_by([("finished_at", "descending")]).slice(0, 1).to_pylist()[0]
     return {"total_cost_usd": float(pc.sum(mats["cost_usd"]).as_py() or 0.0),
-            "paid_calls": int(pc.sum(mats["provider_calls"]).as_py() or 0),
+            "provider_calls": int(pc.sum(mats["provider_calls"]).as_py() or 0),
             "runs": int(pc.count_distinct(mats["run_id"]).as_py()),
             "last_run_id": last["run_id"], "last_run_at": last["finished_at"]}

@@ -116,7 +116,7 @@ CATALOG_SUMMARY = pa.schema([
     pa.field("depth_skipped_budget", pa.int64()),
     pa.field("depth_coverage", pa.float64()),       # depth_maps / images (null when no images)
     pa.field("total_cost_usd", pa.float64()),       # all-time, from lineage materializations
-    pa.field("paid_calls", pa.int64()),
+    pa.field("provider_calls", pa.int64()),         # all-time provider requests (not cache hits)
     pa.field("cost_per_image", pa.float64()),       # total_cost_usd / depth_maps (null when none)
     pa.field("runs", pa.int64()),
     pa.field("last_run_id", pa.string()),
