@@ -15,7 +15,7 @@ from typing import Callable
 
 import pyarrow as pa
 
-from flux_depth_assets.pipeline.depth_run import apply_budget, load_normalized
+from flux_depth_assets.pipeline.depth_run import apply_budget, call_cost, load_normalized
 from flux_depth_assets.providers.base import DepthProvider, ProviderInput
 from flux_depth_assets.storage.cache import DepthCache
 from flux_depth_assets.storage.schemas import DEPTH_RENDERS, table_from_rows
@@ -78,7 +78,7 @@ def run_renders(catalog: str, accepted: list[dict], provider: DepthProvider, sto
             row = {**base, "image_id": pred.image_id, "source_sha256": item.source_sha256,
                    "cache_key": item.cache_key, "prediction_id": pred.prediction_id,
                    "attempts": pred.attempts, "http_status": pred.http_status,
-                   "cost_usd": pred.cost_usd, "seconds": pred.latency_s}
+                   "cost_usd": call_cost(pred, provider.price_usd), "seconds": pred.latency_s}
             if pred.status != "succeeded" or not pred.render_bytes:
                 rows[pred.image_id] = {**row, "status": "failed",
                                        "error": pred.error or "provider returned no image"}
