@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 MAX_INPUT_PIXELS = 4_000_000  # the host takes "up to about 4 megapixels"
 MAX_INPUT_BYTES = 50 * 1024 * 1024
 JPEG_QUALITIES = (95, 90, 80, 70)
+INLINE_WORK_BYTES = 256 * 1024  # outputs up to this size are decoded on the event loop
 PREPROCESS_VERSION = "1"  # bump when the control image preparation changes the host's output
 FATAL_CREATE_STATUSES = frozenset({401, 402, 403})  # bad key / no credit: every create would fail
 API_KEY_ENV = "EACHLABS_API_KEY"
@@ -118,27 +119,80 @@ def decode_depth(data: bytes, size: tuple[int, int] | None) -> np.ndarray:
 
 
 class PollScheduler:
-    """When to poll a new prediction first: about when most recent predictions were seen done.
+    """When to poll: an online estimate of a quantile of the host's run time.
 
-    Keeps the last `window` "seen done" times (seconds from create). A prediction already done at
-    its first poll only tells us "done by then", so it counts one interval earlier, which makes
-    the estimate walk down until first polls find predictions still running.
+    Warm-up (no prediction of this run has finished yet): the first `scouts` predictions poll every
+    `interval_s`; the others wait until a scout finishes (or, as a fallback, poll at growing
+    intervals), so a first wave of hundreds does not poll the host every interval.
+
+    Once the first prediction finishes its run time becomes the estimate, and each later one nudges
+    it (a Robbins–Monro quantile estimator): up by `share × interval_s` when it was still running at
+    the estimate, down by `(1 − share) × interval_s` when it was already done. The estimate settles
+    where `share` of the predictions are done at their first poll, so a steady host costs about
+    1 / share polls per prediction, and a host that speeds up or slows down is followed. Every
+    prediction still polls every `interval_s` after its first poll.
     """
 
-    def __init__(self, interval_s: float, window: int = 64, quantile: float = 0.2):
+    def __init__(self, interval_s: float, share: float = 0.8, scouts: int = 4):
         self.interval_s = interval_s
-        self.quantile = quantile
-        self._seen: deque[float] = deque(maxlen=window)
+        self.share = share
+        self.estimate_s: float | None = None
+        self._scouts_left = scouts
+        self._learned = asyncio.Event()
 
     def first_delay(self) -> float:
-        if len(self._seen) < 3:
+        if self.estimate_s is None:
             return self.interval_s
-        ordered = sorted(self._seen)
-        estimate = ordered[int(self.quantile * (len(ordered) - 1))]
-        return max(self.interval_s, estimate - self.interval_s)
+        return max(self.interval_s, self.estimate_s)
 
-    def observe(self, seen_done_s: float, was_running_before: bool) -> None:
-        self._seen.append(max(0.0, seen_done_s if was_running_before else seen_done_s - self.interval_s))
+    def role(self) -> str:
+        """`planned` (the estimate is known), `scout` or `follower` (warm-up) for a new prediction."""
+        if self.estimate_s is not None:
+            return "planned"
+        if self._scouts_left > 0:
+            self._scouts_left -= 1
+            return "scout"
+        return "follower"
+
+    async def sleep_until_poll(self, role: str, started: float, last_poll: float | None,
+                               polls: int, deadline: float) -> None:
+        """Sleep until the next poll of a fresh prediction (monotonic times)."""
+        if role == "follower" and self.estimate_s is None:
+            fallback = (last_poll or started) + self.interval_s * min(8, 2 ** (polls + 1))
+            try:
+                await asyncio.wait_for(self._learned.wait(),
+                                       max(0.0, min(fallback, deadline) - time.monotonic()))
+            except asyncio.TimeoutError:
+                return
+        if last_poll is None:
+            wake = started + self.first_delay()
+        else:
+            wake = last_poll + self.interval_s
+        if role == "follower" and last_poll is not None:
+            wake = max(wake, started + self.first_delay())
+        wait = min(wake, deadline) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def observe(self, running_until_s: float | None, done_by_s: float) -> None:
+        """A prediction was last seen running at `running_until_s` (None: never) and seen done at
+        `done_by_s`, both in seconds since its create answer."""
+        if self.estimate_s is None:
+            self.estimate_s = done_by_s
+            self._learned.set()
+            return
+        if done_by_s <= self.estimate_s:
+            finished_by_estimate = True
+        elif running_until_s is None:
+            return  # done at a first poll later than the estimate: says nothing about it
+        elif running_until_s >= self.estimate_s:
+            finished_by_estimate = False
+        else:  # the bracket straddles the estimate: go by its middle
+            finished_by_estimate = (running_until_s + done_by_s) / 2 <= self.estimate_s
+        if finished_by_estimate:
+            self.estimate_s = max(0.0, self.estimate_s - (1.0 - self.share) * self.interval_s)
+        else:
+            self.estimate_s += self.share * self.interval_s
 
 
 # --------------------------------------------------------------------------- per-run state
@@ -272,13 +326,13 @@ class EachlabsProvider(DepthProvider):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(coro)
+            return _run_loop(coro)
         # called from inside a running loop (a notebook, an async op): run ours on a thread
         box: dict[str, Any] = {}
 
         def runner() -> None:
             try:
-                box["result"] = asyncio.run(coro)
+                box["result"] = _run_loop(coro)
             except BaseException as exc:  # noqa: BLE001 - re-raised below on the caller's thread
                 box["error"] = exc
 
@@ -470,7 +524,11 @@ class EachlabsProvider(DepthProvider):
         entry = JournalEntry(cache_key=item.cache_key, image_id=item.image_id, prediction_id=pid,
                              host=url_host(self.base_url), model=cfg.model, version=cfg.version,
                              replaced_prediction_ids=replaced)
-        await asyncio.to_thread(run.journal.write, entry)  # durable BEFORE the first poll
+        # durable BEFORE the first poll (a local atomic write is cheaper than a thread hop)
+        if run.journal.storage.is_local:
+            run.journal.write(entry)
+        else:
+            await asyncio.to_thread(run.journal.write, entry)
         try:
             state = await self._wait(track, fresh=True)
         except DeadlineExceeded as exc:
@@ -504,22 +562,29 @@ class EachlabsProvider(DepthProvider):
         run, pid = track.run, track.prediction_id
         assert pid is not None
         started = time.monotonic()
-        delay = run.schedule.first_delay() if fresh else 0.0
-        was_running = False
+        role = run.schedule.role() if fresh else "resumed"
+        last_poll: float | None = None
+        running_until: float | None = None
         last_status = ""
+        polls = 0
         while True:
-            now = time.monotonic()
-            if now >= track.deadline:
+            if time.monotonic() >= track.deadline:
                 raise DeadlineExceeded(last_status)
-            await asyncio.sleep(min(delay, track.deadline - now))
+            if fresh:
+                await run.schedule.sleep_until_poll(role, started, last_poll, polls, track.deadline)
+            elif last_poll is not None:  # a resumed prediction is polled at once, then every interval
+                await asyncio.sleep(max(0.0, min(last_poll + self.config.poll_interval_s,
+                                                 track.deadline) - time.monotonic()))
+            last_poll = time.monotonic()
             state, _attempts, status = await run.client.get(pid, deadline=track.deadline,
                                                             on_retry=track.on_retry)
+            polls += 1
             track.polls += 1
             track.http_status = status
             track.host_status = state.status or None
             if state.state != "running":
                 if fresh:
-                    run.schedule.observe(time.monotonic() - started, was_running)
+                    run.schedule.observe(running_until, time.monotonic() - started)
                 if state.cost_usd is not None:
                     track.extra["host_cost_usd"] = state.cost_usd
                     if track.created:  # the host's figure wins over the configured price
@@ -529,9 +594,10 @@ class EachlabsProvider(DepthProvider):
                 if isinstance(predict_time, (int, float)) and not isinstance(predict_time, bool):
                     track.extra["predict_time_s"] = float(predict_time)
                 return state
-            was_running = True
+            running_until = time.monotonic() - started
             last_status = state.status
-            delay = self.config.poll_interval_s
+            if time.monotonic() >= track.deadline:
+                raise DeadlineExceeded(last_status)
 
     async def _download_and_deliver(self, track: _Track, entry: JournalEntry,
                                     state: PredictionState,
@@ -584,7 +650,23 @@ class EachlabsProvider(DepthProvider):
                                     f"decoded: {type(exc).__name__}: {exc}")
             return track.prediction(depth=depth)
 
+        # small outputs on a local journal are cheaper here than a thread hop; big ones, remote
+        # journals and images still to be loaded for their size go to a thread
+        loads_source = mode == "depth" and size is None  # the source image gives the target size
+        if not loads_source and track.run.journal.storage.is_local \
+                and len(data or b"") <= INLINE_WORK_BYTES:
+            return work()
         return await asyncio.to_thread(work)
+
+
+def _run_loop(coro):
+    """Run `coro` on a fresh event loop: uvloop when installed (less CPU per request), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def _is_loopback(url: str) -> bool:
