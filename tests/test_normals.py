@@ -233,3 +233,31 @@ def test_rgb16_png_rejects_what_it_cannot_read():
     Image.new("RGB", (4, 4)).save(buf, format="PNG")
     with pytest.raises(ValueError):
         decode_rgb16_png(buf.getvalue())
+
+
+# ------------------------------------------------------------------- quantised inputs
+
+
+def test_an_8bit_depth_map_is_smoothed_without_halos():
+    """An 8-bit provider map is terraced: one value step between neighbours would tilt a normal by
+    tens of degrees. Smoothing the terraces recovers the sphere; the raw differences do not."""
+    near, true, dist = sphere_scene(512, 384, base=0.0)
+    near = near + 0.1 * (true[..., 2] < 1.0)  # a real depth step at the rim
+    scale = float(near.max())
+    q8 = (np.round(near / scale * 255) / 255).astype(np.float32)
+    away = dist > 3
+    smooth = angular_error_deg(normals_from_depth(q8, scale), true)
+    raw = angular_error_deg(normals_from_depth(q8, scale, smooth_quantized=False), true)
+    assert smooth[away].mean() < 3.0
+    assert raw[away].mean() > 2 * smooth[away].mean()
+    rim_background = (dist <= 3) & (true[..., 2] >= 1.0)
+    assert smooth[rim_background].max() < 0.5  # the step is not smeared into the background
+
+
+def test_quantization_step_finds_the_value_grid():
+    from flux_depth_assets.depth.normals import quantization_step
+
+    u, v = grid(300, 200)
+    ramp = (0.8 * u + 0.1 * v).astype(np.float32)
+    assert quantization_step(ramp) < 1e-3  # float: no grid
+    assert quantization_step(np.round(ramp * 255) / 255) == pytest.approx(1 / 255, rel=1e-3)

@@ -38,6 +38,73 @@ EDGE_ANGLE_DEG = 25.0
 
 #: rows per block: keeps every temporary array in cache on large images
 _BLOCK_ROWS = 64
+#: a map whose smallest value step tilts a normal by more than this is treated as quantised
+QUANT_STEP_SLOPE = 0.1  # tan(5.7°)
+
+
+def quantization_step(nearness: np.ndarray) -> float:
+    """The value step of a terraced (coarsely quantised) map, or 0.0 when it is not terraced.
+
+    Terraces: along rows, runs of equal values broken by one-step jumps (an 8-bit source seen
+    through a gentle slope). The step is the small common nonzero difference between
+    neighbours; a map counts as terraced when such steps sit next to zero differences on at
+    least 1 % of the sampled pixels and the step is at most 1/64 of the value range (so a lone
+    depth edge between two flat regions is not mistaken for quantisation).
+    """
+    n = np.asarray(nearness, dtype=np.float32)
+    rows = n[:: max(1, n.shape[0] // 64)]
+    with np.errstate(invalid="ignore"):
+        d = np.abs(np.diff(rows, axis=1))
+    finite = np.isfinite(d)
+    nz = d[finite & (d > 0)]
+    if nz.size < 16:
+        return 0.0
+    step = float(np.percentile(nz, 5))
+    lo, hi = np.nanpercentile(rows, [1, 99]) if np.isfinite(rows).any() else (0.0, 0.0)
+    if step <= 0 or step > (hi - lo) / 64:
+        return 0.0
+    zero = finite & (d == 0)
+    one = finite & (d > 0) & (d <= 1.5 * step)
+    terraced = (zero[:, :-1] & one[:, 1:]) | (one[:, :-1] & zero[:, 1:])
+    return step if terraced.mean() >= 0.01 else 0.0
+
+
+def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
+    """Smooth quantisation terraces away, keep real depth edges: a self-guided filter (He et
+    al.) whose eps is a few quantisation steps. Where a window only holds terraces (variance ≲
+    step²) it averages them into the underlying slope; where it holds a depth edge (variance ≫
+    step²) it leaves the values as they are, so silhouettes stay sharp. NaN stays NaN."""
+    from scipy import ndimage
+
+    n = np.asarray(nearness, dtype=np.float32)
+    valid = np.isfinite(n)
+    x = np.where(valid, n, np.float32(0.0)) if not valid.all() else n
+    size = 2 * radius + 1
+
+    def box(a: np.ndarray) -> np.ndarray:
+        return ndimage.uniform_filter(a, size=size, mode="reflect")
+
+    mean = box(x)
+    var = box(x * x)
+    var -= mean * mean
+    a = var / (var + np.float32((3.0 * step) ** 2))
+    b = mean - a * mean
+    out = box(a) * x + box(b)
+    # the filter leaks a little across a depth edge (b is averaged over windows that hold it):
+    # within reach of a real jump (several steps between neighbours) keep the raw values
+    jump = np.zeros(n.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        big = np.abs(np.diff(n, axis=1)) > 4.0 * step
+        jump[:, :-1] |= big
+        jump[:, 1:] |= big
+        big = np.abs(np.diff(n, axis=0)) > 4.0 * step
+        jump[:-1] |= big
+        jump[1:] |= big
+    keep = ~valid | jump
+    if keep.any():
+        keep = ndimage.maximum_filter(keep, size=2 * size - 1)
+        out = np.where(keep, n, out)
+    return out.astype(np.float32)
 
 
 def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float) -> np.ndarray:
@@ -104,11 +171,13 @@ def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
 
 
 def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
-                       convention: Convention = "opengl") -> np.ndarray:
+                       convention: Convention = "opengl", *, smooth_quantized: bool = True) -> np.ndarray:
     """Unit surface normals (H, W, 3) float32 of the height field `strength * nearness`.
 
     Slopes are measured per image width (see the module docstring), so the result does not
-    depend on the resolution the same scene is sampled at.
+    depend on the resolution the same scene is sampled at. A coarsely quantised map (e.g. from
+    an 8-bit provider image, where one value step would tilt a normal by more than ~6°) is
+    first smoothed by `dequantize` unless `smooth_quantized` is False.
     """
     n = np.asarray(nearness, dtype=np.float32)
     if n.ndim != 2 or n.size == 0:
@@ -118,6 +187,10 @@ def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
     if convention not in ("opengl", "directx"):
         raise ValueError(f"convention must be 'opengl' or 'directx', got {convention!r}")
     h, w = n.shape
+    if smooth_quantized and min(h, w) >= 8:
+        step = quantization_step(n)
+        if step * w * strength > QUANT_STEP_SLOPE:
+            n = dequantize(n, step, radius=max(2, round(w / 400)))
     scale = np.float32(strength * w)  # nearness step per pixel → slope per image width
     tan_edge = np.float32(math.tan(math.radians(EDGE_ANGLE_DEG)))
     # +x right: n_x = -dh/du. Rows go down, so dh/dv_up = -dh/dy: OpenGL n_y = +dh/dy,
