@@ -80,16 +80,30 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
     valid = np.isfinite(n)
     x = np.where(valid, n, np.float32(0.0)) if not valid.all() else n
     size = 2 * radius + 1
+    h, w = n.shape
+    # the coefficients are smooth, so they are computed on a grid `f` times coarser and
+    # brought back bilinearly ("fast guided filter", He & Sun 2015)
+    f = max(1, radius // 2)
+    lw, lh = max(1, round(w / f)), max(1, round(h / f))
+    low = np.asarray(Image.fromarray(x, "F").resize((lw, lh), Image.BOX)) if f > 1 else x
+    low_size = 2 * max(1, round(radius / f)) + 1
 
     def box(a: np.ndarray) -> np.ndarray:
-        return ndimage.uniform_filter(a, size=size, mode="reflect")
+        return ndimage.uniform_filter(a, size=low_size, mode="reflect")
 
-    mean = box(x)
-    var = box(x * x)
+    def up(a: np.ndarray) -> np.ndarray:
+        if f == 1:
+            return a
+        return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize((w, h), Image.BILINEAR))
+
+    mean = box(low)
+    var = box(low * low)
     var -= mean * mean
+    np.maximum(var, 0.0, out=var)
     a = var / (var + np.float32((3.0 * step) ** 2))
     b = mean - a * mean
-    out = box(a) * x + box(b)
+    out = up(box(a)) * x
+    out += up(box(b))
     # the filter leaks a little across a depth edge (b is averaged over windows that hold it):
     # within reach of a real jump (several steps between neighbours) keep the raw values
     jump = np.zeros(n.shape, dtype=bool)
