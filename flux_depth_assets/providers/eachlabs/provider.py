@@ -497,9 +497,9 @@ class EachlabsProvider(DepthProvider):
             control, size = item.source_uri, None
             track.extra["transport"] = "source_url"
         else:
-            control, size = await asyncio.to_thread(lambda: prepare_control_image(item.load_image()))
+            control, size, sent = await asyncio.to_thread(self._prepare, item)
             track.extra["transport"] = "data_uri"
-            track.extra["sent_size"] = list(size)
+            track.extra["sent_size"] = list(sent)
         payload = {"model": cfg.model, "version": cfg.version,
                    "input": self._inputs(control), "webhook_url": ""}
         try:
@@ -545,6 +545,13 @@ class EachlabsProvider(DepthProvider):
             return track.failed(f"host reported prediction {pid} {state.status}: "
                                 f"{state.error or 'no error given'}")
         return await self._download_and_deliver(track, entry, state, size)
+
+    @staticmethod
+    def _prepare(item: ProviderInput) -> tuple[str, tuple[int, int], tuple[int, int]]:
+        """(data URI, source size, sent size)."""
+        image = item.load_image()
+        uri, sent = prepare_control_image(image)
+        return uri, image.size, sent
 
     def _inputs(self, control: str) -> dict[str, Any]:
         p = self.config.params
