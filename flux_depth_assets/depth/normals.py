@@ -116,7 +116,16 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
         jump[1:] |= big
     keep = ~valid | jump
     if keep.any():
-        keep = ndimage.maximum_filter(keep, size=2 * size - 1)
+        reach = 2 * size - 1  # how far the filter's windows of windows reach
+        if f > 1:  # dilate on the coarse grid (any-pooled), generously, then expand back
+            hp, wp = -(-h // f) * f, -(-w // f) * f
+            pad = np.zeros((hp, wp), dtype=bool)
+            pad[:h, :w] = keep
+            coarse = pad.reshape(hp // f, f, wp // f, f).any(axis=(1, 3))
+            coarse = ndimage.maximum_filter(coarse, size=-(-reach // f) + 2)
+            keep = coarse.repeat(f, axis=0).repeat(f, axis=1)[:h, :w]
+        else:
+            keep = ndimage.maximum_filter(keep, size=reach)
         out = np.where(keep, n, out)
     return out.astype(np.float32)
 
