@@ -5,29 +5,41 @@ from __future__ import annotations
 import shutil
 import textwrap
 import threading
+from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from flux_depth_assets.defs.constants import CATALOG_TAG
 from flux_depth_assets.defs.runner import materialize_catalog
 
-# The instance settings documented in docs/sensors_and_s3.md (dagster.yaml): at most one run per
-# catalog at a time. Asset backfills launched from the asset graph run Dagster's implicit asset
-# job, whose runs carry `dagster/partition` (= the catalog) but not our tag, hence the 2nd limit.
-QUEUE_LIMITS = {
-    "concurrency": {
-        "runs": {
-            "tag_concurrency_limits": [
-                {"key": CATALOG_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
-                {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
-            ],
-        },
-    },
-}
+DOC = Path(__file__).resolve().parents[1] / "docs" / "sensors_and_s3.md"
+MARKER = "<!-- dagster.yaml: run queue"
+
+
+def documented_queue_limits() -> dict:
+    """The dagster.yaml block the docs tell people to use, so docs and test cannot drift."""
+    text = DOC.read_text()
+    block = text[text.index(MARKER):]
+    block = block[block.index("```yaml") + len("```yaml"):]
+    return yaml.safe_load(block[:block.index("```")])
+
+
+# At most one run per catalog at a time. Asset backfills launched from the asset graph run
+# Dagster's implicit asset job, whose runs carry `dagster/partition` (= the catalog) but not our
+# tag, hence the second limit.
+QUEUE_LIMITS = documented_queue_limits()
+
+
+def test_documented_limits_key_on_the_catalog_tag():
+    limits = QUEUE_LIMITS["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {lim["key"] for lim in limits} == {CATALOG_TAG, "dagster/partition"}
+    assert all(lim["limit"] == 1 and lim["value"] == {"applyLimitPerUniqueValue": True}
+               for lim in limits)
 
 
 def test_run_queue_allows_one_run_per_catalog(tmp_path):

@@ -371,3 +371,16 @@ def test_url_manifest_sensor_watches_the_manifest_file(tmp_path, instance):
     manifest.write_text("url\nhttp://127.0.0.1:9/a.jpg\nhttp://127.0.0.1:9/b.jpg\n")
     age(manifest, 300)
     assert ticker().run_requests
+
+
+def test_new_objects_are_counted_exactly_when_thousands_share_the_mark():
+    same = NOW - 5000
+    crowd = [Fingerprint(f"c{i}.jpg", 1, same) for i in range(3000)]  # e.g. one bulk `cp -p`
+    first = tick(crowd)
+    assert first.cursor.hn == 3000 and len(first.cursor.edge) == EDGE_CAP
+    more = tick(crowd + [Fingerprint(f"n{i}.jpg", 1, same) for i in range(7)], first.cursor)
+    assert more.run_key and more.new == 7 and not more.other_changes
+    newer = tick(crowd + [Fingerprint("later.jpg", 1, same + 1)], first.cursor)
+    assert newer.new == 1 and not newer.other_changes
+    fewer = tick(crowd[1:], first.cursor)
+    assert fewer.run_key and fewer.new == 0 and fewer.other_changes

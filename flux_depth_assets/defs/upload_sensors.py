@@ -153,6 +153,10 @@ def _key_id(key: str) -> str:
     return hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
 
 
+def _hash_id(h: int) -> str:
+    return f"{h:016x}"[:12]
+
+
 @dataclass(frozen=True)
 class UploadCursor:
     """Compact per-catalog state; bounded by EDGE_CAP + PENDING_CAP short ids, never by N."""
@@ -160,14 +164,16 @@ class UploadCursor:
     n: int = 0                  # settled objects at the last recorded state
     digest: int = 0             # Σ hash(key, size, mtime, etag) mod 2^64 over those objects
     hw: float = 0.0             # highest mtime among them (the high-water mark)
-    edge: tuple[str, ...] = ()  # ids of objects whose mtime == hw (≤ EDGE_CAP)
+    hn: int = 0                 # how many of them have mtime == hw
+    hs: int = 0                 # Σ hash over those (the boundary's own digest)
+    edge: tuple[str, ...] = ()  # the EDGE_CAP smallest hash ids at hw (all of them if hn ≤ cap)
     pending: dict[str, int] = field(default_factory=dict)  # unsettled id → size last seen
     waiting_since: float = 0.0  # when settled changes started waiting on unsettled objects
     gen: int = 0                # runs requested so far (part of the run key)
 
     def to_json(self) -> str:
         body = {"v": CURSOR_VERSION, "n": self.n, "d": f"{self.digest:016x}", "hw": self.hw,
-                "e": list(self.edge), "g": self.gen}
+                "hn": self.hn, "hs": f"{self.hs:016x}", "e": list(self.edge), "g": self.gen}
         if self.pending:
             body["p"] = self.pending
         if self.waiting_since:
@@ -184,7 +190,8 @@ class UploadCursor:
             if raw.get("v") != CURSOR_VERSION:
                 return None
             return cls(n=int(raw["n"]), digest=int(raw["d"], 16), hw=float(raw["hw"]),
-                       edge=tuple(raw.get("e", ())), pending=dict(raw.get("p", {})),
+                       hn=int(raw.get("hn", 0)), hs=int(raw.get("hs", "0"), 16),
+                       edge=tuple(str(e) for e in raw.get("e", ())), pending=dict(raw.get("p", {})),
                        waiting_since=float(raw.get("w", 0.0)), gen=int(raw.get("g", 0)))
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
@@ -217,9 +224,12 @@ def evaluate_tick(catalog: str, fingerprints: Iterable[Fingerprint], prev: Uploa
     prev_pending = prev.pending if prev else {}
     prev_hw = None if first else prev.hw
     prev_edge = set(prev.edge) if prev and not first else set()
-    total = n = digest = new = new_sum = 0
-    hw = 0.0
-    at_hw: list[str] = []
+    edge_complete = first or prev.hn <= EDGE_CAP
+    total = n = digest = 0
+    hw, hn, hs = 0.0, 0, 0
+    at_hw: list[int] = []  # hashes at the current maximum mtime (trimmed to the smallest)
+    above = above_sum = 0             # objects newer than the previous mark
+    bcount = bsum = bnew = bseen = 0  # objects exactly at the previous mark
     unsettled: dict[str, int] = {}
     for fp in fingerprints:
         total += 1
@@ -233,17 +243,39 @@ def evaluate_tick(catalog: str, fingerprints: Iterable[Fingerprint], prev: Uploa
         n += 1
         digest = (digest + h) & _MASK
         if fp.mtime > hw:
-            hw, at_hw = fp.mtime, [fp.key]
+            hw, hn, hs, at_hw = fp.mtime, 1, h, [h]
         elif fp.mtime == hw:
-            at_hw.append(fp.key)
-        if prev_hw is not None and (fp.mtime > prev_hw or (
-                fp.mtime == prev_hw and _key_id(fp.key) not in prev_edge)):
-            new += 1
-            new_sum = (new_sum + h) & _MASK
-    edge = tuple(sorted(_key_id(k) for k in at_hw)[:EDGE_CAP])
+            hn += 1
+            hs = (hs + h) & _MASK
+            at_hw.append(h)
+            if len(at_hw) > 4 * EDGE_CAP:
+                at_hw = sorted(at_hw)[:EDGE_CAP]
+        if prev_hw is None:
+            continue
+        if fp.mtime > prev_hw:
+            above += 1
+            above_sum = (above_sum + h) & _MASK
+        elif fp.mtime == prev_hw:
+            bcount += 1
+            bsum = (bsum + h) & _MASK
+            if _hash_id(h) in prev_edge:
+                bseen += 1
+            elif edge_complete:
+                bnew += 1
+    edge = tuple(_hash_id(h) for h in sorted(at_hw)[:EDGE_CAP])
     pending = dict(sorted(unsettled.items())[:PENDING_CAP])
+    if first:
+        new, other = n, False
+    else:
+        if not edge_complete:  # too many objects shared the mark to list them: count them
+            bnew = max(0, bcount - prev.hn)
+        new = above + bnew
+        below_changed = (digest - bsum - above_sum) & _MASK != (prev.digest - prev.hs) & _MASK
+        boundary_lost = bseen < prev.hn if edge_complete else bcount < prev.hn
+        other = below_changed or boundary_lost
     gen = prev.gen if prev else 0
-    state = UploadCursor(n=n, digest=digest, hw=hw, edge=edge, pending=pending, gen=gen)
+    state = UploadCursor(n=n, digest=digest, hw=hw, hn=hn, hs=hs, edge=edge, pending=pending,
+                         gen=gen)
     counts = dict(total=total, settled=n, settling=len(unsettled))
     settling = (f"{_plural(len(unsettled), 'object')} younger than {settle:g} s or still growing"
                 if unsettled else "")
@@ -251,7 +283,6 @@ def evaluate_tick(catalog: str, fingerprints: Iterable[Fingerprint], prev: Uploa
     may_wait = bool(unsettled) and now - waiting_since < settings.max_settle_wait_seconds
 
     if first:
-        new, other = n, False
         if n > settings.first_tick_max_files:
             return TickDecision(state, skip_reason=(
                 f"first tick: {_plural(n, 'object')} exceed first_tick_max_files="
@@ -274,7 +305,6 @@ def evaluate_tick(catalog: str, fingerprints: Iterable[Fingerprint], prev: Uploa
                       f"no new, changed or deleted objects since the last run request "
                       f"({_plural(n, 'settled object')})")
             return TickDecision(keep, skip_reason=reason, **counts)
-        other = (prev.digest + new_sum) & _MASK != digest or prev.n + new != n
         if may_wait:
             keep = replace(prev, pending=pending, waiting_since=waiting_since)
             return TickDecision(keep, skip_reason=(
