@@ -201,6 +201,9 @@ def build_parser(prog: str = "flux-depth fake-api") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`flux-depth fake-api --port P [--latency S] [--fail-ratio R] [--rate-limit N] [--error-rate R]`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `flux-depth fake-api -- --port 8765` hands the separator through
+        argv = argv[1:]
     args = build_parser().parse_args(argv)
     summary = {"latency_s": args.latency, "fail_ratio": args.fail_ratio,
                "rate_limit": args.rate_limit or None, "error_rate": args.error_rate,
