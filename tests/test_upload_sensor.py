@@ -384,3 +384,94 @@ def test_new_objects_are_counted_exactly_when_thousands_share_the_mark():
     assert newer.new == 1 and not newer.other_changes
     fewer = tick(crowd[1:], first.cursor)
     assert fewer.run_key and fewer.new == 0 and fewer.other_changes
+
+
+# --------------------------------------------------------------------------- under the sensor daemon
+
+
+@pytest.mark.slow
+def test_sensor_daemon_launches_one_run_and_a_retried_tick_does_not_double_it(tmp_path):
+    """The real daemon loop: sensor tick → partition added → run queued → run succeeds.
+    Then the cursor is put back (a tick that crashed after requesting its run): the re-evaluated
+    tick asks for the same run key and Dagster launches nothing new."""
+    import datetime as dt
+    import logging
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.scheduler.instigation import SensorInstigatorData
+    from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+    from dagster._core.test_utils import InProcessTestWorkspaceLoadTarget, freeze_time
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    from tests import images
+    from tests.test_backfill import drain_queue
+    from tests.test_concurrency import QUEUE_LIMITS
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in (1, 2):
+        (photos / f"p{seed}.jpg").write_bytes(images.jpeg(seed=seed))
+    cfg = write_config(tmp_path, "{type: local_dir, path: photos}",
+                       "{settle_seconds: 0, minimum_interval_seconds: 30}")
+    code = tmp_path / "sensor_defs.py"
+    code.write_text(textwrap.dedent(f"""
+        from flux_depth_assets.defs.build import build_definitions
+        from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
+        from tests.fakes import CountingProviderResource
+
+        defs = build_definitions({{
+            "catalogs": CatalogsResource(config_dir={str(cfg)!r}),
+            "storage": StorageResource(root={str(tmp_path / "home")!r}),
+            "depth_provider": CountingProviderResource(),
+        }})
+    """))
+    overrides = {"run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher",
+                                  "class": "SyncInMemoryRunLauncher"}, **QUEUE_LIMITS}
+    logger = logging.getLogger("test_upload_sensor")
+    start = dt.datetime.now(dt.timezone.utc)
+    with dg.instance_for_test(overrides=overrides) as instance:
+        origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(
+            python_file=str(code), attribute="defs", working_directory=str(Path.cwd())))
+        with WorkspaceProcessContext(instance, InProcessTestWorkspaceLoadTarget(origin)) as wpc:
+            def tick_at(minutes: float) -> None:
+                with freeze_time(start + dt.timedelta(minutes=minutes)):
+                    list(execute_sensor_iteration(wpc, logger, None, None))
+                drain_queue(wpc)
+
+            def runs():
+                return instance.get_runs(RunsFilter(tags={"flux_depth/trigger": "upload_sensor"}))
+
+            def sensor_state():
+                [state] = [s for s in instance.all_instigator_state()
+                           if s.name == "shop__upload_sensor"]
+                return state
+
+            tick_at(0)
+            [run] = runs()
+            assert run.status == DagsterRunStatus.SUCCESS
+            assert run.tags[CATALOG_TAG] == "shop" and run.tags["dagster/partition"] == "shop"
+            assert instance.has_dynamic_partition("catalog", "shop")
+
+            tick_at(1)  # nothing new
+            assert len(runs()) == 1
+
+            (photos / "p3.jpg").write_bytes(images.jpeg(seed=3))
+            age(photos / "p3.jpg", 5)
+            before_second = sensor_state().instigator_data.cursor
+            tick_at(2)
+            assert len(runs()) == 2
+            second_key = runs()[0].tags["dagster/run_key"]
+            after_second = sensor_state().instigator_data.cursor
+
+            # The crash-after-request case: the cursor is the one before the second request.
+            state = sensor_state()
+            instance.update_instigator_state(state.with_data(SensorInstigatorData(
+                last_tick_timestamp=state.instigator_data.last_tick_timestamp,
+                min_interval=state.instigator_data.min_interval,
+                cursor=before_second, sensor_type=state.instigator_data.sensor_type)))
+            tick_at(3)
+            assert len(runs()) == 2  # same run key: Dagster did not launch it again
+            assert runs()[0].tags["dagster/run_key"] == second_key
+            assert sensor_state().instigator_data.cursor == after_second  # same decision again
