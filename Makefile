@@ -6,13 +6,16 @@ STAMP  := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export FLUX_DEPTH_HOME ?= $(CURDIR)/flux_depth_home
 
-.PHONY: help install demo test test-fast dev validate bench clean
+.PHONY: help install demo test test-fast test-e2e dev dev-postgres validate bench docker-check docker-smoke clean
 
 help:
 	@echo "make demo       set up .venv and run every asset of the demo catalog (offline)"
 	@echo "make test       set up .venv and run the whole test suite"
 	@echo "make test-fast  the suite without the slow end-to-end tests"
+	@echo "make test-e2e   only the browser test (dagster dev + headless Chromium)"
 	@echo "make dev        open the Dagster UI (dagster dev) on http://127.0.0.1:3000"
+	@echo "make dev-postgres  the same on a PostgreSQL-backed instance (FLUX_DEPTH_PG_*)"
+	@echo "make docker-check  check docker/ without an engine; make docker-smoke: run the stack"
 	@echo "make bench      run the benchmarks in benchmarks/"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -38,12 +41,34 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
+test-e2e: install
+	$(BIN)/python -m pytest -m browser
+
 dev: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# deploy/postgres/dagster.yaml as the instance; the database is created if missing.
+PG_ENV = FLUX_DEPTH_PG_HOST=$(or $(FLUX_DEPTH_PG_HOST),127.0.0.1) \
+         FLUX_DEPTH_PG_PORT=$(or $(FLUX_DEPTH_PG_PORT),5432) \
+         FLUX_DEPTH_PG_DB=$(or $(FLUX_DEPTH_PG_DB),flux_depth_dagster) \
+         FLUX_DEPTH_PG_USER=$(or $(FLUX_DEPTH_PG_USER),postgres) \
+         FLUX_DEPTH_PG_PASSWORD=$(FLUX_DEPTH_PG_PASSWORD)
+PG_HOME = $(CURDIR)/.dagster_home/postgres
+
+dev-postgres: install
+	mkdir -p $(PG_HOME) && cp deploy/postgres/dagster.yaml $(PG_HOME)/dagster.yaml
+	$(PG_ENV) deploy/postgres/create_db.sh
+	$(PG_ENV) DAGSTER_HOME=$(PG_HOME) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 validate: install
 	$(BIN)/flux-depth validate
 	$(BIN)/dagster definitions validate -w workspace.yaml
+
+docker-check: install
+	$(BIN)/python -m pytest tests/test_docker_config.py
+
+docker-smoke:
+	python3 docker/smoke_test.py
 
 bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
