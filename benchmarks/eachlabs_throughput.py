@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> dict:
         provider = EachlabsProvider(config, api_key="bench-key", base_url_override=server.base_url,
                                     journal_storage=Storage(root), progress_interval_s=10.0)
         lines: list[str] = []
+        load_before = os.getloadavg()[0]
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         cpu0, t0 = cpu_seconds(), time.perf_counter()
         results = provider.predict_many(items, progress=lines.append)
@@ -104,12 +105,14 @@ def run(args: argparse.Namespace) -> dict:
         "polls_per_prediction": stats["polls"] / args.images,
         "max_active": stats["max_active_predictions"], "creates": stats["creates"],
         "cost": sum(r.cost_usd for r in results), "last_line": lines[-1] if lines else "",
+        "load": (load_before, os.getloadavg()[0]),
     }
 
 
 def table(r: dict, command: str) -> str:
     rows = [
         ("machine", machine()),
+        ("load average (1 min) before / after", "%.2f / %.2f (other work shares these cores)" % r["load"]),
         ("command", f"`{command}`"),
         ("images / succeeded", f"{r['images']} / {r['succeeded']} ({r['side']}×{r['side']} px)"),
         ("server latency, max_concurrency, poll_interval_s",
