@@ -121,7 +121,12 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
             hp, wp = -(-h // f) * f, -(-w // f) * f
             pad = np.zeros((hp, wp), dtype=bool)
             pad[:h, :w] = keep
-            coarse = pad.reshape(hp // f, f, wp // f, f).any(axis=(1, 3))
+            rows = pad[0::f].copy()  # strided ORs: much faster than any() over small axes
+            for k in range(1, f):
+                rows |= pad[k::f]
+            coarse = rows[:, 0::f].copy()
+            for k in range(1, f):
+                coarse |= rows[:, k::f]
             coarse = ndimage.maximum_filter(coarse, size=-(-reach // f) + 2)
             keep = coarse.repeat(f, axis=0).repeat(f, axis=1)[:h, :w]
         else:
@@ -130,7 +135,7 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float) -> np.ndarray:
+def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float, has_nan: bool = True) -> np.ndarray:
     """Slope at interior pixels from forward and backward one-sided slopes (same shape).
 
     Central difference where they agree; the gentler one-sided slope across a depth edge; the
@@ -147,6 +152,8 @@ def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float) -> np.ndarray
     edge = diff > agree
     gentler = np.where(np.abs(fwd) <= np.abs(bwd), fwd, bwd)
     out = np.where(edge, gentler, central)
+    if not has_nan:
+        return out
     fnan = np.isnan(fwd)
     if fnan.any() or np.isnan(bwd).any():
         out = np.where(fnan, bwd, out)
@@ -155,21 +162,21 @@ def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float) -> np.ndarray
     return out
 
 
-def _slopes_x(n: np.ndarray, scale: float, tan_edge: float) -> np.ndarray:
+def _slopes_x(n: np.ndarray, scale: float, tan_edge: float, has_nan: bool = True) -> np.ndarray:
     d = np.diff(n, axis=1)
     d *= scale
     out = np.empty(n.shape, dtype=np.float32)
     if n.shape[1] == 1:
         out[:] = 0.0
         return out
-    out[:, 1:-1] = _axis_slope(d[:, 1:], d[:, :-1], tan_edge)
+    out[:, 1:-1] = _axis_slope(d[:, 1:], d[:, :-1], tan_edge, has_nan)
     out[:, 0] = d[:, 0]
     out[:, -1] = d[:, -1]
     return out
 
 
 def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
-              scale: float, tan_edge: float) -> np.ndarray:
+              scale: float, tan_edge: float, has_nan: bool = True) -> np.ndarray:
     """d/dy (rows, downwards) for a block, with the rows just above/below it (None at the borders)."""
     ext = n
     if top is not None or bottom is not None:
@@ -182,7 +189,7 @@ def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
     d *= scale
     off = 1 if top is not None else 0  # row of ext holding n[0]
     # interior rows of ext (both neighbours exist): ext rows 1..len-2
-    inner = _axis_slope(d[1:], d[:-1], tan_edge)  # for ext rows 1..len-2
+    inner = _axis_slope(d[1:], d[:-1], tan_edge, has_nan)  # for ext rows 1..len-2
     lo, hi = max(off, 1), min(off + n.shape[0], ext.shape[0] - 1)
     if hi > lo:
         out[lo - off:hi - off] = inner[lo - 1:hi - 1]
@@ -215,6 +222,7 @@ def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
         if step * w * strength > QUANT_STEP_SLOPE:
             n = dequantize(n, step, radius=max(2, round(w / 400)))
     scale = np.float32(strength * w)  # nearness step per pixel → slope per image width
+    has_nan = bool(np.isnan(n).any())
     tan_edge = np.float32(math.tan(math.radians(EDGE_ANGLE_DEG)))
     # +x right: n_x = -dh/du. Rows go down, so dh/dv_up = -dh/dy: OpenGL n_y = +dh/dy,
     # DirectX (+Y down) n_y = -dh/dy.
@@ -223,9 +231,9 @@ def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
     for r0 in range(0, h, _BLOCK_ROWS):
         r1 = min(h, r0 + _BLOCK_ROWS)
         block = n[r0:r1]
-        sx = _slopes_x(block, scale, tan_edge)
+        sx = _slopes_x(block, scale, tan_edge, has_nan)
         sy = _slopes_y(block, n[r0 - 1] if r0 > 0 else None, n[r1] if r1 < h else None,
-                       scale, tan_edge)
+                       scale, tan_edge, has_nan)
         inv = sx * sx
         inv += sy * sy
         inv += 1.0
