@@ -477,3 +477,18 @@ def test_poll_scheduler_tracks_a_quantile_of_the_run_time():
     for _ in range(40):  # the host gets faster: done at every first poll, the estimate walks down
         sched.observe(None, sched.first_delay())
     assert sched.first_delay() < 1.2
+
+
+def test_an_image_listed_twice_is_paid_once(storage):
+    with running_fake_api(latency_s=0.05) as server:
+        provider = make_provider(server.base_url, storage)
+        [a, b] = make_items(provider, 2)
+        twin = ProviderInput(image_id="img-copy", source_sha256=a.source_sha256,
+                             cache_key=a.cache_key, load_image=a.load_image)
+        preds = provider.predict_many([a, twin, b])
+        stats = server.stats()
+    assert [p.image_id for p in preds] == ["img-000", "img-copy", "img-001"]
+    assert all(p.status == "succeeded" for p in preds)
+    assert preds[1].extra["same_as"] == "img-000" and preds[1].cost_usd == 0
+    assert preds[1].prediction_id == preds[0].prediction_id
+    assert stats["creates"] == 2

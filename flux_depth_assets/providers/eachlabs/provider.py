@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import logging
 import math
@@ -322,7 +323,24 @@ class EachlabsProvider(DepthProvider):
         if not items:
             return []
         journal = PredictionJournal(self.journal_storage or Storage(default_home()))
-        coro = self._run(list(items), journal, progress)
+        # one prediction per cache key: an image listed twice is paid once
+        unique: dict[str, ProviderInput] = {}
+        for item in items:
+            unique.setdefault(item.cache_key, item)
+        preds = self._run_sync(list(unique.values()), journal, progress)
+        by_key = {item.cache_key: pred for item, pred in zip(unique.values(), preds)}
+        out = []
+        for item in items:
+            pred = by_key[item.cache_key]
+            if pred.image_id != item.image_id:
+                pred = dataclasses.replace(pred, image_id=item.image_id, cost_usd=0.0, attempts=0,
+                                           extra={**pred.extra, "same_as": pred.image_id})
+            out.append(pred)
+        return out
+
+    def _run_sync(self, items: list[ProviderInput], journal: PredictionJournal,
+                  progress: ProgressFn | None) -> list[DepthPrediction]:
+        coro = self._run(items, journal, progress)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
