@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -29,6 +30,7 @@ from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
 from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
 from flux_depth_assets.depth.normals import decode_normals_png
 from flux_depth_assets.depth.sprites import psnr, recompose
+from flux_depth_assets.storage.schemas import DEPTH_STATS
 from flux_depth_assets.storage.store import Storage
 from tests import images
 from tests.fakes import CALLS, CountingProvider, CountingProviderResource
@@ -290,8 +292,6 @@ def test_checks_catch_missing_stale_and_broken_outputs(tmp_path):
     assert not res.passed and res.severity == dg.AssetCheckSeverity.ERROR and res.metadata["missing"].value == 1
     rows = table(tmp_path, STATS_ASSET)
     rows[0]["depth_sha256"] = "0" * 64
-    import pyarrow as pa
-    from flux_depth_assets.storage.schemas import DEPTH_STATS
     st.write_partition(STATS_ASSET, "shop", pa.Table.from_pylist(rows, schema=DEPTH_STATS))
     res = check_complete(st, STATS_ASSET, "shop")
     assert not res.passed and "older depth map" in res.description
