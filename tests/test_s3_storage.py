@@ -89,3 +89,15 @@ def test_demo_catalog_materializes_into_an_s3_root(tmp_path, demo_dir, s3_env, s
     assert again.success, again.error
     assert again.materialized["depth_maps"]["new"] == 0
     assert again.materialized["depth_maps"]["cached"] == n
+
+
+def test_objects_written_or_deleted_by_another_process_are_seen(s3_env):
+    """fsspec keeps one S3 filesystem per process; a cached listing must not hide other writers."""
+    store = Storage(f"s3://{s3_env.bucket}/root", {"client_kwargs": {"endpoint_url": s3_env.endpoint}})
+    store.write_bytes("cache/depth/ab/one.json", b"{}")
+    assert store.list("cache/depth/ab") == ["cache/depth/ab/one.json"]
+    s3_env.put("root/cache/depth/ab/two.json", b"{}")  # another run, elsewhere
+    assert store.exists("cache/depth/ab/two.json")
+    assert store.list("cache/depth/ab") == ["cache/depth/ab/one.json", "cache/depth/ab/two.json"]
+    s3_env.delete("root/cache/depth/ab/one.json")
+    assert not store.exists("cache/depth/ab/one.json")

@@ -27,7 +27,13 @@ class Storage:
 
     def __init__(self, root: str, storage_options: dict[str, Any] | None = None):
         self.root = root
-        fs, base = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        options = dict(storage_options or {})
+        if "://" in root and not root.startswith("file://"):
+            # Object stores: no listings cache. fsspec shares one filesystem per process, and a
+            # cached listing hides objects other runs wrote (or deleted) since: `exists` would
+            # say False and the cache would be paid for again.
+            options.setdefault("use_listings_cache", False)
+        fs, base = fsspec.core.url_to_fs(root, **options)
         self.fs: fsspec.AbstractFileSystem = fs
         self.base = base.rstrip("/")
         self.is_local = isinstance(fs, LocalFileSystem)
