@@ -71,6 +71,7 @@ docker-smoke:
 	python3 docker/smoke_test.py
 
 bench: install
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
