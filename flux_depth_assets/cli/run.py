@@ -41,13 +41,15 @@ def _materialize(args: argparse.Namespace) -> int:
     except KeyError as exc:
         return _fail(exc.args[0] if exc.args else str(exc), 2)
     for asset, meta in outcome.materialized.items():
-        where = meta.get("depth_dir") or meta.get("output_dir") or meta.get("table") or ""
         counts = ", ".join(f"{k}={meta[k]}" for k in ("images", "new", "cached", "rejected", "failed")
                            if k in meta)
         cost = f", cost ${meta['cost_usd']:.2f}" if "cost_usd" in meta else ""
-        print(f"{asset:18s} {counts}{cost}\n{'':18s} → {where}")
-        if meta.get("table") and meta.get("table") != where:
-            print(f"{'':18s} → {meta['table']}")
+        print(f"{asset:18s} {counts}{cost}")
+        if meta.get("note"):
+            print(f"{'':18s} ({meta['note']})")
+        for path in outcome.paths.get(asset, []):
+            if "/tables/lineage/" not in path:
+                print(f"{'':18s} → {path}")
     if not outcome.success:
         return _fail(f"run {outcome.run_id} failed: {outcome.error}")
     print(f"run {outcome.run_id} succeeded")

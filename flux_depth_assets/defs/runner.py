@@ -20,6 +20,7 @@ class RunOutcome:
     run_id: str
     error: str | None = None
     materialized: dict[str, dict] = field(default_factory=dict)  # asset → metadata values
+    paths: dict[str, list[str]] = field(default_factory=dict)    # asset → path-typed metadata
 
 
 def get_instance() -> dg.DagsterInstance:
@@ -55,8 +56,11 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
     )
     outcome = RunOutcome(success=result.success, run_id=result.run_id)
     for ev in result.get_asset_materialization_events():
-        outcome.materialized[ev.asset_key.to_user_string()] = {
-            k: v.value for k, v in ev.materialization.metadata.items()}
+        name = ev.asset_key.to_user_string()
+        metadata = ev.materialization.metadata
+        outcome.materialized[name] = {k: v.value for k, v in metadata.items()}
+        outcome.paths[name] = [v.value for v in metadata.values()
+                               if isinstance(v, dg.PathMetadataValue)]
     if not result.success:
         outcome.error = _first_failure(result)
     return outcome
