@@ -102,10 +102,10 @@ def test_two_runs_of_one_catalog_at_once_leave_consistent_storage(tmp_path, demo
     barrier = threading.Barrier(2)
 
     def run():
-        barrier.wait()
-        outcomes.append(materialize_catalog("shop", config_dir=cfg,
-                                            instance=dg.DagsterInstance.ephemeral(),
-                                            assets=["source_images", "depth_maps"]))
+        with dg.DagsterInstance.ephemeral() as instance:  # disposed in the thread that made it
+            barrier.wait()
+            outcomes.append(materialize_catalog("shop", config_dir=cfg, instance=instance,
+                                                assets=["source_images", "depth_maps"]))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
