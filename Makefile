@@ -26,9 +26,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
-$(DAGSTER_HOME)/dagster.yaml:
+$(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	cp deploy/local/dagster.yaml $@
 
 demo: install
 	$(BIN)/flux-depth validate

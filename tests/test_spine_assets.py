@@ -165,3 +165,24 @@ def test_missing_source_folder_fails_with_its_path(tmp_path):
     shutil.rmtree(tmp_path / "photos")
     outcome, _ = run(cfg)
     assert not outcome.success and "does not exist" in outcome.error and "photos" in outcome.error
+
+
+def test_declared_tests_run_with_the_catalog_and_report_failures(tmp_path):
+    cfg = make_catalog(tmp_path, {"a.jpg": images.jpeg(seed=1)},
+                       extra="    tests:\n      - min_images: {min: 5}\n      - max_rejected_ratio: {max: 0.5}\n")
+    outcome, _ = run(cfg)
+    checks = {name: (ok, sev) for name, ok, sev in outcome.checks}
+    assert checks["source_images:min_images"] == (False, "ERROR")
+    assert checks["source_images:max_rejected_ratio"] == (True, "ERROR")
+
+
+def test_local_instance_profile_limits_one_run_per_catalog(tmp_path, monkeypatch):
+    from tests.conftest import REPO
+    (tmp_path / "dh").mkdir()
+    shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", tmp_path / "dh" / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+        assert {"key": "flux_depth/catalog", "value": {"applyLimitPerUniqueValue": True},
+                "limit": 1} in limits

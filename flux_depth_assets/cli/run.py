@@ -50,6 +50,10 @@ def _materialize(args: argparse.Namespace) -> int:
         for path in outcome.paths.get(asset, []):
             if "/tables/lineage/" not in path:
                 print(f"{'':18s} → {path}")
+    if outcome.checks:
+        failed = [(n, sev) for n, ok, sev in outcome.checks if not ok]
+        print(f"checks             {len(outcome.checks) - len(failed)}/{len(outcome.checks)} passed"
+              + "".join(f"\n{'':18s} ✗ {n} ({sev.lower()})" for n, sev in failed))
     if not outcome.success:
         return _fail(f"run {outcome.run_id} failed: {outcome.error}")
     print(f"run {outcome.run_id} succeeded")

@@ -21,6 +21,7 @@ class RunOutcome:
     error: str | None = None
     materialized: dict[str, dict] = field(default_factory=dict)  # asset → metadata values
     paths: dict[str, list[str]] = field(default_factory=dict)    # asset → path-typed metadata
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (asset:check, passed, severity)
 
 
 def get_instance() -> dg.DagsterInstance:
@@ -61,6 +62,9 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
         outcome.materialized[name] = {k: v.value for k, v in metadata.items()}
         outcome.paths[name] = [v.value for v in metadata.values()
                                if isinstance(v, dg.PathMetadataValue)]
+    for ev in result.get_asset_check_evaluations():
+        outcome.checks.append((f"{ev.asset_key.to_user_string()}:{ev.check_name}", ev.passed,
+                               ev.severity.value))
     if not result.success:
         outcome.error = _first_failure(result)
     return outcome
