@@ -201,8 +201,10 @@ def dagster_dev(tmp_path):
         yield dev
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
+    """Per test: Playwright's sync API runs an asyncio loop on this thread while it is open, and
+    any later test calling asyncio.run() in the same session would fail if it stayed open."""
     if not Path(CHROMIUM).exists():
         _require(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium chromium-driver)")
     try:
