@@ -296,6 +296,12 @@ def test_docker_and_local_postgres_profiles_share_storage_and_run_limits():
     assert docker_cfg["concurrency"] == local_cfg["concurrency"]
     assert docker_cfg["run_coordinator"] == local_cfg["run_coordinator"]
     assert local_cfg["telemetry"] == docker_cfg["telemetry"] == {"enabled": False}
+    laptop = REPO / "deploy" / "local" / "dagster.yaml"  # `make dev`'s SQLite instance
+    if laptop.exists():
+        laptop_cfg = yaml.safe_load(laptop.read_text())
+        assert laptop_cfg["concurrency"]["runs"]["tag_concurrency_limits"] == \
+            docker_cfg["concurrency"]["runs"]["tag_concurrency_limits"]
+        assert laptop_cfg["concurrency"]["pools"] == docker_cfg["concurrency"]["pools"]
 
 
 def test_workspace_points_at_the_user_code_grpc_server():

@@ -82,15 +82,16 @@ def _port_is_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+LAPTOP_PROFILE = REPO / "deploy" / "local" / "dagster.yaml"
+
+
 def _write_instance_yaml(dagster_home: Path) -> None:
+    """The instance `make dev` uses (run queue, one run per catalog, hosted-API pool, telemetry
+    off), without the first-visit tips; SQLite storage in the temp home."""
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\n"
-        "nux:\n  enabled: false\n"
-        # The same hosted-API pool default as deploy/postgres and docker/ (else the UI warns
-        # that the pool has no limit).
-        "concurrency:\n  pools:\n    default_limit: 2\n"
-    )
+    profile = LAPTOP_PROFILE.read_text() if LAPTOP_PROFILE.exists() else (
+        "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 2\n")
+    (dagster_home / "dagster.yaml").write_text(profile + "\nnux:\n  enabled: false\n")
 
 
 def _add_demo_partition(dagster_home: Path) -> None:
