@@ -222,10 +222,14 @@ def run_smoke(keep: bool, timeout: float) -> None:
         try:
             stack.compose("config", "--quiet")
             stack.compose("build", timeout=timeout)
-            stack.compose("up", "--detach", "--wait", "--wait-timeout", str(int(timeout)),
-                          timeout=timeout + 60)
-            log(f"stack healthy after {time.monotonic() - started:.0f}s; UI at {stack.url}")
-            stack.wait_for("the code location to load over gRPC", stack.location_loaded, 180)
+            # Some compose releases report the finished one-shot `minio_init` as a failure of
+            # `--wait`; the health of what matters is checked right after, so only warn here.
+            up = stack.compose("up", "--detach", "--wait", "--wait-timeout", str(int(timeout)),
+                               timeout=timeout + 60, check=False)
+            if up.returncode != 0:
+                log(f"`up --wait` exited {up.returncode}; checking the services directly")
+            stack.wait_for("the code location to load over gRPC", stack.location_loaded, 300)
+            log(f"stack up after {time.monotonic() - started:.0f}s; UI at {stack.url}")
             stack.wait_for("catalog_registry_sensor to add the demo partition",
                            stack.has_demo_partition, 180)
             run_id = stack.launch_demo_run()

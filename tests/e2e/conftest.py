@@ -156,11 +156,12 @@ def stop_process_group(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_
 
 
 @contextmanager
-def run_dagster_dev(base: Path):
+def run_dagster_dev(base: Path, add_demo_partition: bool = True):
     dagster_home = base / "dagster_home"
     flux_depth_home = base / "flux_depth_home"
     _write_instance_yaml(dagster_home)
-    _add_demo_partition(dagster_home)
+    if add_demo_partition:
+        _add_demo_partition(dagster_home)
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("EACHLABS_", "FLUX_DEPTH_CONFIG_DIR", "DAGSTER_"))}
@@ -199,6 +200,13 @@ def run_dagster_dev(base: Path):
 @pytest.fixture
 def dagster_dev(tmp_path):
     with run_dagster_dev(tmp_path) as dev:
+        yield dev
+
+
+@pytest.fixture
+def dagster_dev_sensor_only(tmp_path):
+    """dagster dev with no partition added: catalog_registry_sensor must add it."""
+    with run_dagster_dev(tmp_path, add_demo_partition=False) as dev:
         yield dev
 
 
