@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 MAX_INPUT_PIXELS = 4_000_000  # the host takes "up to about 4 megapixels"
 MAX_INPUT_BYTES = 50 * 1024 * 1024
 JPEG_QUALITIES = (95, 90, 80, 70)
-INLINE_WORK_BYTES = 256 * 1024  # outputs up to this size are decoded on the event loop
 PREPROCESS_VERSION = "1"  # bump when the control image preparation changes the host's output
 FATAL_CREATE_STATUSES = frozenset({401, 402, 403})  # bad key / no credit: every create would fail
 API_KEY_ENV = "EACHLABS_API_KEY"
@@ -542,11 +541,8 @@ class EachlabsProvider(DepthProvider):
         entry = JournalEntry(cache_key=item.cache_key, image_id=item.image_id, prediction_id=pid,
                              host=url_host(self.base_url), model=cfg.model, version=cfg.version,
                              replaced_prediction_ids=replaced)
-        # durable BEFORE the first poll (a local atomic write is cheaper than a thread hop)
-        if run.journal.storage.is_local:
-            run.journal.write(entry)
-        else:
-            await asyncio.to_thread(run.journal.write, entry)
+        # durable BEFORE the first poll; on a thread, as a file create can stall for milliseconds
+        await asyncio.to_thread(run.journal.write, entry)
         try:
             state = await self._wait(track, fresh=True)
         except DeadlineExceeded as exc:
@@ -675,13 +671,7 @@ class EachlabsProvider(DepthProvider):
                                     f"decoded: {type(exc).__name__}: {exc}")
             return track.prediction(depth=depth)
 
-        # small outputs on a local journal are cheaper here than a thread hop; big ones, remote
-        # journals and images still to be loaded for their size go to a thread
-        loads_source = mode == "depth" and size is None  # the source image gives the target size
-        if not loads_source and track.run.journal.storage.is_local \
-                and len(data or b"") <= INLINE_WORK_BYTES:
-            return work()
-        return await asyncio.to_thread(work)
+        return await asyncio.to_thread(work)  # file writes and decoding stay off the event loop
 
 
 def _run_loop(coro):
