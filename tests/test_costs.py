@@ -24,7 +24,7 @@ from flux_depth_assets.defs.build import build_definitions
 from flux_depth_assets.defs.resources import CatalogsResource, DepthProviderResource, StorageResource
 from flux_depth_assets.defs.runner import materialize_catalog
 from flux_depth_assets.lineage import queries
-from flux_depth_assets.pipeline.depth_run import BudgetExceeded, apply_budget, call_cost
+from flux_depth_assets.pipeline.provider_run import BudgetExceeded, apply_budget, call_cost
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
 from flux_depth_assets.storage.store import Storage
 from tests import images

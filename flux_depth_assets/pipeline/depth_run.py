@@ -8,63 +8,35 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from functools import partial
+from datetime import datetime, timezone
 from typing import Callable
 
 import numpy as np
-import pyarrow as pa
 from PIL import Image
 
 from flux_depth_assets.config.models import DepthMapSettings
 from flux_depth_assets.depth.encoding import encode_png16, quantize, to_nearness
 from flux_depth_assets.lineage.writer import redact
+from flux_depth_assets.pipeline.provider_run import (
+    ProviderRunResult,
+    apply_budget,
+    pending_input,
+    prediction_fields,
+    skipped_row,
+    tally,
+)
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProviderInput
 from flux_depth_assets.storage.cache import DepthCache
-from flux_depth_assets.storage.schemas import DEPTH_MAPS, table_from_rows
+from flux_depth_assets.storage.schemas import DEPTH_MAPS
 from flux_depth_assets.storage.store import Storage
 
 ASSET = "depth_maps"
 
 
-class BudgetExceeded(RuntimeError):
-    """The run would pay more than the catalog's `budget_usd_per_run`; nothing was paid."""
-
-
-@dataclass
-class DepthRunResult:
-    rows: list[dict]
-    counts: dict[str, int] = field(default_factory=dict)
-    cost_usd: float = 0.0
-    seconds: float = 0.0
-
-    def table(self) -> pa.Table:
-        return table_from_rows(self.rows, DEPTH_MAPS)
-
-    @property
-    def failure_ratio(self) -> float:
-        images = self.counts.get("images", 0)
-        return self.counts.get("failed", 0) / images if images else 0.0
-
-
-def load_normalized(storage: Storage, rel: str) -> Image.Image:
-    with Image.open(io.BytesIO(storage.read_bytes(rel))) as im:
-        return im.convert("RGB")
-
-
-def estimate_pending(accepted: list[dict], provider: DepthProvider, storage: Storage) -> tuple[int, int]:
-    """(pending, cached): how many images would call the provider, without calling it."""
-    cache = DepthCache(storage)
-    cached = sum(cache.has(provider.cache_key(r["sha256"])) for r in accepted)
-    return len(accepted) - cached, cached
-
-
 def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, storage: Storage,
               settings: DepthMapSettings, *, run_id: str = "", budget_usd: float | None = None,
-              on_budget: str = "stop", log: Callable[[str], None] | None = None) -> DepthRunResult:
+              on_budget: str = "stop", log: Callable[[str], None] | None = None) -> ProviderRunResult:
     t0 = time.perf_counter()
     log = log or (lambda _m: None)
     cache = DepthCache(storage)
@@ -94,17 +66,12 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
                                    "seconds": time.perf_counter() - t1, "cost_usd": 0.0, "attempts": 0,
                                    "started_at": at, "finished_at": datetime.now(timezone.utc)}
             continue
-        pending.append(ProviderInput(image_id=r["image_id"], source_sha256=r["sha256"], cache_key=key,
-                                     load_image=partial(load_normalized, storage, r["normalized_path"]),
-                                     source_uri=r.get("source_uri") or ""))
+        pending.append(pending_input(r, key, storage))
 
     pending, skipped = apply_budget(pending, provider, budget_usd, on_budget)
     for item in skipped:
-        rows[item.image_id] = {**base, "image_id": item.image_id, "source_sha256": item.source_sha256,
-                               "cache_key": item.cache_key, "status": "skipped_budget",
-                               "error": "skipped: over budget_usd_per_run", "cost_usd": 0.0,
-                               "attempts": 0, "width": by_id[item.image_id]["width"],
-                               "height": by_id[item.image_id]["height"]}
+        src = by_id[item.image_id]
+        rows[item.image_id] = skipped_row(base, item, width=src["width"], height=src["height"])
     if pending:
         provider.check_ready()
         log(f"depth_maps: {len(pending)} image(s) to compute with {provider.name}/{provider.model}, "
@@ -117,54 +84,7 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
                                                       base, by_id[pred.image_id],
                                                       price_usd=provider.price_usd,
                                                       batch_started=batch_started)
-    ordered = [rows[r["image_id"]] for r in accepted if r["image_id"] in rows]
-    now = datetime.now(timezone.utc)
-    for row in ordered:
-        row.setdefault("materialized_at", now)
-        if row["status"] != "cached":
-            row["materialized_at"] = now
-    counts = {"images": len(ordered)}
-    for status in ("succeeded", "cached", "failed", "skipped_budget"):
-        counts[status] = sum(r["status"] == status for r in ordered)
-    counts["new"] = counts.pop("succeeded")
-    cost = float(sum(r.get("cost_usd") or 0.0 for r in ordered))
-    return DepthRunResult(rows=ordered, counts=counts, cost_usd=cost, seconds=time.perf_counter() - t0)
-
-
-def apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: float | None,
-                  on_budget: str) -> tuple[list[ProviderInput], list[ProviderInput]]:
-    if budget is None or provider.price_usd <= 0 or not pending:
-        return pending, []
-    need = len(pending) * provider.price_usd
-    if need <= budget + 1e-9:
-        return pending, []
-    if on_budget == "partial":
-        n = int(math.floor(budget / provider.price_usd + 1e-9))
-        return pending[:n], pending[n:]
-    raise BudgetExceeded(
-        f"budget exceeded before any paid call: {len(pending)} pending image(s) × "
-        f"${provider.price_usd:.4f} = ${need:.2f} > budget_usd_per_run ${budget:.2f} "
-        f"(set on_budget: partial to process up to the budget)")
-
-
-def call_cost(pred: DepthPrediction, price_usd: float) -> float:
-    """USD of one provider call. The provider's own figure wins (`cost_usd` > 0, or an explicit
-    `extra["cost_reported"]` for a reported zero); otherwise the configured `price_usd` is charged
-    for every prediction the host executed: succeeded, or failed after it was created (it has a
-    prediction id). A call that never created a prediction costs nothing."""
-    if pred.cost_usd or pred.extra.get("cost_reported"):
-        return float(pred.cost_usd or 0.0)
-    if pred.status == "succeeded" or pred.prediction_id:
-        return float(price_usd)
-    return 0.0
-
-
-def _call_times(pred: DepthPrediction, batch_started: datetime | None) -> tuple[datetime, datetime]:
-    """(started_at, finished_at) of a call: the provider's own timestamps in `extra` when it
-    reports them, else the batch's start and start + latency."""
-    start = pred.extra.get("started_at") or batch_started or datetime.now(timezone.utc)
-    end = pred.extra.get("finished_at") or start + timedelta(seconds=float(pred.latency_s or 0.0))
-    return start, end
+    return tally(rows, accepted, DEPTH_MAPS, t0)
 
 
 def _meta_fields(meta: dict) -> dict:
@@ -174,12 +94,9 @@ def _meta_fields(meta: dict) -> dict:
 def _row_for_prediction(pred: DepthPrediction, item: ProviderInput, storage: Storage, cache: DepthCache,
                         catalog: str, settings: DepthMapSettings, base: dict, src: dict, *,
                         price_usd: float = 0.0, batch_started: datetime | None = None) -> dict:
-    started_at, finished_at = _call_times(pred, batch_started)
     row = {**base, "image_id": pred.image_id, "source_sha256": item.source_sha256,
            "cache_key": item.cache_key, "width": src["width"], "height": src["height"],
-           "seconds": pred.latency_s, "prediction_id": pred.prediction_id, "attempts": pred.attempts,
-           "http_status": pred.http_status, "cost_usd": call_cost(pred, price_usd),
-           "metric": pred.metric, "started_at": started_at, "finished_at": finished_at}
+           "metric": pred.metric, **prediction_fields(pred, price_usd, batch_started)}
     if pred.status != "succeeded" or pred.depth is None:
         # credential-looking text is masked here too: the depth_maps table keeps this error
         return {**row, "status": "failed", "error": redact(pred.error) or "provider returned no depth"}

@@ -23,7 +23,7 @@ from flux_depth_assets.sources import SourceError
     description=(
         "One row per file in the catalog's source: accepted images (id = first 16 hex of the "
         "content SHA-256, format, size, EXIF orientation; a normalised RGB PNG is stored) and "
-        "rejected files with the reason. Table: tables/source_images/catalog=<name>/."
+        "rejected files with the reason. Table: tables/source_images/catalog={catalog}/."
     ),
 )
 def source_images(context: dg.AssetExecutionContext, storage: StorageResource,

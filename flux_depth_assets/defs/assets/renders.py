@@ -11,11 +11,8 @@ from flux_depth_assets.defs.constants import (
     HOSTED_API_POOL,
     OWNERS,
 )
-from flux_depth_assets.defs.metadata import counts_metadata, preview_table
+from flux_depth_assets.defs.provider_assets import finish_provider_asset, run_or_fail
 from flux_depth_assets.defs.resources import CatalogsResource, DepthProviderResource, StorageResource
-from flux_depth_assets.lineage.record import record_materialization
-from flux_depth_assets.lineage.writer import calls_from_rows, config_hash
-from flux_depth_assets.pipeline.depth_run import BudgetExceeded
 from flux_depth_assets.pipeline.render_run import ASSET, run_renders
 from flux_depth_assets.pipeline.scan import accepted_rows
 
@@ -33,7 +30,7 @@ from flux_depth_assets.pipeline.scan import accepted_rows
         "Optional (`provider: {name: eachlabs, mode: render}`): the hosted model's depth-guided "
         "re-render of each image from the catalog's prompt, stored as returned (PNG/JPG) with prompt "
         "and seed in the table. Catalogs not in render mode materialize an empty partition. "
-        "Files: catalogs/<name>/depth_renders/<image_id>.<ext>; table: tables/depth_renders/."
+        "Files: catalogs/{catalog}/depth_renders/{image_id}.<ext>; table: tables/depth_renders/."
     ),
 )
 def depth_renders(context: dg.AssetExecutionContext, storage: StorageResource,
@@ -48,31 +45,10 @@ def depth_renders(context: dg.AssetExecutionContext, storage: StorageResource,
     store = storage.get()
     provider = depth_provider.for_catalog(catalog, purpose="render")
     params = catalog.provider.params
-    try:
-        result = run_renders(catalog.name, accepted_rows(store, catalog.name), provider, store,
-                             prompt=params.prompt, seed=params.seed, run_id=context.run.run_id,
-                             budget_usd=catalog.budget_usd_per_run, on_budget=catalog.on_budget,
-                             log=context.log.info)
-    except (BudgetExceeded, FileNotFoundError) as exc:
-        raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
-    table_rel = store.write_partition(ASSET, catalog.name, result.table())
-    over_ratio = bool(result.counts["images"]) and result.failure_ratio > catalog.max_failure_ratio
-    lineage = record_materialization(
-        store, context, counts=result.counts, seconds=result.seconds, started_at=started_at,
-        calls=calls_from_rows(result.rows, run_id=context.run.run_id, asset=ASSET,
-                              default_time=started_at,
-                              secrets=[depth_provider.secrets().eachlabs_api_key]),
-        status="failed" if over_ratio else "succeeded", config_hash=config_hash(catalog, params))
-    metadata = {
-        **counts_metadata(result.counts, result.seconds, len(result.rows)),
-        **lineage,
-        "table": dg.MetadataValue.path(store.uri(table_rel)),
-        "output_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{ASSET}")),
-        "preview": preview_table(result.rows, ["image_id", "status", "render_path", "prompt", "cost_usd",
-                                               "error"]),
-    }
-    if over_ratio:
-        raise dg.Failure(description=(f"catalog {catalog.name!r}: {result.counts['failed']} of "
-                                      f"{result.counts['images']} renders failed, over max_failure_ratio "
-                                      f"{catalog.max_failure_ratio:.0%}"), metadata=metadata)
-    return dg.MaterializeResult(metadata=metadata)
+    result = run_or_fail(catalog, lambda: run_renders(
+        catalog.name, accepted_rows(store, catalog.name), provider, store, prompt=params.prompt,
+        seed=params.seed, run_id=context.run.run_id, budget_usd=catalog.budget_usd_per_run,
+        on_budget=catalog.on_budget, log=context.log.info))
+    return finish_provider_asset(
+        context, store, catalog, ASSET, result, depth_provider, started_at=started_at,
+        settings=params, preview_columns=["image_id", "status", "render_path", "prompt", "cost_usd", "error"])
