@@ -74,6 +74,7 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
         rows[item.image_id] = skipped_row(base, item, width=src["width"], height=src["height"])
     if pending:
         provider.check_ready()
+        provider.bind_storage(storage)
         log(f"depth_maps: {len(pending)} image(s) to compute with {provider.name}/{provider.model}, "
             f"{len(rows)} cached")
         pending_by_id = {p.image_id: p for p in pending}

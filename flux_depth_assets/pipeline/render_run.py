@@ -54,6 +54,7 @@ def run_renders(catalog: str, accepted: list[dict], provider: DepthProvider, sto
         rows[item.image_id] = skipped_row(base, item)
     if pending:
         provider.check_ready()
+        provider.bind_storage(storage)
         log(f"depth_renders: {len(pending)} image(s) to render with {provider.name}/{provider.model}")
         keys: dict[str, ProviderInput] = {p.image_id: p for p in pending}
         batch_started = datetime.now(timezone.utc)

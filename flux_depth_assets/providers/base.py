@@ -75,6 +75,9 @@ class DepthProvider(abc.ABC):
     def check_ready(self) -> None:
         """Raise a clear error before any image is sent if the provider cannot run (no key, no model)."""
 
+    def bind_storage(self, storage: Any) -> None:
+        """Receive the run's storage root, for state that must outlive a crash (e.g. a journal)."""
+
     def params_hash(self) -> str:
         return params_hash(self.cache_params())
 
