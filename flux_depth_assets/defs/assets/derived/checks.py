@@ -1,0 +1,171 @@
+"""Partitioned asset checks of the derived assets: unit normals, recomposition PSNR, completeness.
+
+The file-reading checks open a sample (most recently made first), so a large catalog costs the
+same to check as a small one. No `from __future__ import annotations`: Dagster needs the real
+`context` class at decoration time.
+"""
+
+import json
+import warnings
+from datetime import datetime, timezone
+
+import dagster as dg
+import numpy as np
+
+from flux_depth_assets.defs.assets.derived.assets import depth_stats, normal_maps, parallax_sprites
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.resources import StorageResource
+from flux_depth_assets.depth.normals import decode_normals_png
+from flux_depth_assets.depth.sprites import psnr, recompose
+from flux_depth_assets.pipeline.derived_run import (
+    NORMALS_ASSET,
+    OK,
+    SPRITES_ASSET,
+    STATS_ASSET,
+    derived_inputs,
+    load_rgb,
+    stale_reason,
+)
+from flux_depth_assets.pipeline.derived_specs import SPECS, max_unit_error
+from flux_depth_assets.pipeline.scan import accepted_rows
+from flux_depth_assets.storage.store import Storage
+
+#: how many images a file-reading check opens per run (most recently made first)
+CHECK_SAMPLE = 24
+UNIT_TOLERANCE = 0.02
+MIN_PSNR_DB = 35.0
+
+
+def _check_rows(store: Storage, asset: str, catalog: str) -> list[dict] | None:
+    table = store.read_partition(asset, catalog)
+    return None if table is None else table.to_pylist()
+
+
+def _sample(rows: list[dict]) -> list[dict]:
+    """Up to CHECK_SAMPLE usable rows, the most recently made first."""
+    ok = [r for r in rows if r["status"] in OK]
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    ok.sort(key=lambda r: (r["status"] == "succeeded", r.get("materialized_at") or epoch), reverse=True)
+    return ok[:CHECK_SAMPLE]
+
+
+def _missing_table(asset: str, catalog: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, description=f"no {asset} table for catalog {catalog!r}")
+
+
+def check_unit_normals(store: Storage, catalog: str) -> dg.AssetCheckResult:
+    rows = _check_rows(store, NORMALS_ASSET, catalog)
+    if rows is None:
+        return _missing_table(NORMALS_ASSET, catalog)
+    worst, min_z, bad = 0.0, 1.0, []
+    sample = _sample(rows)
+    for r in sample:
+        try:
+            n = decode_normals_png(store.read_bytes(r["normal_path"]))
+        except Exception as exc:
+            bad.append(f"{r['image_id']}: unreadable ({exc})")
+            continue
+        err = max_unit_error(n)
+        z = float(n[..., 2].min())
+        worst, min_z = max(worst, err), min(min_z, z)
+        if err > UNIT_TOLERANCE or z <= 0:
+            bad.append(f"{r['image_id']}: max | |n| - 1 | = {err:.4f}, min z = {z:.4f}")
+    return dg.AssetCheckResult(
+        passed=not bad,
+        description=(f"{len(sample)} normal map(s) decoded: unit length within ±{UNIT_TOLERANCE:.0%}"
+                     " and facing the camera (z > 0)") if not bad else "; ".join(bad[:10]),
+        metadata={"checked": len(sample), "max_unit_error": round(worst, 6),
+                  "min_z": round(min_z, 6), "failed": len(bad)})
+
+
+def check_recomposition(store: Storage, catalog: str) -> dg.AssetCheckResult:
+    rows = _check_rows(store, SPRITES_ASSET, catalog)
+    if rows is None:
+        return _missing_table(SPRITES_ASSET, catalog)
+    src = {r["image_id"]: r for r in accepted_rows(store, catalog)}
+    sample, worst, bad = _sample(rows), float("inf"), []
+    for r in sample:
+        try:
+            folder = r["sprite_dir"]
+            manifest = json.loads(store.read_bytes(r["manifest_path"]))
+            back = recompose(manifest, lambda name, folder=folder: store.read_bytes(f"{folder}/{name}"))
+            value = psnr(back, load_rgb(store, src[r["image_id"]]["normalized_path"]))
+        except Exception as exc:
+            bad.append(f"{r['image_id']}: {type(exc).__name__}: {exc}")
+            continue
+        worst = min(worst, value)
+        if value < MIN_PSNR_DB:
+            bad.append(f"{r['image_id']}: PSNR {value:.1f} dB")
+    return dg.AssetCheckResult(
+        passed=not bad,
+        description=(f"{len(sample)} sprite set(s) composited at zero offset reproduce their "
+                     f"source at ≥ {MIN_PSNR_DB:.0f} dB") if not bad else "; ".join(bad[:10]),
+        metadata={"checked": len(sample), "failed": len(bad),
+                  # 999 stands for "identical" (infinite PSNR), which is what exact layers give
+                  "min_psnr_db": round(worst, 2) if np.isfinite(worst) else 999.0})
+
+
+def check_complete(store: Storage, asset: str, catalog: str) -> dg.AssetCheckResult:
+    """Every accepted image has this asset's outputs, made from its current depth map.
+
+    ERROR when an image that has a depth map lacks them (or has stale ones); WARN when the only
+    gaps are images whose depth map is missing (a `depth_maps` problem, reported there).
+    """
+    rows = _check_rows(store, asset, catalog)
+    if rows is None:
+        return _missing_table(asset, catalog)
+    spec = SPECS[asset]
+    inputs, skipped = derived_inputs(store, catalog)
+    by_id = {r["image_id"]: r for r in rows}
+    missing = []
+    for inp in inputs:
+        why = stale_reason(by_id.get(inp.image_id), inp, spec, store)
+        if why is not None:
+            missing.append(f"{inp.image_id}: {why}")
+    no_depth = [f"{s['image_id']}: {s['error']}" for s in skipped]
+    passed = not missing and not no_depth
+    severity = dg.AssetCheckSeverity.WARN if no_depth and not missing else dg.AssetCheckSeverity.ERROR
+    if passed:
+        text = f"all {len(inputs)} accepted image(s) have their {asset}"
+    else:
+        text = "; ".join((missing + [f"(no depth map) {x}" for x in no_depth])[:10])
+    return dg.AssetCheckResult(
+        passed=passed, severity=severity, description=text,
+        metadata={"accepted": len(inputs) + len(skipped), "with_outputs": len(inputs) - len(missing),
+                  "missing": len(missing), "no_depth_map": len(no_depth)})
+
+
+with warnings.catch_warnings():
+    # partitioned asset checks are a Dagster preview feature; they are what we need here
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+
+    @dg.asset_check(asset=normal_maps, name="unit_normals", partitions_def=CATALOG_PARTITIONS,
+                    description=f"Decoded normals are unit length (±{UNIT_TOLERANCE:.0%}) and face the "
+                                f"camera (z > 0); checks up to {CHECK_SAMPLE} images, newest first.")
+    def normal_maps_unit_normals(context: dg.AssetCheckExecutionContext,
+                                 storage: StorageResource) -> dg.AssetCheckResult:
+        return check_unit_normals(storage.get(), context.partition_key)
+
+    @dg.asset_check(asset=parallax_sprites, name="recomposition_psnr", partitions_def=CATALOG_PARTITIONS,
+                    description=f"All layers composited in order at zero offset reproduce the source "
+                                f"image at PSNR ≥ {MIN_PSNR_DB:.0f} dB; up to {CHECK_SAMPLE} images.")
+    def parallax_sprites_recomposition(context: dg.AssetCheckExecutionContext,
+                                       storage: StorageResource) -> dg.AssetCheckResult:
+        return check_recomposition(storage.get(), context.partition_key)
+
+    def _complete_check(asset_def: dg.AssetsDefinition, asset: str) -> dg.AssetChecksDefinition:
+        @dg.asset_check(asset=asset_def, name="outputs_complete", partitions_def=CATALOG_PARTITIONS,
+                        description=f"Every accepted image has its {asset} outputs, made from its "
+                                    "current depth map (WARN when only the depth map is missing).")
+        def _check(context: dg.AssetCheckExecutionContext,
+                   storage: StorageResource) -> dg.AssetCheckResult:
+            return check_complete(storage.get(), asset, context.partition_key)
+        return _check
+
+    DERIVED_CHECKS: list = [
+        normal_maps_unit_normals,
+        parallax_sprites_recomposition,
+        _complete_check(normal_maps, NORMALS_ASSET),
+        _complete_check(parallax_sprites, SPRITES_ASSET),
+        _complete_check(depth_stats, STATS_ASSET),
+    ]

@@ -1,0 +1,197 @@
+"""The depth-derived assets' shared run: inputs, the cache rule, one row per accepted image.
+
+- Inputs: the partition's accepted `source_images` rows joined with their `depth_maps` rows.
+- Cache: an image is recomputed only when its depth map's content hash (`depth_sha256`) or the
+  settings + algorithm version (`params_hash`) differ from its last row, or its outputs are gone.
+- Accepted images without a usable depth map get a `skipped_no_depth` row: they are counted,
+  never fail the run, and show up (as a warning) in the `outputs_complete` checks.
+
+What differs per asset (what it makes, where, which settings count) is a `DerivedSpec`; the three
+specs are in `pipeline.derived_specs`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from flux_depth_assets.config.models import ModelSettings
+from flux_depth_assets.depth.encoding import decode_png16
+from flux_depth_assets.lineage.writer import config_hash
+from flux_depth_assets.pipeline.scan import accepted_rows
+from flux_depth_assets.storage.store import Storage
+
+NORMALS_ASSET = "normal_maps"
+SPRITES_ASSET = "parallax_sprites"
+STATS_ASSET = "depth_stats"
+DEPTH_ASSET = "depth_maps"
+
+#: bump when an algorithm's output changes: part of `params_hash`, so cached rows are redone
+ALGORITHM_VERSION = {NORMALS_ASSET: "1", SPRITES_ASSET: "1", STATS_ASSET: "1"}
+OK = ("succeeded", "cached")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class DepthInput:
+    """One accepted image that has a usable depth map."""
+
+    image_id: str
+    source_sha256: str
+    normalized_path: str
+    depth_path: str
+    depth_sha256: str
+    depth_min: float | None
+    depth_max: float | None
+    width: int
+    height: int
+
+
+def derived_inputs(store: Storage, catalog: str) -> tuple[list[DepthInput], list[dict]]:
+    """The accepted images with a depth map, and a `skipped_no_depth` row for every other one."""
+    accepted = accepted_rows(store, catalog)
+    table = store.read_partition(DEPTH_ASSET, catalog)
+    if table is None:
+        raise FileNotFoundError(f"no depth_maps table for catalog {catalog!r}: "
+                                "materialize depth_maps first")
+    depth = {r["image_id"]: r for r in table.to_pylist()}
+    inputs, skipped = [], []
+    for src in accepted:
+        d = depth.get(src["image_id"])
+        if d is None or d["status"] not in OK or not d.get("depth_path") or not store.exists(d["depth_path"]):
+            why = ("no depth_maps row" if d is None else
+                   f"depth map {d['status']}" + (f": {d['error']}" if d.get("error") else "")
+                   if d["status"] not in OK else "depth map file missing")
+            skipped.append({"image_id": src["image_id"], "status": "skipped_no_depth", "error": why,
+                            "width": src["width"], "height": src["height"]})
+            continue
+        sha = d.get("output_sha256") or hashlib.sha256(store.read_bytes(d["depth_path"])).hexdigest()
+        inputs.append(DepthInput(
+            image_id=src["image_id"], source_sha256=src["sha256"],
+            normalized_path=src["normalized_path"], depth_path=d["depth_path"], depth_sha256=sha,
+            depth_min=d.get("depth_min"), depth_max=d.get("depth_max"),
+            width=src["width"], height=src["height"]))
+    return inputs, skipped
+
+
+def load_nearness(store: Storage, inp: DepthInput) -> np.ndarray:
+    """float32 (H, W) in [0, 1], larger = nearer, NaN = invalid."""
+    return decode_png16(store.read_bytes(inp.depth_path))
+
+
+def load_rgb(store: Storage, rel: str) -> np.ndarray:
+    with Image.open(io.BytesIO(store.read_bytes(rel))) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+# --------------------------------------------------------------------------- specs and the cache rule
+
+
+@dataclass(frozen=True)
+class DerivedSpec:
+    """What differs between the three derived assets."""
+
+    asset: str
+    schema: pa.Schema
+    make: Callable[[Storage, str, ModelSettings, DepthInput], dict]
+    params: Callable[[ModelSettings], Any]  # the settings the outputs depend on
+    outputs: Callable[[dict], list[str]]  # files a row's outputs live in (checked to exist)
+    preview_columns: list[str]
+    preview_path: Callable[[dict], str | None]
+    out_dir: Callable[[str], str | None]
+
+    def params_hash(self, settings: ModelSettings) -> str:
+        return config_hash({"asset": self.asset, "algorithm": ALGORITHM_VERSION[self.asset],
+                            "settings": self.params(settings)})
+
+
+def stale_reason(row: dict | None, inp: DepthInput, spec: DerivedSpec, store: Storage,
+                 params_hash: str | None = None) -> str | None:
+    """None when `row` holds usable outputs of `inp`'s current depth map, else why not.
+
+    The one cache rule, shared by the run (which also requires the current `params_hash`) and
+    the `outputs_complete` checks (which do not look at settings).
+    """
+    if row is None:
+        return "no row"
+    if row["status"] not in OK:
+        return row["status"]
+    if row["depth_sha256"] != inp.depth_sha256:
+        return "made from an older depth map"
+    if params_hash is not None and row["params_hash"] != params_hash:
+        return "made with other settings"
+    if not all(store.exists(p) for p in spec.outputs(row)):
+        return "output file missing"
+    return None
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class DerivedRun:
+    rows: list[dict]
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def failure_ratio(self) -> float:
+        attempted = self.counts.get("images", 0) - self.counts.get("skipped_no_depth", 0)
+        return self.counts.get("failed", 0) / attempted if attempted else 0.0
+
+
+def previous_rows(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
+    try:
+        table = store.read_partition(asset, catalog)
+    except Exception:  # an unreadable snapshot only costs a recompute
+        return {}
+    return {} if table is None else {r["image_id"]: r for r in table.to_pylist()}
+
+
+def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: ModelSettings, *,
+                run_id: str = "", log: Callable[[str], None] | None = None) -> DerivedRun:
+    """Make `spec.asset` for every accepted image of a catalog; reuse rows whose inputs are unchanged."""
+    t0 = time.perf_counter()
+    log = log or (lambda _m: None)
+    inputs, skipped = derived_inputs(store, catalog)
+    previous = previous_rows(store, spec.asset, catalog)
+    params_hash = spec.params_hash(settings)
+    now = datetime.now(timezone.utc)
+    rows: list[dict] = []
+    for n, inp in enumerate(inputs, 1):
+        base = {"image_id": inp.image_id, "depth_sha256": inp.depth_sha256, "params_hash": params_hash,
+                "run_id": run_id}
+        prev = previous.get(inp.image_id)
+        if stale_reason(prev, inp, spec, store, params_hash) is None:
+            rows.append({**prev, "status": "cached", "error": None, "run_id": run_id,
+                         **({"seconds": 0.0} if "seconds" in spec.schema.names else {})})
+            continue
+        t1 = time.perf_counter()
+        try:
+            out = spec.make(store, catalog, settings, inp)
+            row = {**base, **out, "status": "succeeded", "error": None}
+        except Exception as exc:  # one bad image never fails the run
+            row = {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
+                   "width": inp.width, "height": inp.height}
+        row["seconds"] = time.perf_counter() - t1
+        row["materialized_at"] = now
+        rows.append(row)
+        if n % 25 == 0 or n == len(inputs):
+            log(f"{spec.asset}: {n}/{len(inputs)} image(s) done")
+    for row in skipped:
+        rows.append({**row, "params_hash": params_hash, "run_id": run_id, "materialized_at": now})
+    counts = {"images": len(rows)}
+    for status in ("succeeded", "cached", "failed", "skipped_no_depth"):
+        counts[status] = sum(r["status"] == status for r in rows)
+    counts["new"] = counts.pop("succeeded")
+    return DerivedRun(rows=rows, counts=counts, seconds=time.perf_counter() - t0)

@@ -1,0 +1,124 @@
+"""What each depth-derived asset makes from one image, and where: one `DerivedSpec` per asset.
+
+- Files: `catalogs/<name>/normal_maps/<image_id>.png`;
+  `catalogs/<name>/parallax_sprites/<image_id>/{layer_<k>.png, manifest.json, preview.<ext>}`.
+- Tables: `tables/<asset>/catalog=<name>/part-0.parquet` (schemas in `storage.schemas`).
+
+The math is in `depth.normals`, `depth.sprites` and `depth.stats`; the run in `pipeline.derived_run`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from flux_depth_assets.config.models import ModelSettings
+from flux_depth_assets.depth.normals import (
+    encode_normals_png,
+    normals_from_depth,
+    quantize_normals,
+    tilt_deg,
+)
+from flux_depth_assets.depth.sprites import build_sprites, match_size
+from flux_depth_assets.depth.stats import depth_statistics
+from flux_depth_assets.paths import safe_segment
+from flux_depth_assets.pipeline.derived_run import (
+    NORMALS_ASSET,
+    SPRITES_ASSET,
+    STATS_ASSET,
+    DepthInput,
+    DerivedSpec,
+    load_nearness,
+    load_rgb,
+)
+from flux_depth_assets.storage.schemas import DEPTH_STATS, NORMAL_MAPS, PARALLAX_SPRITES
+from flux_depth_assets.storage.store import Storage
+
+
+def asset_dir(catalog: str, asset: str) -> str:
+    return f"catalogs/{safe_segment(catalog)}/{asset}"
+
+
+def sprite_dir(catalog: str, image_id: str) -> str:
+    return f"{asset_dir(catalog, SPRITES_ASSET)}/{safe_segment(image_id)}"
+
+
+def max_unit_error(normals: np.ndarray) -> float:
+    """max | |n| - 1 | over (H, W, 3) normals as decoded from their PNG: what quantizing cost."""
+    return float(np.abs(np.linalg.norm(normals, axis=-1) - 1.0).max())
+
+
+def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
+    s = settings.normal_maps
+    near = load_nearness(store, inp)
+    normals = normals_from_depth(near, s.strength, s.convention)
+    png = encode_normals_png(normals, s.bit_depth)
+    rel = store.file_rel(catalog, NORMALS_ASSET, inp.image_id, "png")
+    store.write_bytes(rel, png)
+    top = 255.0 if s.bit_depth == 8 else 65535.0
+    decoded = quantize_normals(normals, s.bit_depth).astype(np.float32) * np.float32(2.0 / top) - 1.0
+    unit_err = max_unit_error(decoded)
+    valid = np.isfinite(near)
+    return {"normal_path": rel, "output_sha256": hashlib.sha256(png).hexdigest(),
+            "convention": s.convention, "bit_depth": s.bit_depth, "strength": s.strength,
+            "width": int(near.shape[1]), "height": int(near.shape[0]), "max_unit_error": unit_err,
+            "mean_tilt_deg": float(tilt_deg(normals)[valid].mean()) if valid.any() else None}
+
+
+def make_sprites(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
+    rgb = load_rgb(store, inp.normalized_path)
+    near = match_size(load_nearness(store, inp), rgb.shape[1], rgb.shape[0])
+    ss = build_sprites(rgb, near, settings.parallax_sprites, image_id=inp.image_id,
+                       depth_sha256=inp.depth_sha256)
+    folder = sprite_dir(catalog, inp.image_id)
+    files = ss.files()
+    manifest = files.pop("manifest.json")
+    for name, data in files.items():
+        store.write_bytes(f"{folder}/{name}", data)
+    store.write_bytes(f"{folder}/manifest.json", manifest)  # last: its presence means complete
+    keep = {f"{folder}/{name}" for name in [*files, "manifest.json"]}
+    for rel in store.list(folder):  # files of an earlier layout (more layers, another format)
+        if rel not in keep:
+            store.delete(rel)
+    m = ss.manifest
+    return {"sprite_dir": folder, "manifest_path": f"{folder}/manifest.json",
+            "preview_path": f"{folder}/{ss.preview_file}", "layers": len(m["layers"]),
+            "nonempty_layers": sum(not layer["empty"] for layer in m["layers"]), "cuts": m["cuts"],
+            "width": m["image"]["width"], "height": m["image"]["height"],
+            "bytes": sum(map(len, files.values())) + len(manifest),
+            "source_sha256": inp.source_sha256}
+
+
+def make_stats(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
+    near = load_nearness(store, inp)
+    value_range = None
+    if inp.depth_min is not None and inp.depth_max is not None:
+        value_range = (float(inp.depth_min), float(inp.depth_max))
+    return depth_statistics(near, value_range=value_range, strength=settings.normal_maps.strength)
+
+
+SPECS = {
+    NORMALS_ASSET: DerivedSpec(
+        asset=NORMALS_ASSET, schema=NORMAL_MAPS, make=make_normals,
+        params=lambda s: s.normal_maps,
+        outputs=lambda r: [r["normal_path"]],
+        preview_columns=["image_id", "status", "normal_path", "mean_tilt_deg", "seconds", "error"],
+        preview_path=lambda r: r.get("normal_path"),
+        out_dir=lambda c: asset_dir(c, NORMALS_ASSET)),
+    SPRITES_ASSET: DerivedSpec(
+        asset=SPRITES_ASSET, schema=PARALLAX_SPRITES, make=make_sprites,
+        params=lambda s: s.parallax_sprites,
+        outputs=lambda r: [r["manifest_path"], r["preview_path"]],
+        preview_columns=["image_id", "status", "preview_path", "nonempty_layers", "seconds", "error"],
+        preview_path=lambda r: r.get("preview_path"),
+        out_dir=lambda c: asset_dir(c, SPRITES_ASSET)),
+    STATS_ASSET: DerivedSpec(
+        asset=STATS_ASSET, schema=DEPTH_STATS, make=make_stats,
+        params=lambda s: {"normal_strength": s.normal_maps.strength},
+        outputs=lambda r: [],
+        preview_columns=["image_id", "status", "p50", "near_far_ratio", "edge_density",
+                         "mean_tilt_deg", "error"],
+        preview_path=lambda r: None,
+        out_dir=lambda c: None),
+}
