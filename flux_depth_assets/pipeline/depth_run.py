@@ -40,7 +40,7 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
     t0 = time.perf_counter()
     log = log or (lambda _m: None)
     cache = DepthCache(storage)
-    previous = _previous_rows(storage, catalog)
+    previous = storage.partition_rows(ASSET, catalog)
     base = dict(provider=provider.name, model=provider.model, model_version=provider.model_version,
                 params_hash=provider.params_hash(), run_id=run_id)
     rows: dict[str, dict] = {}
@@ -127,11 +127,3 @@ def _write_outputs(storage: Storage, catalog: str, image_id: str, nearness: np.n
         storage.write_bytes(npy_rel, buf.getvalue())
     return {"depth_path": depth_rel, "npy_path": npy_rel, "depth_min": lo, "depth_max": hi,
             "output_sha256": hashlib.sha256(png).hexdigest()}
-
-
-def _previous_rows(storage: Storage, catalog: str) -> dict[str, dict]:
-    try:
-        table = storage.read_partition(ASSET, catalog)
-    except Exception:  # unreadable snapshot: recompute from the cache
-        return {}
-    return {} if table is None else {r["image_id"]: r for r in table.to_pylist()}

@@ -13,7 +13,6 @@ specs are in `pipeline.derived_specs`.
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,12 +20,12 @@ from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from flux_depth_assets.config.models import ModelSettings
 from flux_depth_assets.depth.encoding import decode_png16
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.scan import accepted_rows
+from flux_depth_assets.pipeline.provider_run import load_normalized
 from flux_depth_assets.storage.store import Storage
 
 NORMALS_ASSET = "normal_maps"
@@ -90,8 +89,7 @@ def load_nearness(store: Storage, inp: DepthInput) -> np.ndarray:
 
 
 def load_rgb(store: Storage, rel: str) -> np.ndarray:
-    with Image.open(io.BytesIO(store.read_bytes(rel))) as im:
-        return np.asarray(im.convert("RGB"))
+    return np.asarray(load_normalized(store, rel))
 
 
 # --------------------------------------------------------------------------- specs and the cache rule
@@ -150,21 +148,13 @@ class DerivedRun:
         return self.counts.get("failed", 0) / attempted if attempted else 0.0
 
 
-def previous_rows(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
-    try:
-        table = store.read_partition(asset, catalog)
-    except Exception:  # an unreadable snapshot only costs a recompute
-        return {}
-    return {} if table is None else {r["image_id"]: r for r in table.to_pylist()}
-
-
 def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: ModelSettings, *,
                 run_id: str = "", log: Callable[[str], None] | None = None) -> DerivedRun:
     """Make `spec.asset` for every accepted image of a catalog; reuse rows whose inputs are unchanged."""
     t0 = time.perf_counter()
     log = log or (lambda _m: None)
     inputs, skipped = derived_inputs(store, catalog)
-    previous = previous_rows(store, spec.asset, catalog)
+    previous = store.partition_rows(spec.asset, catalog)
     params_hash = spec.params_hash(settings)
     now = datetime.now(timezone.utc)
     rows: list[dict] = []

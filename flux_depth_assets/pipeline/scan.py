@@ -55,7 +55,7 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
                  log: Callable[[str], None] | None = None) -> ScanResult:
     t0 = time.perf_counter()
     now = datetime.now(timezone.utc)
-    previous = _previous_rows(storage, catalog.name)
+    previous = storage.partition_rows(ASSET, catalog.name, key="source_uri")
     objects = list_objects(catalog.source)
     rows: list[dict] = []
     seen: dict[str, str] = {}  # sha256 → first uri
@@ -78,14 +78,6 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
             log(f"source_images: scanned {n}/{len(objects)} files "
                 f"({counts['accepted']} accepted, {counts['rejected']} rejected)")
     return ScanResult(rows=rows, counts=counts, seconds=time.perf_counter() - t0)
-
-
-def _previous_rows(storage: Storage, catalog: str) -> dict[str, dict]:
-    try:
-        table = storage.read_partition(ASSET, catalog)
-    except Exception:  # an unreadable old snapshot only costs a full rescan
-        return {}
-    return {} if table is None else {r["source_uri"]: r for r in table.to_pylist()}
 
 
 def _reuse(prev: dict | None, obj: SourceObject, storage: Storage) -> dict | None:

@@ -119,3 +119,11 @@ class Storage:
         if not self.exists(rel):
             return None
         return self.read_table(rel, schema=schema)
+
+    def partition_rows(self, asset: str, catalog: str, key: str = "image_id") -> dict[str, dict]:
+        """The last snapshot's rows by `key`; empty when absent or unreadable (a recompute, no loss)."""
+        try:
+            table = self.read_partition(asset, catalog)
+        except Exception:
+            return {}
+        return {} if table is None else {r[key]: r for r in table.to_pylist()}

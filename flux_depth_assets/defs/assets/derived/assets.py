@@ -92,7 +92,7 @@ normal_maps = _derived_asset(
         "Surface normals of each depth map: RGB PNG, n = rgb / 255 * 2 - 1 (16-bit: / 65535), "
         "OpenGL (+Y up) by default, DirectX (+Y down) by config. Slope = strength × Δnearness per "
         "image width (resolution independent); depth edges are handled with one-sided differences "
-        "so silhouettes get no halo. Files: catalogs/<name>/normal_maps/<image_id>.png; "
+        "so silhouettes get no halo. Files: catalogs/{catalog}/normal_maps/{image_id}.png; "
         "table: tables/normal_maps/. See docs/derived.md."))
 
 parallax_sprites = _derived_asset(
@@ -102,7 +102,7 @@ parallax_sprites = _derived_asset(
         "alpha), layer_0 a full background with the holes of nearer layers inpainted, a JSON "
         "manifest (files, bboxes, depth ranges, parallax factors, image size, depth sha256) and an "
         "animated camera-sway preview (WebP or GIF, ≤ 512 px). Files: "
-        "catalogs/<name>/parallax_sprites/<image_id>/; table: tables/parallax_sprites/."))
+        "catalogs/{catalog}/parallax_sprites/{image_id}/; table: tables/parallax_sprites/."))
 
 depth_stats = _derived_asset(
     STATS_ASSET, deps=[depth_maps], kinds={"python", "parquet"},
