@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -125,3 +126,16 @@ def test_reprs_and_readiness_errors(scan):
         EachlabsProvider(provider.config, api_key=None).check_ready()
     scan.append(str(info.value))
     logging.getLogger("flux_depth_assets").info("reprs checked: %r", provider)
+
+
+def test_key_in_an_unexpected_exception_is_redacted(tmp_path, scan):
+    storage = Storage(str(tmp_path / "root"))
+
+    def broken_loader():
+        raise OSError(f"mount failed with token {KEY}")
+
+    provider = make_provider("http://127.0.0.1:9", storage, key=KEY)
+    [item] = make_items(provider, 1)
+    item = dataclasses.replace(item, load_image=broken_loader)
+    [pred] = run_and_collect(provider, [item], scan)
+    assert pred.status == "failed" and "OSError" in pred.error and "***" in pred.error

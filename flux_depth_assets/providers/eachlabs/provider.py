@@ -31,6 +31,7 @@ import math
 import random
 import threading
 import time
+import traceback
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -442,7 +443,7 @@ class EachlabsProvider(DepthProvider):
 
     def _emit(self, run: _Run, line: str) -> None:
         line = run.client.redact(line)
-        log.info(line)
+        log.log(logging.DEBUG if run.progress is not None else logging.INFO, line)
         if run.progress is not None:
             try:
                 run.progress(line)
@@ -463,7 +464,10 @@ class EachlabsProvider(DepthProvider):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - one image never sinks the batch
-            log.debug("eachlabs %s: unexpected error", track.item.image_id, exc_info=True)
+            if log.isEnabledFor(logging.DEBUG):  # the traceback, redacted like everything else
+                trace = "".join(traceback.format_exception(exc))
+                log.debug("eachlabs %s: unexpected error\n%s", track.item.image_id,
+                          track.run.client.redact(trace))
             note = "; its prediction stays journaled" if track.prediction_id and not track.terminal else ""
             return track.failed(f"{type(exc).__name__}: {exc}{note}")
 
