@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["fake-api"]:  # its own parser: options pass through untouched
+        from flux_depth_assets.fakeapi import main as fake_api_main
+        return int(fake_api_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -15,14 +15,16 @@ from flux_depth_assets.defs.resources import DepthProviderResource
 from flux_depth_assets.lineage.record import record_materialization
 from flux_depth_assets.lineage.writer import calls_from_rows, config_hash
 from flux_depth_assets.pipeline.provider_run import BudgetExceeded, ProviderRunResult
+from flux_depth_assets.providers.base import ProviderNotReady
 from flux_depth_assets.storage.store import Storage
 
 
 def run_or_fail(catalog: CatalogConfig, fn: Callable[[], ProviderRunResult]) -> ProviderRunResult:
-    """Run the pipeline; a budget stop or a missing upstream table becomes a one-line Failure."""
+    """Run the pipeline; a budget stop, an unusable provider or a missing upstream table becomes
+    a one-line Failure (nothing was paid in any of these cases)."""
     try:
         return fn()
-    except (BudgetExceeded, FileNotFoundError) as exc:
+    except (BudgetExceeded, ProviderNotReady, FileNotFoundError) as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
 
 

@@ -77,5 +77,8 @@ def _first_failure(result) -> str:
             if data.user_failure_data and data.user_failure_data.description:
                 return f"{ev.step_key}: {data.user_failure_data.description}"
             if data.error:
-                return f"{ev.step_key}: {data.error.message.strip().splitlines()[0]}"
+                error = data.error
+                while error.cause is not None:  # the user's exception, not Dagster's wrapper
+                    error = error.cause
+                return f"{ev.step_key}: {error.message.strip().splitlines()[0]}"
     return "run failed (see the run's logs)"

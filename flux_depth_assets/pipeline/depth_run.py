@@ -22,6 +22,7 @@ from flux_depth_assets.pipeline.provider_run import (
     ProviderRunResult,
     apply_budget,
     pending_input,
+    predict_in_chunks,
     prediction_fields,
     skipped_row,
     tally,
@@ -79,7 +80,7 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
             f"{len(rows)} cached")
         pending_by_id = {p.image_id: p for p in pending}
         batch_started = datetime.now(timezone.utc)
-        for pred in provider.predict_many(pending, progress=log):
+        for pred in predict_in_chunks(provider, pending, log):
             item = pending_by_id[pred.image_id]
             rows[pred.image_id] = _row_for_prediction(pred, item, storage, cache, catalog, settings,
                                                       base, by_id[pred.image_id],

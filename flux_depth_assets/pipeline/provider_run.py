@@ -82,6 +82,14 @@ def apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: 
         f"(set on_budget: partial to process up to the budget)")
 
 
+def predict_in_chunks(provider: DepthProvider, pending: list[ProviderInput], progress,
+                      chunk_size: int = 256):
+    """Yield predictions chunk by chunk, so a 100k-image run never holds every result in memory
+    and each chunk's outputs are cached (and its journal cleared) before the next is sent."""
+    for start in range(0, len(pending), chunk_size):
+        yield from provider.predict_many(pending[start:start + chunk_size], progress=progress)
+
+
 def call_cost(pred: DepthPrediction, price_usd: float) -> float:
     """USD of one provider call. The provider's own figure wins (`cost_usd` > 0, or an explicit
     `extra["cost_reported"]` for a reported zero); otherwise the configured `price_usd` is charged

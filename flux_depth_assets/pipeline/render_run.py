@@ -15,6 +15,7 @@ from flux_depth_assets.pipeline.provider_run import (
     ProviderRunResult,
     apply_budget,
     pending_input,
+    predict_in_chunks,
     prediction_fields,
     skipped_row,
     tally,
@@ -58,7 +59,7 @@ def run_renders(catalog: str, accepted: list[dict], provider: DepthProvider, sto
         log(f"depth_renders: {len(pending)} image(s) to render with {provider.name}/{provider.model}")
         keys: dict[str, ProviderInput] = {p.image_id: p for p in pending}
         batch_started = datetime.now(timezone.utc)
-        for pred in provider.predict_many(pending, progress=log):
+        for pred in predict_in_chunks(provider, pending, log):
             item = keys[pred.image_id]
             row = {**base, "image_id": pred.image_id, "source_sha256": item.source_sha256,
                    "cache_key": item.cache_key,
@@ -67,7 +68,8 @@ def run_renders(catalog: str, accepted: list[dict], provider: DepthProvider, sto
                 rows[pred.image_id] = {**row, "status": "failed",
                                        "error": pred.error or "provider returned no image"}
                 continue
-            ext = "jpg" if (pred.render_format or "").lower() in ("jpg", "jpeg") else "png"
+            fmt = (pred.render_format or "png").lower()
+            ext = {"jpeg": "jpg", "jpg": "jpg", "webp": "webp"}.get(fmt, "png")
             cache.put_bytes(item.cache_key, pred.render_bytes, ext,
                             {"prediction_id": pred.prediction_id, "provider": provider.name})
             rows[pred.image_id] = {**row, **_write(storage, catalog, pred.image_id, pred.render_bytes, ext),

@@ -21,6 +21,10 @@ from PIL import Image
 Status = Literal["succeeded", "failed", "cached", "skipped_budget"]
 
 
+class ProviderNotReady(RuntimeError):
+    """The provider cannot run at all (no key, no model file): the run stops before any image."""
+
+
 @dataclass(frozen=True)
 class ProviderInput:
     """One image to process: its normalised RGB pixels and its identity."""

@@ -29,7 +29,13 @@ import numpy as np
 from PIL import Image
 
 from flux_depth_assets.config.models import OnnxProviderConfig
-from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
+from flux_depth_assets.providers.base import (
+    DepthPrediction,
+    DepthProvider,
+    ProgressFn,
+    ProviderInput,
+    ProviderNotReady,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,7 +56,7 @@ FAMILIES: dict[str, FamilyRecipe] = {
 }
 
 
-class OnnxModelError(RuntimeError):
+class OnnxModelError(ProviderNotReady):
     """The configured model cannot be used (missing, unreadable, not ONNX, wrong signature)."""
 
 

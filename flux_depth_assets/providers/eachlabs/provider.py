@@ -44,7 +44,13 @@ from PIL import Image
 from flux_depth_assets.config.models import EachlabsProviderConfig
 from flux_depth_assets.depth.encoding import depth_image_to_nearness
 from flux_depth_assets.paths import default_home
-from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
+from flux_depth_assets.providers.base import (
+    DepthPrediction,
+    DepthProvider,
+    ProgressFn,
+    ProviderInput,
+    ProviderNotReady,
+)
 from flux_depth_assets.providers.eachlabs.client import (
     EachlabsClient,
     EachlabsError,
@@ -67,7 +73,7 @@ FATAL_CREATE_STATUSES = frozenset({401, 402, 403})  # bad key / no credit: every
 API_KEY_ENV = "EACHLABS_API_KEY"
 
 
-class EachlabsNotReady(RuntimeError):
+class EachlabsNotReady(ProviderNotReady):
     """The provider cannot run (no API key, bad base URL); raised before any image is sent."""
 
 
@@ -317,6 +323,10 @@ class EachlabsProvider(DepthProvider):
                 f"the eachlabs provider has no API key: set the environment variable {API_KEY_ENV} "
                 "(read at run time through Dagster's EnvVar; never logged). Nothing was sent.")
 
+    def bind_storage(self, storage: Storage) -> None:
+        """The journal lives with the run's storage root (on S3 in production)."""
+        self.journal_storage = storage
+
     def predict_many(self, items: Sequence[ProviderInput],
                      progress: ProgressFn | None = None) -> list[DepthPrediction]:
         self.check_ready()
@@ -334,7 +344,8 @@ class EachlabsProvider(DepthProvider):
             pred = by_key[item.cache_key]
             if pred.image_id != item.image_id:
                 pred = dataclasses.replace(pred, image_id=item.image_id, cost_usd=0.0, attempts=0,
-                                           extra={**pred.extra, "same_as": pred.image_id})
+                                           extra={**pred.extra, "same_as": pred.image_id,
+                                                  "cost_reported": True})  # paid once, above
             out.append(pred)
         return out
 
