@@ -2,7 +2,9 @@
 
 Each accepted image is stored once, normalised to 8-bit RGB PNG, under its content-derived id,
 so every provider reads the same pixels whatever the original format, mode or orientation.
-Unchanged files (same key, size and mtime as the previous scan) are not read again.
+Unchanged files (same key, size and mtime as the previous scan) are not read again. Objects whose
+listing cannot say that (URLs) are read conditionally on the validators of their previous row
+(ETag, Last-Modified): "not modified" reuses the row, anything else is validated as new content.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pyarrow as pa
 
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.imaging.validation import Rejected, validate_image_bytes
-from flux_depth_assets.sources import SourceObject, list_objects
+from flux_depth_assets.sources import SourceObject, Validators, list_objects
 from flux_depth_assets.storage.schemas import SOURCE_IMAGES, table_from_rows
 from flux_depth_assets.storage.store import Storage
 
@@ -51,21 +53,32 @@ def _ts(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=timezone.utc)
 
 
+def _ts_or_none(epoch: float | None) -> datetime | None:
+    return None if epoch is None else _ts(epoch)
+
+
 def scan_catalog(catalog: CatalogConfig, storage: Storage,
                  log: Callable[[str], None] | None = None) -> ScanResult:
     t0 = time.perf_counter()
     now = datetime.now(timezone.utc)
-    previous = storage.partition_rows(ASSET, catalog.name, key="source_uri")
+    # With the schema, rows of a table written before a column was added have it (as None).
+    previous = storage.partition_rows(ASSET, catalog.name, key="source_uri", schema=SOURCE_IMAGES)
     objects = list_objects(catalog.source)
     rows: list[dict] = []
     seen: dict[str, str] = {}  # sha256 → first uri
     counts = dict(files=len(objects), accepted=0, rejected=0, duplicates=0, new=0, unchanged=0)
     for n, obj in enumerate(objects, 1):
-        row = _reuse(previous.get(obj.uri), obj, storage)
-        if row is not None:
-            counts["unchanged"] += 1
+        prev = previous.get(obj.uri)
+        if obj.conditional_read is not None:
+            row, reused = _revalidate(prev, obj, catalog, storage, counts)
         else:
-            row = _check(obj, catalog, storage, counts)
+            row = _reuse(prev, obj, storage)
+            reused = row is not None
+            if row is None:
+                row = _check(obj, catalog, storage, counts)
+            row["etag"] = obj.etag or None
+        counts["unchanged"] += reused
+        row["external_id"] = obj.external_id
         row["scanned_at"] = now
         sha = row.get("sha256")
         if row["status"] == "accepted" and sha in seen:
@@ -80,17 +93,63 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
     return ScanResult(rows=rows, counts=counts, seconds=time.perf_counter() - t0)
 
 
+def _reusable(prev: dict | None, storage: Storage) -> bool:
+    """The previous row can stand for unchanged content: a rejection, or a normalised copy that
+    still exists."""
+    if prev is None:
+        return False
+    if prev["status"] == "rejected":
+        return True
+    return bool(prev["normalized_path"]) and storage.exists(prev["normalized_path"])
+
+
+def _as_current(prev: dict) -> dict:
+    """The previous row, as this scan's (duplicates are decided again, in this scan's order)."""
+    rejected = prev["status"] == "rejected"
+    return {**prev, "status": "rejected" if rejected else "accepted",
+            "reason": prev["reason"] if rejected else None}
+
+
 def _reuse(prev: dict | None, obj: SourceObject, storage: Storage) -> dict | None:
     """The previous row when the file is unchanged (and its normalised copy still exists)."""
     if prev is None or prev["bytes"] != obj.size or prev["mtime"] is None:
         return None
     if abs(prev["mtime"].timestamp() - obj.mtime) > 1e-3:
         return None
-    if prev["status"] != "rejected" and not (prev["normalized_path"]
-                                              and storage.exists(prev["normalized_path"])):
-        return None
-    return {**prev, "status": "rejected" if prev["status"] == "rejected" else "accepted",
-            "reason": prev["reason"] if prev["status"] == "rejected" else None}
+    return _as_current(prev) if _reusable(prev, storage) else None
+
+
+def _revalidate(prev: dict | None, obj: SourceObject, catalog: CatalogConfig, storage: Storage,
+                counts: dict[str, int]) -> tuple[dict, bool]:
+    """(row, reused) for an object with a conditional read: the server says whether it changed.
+
+    The previous row's validators are sent only when that row can be reused, so "not modified"
+    never points at a normalised copy that is gone; without validators the read is a plain GET.
+    """
+    held = Validators()
+    if _reusable(prev, storage):
+        mtime = prev["mtime"]
+        held = Validators(etag=prev["etag"] or None,
+                          # rows written before validators were kept have mtime 0 for URLs
+                          last_modified=mtime.timestamp() if mtime and mtime.timestamp() > 0 else None)
+    base = dict(source_uri=obj.uri, bytes=obj.size, mtime=None, etag=None)
+    try:
+        got = obj.conditional_read(held)
+    except Exception as exc:  # unreachable, refused or over a limit: reject it, keep going
+        return _unreadable(base, exc), False
+    if got.not_modified:
+        if prev is None or not held:  # a source that breaks its contract: do not trust it
+            return {**base, "status": "rejected",
+                    "reason": "the source said 'not modified' without a previous copy"}, False
+        return {**_as_current(prev), "etag": got.validators.etag,
+                "mtime": _ts_or_none(got.validators.last_modified)}, True
+    base.update(bytes=len(got.data), mtime=_ts_or_none(got.validators.last_modified),
+                etag=got.validators.etag)
+    return _validated(base, got.data, catalog, storage, counts), False
+
+
+def _unreadable(base: dict, exc: Exception) -> dict:
+    return {**base, "status": "rejected", "reason": f"cannot read: {type(exc).__name__}: {exc}"}
 
 
 def _check(obj: SourceObject, catalog: CatalogConfig, storage: Storage,
@@ -102,10 +161,16 @@ def _check(obj: SourceObject, catalog: CatalogConfig, storage: Storage,
     try:
         data = obj.read()
     except Exception as exc:  # unreadable file: reject it, keep going
-        return {**base, "status": "rejected", "reason": f"cannot read: {type(exc).__name__}: {exc}"}
+        return _unreadable(base, exc)
+    base["bytes"] = len(data)
+    return _validated(base, data, catalog, storage, counts)
+
+
+def _validated(base: dict, data: bytes, catalog: CatalogConfig, storage: Storage,
+               counts: dict[str, int]) -> dict:
+    """Validate the bytes; store the normalised copy of an accepted image once per content."""
     result = validate_image_bytes(data, max_bytes=catalog.max_image_bytes,
                                   max_pixels=catalog.max_image_pixels)
-    base["bytes"] = len(data)
     if isinstance(result, Rejected):
         return {**base, "status": "rejected", "reason": result.reason, "sha256": result.sha256,
                 "format": result.format}

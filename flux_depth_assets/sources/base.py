@@ -14,6 +14,33 @@ class SourceError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Validators:
+    """What a server said identifies a version of an object, remembered to ask "changed since?".
+
+    `etag` is kept verbatim (quotes and `W/` included) because it is sent back as is;
+    `last_modified` is seconds since the epoch (HTTP-dates have whole seconds).
+    """
+
+    etag: str | None = None
+    last_modified: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.etag) or self.last_modified is not None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The answer to a conditional read: new bytes, or `data=None` when the caller's copy is current."""
+
+    data: bytes | None
+    validators: Validators = Validators()
+
+    @property
+    def not_modified(self) -> bool:
+        return self.data is None
+
+
+@dataclass(frozen=True)
 class SourceObject:
     uri: str            # absolute path, s3:// URI or http(s) URL
     key: str            # path relative to the source root (stable identity within the catalog)
@@ -21,6 +48,14 @@ class SourceObject:
     mtime: float        # seconds since the epoch (0 when unknown)
     etag: str = ""      # object-store ETag when there is one
     read: Callable[[], bytes] = field(repr=False, compare=False, default=lambda: b"")
+    external_id: str | None = None  # the id the catalog owner gave the object (url_manifest)
+    # Sources whose listing cannot tell whether an object changed (URLs: no size, no mtime)
+    # give a conditional read instead: called with the validators of the previous scan (empty
+    # for an unconditional read), it returns the bytes with their new validators, or
+    # `Fetched(None, ...)` when the object has not changed. The scan then never compares size
+    # and mtime for the object. None: the listing's size and mtime decide, and `read` reads.
+    conditional_read: Callable[[Validators], Fetched] | None = field(
+        repr=False, compare=False, default=None)
 
 
 def matches(name: str, patterns: list[str]) -> bool:

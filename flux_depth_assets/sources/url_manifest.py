@@ -4,18 +4,27 @@ Listing reads only the manifest; each URL is fetched when the scan reads it. A f
 only, follows at most `max_redirects` redirects and only to http(s), stops past `max_bytes` or
 `timeout_s`, and raises `FetchError` with a reason a person can act on; the scan turns that into a
 rejected row, so one bad URL never fails the catalog. The bytes are then validated like any upload.
+
+A URL has no size or mtime to compare before reading it, so each object carries a conditional
+read instead: the scan passes the validators the server gave last time (ETag, Last-Modified) and
+the GET carries `If-None-Match` / `If-Modified-Since`. A `304 Not Modified` costs no body and
+reuses the previous row; a `200` is new content; a server that gives no validators is refetched.
 """
 
 from __future__ import annotations
 
 import csv
+import email.utils
 import io
+import threading
 import time
-from typing import Any
+import weakref
+from datetime import timezone
+from typing import Any, Mapping
 from urllib.parse import urljoin, urlsplit
 
 from flux_depth_assets.config.models import UrlManifestSource
-from flux_depth_assets.sources.base import SourceError, SourceObject
+from flux_depth_assets.sources.base import Fetched, SourceError, SourceObject, Validators
 
 ALLOWED_SCHEMES = ("http", "https")
 USER_AGENT = "flux-depth-assets (+url_manifest)"
@@ -48,14 +57,83 @@ def redact(url: str) -> str:
     return f"{p.scheme}://{host}{p.path}" + ("?…" if p.query else "")
 
 
+# --------------------------------------------------------------------------- validators
+
+MAX_ETAG_CHARS = 512  # longer (or non-printable) ETags are not kept: the URL is simply refetched
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP-date (`Last-Modified`) as seconds since the epoch, or None when absent or malformed."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+        if parsed.tzinfo is None:  # "-0000": UTC by convention
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def http_date(epoch: float) -> str:
+    """Seconds since the epoch as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`)."""
+    return email.utils.formatdate(epoch, usegmt=True)
+
+
+def response_validators(headers: Mapping[str, str]) -> Validators:
+    """The ETag (verbatim: quotes and `W/` are part of it) and Last-Modified of a response."""
+    etag = (headers.get("etag") or "").strip()
+    if not (etag and len(etag) <= MAX_ETAG_CHARS and etag.isascii() and etag.isprintable()):
+        etag = None
+    return Validators(etag=etag, last_modified=parse_http_date(headers.get("last-modified")))
+
+
+def conditional_headers(validators: Validators) -> dict[str, str]:
+    """`If-None-Match` / `If-Modified-Since` for what we hold (a server that knows both prefers the ETag)."""
+    headers = {}
+    if validators.etag:
+        headers["If-None-Match"] = validators.etag
+    if validators.last_modified is not None:
+        headers["If-Modified-Since"] = http_date(validators.last_modified)
+    return headers
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def new_client() -> Any:
+    """The httpx client fetches use: redirects are followed by hand, one hop at a time."""
+    import httpx
+
+    return httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
+
+
 def fetch(url: str, *, max_bytes: int, timeout_s: float, max_redirects: int = 5,
           client: Any | None = None) -> bytes:
     """GET `url` under the source's limits; raise `FetchError` with the reason otherwise."""
+    got = fetch_if_changed(url, Validators(), max_bytes=max_bytes, timeout_s=timeout_s,
+                           max_redirects=max_redirects, client=client)
+    assert got.data is not None  # an unconditional GET never ends in "not modified"
+    return got.data
+
+
+def fetch_if_changed(url: str, validators: Validators, *, max_bytes: int, timeout_s: float,
+                     max_redirects: int = 5, client: Any | None = None) -> Fetched:
+    """GET `url` unless it still matches `validators`, under the source's limits.
+
+    Returns the body with the response's validators, or `Fetched(None, ...)` on `304 Not
+    Modified` (possible only when `validators` holds something: a 304 to an unconditional GET
+    is an error). The conditional headers go with every hop of a redirect chain. Every failure
+    raises `FetchError` with a reason a person can act on.
+    """
     import httpx
 
     own = client is None
     if own:
-        client = httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
+        client = new_client()
+    else:
+        client.cookies.clear()  # a shared client: each URL starts as a fresh one would
+    conditional = conditional_headers(validators)
     deadline = time.monotonic() + timeout_s
     try:
         current = url
@@ -65,7 +143,17 @@ def fetch(url: str, *, max_bytes: int, timeout_s: float, max_redirects: int = 5,
             if left <= 0:
                 raise FetchError(f"took longer than {timeout_s:g} s")
             try:
-                with client.stream("GET", current, timeout=httpx.Timeout(left)) as resp:
+                with client.stream("GET", current, headers=conditional,
+                                   timeout=httpx.Timeout(left)) as resp:
+                    if resp.status_code == 304:  # 3xx for httpx, but not a redirect
+                        if not conditional:
+                            raise FetchError(f"HTTP 304 from {redact(current)} to a GET that "
+                                             "was not conditional")
+                        fresh = response_validators(resp.headers)  # a 304 may update them
+                        return Fetched(None, Validators(
+                            etag=fresh.etag or validators.etag,
+                            last_modified=(fresh.last_modified if fresh.last_modified is not None
+                                           else validators.last_modified)))
                     if resp.is_redirect:
                         location = resp.headers.get("location")
                         if not location:
@@ -85,7 +173,7 @@ def fetch(url: str, *, max_bytes: int, timeout_s: float, max_redirects: int = 5,
                             raise FetchError(f"body is over the {max_bytes:,}-byte limit")
                         if time.monotonic() > deadline:
                             raise FetchError(f"took longer than {timeout_s:g} s")
-                    return bytes(buf)
+                    return Fetched(bytes(buf), response_validators(resp.headers))
             except httpx.TimeoutException:
                 raise FetchError(f"took longer than {timeout_s:g} s") from None
             except httpx.HTTPError as exc:
@@ -94,6 +182,22 @@ def fetch(url: str, *, max_bytes: int, timeout_s: float, max_redirects: int = 5,
     finally:
         if own:
             client.close()
+
+
+class _SharedClient:
+    """One client for all the URLs of a listing (kept-alive connections, one TLS set-up),
+    built on first use and closed when the listing's objects are gone."""
+
+    def __init__(self) -> None:
+        self._client: Any | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = new_client()
+                weakref.finalize(self, self._client.close)
+            return self._client
 
 
 # --------------------------------------------------------------------------- the manifest
@@ -147,24 +251,37 @@ def read_manifest_rows(source: UrlManifestSource) -> list[tuple[str, str | None]
 
 
 def list_url_manifest(source: UrlManifestSource) -> list[SourceObject]:
-    """One object per manifest row; size and mtime are unknown (-1, 0) until fetched."""
+    """One object per manifest row; size and mtime are unknown (-1, 0) until fetched.
+
+    Each object reads its URL (`read`) or revalidates it (`conditional_read`) with one client
+    shared by the listing.
+    """
     out: list[SourceObject] = []
     seen: set[str] = set()
+    shared = _SharedClient()
     for n, (url, ext) in enumerate(read_manifest_rows(source), start=1):
         uri = url or f"{source.path}#row={n}"
         key = ext or url or f"row-{n}"
         if key in seen:  # a repeated id or URL: keep the key unique, the scan dedups by content
             key = f"{key}#row={n}"
         seen.add(key)
-        out.append(SourceObject(uri=uri, key=key, size=-1, mtime=0.0,
-                                read=_row_reader(source, url, n)))
+        read, conditional_read = _row_readers(source, url, n, shared)
+        out.append(SourceObject(uri=uri, key=key, size=-1, mtime=0.0, external_id=ext,
+                                read=read, conditional_read=conditional_read))
     return sorted(out, key=lambda o: o.key)
 
 
-def _row_reader(source: UrlManifestSource, url: str, row: int):
-    def read() -> bytes:
+def _row_readers(source: UrlManifestSource, url: str, row: int, shared: _SharedClient):
+    def conditional_read(validators: Validators) -> Fetched:
         if not url:
             raise FetchError(f"manifest row {row} has no URL in column {source.url_column!r}")
-        return fetch(url, max_bytes=source.max_bytes, timeout_s=source.timeout_s,
-                     max_redirects=source.max_redirects)
-    return read
+        return fetch_if_changed(url, validators, max_bytes=source.max_bytes,
+                                timeout_s=source.timeout_s, max_redirects=source.max_redirects,
+                                client=shared.get())
+
+    def read() -> bytes:
+        data = conditional_read(Validators()).data
+        assert data is not None  # unconditional
+        return data
+
+    return read, conditional_read

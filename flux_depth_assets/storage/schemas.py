@@ -24,8 +24,12 @@ SOURCE_IMAGES = pa.schema([
     pa.field("exif_orientation", pa.int8()),    # 1..8 as found; 1 when absent
     pa.field("has_alpha", pa.bool_()),
     pa.field("normalized_path", pa.string()),   # RGB PNG the providers read
-    pa.field("mtime", TS),
+    pa.field("mtime", TS),                      # file mtime, S3 LastModified, or HTTP Last-Modified
     pa.field("scanned_at", TS),
+    # Added later: new columns go last, so files written before them still read (as nulls).
+    pa.field("external_id", pa.string()),       # url_manifest's id column; null for other sources
+    pa.field("etag", pa.string()),              # S3 ETag, or the HTTP ETag verbatim (sent back
+                                                # in If-None-Match); null when none was given
 ])
 
 DEPTH_MAPS = pa.schema([

@@ -120,10 +120,15 @@ class Storage:
             return None
         return self.read_table(rel, schema=schema)
 
-    def partition_rows(self, asset: str, catalog: str, key: str = "image_id") -> dict[str, dict]:
-        """The last snapshot's rows by `key`; empty when absent or unreadable (a recompute, no loss)."""
+    def partition_rows(self, asset: str, catalog: str, key: str = "image_id",
+                       schema: pa.Schema | None = None) -> dict[str, dict]:
+        """The last snapshot's rows by `key`; empty when absent or unreadable (a recompute, no loss).
+
+        With `schema`, every row has all of its columns: those a table written before they were
+        added lacks are None.
+        """
         try:
-            table = self.read_partition(asset, catalog)
+            table = self.read_partition(asset, catalog, schema=schema)
         except Exception:
             return {}
         return {} if table is None else {r[key]: r for r in table.to_pylist()}
