@@ -17,7 +17,8 @@ from flux_depth_assets.fakeapi.runner import (
     running_fake_api,
     serve,
 )
-from flux_depth_assets.fakeapi.server import FakeApiConfig, FakeEachlabs, build_app
+from flux_depth_assets.fakeapi.server import FakeEachlabs, build_app
+from flux_depth_assets.fakeapi.state import FakeApiConfig
 
 __all__ = [
     "FakeApiConfig",

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator, Sequence
 import httpx
 import uvicorn
 
-from flux_depth_assets.fakeapi.server import FakeApiConfig, FakeEachlabs, build_app
+from flux_depth_assets.fakeapi.server import FakeEachlabs, build_app
+from flux_depth_assets.fakeapi.state import FakeApiConfig
 
 READY_PREFIX = "fake Eachlabs API listening on "
 

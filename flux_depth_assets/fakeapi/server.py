@@ -7,6 +7,9 @@ choice derives from `seed`, so a run is reproducible. It keeps the accounting a 
 creates per image, the dollars the host would have charged, polls, requests in flight and
 predictions running at once (`GET /stats`).
 
+This module is the HTTP side (routes, validation, answer shapes); `state` holds the predictions
+and the accounting.
+
 Paths:
 - `POST /v1/prediction/`             create; answers `{"status", "message", "predictionID"}`
 - `GET  /v1/prediction/{id}`         poll; `status` starting → processing → success | failed
@@ -17,16 +20,10 @@ Paths:
 from __future__ import annotations
 
 import hashlib
-import heapq
 import ipaddress
-import math
-import random
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,147 +34,28 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flux_depth_assets.fakeapi import imaging
+from flux_depth_assets.fakeapi.state import FakeApiConfig, FakePrediction, HostState
 
-MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class FakeApiConfig:
-    """The server's behaviour. Ratios are in [0, 1]; `rate_limit` is API requests per second."""
-
-    latency_s: float = 2.0
-    latency_jitter_s: float = 0.0  # each prediction takes latency_s + U(0, jitter), seeded
-    fail_ratio: float = 0.0
-    rate_limit: float | None = None  # None or 0: unlimited
-    error_rate: float = 0.0  # share of API requests answered 500/502 before doing anything
-    seed: int = 0
-    api_keys: frozenset[str] | None = None  # None: any non-empty key is accepted
-    price_usd: float = 0.05  # charged per created prediction, failed ones included
-    output_style: Literal["string", "list"] = "string"
-    report_cost: bool = False  # add `"cost": price_usd` to poll answers
-    echo_key_in_errors: bool = False  # a careless host: 401 messages repeat the key (for tests)
-    models: tuple[str, ...] = ("flux-depth-pro",)
-    max_image_bytes: int = 50 * MiB
-    max_pixels: int = 4 * MiB  # "up to about 4 megapixels"
-    fetch_loopback_urls: bool = True  # http(s) control images on loopback are fetched; others → gradient
-
-    def __post_init__(self) -> None:
-        for name in ("fail_ratio", "error_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1]")
-        if self.latency_s < 0 or self.latency_jitter_s < 0:
-            raise ValueError("latency_s and latency_jitter_s must be >= 0")
-        if self.rate_limit is not None and self.rate_limit < 0:
-            raise ValueError("rate_limit must be >= 0")
-
-
-@dataclass
-class _Prediction:
-    id: str
-    image_key: str
-    created_at: float  # monotonic
-    created_wall: str
-    done_at: float
-    fails: bool
-    fmt: str
-    public_input: dict[str, Any]
-    output: bytes | None = None
-    error: str | None = None
-
-
-@dataclass
-class _Counters:
-    requests: int = 0
-    api_requests: int = 0
-    creates: int = 0
-    polls: int = 0
-    downloads: int = 0
-    rate_limited: int = 0
-    injected_errors: int = 0
-    unauthorized: int = 0
-    rejected_inputs: int = 0
-    failed_predictions: int = 0
-    charged_usd: float = 0.0
-    inflight_requests: int = 0
-    max_inflight_requests: int = 0
-    max_active_predictions: int = 0
-    status_counts: dict[str, int] = field(default_factory=dict)
-    creates_per_image: dict[str, int] = field(default_factory=dict)
-    polled_ids: set[str] = field(default_factory=set)
-
-
-def _unit(*parts: object) -> float:
-    """A deterministic number in [0, 1) from `parts` (independent of request interleaving)."""
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def _is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["FakeApiConfig", "FakeEachlabs", "build_app"]  # FakeApiConfig: defined here before
 
 
 class FakeEachlabs:
-    """The server's state and request handlers. One instance per server."""
+    """The server's request handlers over its `HostState`. One instance per server."""
 
     def __init__(self, config: FakeApiConfig | None = None):
         self.config = config or FakeApiConfig()
-        self._lock = threading.Lock()  # stats() may be read from another thread (in-process tests)
-        self._c = _Counters()
-        self._predictions: dict[str, _Prediction] = {}
-        self._window: deque[float] = deque()  # API request times in the last second (rate limit)
-        self._active: list[float] = []  # heap of done_at of predictions not finished yet
-        self._error_rng = random.Random(f"{self.config.seed}:errors")
+        self.host_state = HostState(self.config)
 
     # ------------------------------------------------------------------ accounting
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            c = self._c
-            return {
-                "requests": c.requests,
-                "api_requests": c.api_requests,
-                "creates": c.creates,
-                "creates_per_image": dict(c.creates_per_image),
-                "charged_usd": round(c.charged_usd, 6),
-                "polls": c.polls,
-                "polled_predictions": len(c.polled_ids),
-                "downloads": c.downloads,
-                "rate_limited": c.rate_limited,
-                "injected_errors": c.injected_errors,
-                "unauthorized": c.unauthorized,
-                "rejected_inputs": c.rejected_inputs,
-                "failed_predictions": c.failed_predictions,
-                "inflight_requests": c.inflight_requests,
-                "max_inflight_requests": c.max_inflight_requests,
-                "active_predictions": self._active_now(time.monotonic()),
-                "max_active_predictions": c.max_active_predictions,
-                "status_counts": dict(c.status_counts),
-                "predictions": len(self._predictions),
-            }
-
-    def _active_now(self, now: float) -> int:
-        while self._active and self._active[0] <= now:
-            heapq.heappop(self._active)
-        return len(self._active)
+        return self.host_state.stats()
 
     def request_started(self) -> None:
-        with self._lock:
-            self._c.requests += 1
-            self._c.inflight_requests += 1
-            self._c.max_inflight_requests = max(self._c.max_inflight_requests,
-                                                self._c.inflight_requests)
+        self.host_state.request_started()
 
     def request_finished(self, status: int | None) -> None:
-        with self._lock:
-            self._c.inflight_requests -= 1
-            key = str(status) if status is not None else "none"
-            self._c.status_counts[key] = self._c.status_counts.get(key, 0) + 1
+        self.host_state.request_finished(status)
 
     # ------------------------------------------------------------------ gate for /v1
 
@@ -188,30 +66,15 @@ class FakeEachlabs:
     def _gate(self, request: Request) -> JSONResponse | None:
         """Rate limit, injected errors, then the key; None lets the request through."""
         cfg = self.config
-        now = time.monotonic()
-        with self._lock:
-            self._c.api_requests += 1
-            if cfg.rate_limit:
-                while self._window and self._window[0] <= now - 1.0:
-                    self._window.popleft()
-                if len(self._window) >= cfg.rate_limit:
-                    self._c.rate_limited += 1
-                    wait = max(1, math.ceil(self._window[0] + 1.0 - now))
-                    return self._error(429, "rate limit exceeded, slow down",
-                                       {"Retry-After": str(wait)})
-                self._window.append(now)
-            if cfg.error_rate and self._error_rng.random() < cfg.error_rate:
-                self._c.injected_errors += 1
-                status = self._error_rng.choice((500, 502))
-                return self._error(status, "internal error" if status == 500 else "bad gateway")
+        denial = self.host_state.admit()
+        if denial is not None:
+            return self._error(*denial)
         key = request.headers.get("x-api-key", "")
         if not key:
-            with self._lock:
-                self._c.unauthorized += 1
+            self.host_state.count_unauthorized()
             return self._error(401, "missing X-API-Key header")
         if cfg.api_keys is not None and key not in cfg.api_keys:
-            with self._lock:
-                self._c.unauthorized += 1
+            self.host_state.count_unauthorized()
             shown = f" {key!r}" if cfg.echo_key_in_errors else ""
             return self._error(401, f"invalid API key{shown}")
         return None
@@ -244,11 +107,12 @@ class FakeEachlabs:
         fmt = inputs.get("output_format", "jpg")
         prompt = inputs.get("prompt", "") or ""
         output = await run_in_threadpool(imaging.make_output, image, prompt, fmt)
-        return JSONResponse(self._register(image_key, fmt, inputs, output))
+        pid = self.host_state.register(image_key, fmt, inputs, output)
+        return JSONResponse({"status": "success", "message": "Prediction created successfully",
+                             "predictionID": pid})
 
     def _reject(self, status: int, message: str) -> JSONResponse:
-        with self._lock:
-            self._c.rejected_inputs += 1
+        self.host_state.count_rejected()
         return self._error(status, message)
 
     async def _load_control(self, control: str):
@@ -277,52 +141,17 @@ class FakeEachlabs:
             return image, key
         raise imaging.ControlImageError("control_image must be an http(s) URL or a data URI")
 
-    def _register(self, image_key: str, fmt: str, inputs: dict[str, Any], output: bytes) -> dict:
-        cfg = self.config
-        now = time.monotonic()
-        with self._lock:
-            n = self._c.creates
-            self._c.creates += 1
-            nth_for_image = self._c.creates_per_image.get(image_key, 0)
-            self._c.creates_per_image[image_key] = nth_for_image + 1
-            self._c.charged_usd += cfg.price_usd
-            pid = hashlib.sha256(f"{cfg.seed}:{n}".encode()).hexdigest()[:8] + "-" + \
-                hashlib.sha256(f"{cfg.seed}:{n}:{image_key}".encode()).hexdigest()[:24]
-            fails = _unit(cfg.seed, "fail", image_key, nth_for_image) < cfg.fail_ratio
-            latency = cfg.latency_s + cfg.latency_jitter_s * _unit(cfg.seed, "latency", n)
-            pred = _Prediction(
-                id=pid, image_key=image_key, created_at=now,
-                created_wall=datetime.now(timezone.utc).isoformat(), done_at=now + latency,
-                fails=fails, fmt=fmt,
-                public_input={k: v for k, v in inputs.items() if k != "control_image"},
-                output=None if fails else output,
-                error="Prediction failed: the model could not process this image (simulated)"
-                if fails else None,
-            )
-            if fails:
-                self._c.failed_predictions += 1
-            self._predictions[pid] = pred
-            heapq.heappush(self._active, pred.done_at)
-            self._c.max_active_predictions = max(self._c.max_active_predictions,
-                                                 self._active_now(now))
-        return {"status": "success", "message": "Prediction created successfully",
-                "predictionID": pid}
-
     async def get(self, request: Request) -> Response:
         if (denied := self._gate(request)) is not None:
             return denied
         pid = request.path_params["pid"]
         now = time.monotonic()
-        with self._lock:
-            pred = self._predictions.get(pid)
-            if pred is not None:
-                self._c.polls += 1
-                self._c.polled_ids.add(pid)
+        pred = self.host_state.poll(pid)
         if pred is None:
             return self._error(404, f"prediction {pid!r} not found")
         return JSONResponse(self._describe(pred, now, str(request.base_url).rstrip("/")))
 
-    def _describe(self, pred: _Prediction, now: float, base: str) -> dict[str, Any]:
+    def _describe(self, pred: FakePrediction, now: float, base: str) -> dict[str, Any]:
         cfg = self.config
         elapsed = now - pred.created_at
         total = pred.done_at - pred.created_at
@@ -359,16 +188,11 @@ class FakeEachlabs:
     async def output(self, request: Request) -> Response:
         name = request.path_params["name"]
         pid, _, ext = name.rpartition(".")
-        with self._lock:
-            pred = self._predictions.get(pid)
-            ready = pred is not None and pred.output is not None and \
-                time.monotonic() >= pred.done_at and ext == pred.fmt
-            if ready:
-                self._c.downloads += 1
-        if not ready:
+        data = self.host_state.take_output(pid, ext)
+        if data is None:
             return self._error(404, "output not found")
         media = "image/png" if ext == "png" else "image/jpeg"
-        return Response(pred.output, media_type=media)
+        return Response(data, media_type=media)
 
     async def stats_endpoint(self, request: Request) -> Response:
         return JSONResponse(self.stats())
@@ -404,6 +228,16 @@ def _validate_inputs(inputs: dict[str, Any]) -> str | None:
     if not isinstance(inputs.get("prompt_upsampling", False), bool):
         return "input.prompt_upsampling must be a boolean"
     return None
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Accounting:

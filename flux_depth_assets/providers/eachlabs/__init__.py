@@ -3,7 +3,12 @@ bounded concurrency, retries, deadline, a durable prediction-id journal, cost pe
 
 - `EachlabsProvider(config, api_key=..., base_url_override=..., journal_storage=None)`: the
   `DepthProvider`; `predict_many(items, progress)` is its one sync entry point.
-- `client.EachlabsClient`: the wire protocol (create, poll, download) on one `httpx.AsyncClient`.
+- `flow`: what happens to one image (resume or create, poll, download, decode); `tracking`: the
+  per-run counters, each image's record and the progress lines.
+- `client.EachlabsClient`: the wire protocol (create, poll, download) on one `httpx.AsyncClient`;
+  `protocol`: reading the host's answers (pure); `pacing`: retry backoff, rate limit, poll
+  schedule; `transport`: the sharded connection pool.
+- `images`: the control image sent and the output read back (pure).
 - `journal.PredictionJournal`: `journal/eachlabs/<cache_key>.json` on a `Storage`.
 """
 
