@@ -10,6 +10,8 @@ from typing import Any, Callable
 import dagster as dg
 
 from flux_depth_assets.config import CatalogConfig
+from flux_depth_assets.defs.assets.catalog import source_images
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DEPTH_GROUP, HOSTED_API_POOL, OWNERS
 from flux_depth_assets.defs.metadata import counts_metadata, preview_table
 from flux_depth_assets.defs.resources import DepthProviderResource
 from flux_depth_assets.lineage.record import record_materialization
@@ -17,6 +19,14 @@ from flux_depth_assets.lineage.writer import calls_from_rows, config_hash
 from flux_depth_assets.pipeline.provider_run import BudgetExceeded, ProviderRunResult
 from flux_depth_assets.providers.base import ProviderNotReady
 from flux_depth_assets.storage.store import Storage
+
+
+def provider_asset(name: str, description: str):
+    """The `@dg.asset` of a per-catalog asset that calls a depth provider (and may pay for it)."""
+    return dg.asset(name=name, description=description, deps=[source_images],
+                    partitions_def=CATALOG_PARTITIONS, group_name=DEPTH_GROUP,
+                    kinds={"python", "parquet", "png"}, owners=OWNERS, code_version="1",
+                    pool=HOSTED_API_POOL)
 
 
 def run_or_fail(catalog: CatalogConfig, fn: Callable[[], ProviderRunResult]) -> ProviderRunResult:

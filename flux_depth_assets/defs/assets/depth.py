@@ -4,28 +4,14 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from flux_depth_assets.defs.assets.catalog import source_images
-from flux_depth_assets.defs.constants import (
-    CATALOG_PARTITIONS,
-    DEPTH_GROUP,
-    HOSTED_API_POOL,
-    OWNERS,
-)
-from flux_depth_assets.defs.provider_assets import finish_provider_asset, run_or_fail
+from flux_depth_assets.defs.provider_assets import finish_provider_asset, provider_asset, run_or_fail
 from flux_depth_assets.defs.resources import CatalogsResource, DepthProviderResource, StorageResource
 from flux_depth_assets.pipeline.depth_run import ASSET, run_depth
 from flux_depth_assets.pipeline.scan import accepted_rows
 
 
-@dg.asset(
+@provider_asset(
     name=ASSET,
-    deps=[source_images],
-    partitions_def=CATALOG_PARTITIONS,
-    group_name=DEPTH_GROUP,
-    kinds={"python", "parquet", "png"},
-    owners=OWNERS,
-    code_version="1",
-    pool=HOSTED_API_POOL,
     description=(
         "One depth map per accepted image: 16-bit grayscale PNG, 0 = invalid, 1..65535 = far..near "
         "(relative inverse depth, min→1, max→65535; pre-normalisation min/max in the table), plus an "

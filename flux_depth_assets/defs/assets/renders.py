@@ -4,28 +4,14 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from flux_depth_assets.defs.assets.catalog import source_images
-from flux_depth_assets.defs.constants import (
-    CATALOG_PARTITIONS,
-    DEPTH_GROUP,
-    HOSTED_API_POOL,
-    OWNERS,
-)
-from flux_depth_assets.defs.provider_assets import finish_provider_asset, run_or_fail
+from flux_depth_assets.defs.provider_assets import finish_provider_asset, provider_asset, run_or_fail
 from flux_depth_assets.defs.resources import CatalogsResource, DepthProviderResource, StorageResource
 from flux_depth_assets.pipeline.render_run import ASSET, run_renders
 from flux_depth_assets.pipeline.scan import accepted_rows
 
 
-@dg.asset(
+@provider_asset(
     name=ASSET,
-    deps=[source_images],
-    partitions_def=CATALOG_PARTITIONS,
-    group_name=DEPTH_GROUP,
-    kinds={"python", "parquet", "png"},
-    owners=OWNERS,
-    code_version="1",
-    pool=HOSTED_API_POOL,
     description=(
         "Optional (`provider: {name: eachlabs, mode: render}`): the hosted model's depth-guided "
         "re-render of each image from the catalog's prompt, stored as returned (PNG/JPG) with prompt "
