@@ -7,7 +7,6 @@ a `DepthProviderResource` subclass passed to `materialize_catalog`.
 from __future__ import annotations
 
 import json
-import textwrap
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +27,7 @@ from flux_depth_assets.pipeline.provider_run import BudgetExceeded, apply_budget
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
 from flux_depth_assets.storage.store import Storage
 from tests import images
+from tests.catalogs import shop_catalog as make_catalog
 
 PRICE = 0.05
 SECRET = "sk-test-0123456789abcdef"
@@ -78,22 +78,6 @@ class FakePaidResource(DepthProviderResource):
 @pytest.fixture(autouse=True)
 def _reset_calls():
     PAID.clear()
-
-
-def make_catalog(tmp_path: Path, n: int, extra: str = "") -> Path:
-    photos = tmp_path / "photos"
-    photos.mkdir(exist_ok=True)
-    for i in range(n):
-        (photos / f"p{i}.jpg").write_bytes(images.jpeg(seed=i))
-    cfg = tmp_path / "cfg"
-    (cfg / "catalogs").mkdir(parents=True, exist_ok=True)
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent("""
-        catalogs:
-          - name: shop
-            source: {type: local_dir, path: photos}
-            max_failure_ratio: 0.5
-    """) + extra)
-    return cfg
 
 
 def run(cfg: Path, instance=None, **resource_kw):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -32,7 +31,7 @@ from flux_depth_assets.depth.normals import decode_normals_png
 from flux_depth_assets.depth.sprites import psnr, recompose
 from flux_depth_assets.storage.schemas import DEPTH_STATS
 from flux_depth_assets.storage.store import Storage
-from tests import images
+from tests.catalogs import shop_catalog, write_shop_config as write_config
 from tests.fakes import CALLS, CountingProvider, CountingProviderResource
 
 DERIVED = (NORMALS_ASSET, SPRITES_ASSET, STATS_ASSET)
@@ -59,24 +58,8 @@ class FlippedProviderResource(CountingProviderResource):
         return FlippedProvider(variant="flipped")
 
 
-def write_config(tmp_path: Path, models: str = "") -> Path:
-    cfg = tmp_path / "cfg"
-    (cfg / "catalogs").mkdir(parents=True, exist_ok=True)
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent("""
-        catalogs:
-          - name: shop
-            source: {type: local_dir, path: photos}
-            max_failure_ratio: 0.5
-    """) + models)
-    return cfg
-
-
 def make_catalog(tmp_path: Path, n: int = 3, models: str = "") -> Path:
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(n):
-        (photos / f"p{i}.jpg").write_bytes(images.jpeg(seed=i))
-    return write_config(tmp_path, models)
+    return shop_catalog(tmp_path, n, models)
 
 
 def run(tmp_path: Path, cfg: Path, instance: dg.DagsterInstance | None = None,

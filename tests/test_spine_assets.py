@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +13,7 @@ from PIL import Image
 
 from flux_depth_assets.defs.runner import materialize_catalog
 from tests import images
+from tests.catalogs import shop_catalog as make_catalog
 from tests.fakes import CALLS, CountingProviderResource
 
 
@@ -21,22 +21,6 @@ from tests.fakes import CALLS, CountingProviderResource
 def calls():
     CALLS.clear()
     return CALLS
-
-
-def make_catalog(tmp_path: Path, files: dict[str, bytes], extra: str = "") -> Path:
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name, data in files.items():
-        (photos / name).write_bytes(data)
-    cfg = tmp_path / "cfg"
-    (cfg / "catalogs").mkdir(parents=True)
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent(f"""
-        catalogs:
-          - name: shop
-            source: {{type: local_dir, path: photos}}
-            max_failure_ratio: 0.5
-    """) + extra)
-    return cfg
 
 
 def run(cfg, resources=None, **kw):
