@@ -101,3 +101,11 @@ def test_objects_written_or_deleted_by_another_process_are_seen(s3_env):
     assert store.list("cache/depth/ab") == ["cache/depth/ab/one.json", "cache/depth/ab/two.json"]
     s3_env.delete("root/cache/depth/ab/one.json")
     assert not store.exists("cache/depth/ab/one.json")
+
+
+def test_files_under_lists_an_s3_prefix_as_relative_paths(s3_env):
+    store = Storage(f"s3://{s3_env.bucket}/root", {"client_kwargs": {"endpoint_url": s3_env.endpoint}})
+    store.write_bytes("catalogs/c/normal_maps/a.png", b"1")
+    store.write_bytes("catalogs/c/parallax_sprites/a/manifest.json", b"{}")
+    assert store.files_under("catalogs/c/parallax_sprites") == {"catalogs/c/parallax_sprites/a/manifest.json"}
+    assert store.files_under("catalogs/none") == set()

@@ -170,3 +170,15 @@ def test_local_instance_profile_limits_one_run_per_catalog(tmp_path, monkeypatch
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
         assert {"key": "flux_depth/catalog", "value": {"applyLimitPerUniqueValue": True},
                 "limit": 1} in limits
+
+
+def test_a_deleted_npy_is_restored_from_the_cache_without_a_call(tmp_path):
+    cfg = make_catalog(tmp_path, {"a.jpg": images.jpeg(seed=1)},
+                       extra="    models: {depth_maps: {write_npy: true}}\n")
+    res = {"depth_provider": CountingProviderResource()}
+    first, instance = run(cfg, res)
+    row = pq.read_table(home(tmp_path) / "tables/depth_maps/catalog=shop/part-0.parquet").to_pylist()[0]
+    (home(tmp_path) / row["npy_path"]).unlink()
+    again, _ = run(cfg, res, instance=instance)
+    assert again.success and sum(CALLS.values()) == 1
+    assert (home(tmp_path) / row["npy_path"]).exists()

@@ -80,3 +80,17 @@ def test_cache_round_trip(tmp_path):
     cache.put("ab" * 32, np.ones((3, 4), np.float32), {"metric": False})
     hit = cache.get("ab" * 32)
     assert hit.depth.shape == (3, 4) and hit.meta == {"metric": False}
+
+
+def test_file_index_lists_nested_files_once_and_tracks_writes(tmp_path):
+    from flux_depth_assets.storage.store import FileIndex
+    store = Storage(str(tmp_path))
+    store.write_bytes("catalogs/c/a/x.png", b"1")
+    store.write_bytes("catalogs/c/a/sub/y.json", b"2")
+    store.write_bytes("catalogs/c/b/z.png", b"3")
+    assert store.files_under("catalogs/c/a") == {"catalogs/c/a/x.png", "catalogs/c/a/sub/y.json"}
+    assert store.files_under("catalogs/none") == set()
+    index = FileIndex(store, Storage.dir_rel("c", "a"))
+    assert "catalogs/c/a/sub/y.json" in index and "catalogs/c/b/z.png" not in index
+    index.add("catalogs/c/a/new.png")
+    assert "catalogs/c/a/new.png" in index

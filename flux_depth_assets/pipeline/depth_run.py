@@ -30,7 +30,7 @@ from flux_depth_assets.pipeline.provider_run import (
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProviderInput
 from flux_depth_assets.storage.cache import DepthCache
 from flux_depth_assets.storage.schemas import DEPTH_MAPS
-from flux_depth_assets.storage.store import Storage
+from flux_depth_assets.storage.store import FileIndex, Storage
 
 ASSET = "depth_maps"
 
@@ -42,6 +42,7 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
     log = log or (lambda _m: None)
     cache = DepthCache(storage)
     previous = storage.partition_rows(ASSET, catalog)
+    present = FileIndex(storage, Storage.dir_rel(catalog, ASSET))
     base = dict(provider=provider.name, model=provider.model, model_version=provider.model_version,
                 params_hash=provider.params_hash(), run_id=run_id)
     rows: dict[str, dict] = {}
@@ -53,7 +54,8 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
                   "width": r["width"], "height": r["height"]}
         prev = previous.get(r["image_id"])
         if prev and prev["cache_key"] == key and prev["status"] in ("succeeded", "cached") \
-                and storage.exists(prev["depth_path"]) and (prev["npy_path"] or not settings.write_npy):
+                and prev["depth_path"] in present \
+                and (not settings.write_npy or prev["npy_path"] in present):
             at = datetime.now(timezone.utc)
             rows[r["image_id"]] = {**prev, **common, "status": "cached", "seconds": 0.0,
                                    "cost_usd": 0.0, "attempts": 0, "error": None,

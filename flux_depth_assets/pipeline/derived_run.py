@@ -26,7 +26,7 @@ from flux_depth_assets.depth.encoding import decode_png16
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.pipeline.provider_run import load_normalized
-from flux_depth_assets.storage.store import Storage
+from flux_depth_assets.storage.store import FileIndex, Storage
 
 NORMALS_ASSET = "normal_maps"
 SPRITES_ASSET = "parallax_sprites"
@@ -64,10 +64,11 @@ def derived_inputs(store: Storage, catalog: str) -> tuple[list[DepthInput], list
         raise FileNotFoundError(f"no depth_maps table for catalog {catalog!r}: "
                                 "materialize depth_maps first")
     depth = {r["image_id"]: r for r in table.to_pylist()}
+    present = FileIndex(store, Storage.dir_rel(catalog, DEPTH_ASSET))
     inputs, skipped = [], []
     for src in accepted:
         d = depth.get(src["image_id"])
-        if d is None or d["status"] not in OK or not d.get("depth_path") or not store.exists(d["depth_path"]):
+        if d is None or d["status"] not in OK or not d.get("depth_path") or d["depth_path"] not in present:
             why = ("no depth_maps row" if d is None else
                    f"depth map {d['status']}" + (f": {d['error']}" if d.get("error") else "")
                    if d["status"] not in OK else "depth map file missing")
@@ -113,7 +114,7 @@ class DerivedSpec:
                             "settings": self.params(settings)})
 
 
-def stale_reason(row: dict | None, inp: DepthInput, spec: DerivedSpec, store: Storage,
+def stale_reason(row: dict | None, inp: DepthInput, spec: DerivedSpec, present: FileIndex,
                  params_hash: str | None = None) -> str | None:
     """None when `row` holds usable outputs of `inp`'s current depth map, else why not.
 
@@ -128,7 +129,7 @@ def stale_reason(row: dict | None, inp: DepthInput, spec: DerivedSpec, store: St
         return "made from an older depth map"
     if params_hash is not None and row["params_hash"] != params_hash:
         return "made with other settings"
-    if not all(store.exists(p) for p in spec.outputs(row)):
+    if not all(p in present for p in spec.outputs(row)):
         return "output file missing"
     return None
 
@@ -155,6 +156,7 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
     log = log or (lambda _m: None)
     inputs, skipped = derived_inputs(store, catalog)
     previous = store.partition_rows(spec.asset, catalog)
+    present = FileIndex(store, Storage.dir_rel(catalog, spec.asset))
     params_hash = spec.params_hash(settings)
     now = datetime.now(timezone.utc)
     rows: list[dict] = []
@@ -162,7 +164,7 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
         base = {"image_id": inp.image_id, "depth_sha256": inp.depth_sha256, "params_hash": params_hash,
                 "run_id": run_id}
         prev = previous.get(inp.image_id)
-        if stale_reason(prev, inp, spec, store, params_hash) is None:
+        if stale_reason(prev, inp, spec, present, params_hash) is None:
             rows.append({**prev, "status": "cached", "error": None, "run_id": run_id,
                          **({"seconds": 0.0} if "seconds" in spec.schema.names else {})})
             continue

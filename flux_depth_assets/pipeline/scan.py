@@ -21,7 +21,7 @@ from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.imaging.validation import Rejected, validate_image_bytes
 from flux_depth_assets.sources import SourceObject, Validators, list_objects
 from flux_depth_assets.storage.schemas import SOURCE_IMAGES, table_from_rows
-from flux_depth_assets.storage.store import Storage
+from flux_depth_assets.storage.store import FileIndex, Storage
 
 ASSET = "source_images"
 
@@ -63,6 +63,7 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
     now = datetime.now(timezone.utc)
     # With the schema, rows of a table written before a column was added have it (as None).
     previous = storage.partition_rows(ASSET, catalog.name, key="source_uri", schema=SOURCE_IMAGES)
+    present = FileIndex(storage, Storage.dir_rel(catalog.name, ASSET))
     objects = list_objects(catalog.source)
     rows: list[dict] = []
     seen: dict[str, str] = {}  # sha256 → first uri
@@ -70,12 +71,12 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
     for n, obj in enumerate(objects, 1):
         prev = previous.get(obj.uri)
         if obj.conditional_read is not None:
-            row, reused = _revalidate(prev, obj, catalog, storage, counts)
+            row, reused = _revalidate(prev, obj, catalog, storage, present, counts)
         else:
-            row = _reuse(prev, obj, storage)
+            row = _reuse(prev, obj, present)
             reused = row is not None
             if row is None:
-                row = _check(obj, catalog, storage, counts)
+                row = _check(obj, catalog, storage, present, counts)
             row["etag"] = obj.etag or None
         counts["unchanged"] += reused
         row["external_id"] = obj.external_id
@@ -93,14 +94,14 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
     return ScanResult(rows=rows, counts=counts, seconds=time.perf_counter() - t0)
 
 
-def _reusable(prev: dict | None, storage: Storage) -> bool:
+def _reusable(prev: dict | None, present: FileIndex) -> bool:
     """The previous row can stand for unchanged content: a rejection, or a normalised copy that
     still exists."""
     if prev is None:
         return False
     if prev["status"] == "rejected":
         return True
-    return bool(prev["normalized_path"]) and storage.exists(prev["normalized_path"])
+    return bool(prev["normalized_path"]) and prev["normalized_path"] in present
 
 
 def _as_current(prev: dict) -> dict:
@@ -110,24 +111,24 @@ def _as_current(prev: dict) -> dict:
             "reason": prev["reason"] if rejected else None}
 
 
-def _reuse(prev: dict | None, obj: SourceObject, storage: Storage) -> dict | None:
+def _reuse(prev: dict | None, obj: SourceObject, present: FileIndex) -> dict | None:
     """The previous row when the file is unchanged (and its normalised copy still exists)."""
     if prev is None or prev["bytes"] != obj.size or prev["mtime"] is None:
         return None
     if abs(prev["mtime"].timestamp() - obj.mtime) > 1e-3:
         return None
-    return _as_current(prev) if _reusable(prev, storage) else None
+    return _as_current(prev) if _reusable(prev, present) else None
 
 
 def _revalidate(prev: dict | None, obj: SourceObject, catalog: CatalogConfig, storage: Storage,
-                counts: dict[str, int]) -> tuple[dict, bool]:
+                present: FileIndex, counts: dict[str, int]) -> tuple[dict, bool]:
     """(row, reused) for an object with a conditional read: the server says whether it changed.
 
     The previous row's validators are sent only when that row can be reused, so "not modified"
     never points at a normalised copy that is gone; without validators the read is a plain GET.
     """
     held = Validators()
-    if _reusable(prev, storage):
+    if _reusable(prev, present):
         mtime = prev["mtime"]
         held = Validators(etag=prev["etag"] or None,
                           # rows written before validators were kept have mtime 0 for URLs
@@ -145,14 +146,14 @@ def _revalidate(prev: dict | None, obj: SourceObject, catalog: CatalogConfig, st
                 "mtime": _ts_or_none(got.validators.last_modified)}, True
     base.update(bytes=len(got.data), mtime=_ts_or_none(got.validators.last_modified),
                 etag=got.validators.etag)
-    return _validated(base, got.data, catalog, storage, counts), False
+    return _validated(base, got.data, catalog, storage, present, counts), False
 
 
 def _unreadable(base: dict, exc: Exception) -> dict:
     return {**base, "status": "rejected", "reason": f"cannot read: {type(exc).__name__}: {exc}"}
 
 
-def _check(obj: SourceObject, catalog: CatalogConfig, storage: Storage,
+def _check(obj: SourceObject, catalog: CatalogConfig, storage: Storage, present: FileIndex,
            counts: dict[str, int]) -> dict:
     base = dict(source_uri=obj.uri, bytes=obj.size, mtime=_ts(obj.mtime))
     if obj.size > catalog.max_image_bytes:
@@ -163,11 +164,11 @@ def _check(obj: SourceObject, catalog: CatalogConfig, storage: Storage,
     except Exception as exc:  # unreadable file: reject it, keep going
         return _unreadable(base, exc)
     base["bytes"] = len(data)
-    return _validated(base, data, catalog, storage, counts)
+    return _validated(base, data, catalog, storage, present, counts)
 
 
 def _validated(base: dict, data: bytes, catalog: CatalogConfig, storage: Storage,
-               counts: dict[str, int]) -> dict:
+               present: FileIndex, counts: dict[str, int]) -> dict:
     """Validate the bytes; store the normalised copy of an accepted image once per content."""
     result = validate_image_bytes(data, max_bytes=catalog.max_image_bytes,
                                   max_pixels=catalog.max_image_pixels)
@@ -175,10 +176,11 @@ def _validated(base: dict, data: bytes, catalog: CatalogConfig, storage: Storage
         return {**base, "status": "rejected", "reason": result.reason, "sha256": result.sha256,
                 "format": result.format}
     rel = Storage.file_rel(catalog.name, ASSET, result.image_id, "png")
-    if not storage.exists(rel):
+    if rel not in present:
         buf = io.BytesIO()
         result.image.save(buf, format="PNG", compress_level=3)
         storage.write_bytes(rel, buf.getvalue())
+        present.add(rel)
         counts["new"] += 1
     return {**base, "status": "accepted", "reason": None, "image_id": result.image_id,
             "format": result.format, "mode": result.mode, "width": result.width,

@@ -51,8 +51,12 @@ class Storage:
         return full if self.is_local else f"{self.fs.protocol[0] if isinstance(self.fs.protocol, tuple) else self.fs.protocol}://{full}"
 
     @staticmethod
-    def file_rel(catalog: str, asset: str, image_id: str, ext: str) -> str:
-        return f"catalogs/{safe_segment(catalog)}/{asset}/{safe_segment(image_id)}.{ext}"
+    def dir_rel(catalog: str, asset: str) -> str:
+        return f"catalogs/{safe_segment(catalog)}/{asset}"
+
+    @classmethod
+    def file_rel(cls, catalog: str, asset: str, image_id: str, ext: str) -> str:
+        return f"{cls.dir_rel(catalog, asset)}/{safe_segment(image_id)}.{ext}"
 
     @staticmethod
     def table_rel(asset: str, catalog: str, filename: str = "part-0.parquet") -> str:
@@ -99,6 +103,14 @@ class Storage:
         return sorted(p[len(prefix):] if p.startswith(prefix) else p
                       for p in self.fs.ls(full, detail=False))
 
+    def files_under(self, rel_dir: str) -> set[str]:
+        """Relative paths of every file below `rel_dir`, from one recursive listing."""
+        full = self.full(rel_dir)
+        if not self.fs.exists(full):
+            return set()
+        prefix = self.base + "/"
+        return {p[len(prefix):] if p.startswith(prefix) else p for p in self.fs.find(full)}
+
     # ------------------------------------------------------------------ tables
 
     def write_table(self, rel: str, table: pa.Table) -> str:
@@ -132,3 +144,23 @@ class Storage:
         except Exception:
             return {}
         return {} if table is None else {r[key]: r for r in table.to_pylist()}
+
+
+class FileIndex:
+    """Which files exist below some folders, listed once per run.
+
+    A run asks "does this output still exist?" for every image; on an object store that is one
+    HEAD request per image, here it is one LIST per folder. Writes made through the run are
+    recorded with `add` so the index stays exact.
+    """
+
+    def __init__(self, storage: Storage, *rel_dirs: str):
+        self._files: set[str] = set()
+        for rel_dir in rel_dirs:
+            self._files |= storage.files_under(rel_dir)
+
+    def __contains__(self, rel: object) -> bool:
+        return rel in self._files
+
+    def add(self, rel: str) -> None:
+        self._files.add(rel)

@@ -28,7 +28,7 @@ from flux_depth_assets.pipeline.derived_run import (
 )
 from flux_depth_assets.pipeline.derived_specs import SPECS, max_unit_error
 from flux_depth_assets.pipeline.scan import accepted_rows
-from flux_depth_assets.storage.store import Storage
+from flux_depth_assets.storage.store import FileIndex, Storage
 
 #: how many images a file-reading check opens per run (most recently made first)
 CHECK_SAMPLE = 24
@@ -117,9 +117,10 @@ def check_complete(store: Storage, asset: str, catalog: str) -> dg.AssetCheckRes
     spec = SPECS[asset]
     inputs, skipped = derived_inputs(store, catalog)
     by_id = {r["image_id"]: r for r in rows}
+    present = FileIndex(store, Storage.dir_rel(catalog, asset))
     missing = []
     for inp in inputs:
-        why = stale_reason(by_id.get(inp.image_id), inp, spec, store)
+        why = stale_reason(by_id.get(inp.image_id), inp, spec, present)
         if why is not None:
             missing.append(f"{inp.image_id}: {why}")
     no_depth = [f"{s['image_id']}: {s['error']}" for s in skipped]
