@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from flux_depth_assets.cli import fakeapi
+
 # Modules with a `register(subparsers)` function; each adds its sub-commands.
 COMMAND_MODULES = [
     "flux_depth_assets.cli.run",
@@ -15,7 +17,9 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flux-depth", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="flux-depth",
+        description="Run and inspect flux_depth_assets catalogs: depth maps and depth-derived assets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -24,9 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["fake-api"]:  # its own parser: options pass through untouched
-        from flux_depth_assets.fakeapi import main as fake_api_main
-        return int(fake_api_main(argv[1:]) or 0)
+    if argv[:1] == [fakeapi.COMMAND]:  # its own parser: options pass through untouched
+        return fakeapi.run(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
