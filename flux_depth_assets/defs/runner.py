@@ -71,6 +71,10 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
 
 
 def _first_failure(result) -> str:
+    """One line: a failed gate's own description, else the user's exception, not Dagster's."""
+    for check in result.get_asset_check_evaluations():
+        if not check.passed and check.blocking and check.severity == dg.AssetCheckSeverity.ERROR:
+            return f"{check.asset_key.to_user_string()} {check.check_name}: {check.description}"
     for ev in result.all_events:
         if ev.is_step_failure:
             data = ev.step_failure_data
