@@ -9,7 +9,6 @@ from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
 from flux_depth_assets.defs.assets.renders import depth_renders
 from flux_depth_assets.defs.assets.summary import catalog_summary
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, CATALOG_TAG
 from flux_depth_assets.defs.declarative_checks import build_declarative_checks
 from flux_depth_assets.defs.resources import CatalogsResource, default_resources
 from flux_depth_assets.defs.schedules import build_schedules
@@ -25,13 +24,8 @@ catalog_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*PARTITIONED_ASSETS),
     description="Every per-catalog asset for one `catalog` partition.",
     executor_def=dg.in_process_executor,
-    # Every run of the job (UI, sensors, schedules, job backfills) carries the catalog tag that
-    # the run queue's per-catalog concurrency limit keys on (docs/sensors_and_s3.md).
-    config=dg.PartitionedConfig(
-        partitions_def=CATALOG_PARTITIONS,
-        run_config_for_partition_key_fn=lambda _key: {},
-        tags_for_partition_key_fn=lambda key: {CATALOG_TAG: key},
-    ),
+    # The run queue limits runs per catalog on Dagster's own `dagster/partition` tag, which every
+    # partitioned run carries (UI, sensors, schedules, job and asset-graph backfills).
 )
 
 

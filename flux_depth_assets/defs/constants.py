@@ -13,4 +13,3 @@ ANALYTICS_GROUP = "analytics"
 
 OWNERS = ["team:data-engineering"]
 HOSTED_API_POOL = "flux_depth_hosted_api"
-CATALOG_TAG = "flux_depth/catalog"

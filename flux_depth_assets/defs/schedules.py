@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import dagster as dg
 
 from flux_depth_assets.config.models import CatalogConfig
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, CATALOG_TAG
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
 
 TRIGGER_TAG = "flux_depth/trigger"
 
@@ -31,7 +31,6 @@ def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Refreshes catalog {name!r} on `{catalog.schedule}` ({catalog.schedule_timezone}).",
-        tags={CATALOG_TAG: name},
     )
     def _catalog_schedule(context: dg.ScheduleEvaluationContext):
         if not context.instance.has_dynamic_partition(CATALOG_PARTITIONS.name, name):
@@ -42,7 +41,7 @@ def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
         return dg.RunRequest(
             run_key=f"schedule:{name}:{stamp}",  # one run per scheduled time, even if retried
             partition_key=name,
-            tags={CATALOG_TAG: name, TRIGGER_TAG: "schedule"},
+            tags={TRIGGER_TAG: "schedule"},  # the run queue's limit keys on dagster/partition
         )
 
     return _catalog_schedule

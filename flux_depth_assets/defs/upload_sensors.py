@@ -38,7 +38,7 @@ from flux_depth_assets.config.models import (
     UploadSensorConfig,
     UrlManifestSource,
 )
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, CATALOG_TAG
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
 from flux_depth_assets.defs.resources import CatalogsResource
 from flux_depth_assets.sources.base import SourceError
 
@@ -348,7 +348,6 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
             f"Watches catalog {name!r}'s {catalog.source.type} source and requests a run of its "
             f"partition when objects are added, changed or deleted, once uploads have settled "
             f"({declared.settle_seconds:g} s)."),
-        tags={CATALOG_TAG: name},
     )
     def _upload_sensor(context: dg.SensorEvaluationContext, catalogs: CatalogsResource):
         try:
@@ -378,7 +377,7 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
         run = dg.RunRequest(
             run_key=decision.run_key,
             partition_key=name,
-            tags={CATALOG_TAG: name, TRIGGER_TAG: "upload_sensor",
+            tags={TRIGGER_TAG: "upload_sensor",
                   NEW_OBJECTS_TAG: str(decision.new)},
         )
         return dg.SensorResult(run_requests=[run], cursor=cursor,
