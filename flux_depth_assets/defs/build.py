@@ -37,12 +37,15 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     catalogs = list(catalogs_resource.load().catalogs.values()) \
         if isinstance(catalogs_resource, CatalogsResource) else []
     assets = [*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS]
+    checks = [*DERIVED_CHECKS,
+              *build_declarative_checks(catalogs, [k for a in assets for k in a.keys])]
+    job_assets = [k for a in PARTITIONED_ASSETS for k in a.keys]
+    check_keys = [k for c in [*assets, *checks] for k in c.check_keys if k.asset_key in job_assets]
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*DERIVED_CHECKS,
-                      *build_declarative_checks(catalogs, [k for a in assets for k in a.keys])],
+        asset_checks=checks,
         jobs=[catalog_job],
         sensors=[catalog_registry_sensor, *build_upload_sensors(catalogs, catalog_job)],
-        schedules=build_schedules(catalogs, catalog_job),
+        schedules=build_schedules(catalogs, catalog_job, job_assets, check_keys),
         resources=resources,
     )

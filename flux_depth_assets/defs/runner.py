@@ -14,6 +14,7 @@ from flux_depth_assets.config.preflight import preflight
 from flux_depth_assets.defs.assets.summary import ASSET as SUMMARY_ASSET
 from flux_depth_assets.defs.build import PARTITIONED_ASSETS, UNPARTITIONED_ASSETS, build_definitions
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.declarative_checks import check_selection
 from flux_depth_assets.defs.resources import CatalogsResource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,9 +93,15 @@ def materialize_catalog(catalog: str | None, assets: list[str] | None = None,
     if catalog is not None and (per_catalog or not summary):
         if not instance.has_dynamic_partition(CATALOG_PARTITIONS.name, catalog):
             instance.add_dynamic_partitions(CATALOG_PARTITIONS.name, [catalog])
-        result = defs.resolve_job_def("catalog_job").execute_in_process(
+        job = defs.resolve_job_def("catalog_job")
+        selected = {dg.AssetKey(a) for a in per_catalog} or {
+            k for a in PARTITIONED_ASSETS for k in a.keys}
+        checks = {k for k in check_selection(job.asset_layer.asset_graph.asset_check_keys,
+                                             project.catalog(catalog)) if k.asset_key in selected}
+        # only the checks this catalog declares are planned: no "skipped" noise for the others
+        result = job.get_subset(asset_selection=selected, asset_check_selection=checks
+                                ).execute_in_process(
             partition_key=catalog, instance=instance, raise_on_error=False,
-            asset_selection=[dg.AssetKey(a) for a in per_catalog] if per_catalog else None,
             run_config=_log_config(log_level))
         _collect(outcome, result)
         if not outcome.success:

@@ -13,6 +13,7 @@ import dagster as dg
 
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.declarative_checks import check_selection
 
 TRIGGER_TAG = "flux_depth/trigger"
 
@@ -21,8 +22,12 @@ def schedule_name(catalog: str) -> str:
     return f"{catalog}__schedule"
 
 
-def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
+def build_schedule(catalog: CatalogConfig, job: Any, assets: Iterable[dg.AssetKey] = (),
+                   check_keys: Iterable[dg.AssetCheckKey] = ()) -> dg.ScheduleDefinition:
+    """`assets`/`check_keys`: the job's; each run selects them minus the tests not declared."""
     name = catalog.name
+    asset_keys = sorted(assets, key=lambda k: k.to_user_string()) or None
+    checks = sorted(check_selection(check_keys, catalog), key=lambda k: k.to_user_string())
 
     @dg.schedule(
         name=schedule_name(name),
@@ -41,11 +46,17 @@ def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
         return dg.RunRequest(
             run_key=f"schedule:{name}:{stamp}",  # one run per scheduled time, even if retried
             partition_key=name,
+            # only the checks this catalog declares (none planned, so none "skipped")
+            asset_selection=asset_keys,
+            asset_check_keys=checks if asset_keys else None,
             tags={TRIGGER_TAG: "schedule"},  # the run queue's limit keys on dagster/partition
         )
 
     return _catalog_schedule
 
 
-def build_schedules(catalogs: Iterable[CatalogConfig], job: Any) -> list[dg.ScheduleDefinition]:
-    return [build_schedule(c, job) for c in catalogs if c.schedule]
+def build_schedules(catalogs: Iterable[CatalogConfig], job: Any,
+                    assets: Iterable[dg.AssetKey] = (),
+                    check_keys: Iterable[dg.AssetCheckKey] = ()) -> list[dg.ScheduleDefinition]:
+    asset_keys, keys = list(assets), list(check_keys)
+    return [build_schedule(c, job, asset_keys, keys) for c in catalogs if c.schedule]
