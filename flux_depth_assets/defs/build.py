@@ -7,6 +7,7 @@ import dagster as dg
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
+from flux_depth_assets.defs.assets.output_checks import OUTPUT_CHECKS
 from flux_depth_assets.defs.assets.renders import depth_renders
 from flux_depth_assets.defs.assets.summary import catalog_summary
 from flux_depth_assets.defs.declarative_checks import build_declarative_checks
@@ -37,7 +38,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     catalogs = list(catalogs_resource.load().catalogs.values()) \
         if isinstance(catalogs_resource, CatalogsResource) else []
     assets = [*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS]
-    checks = [*DERIVED_CHECKS,
+    checks = [*DERIVED_CHECKS, *OUTPUT_CHECKS,
               *build_declarative_checks(catalogs, [k for a in assets for k in a.keys])]
     job_assets = [k for a in PARTITIONED_ASSETS for k in a.keys]
     check_keys = [k for c in [*assets, *checks] for k in c.check_keys if k.asset_key in job_assets]
