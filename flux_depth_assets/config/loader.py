@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, TypeVar
+from collections.abc import Iterable
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -27,6 +28,8 @@ from flux_depth_assets.config.models import (
 
 PROJECT_FILE = "flux_depth_project.yml"
 CONFIG_DIR_ENV = "FLUX_DEPTH_CONFIG_DIR"
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -266,8 +269,8 @@ def _dotted(loc: tuple) -> str:
     return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in parts).replace(".[", "[")
 
 
-def _validate(path: Path, data: Any, model: type[BaseModel], node: yaml.Node | None,
-              errors: list[ConfigError]) -> Any:
+def _validate(path: Path, data: Any, model: type[_M], node: yaml.Node | None,
+              errors: list[ConfigError]) -> _M | None:
     if data is None and node is None:
         return None  # unreadable: already reported
     if not isinstance(data, dict):

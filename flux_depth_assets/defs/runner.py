@@ -124,14 +124,14 @@ def _collect(outcome: RunOutcome, result: Any) -> None:
     outcome.run_id = outcome.run_id or result.run_id
     outcome.success = outcome.success and result.success
     for ev in result.get_asset_materialization_events():
-        name = ev.asset_key.to_user_string()
+        name = ev.materialization.asset_key.to_user_string()
         metadata = ev.materialization.metadata
         outcome.materialized[name] = {k: v.value for k, v in metadata.items()}
         outcome.paths[name] = [v.value for v in metadata.values()
                                if isinstance(v, dg.PathMetadataValue)]
-    for ev in result.get_asset_check_evaluations():
-        outcome.checks.append((f"{ev.asset_key.to_user_string()}:{ev.check_name}", ev.passed,
-                               ev.severity.value))
+    for check in result.get_asset_check_evaluations():
+        outcome.checks.append((f"{check.asset_key.to_user_string()}:{check.check_name}",
+                               check.passed, check.severity.value))
     if not result.success:
         outcome.run_id = result.run_id
         outcome.error = _first_failure(result)

@@ -7,15 +7,14 @@ provider call is cached), so a schedule over an unchanged catalog costs a listin
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import dagster as dg
 
 from flux_depth_assets.config.models import CatalogConfig
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME, TRIGGER_TAG
 from flux_depth_assets.defs.declarative_checks import check_selection
-
-TRIGGER_TAG = "flux_depth/trigger"
 
 
 def schedule_name(catalog: str) -> str:
@@ -28,6 +27,7 @@ def build_schedule(catalog: CatalogConfig, job: Any, assets: Iterable[dg.AssetKe
     name = catalog.name
     asset_keys = sorted(assets, key=lambda k: k.to_user_string()) or None
     checks = sorted(check_selection(check_keys, catalog), key=lambda k: k.to_user_string())
+    assert catalog.schedule is not None  # built only for catalogs that declare one
 
     @dg.schedule(
         name=schedule_name(name),
@@ -38,7 +38,7 @@ def build_schedule(catalog: CatalogConfig, job: Any, assets: Iterable[dg.AssetKe
         description=f"Refreshes catalog {name!r} on `{catalog.schedule}` ({catalog.schedule_timezone}).",
     )
     def _catalog_schedule(context: dg.ScheduleEvaluationContext):
-        if not context.instance.has_dynamic_partition(CATALOG_PARTITIONS.name, name):
+        if not context.instance.has_dynamic_partition(CATALOG_PARTITION_NAME, name):
             return dg.SkipReason(f"catalog {name!r} has no `catalog` partition yet "
                                  "(catalog_registry_sensor adds it from the YAML)")
         when = context.scheduled_execution_time
