@@ -19,6 +19,7 @@ from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
 from flux_depth_assets.defs.metadata import counts_metadata
 from flux_depth_assets.lineage.record import record_materialization
+from flux_depth_assets.pipeline.contact_sheet import contact_sheet_markdown
 from flux_depth_assets.pipeline.gate import GATE_CHECK, GateOutcome, evaluate_gate
 from flux_depth_assets.storage.store import Storage
 
@@ -62,8 +63,12 @@ def finish_asset(context: dg.AssetExecutionContext, store: Storage, catalog: Cat
                  counts: Mapping[str, int], seconds: float, started_at: datetime,
                  config_hash: str, warnings: Iterable[str] = (),
                  calls: Iterable[Mapping[str, Any]] | None = None,
-                 metadata: Mapping[str, dg.MetadataValue] | None = None) -> dg.MaterializeResult:
-    """Write `table`, log the first problems, record lineage, return metadata + the gate."""
+                 metadata: Mapping[str, dg.MetadataValue] | None = None,
+                 contact_sheet: bool = False) -> dg.MaterializeResult:
+    """Write `table`, log the first problems, record lineage, return metadata + the gate.
+
+    `contact_sheet`: embed a few source | depth | normals | parallax thumbnails (Markdown).
+    """
     table_rel = store.write_partition(asset, catalog.name, table)
     for line in list(warnings)[:20]:
         context.log.warning(line)
@@ -74,7 +79,18 @@ def finish_asset(context: dg.AssetExecutionContext, store: Storage, catalog: Cat
         status="succeeded" if gate.passed else "failed", config_hash=config_hash)
     if not gate.passed:
         context.log.error(gate.description)
-    return dg.MaterializeResult(
-        metadata={**counts_metadata(dict(counts), seconds, len(rows)), **lineage,
-                  "table": dg.MetadataValue.path(store.uri(table_rel)), **(metadata or {})},
-        check_results=[gate_result(asset, gate)])
+    cost = float(lineage["cost_usd"].value or 0.0)  # type: ignore[arg-type]
+    meta: dict[str, dg.MetadataValue] = {
+        **counts_metadata(dict(counts), seconds, len(rows)),
+        "cost_usd": lineage.pop("cost_usd"),  # the number Dagster sums over runs ...
+        "cost": dg.MetadataValue.text(f"${cost:,.2f} USD"),  # ... and what a person reads
+        **lineage, "table": dg.MetadataValue.path(store.uri(table_rel)), **(metadata or {})}
+    if contact_sheet:
+        try:
+            sheet = contact_sheet_markdown(store, catalog.name)
+        except Exception as exc:  # a picture never fails the asset
+            context.log.warning(f"contact sheet not drawn: {type(exc).__name__}: {exc}")
+            sheet = None
+        if sheet:
+            meta["contact_sheet"] = dg.MetadataValue.md(sheet)
+    return dg.MaterializeResult(metadata=meta, check_results=[gate_result(asset, gate)])

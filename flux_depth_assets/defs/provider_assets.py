@@ -58,4 +58,5 @@ def finish_provider_asset(context: dg.AssetExecutionContext, store: Storage, cat
                               secrets=[depth_provider.secrets().eachlabs_api_key]),
         metadata={**(extra_metadata or {}),
                   "output_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{asset}")),
-                  "preview": preview_table(result.rows, preview_columns)})
+                  "preview": preview_table(result.rows, preview_columns)},
+        contact_sheet=asset == "depth_maps")

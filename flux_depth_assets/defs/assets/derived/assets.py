@@ -66,7 +66,7 @@ def _materialize(spec: DerivedSpec, context: dg.AssetExecutionContext, storage: 
         config_hash=config_hash(catalog, spec.params(settings)),
         warnings=[f"{spec.asset} failed for {r['image_id']}: {r['error']}"
                   for r in result.rows if r["status"] == "failed"][:20],
-        metadata=metadata)
+        metadata=metadata, contact_sheet=spec.asset == SPRITES_ASSET)
 
 
 def _derived_asset(asset: str, *, deps: list, kinds: set[str], description: str) -> dg.AssetsDefinition:
