@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -40,10 +40,13 @@ def test_a_run_plans_only_the_tests_its_catalog_declares(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     other = materialize_catalog("other", config_dir=cfg, instance=instance)
     assert other.success, other.error
-    planned = {ev.asset_check_planned_data.asset_check_key.name
-               for ev in instance.all_logs(other.run_id, of_type=dg.DagsterEventType.
-                                           ASSET_CHECK_EVALUATION_PLANNED)
-               for ev in [ev.dagster_event]}
+    planned = {
+        ev.asset_check_planned_data.asset_check_key.name
+        for ev in instance.all_logs(
+            other.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
+        )
+        for ev in [ev.dagster_event]
+    }
     assert planned & YAML_TESTS == {"min_images"}  # valid_depth_ratio: declared by shop only
     assert {n.split(":")[1] for n, _, _ in other.checks} & YAML_TESTS == {"min_images"}
     messages = [r.user_message for r in instance.all_logs(other.run_id)]
@@ -55,17 +58,27 @@ def test_a_run_plans_only_the_tests_its_catalog_declares(tmp_path):
 def test_a_schedule_requests_only_the_declared_checks(tmp_path):
     cfg = _config(tmp_path)
     defs = build_definitions({"catalogs": CatalogsResource(config_dir=str(cfg))})
-    when = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("catalog", ["shop", "other"])
         names = {}
         for catalog in ("shop", "other"):
-            [req] = defs.resolve_schedule_def(f"{catalog}__schedule").evaluate_tick(
-                dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
-                                          repository_def=defs.get_repository_def())).run_requests
+            [req] = (
+                defs.resolve_schedule_def(f"{catalog}__schedule")
+                .evaluate_tick(
+                    dg.build_schedule_context(
+                        instance=instance,
+                        scheduled_execution_time=when,
+                        repository_def=defs.get_repository_def(),
+                    )
+                )
+                .run_requests
+            )
             names[catalog] = {k.name for k in req.asset_check_keys}
             assert "failure_ratio" in names[catalog] and "unit_normals" in names[catalog]
-            assert {k.to_user_string() for k in req.asset_selection} >= {"source_images",
-                                                                         "depth_maps"}
+            assert {k.to_user_string() for k in req.asset_selection} >= {
+                "source_images",
+                "depth_maps",
+            }
     assert names["shop"] & YAML_TESTS == YAML_TESTS
     assert names["other"] & YAML_TESTS == {"min_images"}

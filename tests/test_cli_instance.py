@@ -8,17 +8,30 @@ from flux_depth_assets.cli import main
 from tests.catalogs import shop_catalog
 
 
-def test_cli_runs_land_in_the_projects_dagster_home_with_the_partition_tag(tmp_path, monkeypatch,
-                                                                          capsys):
+def test_cli_runs_land_in_the_projects_dagster_home_with_the_partition_tag(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     cfg = shop_catalog(tmp_path, 1)
-    code = main(["materialize", "--catalog", "shop", "--config-dir", str(cfg), "--quiet",
-                 "--assets", "source_images,depth_maps,catalog_summary"])
+    code = main(
+        [
+            "materialize",
+            "--catalog",
+            "shop",
+            "--config-dir",
+            str(cfg),
+            "--quiet",
+            "--assets",
+            "source_images,depth_maps,catalog_summary",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     home = tmp_path / ".dagster_home"  # the project's instance, created with make dev's config
-    assert "run_queue" in (home / "dagster.yaml").read_text() or \
-        "QueuedRunCoordinator" in (home / "dagster.yaml").read_text()
+    assert (
+        "run_queue" in (home / "dagster.yaml").read_text()
+        or "QueuedRunCoordinator" in (home / "dagster.yaml").read_text()
+    )
     assert f"instance: {home}" in out
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()

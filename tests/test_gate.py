@@ -12,17 +12,29 @@ from tests import images
 from tests.catalogs import shop_catalog
 from tests.fakes import CountingProviderResource
 
-PER_CATALOG = ["source_images", "depth_maps", "depth_renders", "normal_maps", "parallax_sprites",
-               "depth_stats"]
+PER_CATALOG = [
+    "source_images",
+    "depth_maps",
+    "depth_renders",
+    "normal_maps",
+    "parallax_sprites",
+    "depth_stats",
+]
 
 
-@pytest.mark.parametrize("rows,passed", [
-    ([{"status": "accepted"}] * 3 + [{"status": "rejected"}], True),        # 25% ≤ 50%
-    ([{"status": "accepted"}] + [{"status": "rejected"}] * 3, False),       # 75% > 50%
-    ([{"status": "succeeded"}, {"status": "failed"}, {"status": "skipped_no_depth"}] * 2, True),
-    ([{"status": "failed"}] * 2 + [{"status": "skipped_no_depth"}] * 8, False),  # skipped don't dilute
-    ([], True),
-])
+@pytest.mark.parametrize(
+    "rows,passed",
+    [
+        ([{"status": "accepted"}] * 3 + [{"status": "rejected"}], True),  # 25% ≤ 50%
+        ([{"status": "accepted"}] + [{"status": "rejected"}] * 3, False),  # 75% > 50%
+        ([{"status": "succeeded"}, {"status": "failed"}, {"status": "skipped_no_depth"}] * 2, True),
+        (
+            [{"status": "failed"}] * 2 + [{"status": "skipped_no_depth"}] * 8,
+            False,
+        ),  # skipped don't dilute
+        ([], True),
+    ],
+)
 def test_gate_counts_failed_rows_against_attempted_rows(rows, passed):
     out = evaluate_gate(rows, asset="depth_maps", catalog="shop", threshold=0.5, where="t.parquet")
     assert out.passed is passed
@@ -35,12 +47,21 @@ def _latest_materialized_partitions(instance: dg.DagsterInstance, asset: str) ->
 
 
 def test_failed_source_gate_leaves_dagster_and_storage_in_agreement(tmp_path):
-    cfg = shop_catalog(tmp_path, {"ok.jpg": images.jpeg(), "a.jpg": b"x" * 20, "b.jpg": b"",
-                                  "c.png": images.truncated_jpeg()})
+    cfg = shop_catalog(
+        tmp_path,
+        {
+            "ok.jpg": images.jpeg(),
+            "a.jpg": b"x" * 20,
+            "b.jpg": b"",
+            "c.png": images.truncated_jpeg(),
+        },
+    )
     instance = dg.DagsterInstance.ephemeral()
     outcome = materialize_catalog("shop", config_dir=cfg, instance=instance)
     assert not outcome.success
-    assert outcome.error.startswith("source_images failure_ratio: catalog 'shop': 3 of 4 files rejected")
+    assert outcome.error.startswith(
+        "source_images failure_ratio: catalog 'shop': 3 of 4 files rejected"
+    )
     # storage holds the source_images table, and Dagster recorded exactly that materialization
     home = tmp_path / "home"
     assert (home / "tables/source_images/catalog=shop/part-0.parquet").exists()
@@ -60,13 +81,20 @@ def test_a_later_run_of_a_downstream_asset_refuses_a_failed_upstream_gate(tmp_pa
     cfg = shop_catalog(tmp_path, {"ok.jpg": images.jpeg(), "a.jpg": b"x" * 20, "b.jpg": b""})
     instance = dg.DagsterInstance.ephemeral()
     materialize_catalog("shop", config_dir=cfg, instance=instance)
-    again = materialize_catalog("shop", assets=["depth_maps"], config_dir=cfg, instance=instance,
-                                resources={"depth_provider": CountingProviderResource()})
+    again = materialize_catalog(
+        "shop",
+        assets=["depth_maps"],
+        config_dir=cfg,
+        instance=instance,
+        resources={"depth_provider": CountingProviderResource()},
+    )
     assert not again.success
-    assert again.error == ("depth_maps: upstream source_images failed its failure_ratio gate: "
-                           "catalog 'shop': 2 of 3 files rejected (67%), over max_failure_ratio "
-                           f"50%; reasons are in {tmp_path / 'home'}/tables/source_images/"
-                           "catalog=shop/part-0.parquet")
+    assert again.error == (
+        "depth_maps: upstream source_images failed its failure_ratio gate: "
+        "catalog 'shop': 2 of 3 files rejected (67%), over max_failure_ratio "
+        f"50%; reasons are in {tmp_path / 'home'}/tables/source_images/"
+        "catalog=shop/part-0.parquet"
+    )
     assert not (tmp_path / "home/tables/depth_maps").exists()
     assert _latest_materialized_partitions(instance, "depth_maps") == set()
 
@@ -75,12 +103,19 @@ def test_failed_provider_gate_keeps_the_table_and_the_materialization(tmp_path):
     files = {f"p{i}.jpg": images.jpeg(seed=i) for i in range(3)}
     cfg = shop_catalog(tmp_path, files)
     from flux_depth_assets.imaging.validation import validate_image_bytes
+
     bad = [validate_image_bytes(files[f"p{i}.jpg"]).image_id for i in range(2)]
     instance = dg.DagsterInstance.ephemeral()
-    outcome = materialize_catalog("shop", config_dir=cfg, instance=instance,
-                                  resources={"depth_provider": CountingProviderResource(fail_ids=bad)})
+    outcome = materialize_catalog(
+        "shop",
+        config_dir=cfg,
+        instance=instance,
+        resources={"depth_provider": CountingProviderResource(fail_ids=bad)},
+    )
     assert not outcome.success and "2 of 3 depth maps failed (67%)" in outcome.error
-    rows = pq.read_table(tmp_path / "home/tables/depth_maps/catalog=shop/part-0.parquet").to_pylist()
+    rows = pq.read_table(
+        tmp_path / "home/tables/depth_maps/catalog=shop/part-0.parquet"
+    ).to_pylist()
     assert sorted(r["status"] for r in rows) == ["failed", "failed", "succeeded"]
     assert _latest_materialized_partitions(instance, "depth_maps") == {"shop"}
     for asset in ("normal_maps", "parallax_sprites", "depth_stats"):
@@ -90,6 +125,7 @@ def test_failed_provider_gate_keeps_the_table_and_the_materialization(tmp_path):
 
 def test_every_per_catalog_asset_declares_the_blocking_gate():
     from flux_depth_assets.defs.build import PARTITIONED_ASSETS
+
     for a in PARTITIONED_ASSETS:
         specs = {s.name: s for s in a.check_specs}
         assert specs["failure_ratio"].blocking, a.key

@@ -19,7 +19,9 @@ DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo_catalog"
 
 
 def _sheet(md: str) -> Image.Image:
-    match = re.fullmatch(r"!\[contact sheet: [^\]]+\]\(data:image/jpeg;base64,([A-Za-z0-9+/=]+)\)", md)
+    match = re.fullmatch(
+        r"!\[contact sheet: [^\]]+\]\(data:image/jpeg;base64,([A-Za-z0-9+/=]+)\)", md
+    )
     assert match, md[:120]
     data = base64.b64decode(match.group(1))
     assert len(data) <= MAX_BYTES
@@ -28,9 +30,13 @@ def _sheet(md: str) -> Image.Image:
 
 def test_partitions_show_a_contact_sheet_usd_text_and_each_path_once(tmp_path):
     cfg = shop_catalog(tmp_path, {p.name: p.read_bytes() for p in sorted(DEMO.iterdir())[:2]})
-    out = materialize_catalog("shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(),
-                              log_level="WARNING",
-                              resources={"depth_provider": CountingProviderResource(price_usd=0.05)})
+    out = materialize_catalog(
+        "shop",
+        config_dir=cfg,
+        instance=dg.DagsterInstance.ephemeral(),
+        log_level="WARNING",
+        resources={"depth_provider": CountingProviderResource(price_usd=0.05)},
+    )
     assert out.success, out.error
     depth, sprites = out.materialized["depth_maps"], out.materialized["parallax_sprites"]
     assert depth["cost_usd"] == 0.1 and depth["cost"] == "$0.10 USD"

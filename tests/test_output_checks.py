@@ -40,8 +40,9 @@ def made(tmp_path_factory) -> Path:
     mp = pytest.MonkeyPatch()
     mp.setenv("FLUX_DEPTH_HOME", str(base / "home"))
     try:
-        outcome = materialize_catalog("shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(),
-                                      log_level="WARNING")
+        outcome = materialize_catalog(
+            "shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(), log_level="WARNING"
+        )
     finally:
         mp.undo()
     assert outcome.success, outcome.error
@@ -62,6 +63,7 @@ def rows(store: Storage, asset: str) -> list[dict]:
 def replace_depth(store: Storage, make) -> None:
     """Overwrite every depth map with `make(good nearness) -> new nearness` (NaN = invalid)."""
     from flux_depth_assets.depth.encoding import decode_png16
+
     for r in rows(store, "depth_maps"):
         good = decode_png16(store.read_bytes(r["depth_path"]))
         q, _, _ = quantize(make(good))
@@ -80,10 +82,16 @@ DEPTH_FIXTURES = {  # name → (transform, the check that must fail, words in it
     # a flat map: min-max quantization stores any constant as one value (a tiny linear range
     # would be stretched back to the full range, which is why the checks measure structure)
     "constant": (lambda d: np.full(d.shape, 0.5, np.float32), oc.depth_readable, "flat"),
-    "all-invalid": (lambda d: np.full(d.shape, np.nan, np.float32), oc.depth_readable,
-                    "no valid pixel"),
-    "wrong size": (lambda d: d[: d.shape[0] // 2, : d.shape[1] // 2], oc.depth_readable,
-                   "its source is"),
+    "all-invalid": (
+        lambda d: np.full(d.shape, np.nan, np.float32),
+        oc.depth_readable,
+        "no valid pixel",
+    ),
+    "wrong size": (
+        lambda d: d[: d.shape[0] // 2, : d.shape[1] // 2],
+        oc.depth_readable,
+        "its source is",
+    ),
     "noise": (_noise, oc.edges_agree, "edge lift"),
     "vertical prior only": (_ramp, oc.not_vertical_prior, "share of variance explained by rows"),
     "inverted": (lambda d: 1.0 - d, oc.near_at_bottom, "inverted"),
@@ -139,9 +147,10 @@ def test_layers_that_do_not_recompose_fail_recomposition(store):
     assert not result.passed and "PSNR" in result.description
 
 
-@pytest.mark.parametrize("asset, column", [("normal_maps", "normal_path"),
-                                           ("parallax_sprites", "manifest_path"),
-                                           ("depth_stats", None)])
+@pytest.mark.parametrize(
+    "asset, column",
+    [("normal_maps", "normal_path"), ("parallax_sprites", "manifest_path"), ("depth_stats", None)],
+)
 def test_a_missing_output_fails_outputs_complete_as_an_error(store, asset, column):
     assert check_complete(store, asset, "shop").passed
     table = rows(store, asset)
@@ -149,6 +158,7 @@ def test_a_missing_output_fails_outputs_complete_as_an_error(store, asset, colum
         store.delete(table[0][column])
     else:  # depth_stats has no file: a row missing from the table is the gap
         import pyarrow as pa
+
         store.write_partition(asset, "shop", pa.Table.from_pylist(table[1:]))
     result = check_complete(store, asset, "shop")
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR

@@ -19,9 +19,9 @@ import dagster as dg
 import pytest
 
 from flux_depth_assets.defs.constants import HOSTED_API_POOL
+from flux_depth_assets.defs.runner import materialize_catalog
 
 CATALOG_TAG = "dagster/partition"  # the run queue's per-catalog limit keys on it
-from flux_depth_assets.defs.runner import materialize_catalog
 
 psycopg2 = pytest.importorskip("psycopg2")
 

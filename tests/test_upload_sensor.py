@@ -14,7 +14,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flux_depth_assets.config.models import LocalDirSource, UploadSensorConfig
 from flux_depth_assets.defs.resources import CatalogsResource
 from flux_depth_assets.defs.upload_sensors import build_upload_sensor
 from flux_depth_assets.sources import SourceError

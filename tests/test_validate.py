@@ -19,11 +19,14 @@ from flux_depth_assets.config import ConfigErrors, load_project
 from flux_depth_assets.config.preflight import source_problem
 from flux_depth_assets.defs.runner import materialize_catalog
 from tests import images
-from tests.moto_s3 import moto_endpoint, s3_env  # noqa: F401  (fixtures)
 
 
-def config(tmp_path: Path, catalogs: str, models: str | None = None,
-           extra_files: dict[str, str] | None = None) -> Path:
+def config(
+    tmp_path: Path,
+    catalogs: str,
+    models: str | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
     cfg = tmp_path / "cfg"
     (cfg / "catalogs").mkdir(parents=True)
     (cfg / "catalogs" / "main.yml").write_text(textwrap.dedent(catalogs))
@@ -54,15 +57,23 @@ def refused(cfg: Path, tmp_path: Path, catalog: str = "shop") -> list[str]:
 
 
 BROKEN = {
-    "two typos in one catalog, both named": ("""
+    "two typos in one catalog, both named": (
+        """
         catalogs:
           - name: shop
             source: {type: local_dir, path: photos}
             max_failure_ratoi: 0.5
             budget_usd_per_rn: 3
-        """, None, {}, ["main.yml:5: catalog 'shop': field 'max_failure_ratoi': unknown field",
-                        "main.yml:6: catalog 'shop': field 'budget_usd_per_rn': unknown field"]),
-    "a typo inside a per-catalog models override, worded like any field": ("""
+        """,
+        None,
+        {},
+        [
+            "main.yml:5: catalog 'shop': field 'max_failure_ratoi': unknown field",
+            "main.yml:6: catalog 'shop': field 'budget_usd_per_rn': unknown field",
+        ],
+    ),
+    "a typo inside a per-catalog models override, worded like any field": (
+        """
         catalogs:
           - name: shop
             source: {type: local_dir, path: photos}
@@ -70,41 +81,72 @@ BROKEN = {
               depth_maps:
                 pth: 1
               normal_maps: {strength: -1}
-        """, None, {}, [
+        """,
+        None,
+        {},
+        [
             "main.yml:7: catalog 'shop': field 'models.depth_maps.pth': unknown field",
-            "main.yml:8: catalog 'shop': field 'models.normal_maps.strength': Input should be "
-            "greater than 0"]),
-    "a missing source folder": ("""
+            (
+                "main.yml:8: catalog 'shop': field 'models.normal_maps.strength': Input should be "
+                "greater than 0"
+            ),
+        ],
+    ),
+    "a missing source folder": (
+        """
         catalogs:
           - name: shop
             source: {type: local_dir, path: no-such-folder}
-        """, None, {}, ["main.yml:4: catalog 'shop': field 'source.path': source folder"]),
-    "a duplicate key (YAML keeps the last one silently)": ("""
+        """,
+        None,
+        {},
+        ["main.yml:4: catalog 'shop': field 'source.path': source folder"],
+    ),
+    "a duplicate key (YAML keeps the last one silently)": (
+        """
         catalogs:
           - name: shop
             source: {type: local_dir, path: photos}
             max_failure_ratio: 0.1
             max_failure_ratio: 0.9
-        """, None, {}, ["main.yml:6: catalog 'shop': field 'max_failure_ratio': duplicate key "
-                        "'max_failure_ratio' (first at line 5"]),
-    "errors in three files at once": ("""
+        """,
+        None,
+        {},
+        [
+            (
+                "main.yml:6: catalog 'shop': field 'max_failure_ratio': duplicate key "
+                "'max_failure_ratio' (first at line 5"
+            )
+        ],
+    ),
+    "errors in three files at once": (
+        """
         catalogs:
           - name: shop
             source: {type: local_dir, path: photos}
             shedule: "@daily"
-        """, """
+        """,
+        """
         models:
           normal_maps: {convention: sideways}
-        """, {"other.yml": """
+        """,
+        {
+            "other.yml": """
         catalogs:
           - name: other
             source: {type: local_dir, path: photos}
             provider: {name: eachlabs, params: {steps: 5}}
-        """}, [
+        """
+        },
+        [
             "m.yml:3: field 'models.normal_maps.convention': Input should be 'opengl' or 'directx'",
             "main.yml:5: catalog 'shop': field 'shedule': unknown field",
-            "other.yml:5: catalog 'other': field 'provider.params.steps': Input should be greater "
-            "than or equal to 15"]),
+            (
+                "other.yml:5: catalog 'other': field 'provider.params.steps': Input should be "
+                "greater than or equal to 15"
+            ),
+        ],
+    ),
 }
 
 
@@ -127,13 +169,16 @@ def test_manifest_must_exist_and_have_its_url_column(tmp_path, capsys):
     manifest = tmp_path / "m.csv"
     with manifest.open("w", newline="") as fh:
         csv.writer(fh).writerows([["link"], ["http://example.invalid/a.jpg"]])
-    cfg = config(tmp_path, """
+    cfg = config(
+        tmp_path,
+        """
         catalogs:
           - name: shop
             source: {type: url_manifest, path: m.csv}
           - name: gone
             source: {type: url_manifest, path: missing.csv}
-        """)
+        """,
+    )
     code, lines = validate(cfg, capsys)
     assert code == 2 and len(lines) == 2, lines
     assert "main.yml:4: catalog 'shop': field 'source.path'" in lines[0]
@@ -143,26 +188,34 @@ def test_manifest_must_exist_and_have_its_url_column(tmp_path, capsys):
 
 
 def test_s3_bucket_reachability_is_checked_when_credentials_exist(tmp_path, capsys, s3_env):
-    cfg = config(tmp_path, f"""
+    cfg = config(
+        tmp_path,
+        f"""
         catalogs:
           - name: shop
             source: {{type: s3_prefix, bucket: {s3_env.bucket}, prefix: in}}
           - name: nobucket
             source: {{type: s3_prefix, bucket: no-such-bucket-here, prefix: in}}
-        """)
+        """,
+    )
     code, lines = validate(cfg, capsys)
     assert code == 2 and len(lines) == 1, lines
-    assert "main.yml:6: catalog 'nobucket': field 'source.bucket': S3 bucket " \
-           "'no-such-bucket-here' does not exist" in lines[0]
+    assert (
+        "main.yml:6: catalog 'nobucket': field 'source.bucket': S3 bucket "
+        "'no-such-bucket-here' does not exist" in lines[0]
+    )
     assert refused(cfg, tmp_path, "nobucket") == lines
 
 
 def test_a_good_config_validates_and_its_source_is_readable(tmp_path, capsys):
-    cfg = config(tmp_path, """
+    cfg = config(
+        tmp_path,
+        """
         catalogs:
           - name: shop
             source: {type: local_dir, path: photos}
-        """)
+        """,
+    )
     assert main(["validate", "--config-dir", str(cfg)]) == 0
     assert "OK: 1 catalog(s)" in capsys.readouterr().out
     assert source_problem(load_project(cfg).catalog("shop")) is None

@@ -25,18 +25,15 @@ STOP_TIMEOUT_S = 6.0  # then SIGKILL: by then the daemon has shut down (its stat
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("dev", help="open the Dagster UI (dagster dev) on the project's instance; "
-                                   "Ctrl-C stops it and everything it started")
+    d = sub.add_parser(
+        "dev",
+        help="open the Dagster UI (dagster dev) on the project's instance; "
+        "Ctrl-C stops it and everything it started",
+    )
     d.add_argument("-w", "--workspace", default="workspace.yaml")
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("-p", "--port", type=int, default=3000)
     d.set_defaults(func=_dev)
-
-
-def _default_signals() -> None:
-    """In the child: undo the ignored SIGINT/SIGTERM a background shell job inherits."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def _dagster_executable() -> str:
@@ -46,19 +43,28 @@ def _dagster_executable() -> str:
 
 def run_dev(argv: list[str], env: dict[str, str] | None = None) -> int:
     """Run `dagster dev <argv>` until it exits or this process is asked to stop."""
-    proc = subprocess.Popen([_dagster_executable(), "dev", *argv], start_new_session=True,
-                            preexec_fn=_default_signals, env=env)
     stopping = threading.Event()
+    child: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if not stopping.is_set():
             stopping.set()
-            print(f"flux-depth dev: stopping dagster dev (signal {signum})", file=sys.stderr,
-                  flush=True)
-            _signal_group(proc, signal.SIGTERM)
+            print(
+                f"flux-depth dev: stopping dagster dev (signal {signum})",
+                file=sys.stderr,
+                flush=True,
+            )
+            if child:
+                _signal_group(child[0], signal.SIGTERM)
 
+    # An ignored SIGINT/SIGTERM (a background shell job's) would survive exec; a Python handler
+    # becomes SIG_DFL there. Set ours (the forwarders) before starting the child.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
+    proc = subprocess.Popen([_dagster_executable(), "dev", *argv], start_new_session=True, env=env)
+    child.append(proc)
+    if stopping.is_set():  # asked to stop while it was starting
+        _signal_group(proc, signal.SIGTERM)
     deadline: float | None = None
     while True:
         try:

@@ -10,8 +10,9 @@ configured: without them the check would say nothing true). No Dagster here.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from flux_depth_assets.config.loader import ConfigError, Project, collect_project
 from flux_depth_assets.config.models import (
@@ -22,23 +23,38 @@ from flux_depth_assets.config.models import (
 )
 
 
-def preflight(config_dir: str | os.PathLike[str] | None = None,
-              catalogs: Iterable[str] | None = None, *, check_sources: bool = True
-              ) -> tuple[Project | None, list[ConfigError]]:
+def preflight(
+    config_dir: str | os.PathLike[str] | None = None,
+    catalogs: Iterable[str] | None = None,
+    *,
+    check_sources: bool = True,
+) -> tuple[Project | None, list[ConfigError]]:
     """The project and every error found; `catalogs` limits the source checks to those named."""
     project, errors = collect_project(config_dir)
     if project is None or not check_sources:
         return project, errors
-    names = list(project.catalogs) if catalogs is None else [n for n in catalogs
-                                                               if n in project.catalogs]
+    names = (
+        list(project.catalogs)
+        if catalogs is None
+        else [n for n in catalogs if n in project.catalogs]
+    )
     for name in names:
         problem = source_problem(project.catalogs[name])
         if problem:
-            field = "source.bucket" if isinstance(project.catalogs[name].source,
-                                                  S3PrefixSource) else "source.path"
-            errors.append(ConfigError(project.catalog_files[name], problem,
-                                      line=project.source_lines.get(name), catalog=name,
-                                      field_path=field))
+            field = (
+                "source.bucket"
+                if isinstance(project.catalogs[name].source, S3PrefixSource)
+                else "source.path"
+            )
+            errors.append(
+                ConfigError(
+                    project.catalog_files[name],
+                    problem,
+                    line=project.source_lines.get(name),
+                    catalog=name,
+                    field_path=field,
+                )
+            )
     errors.sort(key=lambda e: (str(e.file), e.line or 0))
     return project, errors
 
@@ -64,9 +80,7 @@ def source_problem(catalog: CatalogConfig, *, s3_client: Any | None = None) -> s
         except SourceError as exc:
             return str(exc)
         return None
-    if isinstance(source, S3PrefixSource):
-        return _bucket_problem(source, s3_client)
-    return None
+    return _bucket_problem(source, s3_client)  # S3PrefixSource, the remaining source type
 
 
 def _bucket_problem(source: S3PrefixSource, client: Any | None) -> str | None:
@@ -80,10 +94,16 @@ def _bucket_problem(source: S3PrefixSource, client: Any | None) -> str | None:
         client = s3_client()
     try:
         client.head_bucket(Bucket=source.bucket)
-    except Exception as exc:  # botocore ClientError / EndpointConnectionError / NoCredentials
+    except Exception as exc:  # noqa: BLE001 - botocore ClientError, EndpointConnectionError, ...
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-        why = {"404": "does not exist", "NoSuchBucket": "does not exist",
-               "403": "is not readable with these credentials"}.get(str(code))
-        return (f"S3 bucket {source.bucket!r} {why}" if why else
-                f"S3 bucket {source.bucket!r} is not reachable: {type(exc).__name__}: {exc}")
+        why = {
+            "404": "does not exist",
+            "NoSuchBucket": "does not exist",
+            "403": "is not readable with these credentials",
+        }.get(str(code))
+        return (
+            f"S3 bucket {source.bucket!r} {why}"
+            if why
+            else f"S3 bucket {source.bucket!r} is not reachable: {type(exc).__name__}: {exc}"
+        )
     return None

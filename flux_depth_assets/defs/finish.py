@@ -9,8 +9,9 @@ run of a downstream asset re-evaluates the upstream gate on the stored table bef
 No `from __future__ import annotations`: Dagster reads annotations at decoration time.
 """
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -31,17 +32,27 @@ def gate_spec(asset: str) -> dg.AssetCheckSpec:
     with warnings.catch_warnings():  # partitioned check specs are a Dagster "preview" feature
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return dg.AssetCheckSpec(
-            GATE_CHECK, asset=asset, blocking=True, partitions_def=CATALOG_PARTITIONS,
-            description=("Failed (or rejected) rows / attempted rows of this materialization are at "
-                         "most the catalog's `max_failure_ratio`. Blocking: when it fails, the "
-                         "table is kept (it lists the reasons) and downstream assets do not run."))
+            GATE_CHECK,
+            asset=asset,
+            blocking=True,
+            partitions_def=CATALOG_PARTITIONS,
+            description=(
+                "Failed (or rejected) rows / attempted rows of this materialization are at "
+                "most the catalog's `max_failure_ratio`. Blocking: when it fails, the "
+                "table is kept (it lists the reasons) and downstream assets do not run."
+            ),
+        )
 
 
 def gate_result(asset: str, outcome: GateOutcome) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        asset_key=asset, check_name=GATE_CHECK, passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR, description=outcome.description,
-        metadata=outcome.metadata())
+        asset_key=asset,
+        check_name=GATE_CHECK,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.description,
+        metadata=outcome.metadata(),
+    )
 
 
 def require_upstream_gates(store: Storage, catalog: CatalogConfig, upstream: Iterable[str]) -> None:
@@ -50,21 +61,36 @@ def require_upstream_gates(store: Storage, catalog: CatalogConfig, upstream: Ite
         table = store.read_partition(asset, catalog.name)
         if table is None:
             continue  # the asset's own "missing upstream table" error says it better
-        outcome = evaluate_gate(table.to_pylist(), asset=asset, catalog=catalog.name,
-                                threshold=catalog.max_failure_ratio,
-                                where=store.uri(Storage.table_rel(asset, catalog.name)))
+        outcome = evaluate_gate(
+            table.to_pylist(),
+            asset=asset,
+            catalog=catalog.name,
+            threshold=catalog.max_failure_ratio,
+            where=store.uri(Storage.table_rel(asset, catalog.name)),
+        )
         if not outcome.passed:
-            raise dg.Failure(description=f"upstream {asset} failed its {GATE_CHECK} gate: "
-                                         f"{outcome.description}")
+            raise dg.Failure(
+                description=f"upstream {asset} failed its {GATE_CHECK} gate: {outcome.description}"
+            )
 
 
-def finish_asset(context: dg.AssetExecutionContext, store: Storage, catalog: CatalogConfig,
-                 asset: str, *, table: pa.Table, rows: list[dict[str, Any]],
-                 counts: Mapping[str, int], seconds: float, started_at: datetime,
-                 config_hash: str, warnings: Iterable[str] = (),
-                 calls: Iterable[Mapping[str, Any]] | None = None,
-                 metadata: Mapping[str, dg.MetadataValue] | None = None,
-                 contact_sheet: bool = False) -> dg.MaterializeResult:
+def finish_asset(
+    context: dg.AssetExecutionContext,
+    store: Storage,
+    catalog: CatalogConfig,
+    asset: str,
+    *,
+    table: pa.Table,
+    rows: list[dict[str, Any]],
+    counts: Mapping[str, int],
+    seconds: float,
+    started_at: datetime,
+    config_hash: str,
+    warnings: Iterable[str] = (),
+    calls: Iterable[Mapping[str, Any]] | None = None,
+    metadata: Mapping[str, dg.MetadataValue] | None = None,
+    contact_sheet: bool = False,
+) -> dg.MaterializeResult:
     """Write `table`, log the first problems, record lineage, return metadata + the gate.
 
     `contact_sheet`: embed a few source | depth | normals | parallax thumbnails (Markdown).
@@ -72,11 +98,23 @@ def finish_asset(context: dg.AssetExecutionContext, store: Storage, catalog: Cat
     table_rel = store.write_partition(asset, catalog.name, table)
     for line in list(warnings)[:20]:
         context.log.warning(line)
-    gate = evaluate_gate(rows, asset=asset, catalog=catalog.name,
-                         threshold=catalog.max_failure_ratio, where=store.uri(table_rel))
+    gate = evaluate_gate(
+        rows,
+        asset=asset,
+        catalog=catalog.name,
+        threshold=catalog.max_failure_ratio,
+        where=store.uri(table_rel),
+    )
     lineage = record_materialization(
-        store, context, counts=counts, seconds=seconds, started_at=started_at, calls=calls,
-        status="succeeded" if gate.passed else "failed", config_hash=config_hash)
+        store,
+        context,
+        counts=counts,
+        seconds=seconds,
+        started_at=started_at,
+        calls=calls,
+        status="succeeded" if gate.passed else "failed",
+        config_hash=config_hash,
+    )
     if not gate.passed:
         context.log.error(gate.description)
     cost = float(lineage["cost_usd"].value or 0.0)  # type: ignore[arg-type]
@@ -84,11 +122,14 @@ def finish_asset(context: dg.AssetExecutionContext, store: Storage, catalog: Cat
         **counts_metadata(dict(counts), seconds, len(rows)),
         "cost_usd": lineage.pop("cost_usd"),  # the number Dagster sums over runs ...
         "cost": dg.MetadataValue.text(f"${cost:,.2f} USD"),  # ... and what a person reads
-        **lineage, "table": dg.MetadataValue.path(store.uri(table_rel)), **(metadata or {})}
+        **lineage,
+        "table": dg.MetadataValue.path(store.uri(table_rel)),
+        **(metadata or {}),
+    }
     if contact_sheet:
         try:
             sheet = contact_sheet_markdown(store, catalog.name)
-        except Exception as exc:  # a picture never fails the asset
+        except Exception as exc:  # noqa: BLE001 - a picture never fails the asset
             context.log.warning(f"contact sheet not drawn: {type(exc).__name__}: {exc}")
             sheet = None
         if sheet:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -13,7 +14,7 @@ from flux_depth_assets.config import ConfigErrors
 from flux_depth_assets.config.preflight import preflight
 from flux_depth_assets.defs.assets.summary import ASSET as SUMMARY_ASSET
 from flux_depth_assets.defs.build import PARTITIONED_ASSETS, UNPARTITIONED_ASSETS, build_definitions
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME
 from flux_depth_assets.defs.declarative_checks import check_selection
 from flux_depth_assets.defs.resources import CatalogsResource
 
@@ -91,8 +92,8 @@ def materialize_catalog(catalog: str | None, assets: list[str] | None = None,
     defs = build_definitions(overrides)
     outcome = RunOutcome(success=True, run_id="")
     if catalog is not None and (per_catalog or not summary):
-        if not instance.has_dynamic_partition(CATALOG_PARTITIONS.name, catalog):
-            instance.add_dynamic_partitions(CATALOG_PARTITIONS.name, [catalog])
+        if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, catalog):
+            instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, [catalog])
         job = defs.resolve_job_def("catalog_job")
         selected = {dg.AssetKey(a) for a in per_catalog} or {
             k for a in PARTITIONED_ASSETS for k in a.keys}

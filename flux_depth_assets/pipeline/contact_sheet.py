@@ -53,15 +53,25 @@ def _rows_by_id(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
     table = store.read_partition(asset, catalog)
     if table is None:
         return {}
-    return {r["image_id"]: r for r in table.to_pylist() if r.get("status") in ("succeeded", "cached")}
+    return {
+        r["image_id"]: r for r in table.to_pylist() if r.get("status") in ("succeeded", "cached")
+    }
 
 
-def _row(store: Storage, inp_id: str, rgb: np.ndarray, near: np.ndarray,
-         normals: dict[str, dict], sprites: dict[str, dict]) -> list[Image.Image]:
+def _row(
+    store: Storage,
+    inp_id: str,
+    rgb: np.ndarray,
+    near: np.ndarray,
+    normals: dict[str, dict],
+    sprites: dict[str, dict],
+) -> list[Image.Image]:
     cells = [_thumb(Image.fromarray(rgb)), _thumb(_depth_image(near))]
     n_row = normals.get(inp_id)
     if n_row and store.exists(n_row["normal_path"]):
-        cells.append(_thumb(_normals_image(decode_normals_png(store.read_bytes(n_row["normal_path"])))))
+        cells.append(
+            _thumb(_normals_image(decode_normals_png(store.read_bytes(n_row["normal_path"]))))
+        )
     else:
         small = np.asarray(_thumb(_depth_image(near)).convert("L"), dtype=np.float32) / 255.0
         cells.append(_normals_image(normals_from_depth(small)))
@@ -82,13 +92,24 @@ def contact_sheet_jpeg(store: Storage, catalog: str, images: int = IMAGES) -> by
     sprites = _rows_by_id(store, SPRITES_ASSET, catalog)
     rows = []
     for inp in sorted(inputs, key=lambda i: i.image_id)[:images]:
-        rows.append(_row(store, inp.image_id, load_rgb(store, inp.normalized_path),
-                         load_nearness(store, inp), normals, sprites))
+        rows.append(
+            _row(
+                store,
+                inp.image_id,
+                load_rgb(store, inp.normalized_path),
+                load_nearness(store, inp),
+                normals,
+                sprites,
+            )
+        )
     ncols = max(len(r) for r in rows)
     col_w = [max((r[c].width for r in rows if c < len(r)), default=0) for c in range(ncols)]
     label_h = 14
-    sheet = Image.new("RGB", (sum(col_w) + GAP * (ncols + 1),
-                              label_h + len(rows) * (THUMB_H + GAP) + GAP), (32, 32, 32))
+    sheet = Image.new(
+        "RGB",
+        (sum(col_w) + GAP * (ncols + 1), label_h + len(rows) * (THUMB_H + GAP) + GAP),
+        (32, 32, 32),
+    )
     draw = ImageDraw.Draw(sheet)
     x = GAP
     for c in range(ncols):

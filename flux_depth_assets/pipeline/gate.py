@@ -8,8 +8,9 @@ so what Dagster says and what storage holds cannot disagree. No Dagster here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 #: statuses that count against the gate: a file the scan rejected, an image that failed
 FAILED_STATUSES = frozenset({"rejected", "failed"})
@@ -28,12 +29,17 @@ class GateOutcome:
     description: str
 
     def metadata(self) -> dict[str, Any]:
-        return {"failed": self.failed, "attempted": self.attempted,
-                "failure_ratio": round(self.ratio, 4), "max_failure_ratio": self.threshold}
+        return {
+            "failed": self.failed,
+            "attempted": self.attempted,
+            "failure_ratio": round(self.ratio, 4),
+            "max_failure_ratio": self.threshold,
+        }
 
 
-def evaluate_gate(rows: Iterable[Mapping[str, Any]], *, asset: str, catalog: str,
-                  threshold: float, where: str) -> GateOutcome:
+def evaluate_gate(
+    rows: Iterable[Mapping[str, Any]], *, asset: str, catalog: str, threshold: float, where: str
+) -> GateOutcome:
     """Failed rows / attempted rows against the catalog's `max_failure_ratio`.
 
     `where` names the table holding the reasons, so the one line a person reads says where to look.
@@ -45,6 +51,9 @@ def evaluate_gate(rows: Iterable[Mapping[str, Any]], *, asset: str, catalog: str
     passed = ratio <= threshold
     what = "files rejected" if asset == "source_images" else f"{asset.replace('_', ' ')} failed"
     head = f"catalog {catalog!r}: {failed} of {attempted} {what} ({ratio:.0%})"
-    text = (f"{head}, within max_failure_ratio {threshold:.0%}" if passed else
-            f"{head}, over max_failure_ratio {threshold:.0%}; reasons are in {where}")
+    text = (
+        f"{head}, within max_failure_ratio {threshold:.0%}"
+        if passed
+        else f"{head}, over max_failure_ratio {threshold:.0%}; reasons are in {where}"
+    )
     return GateOutcome(passed, failed, attempted, ratio, threshold, text)

@@ -54,8 +54,14 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
-def edge_lift(nearness: np.ndarray, rgb: np.ndarray, valid: np.ndarray | None = None, *,
-              top: float = 0.1, radius: int = 2) -> float:
+def edge_lift(
+    nearness: np.ndarray,
+    rgb: np.ndarray,
+    valid: np.ndarray | None = None,
+    *,
+    top: float = 0.1,
+    radius: int = 2,
+) -> float:
     """P(image edge near a depth edge) / P(image edge); 0 when the map has no edges at all."""
     if nearness.shape[:2] != rgb.shape[:2]:
         raise ValueError(f"depth {nearness.shape[:2]} and image {rgb.shape[:2]} differ in size")
@@ -104,8 +110,9 @@ def normal_roughness_deg(normals: np.ndarray, size: int = 5) -> float:
     """Median angle (degrees) between each unit normal and the mean normal around it."""
     n = reduce(normals)
     n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
-    mean = np.stack([ndimage.uniform_filter(n[..., c], size=size, mode="nearest")
-                     for c in range(3)], axis=-1)
+    mean = np.stack(
+        [ndimage.uniform_filter(n[..., c], size=size, mode="nearest") for c in range(3)], axis=-1
+    )
     mean /= np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-6)
     cos = np.clip((n * mean).sum(axis=-1), -1.0, 1.0)
     return float(np.degrees(np.median(np.arccos(cos))))

@@ -24,7 +24,9 @@ def mask_rel(normalized_rel: str) -> str:
 
 def write_mask(storage: Storage, normalized_rel: str, alpha: Image.Image | None) -> str | None:
     """Store the alpha channel when some pixel is fully transparent; its path, or None."""
-    if alpha is None or alpha.getextrema()[0] > 0:
+    if alpha is None:
+        return None
+    if int(np.asarray(alpha.convert("L")).min()) > 0:
         return None
     buf = io.BytesIO()
     alpha.convert("L").save(buf, format="PNG", compress_level=3)

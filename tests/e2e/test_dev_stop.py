@@ -63,16 +63,36 @@ def test_flux_depth_dev_stops_everything_on_one_sigterm(tmp_path):
     log_path = tmp_path / "dev.log"
     cli = Path(sys.executable).with_name("flux-depth")
 
-    def as_a_background_shell_job() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a non-interactive shell's `&` does
-
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(cli), "dev", "-w", str(REPO / "workspace.yaml"),
-                                 "--host", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                preexec_fn=as_a_background_shell_job)
-    dev = DagsterDev(url=f"http://127.0.0.1:{port}", dagster_home=home,
-                     flux_depth_home=tmp_path / "fh", log_path=log_path, process=proc)
+    # SIGINT ignored (it survives exec), as a non-interactive shell's `&` leaves it
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [
+                    str(cli),
+                    "dev",
+                    "-w",
+                    str(REPO / "workspace.yaml"),
+                    "--host",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    dev = DagsterDev(
+        url=f"http://127.0.0.1:{port}",
+        dagster_home=home,
+        flux_depth_home=tmp_path / "fh",
+        log_path=log_path,
+        process=proc,
+    )
     try:
         _wait_until_ready(dev)
         started = _descendants(proc.pid)
