@@ -6,9 +6,9 @@ check fails with ERROR severity: Dagster keeps the materialization (the table is
 says which rows failed), fails the step, and skips every downstream asset of the run. A later
 run of a downstream asset re-evaluates the upstream gate on the stored table before starting
 (`require_upstream_gates`), and declarative automation waits for blocking checks to pass.
-No `from __future__ import annotations`: Dagster reads annotations at decoration time.
 """
 
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -27,8 +27,6 @@ from flux_depth_assets.storage.store import Storage
 
 def gate_spec(asset: str) -> dg.AssetCheckSpec:
     """The blocking `failure_ratio` check every per-catalog asset declares (`check_specs=`)."""
-    import warnings
-
     with warnings.catch_warnings():  # partitioned check specs are a Dagster "preview" feature
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return dg.AssetCheckSpec(
@@ -86,7 +84,7 @@ def finish_asset(
     seconds: float,
     started_at: datetime,
     config_hash: str,
-    warnings: Iterable[str] = (),
+    problems: Iterable[str] = (),
     calls: Iterable[Mapping[str, Any]] | None = None,
     metadata: Mapping[str, dg.MetadataValue] | None = None,
     contact_sheet: bool = False,
@@ -96,7 +94,7 @@ def finish_asset(
     `contact_sheet`: embed a few source | depth | normals | parallax thumbnails (Markdown).
     """
     table_rel = store.write_partition(asset, catalog.name, table)
-    for line in list(warnings)[:20]:
+    for line in list(problems)[:20]:
         context.log.warning(line)
     gate = evaluate_gate(
         rows,

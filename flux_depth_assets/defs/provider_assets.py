@@ -51,7 +51,7 @@ def finish_provider_asset(context: dg.AssetExecutionContext, store: Storage, cat
         context, store, catalog, asset, table=result.table(), rows=result.rows,
         counts=result.counts, seconds=result.seconds, started_at=started_at,
         config_hash=config_hash(catalog, settings),
-        warnings=[f"{asset} failed for {r['image_id']}: {r['error']}"
+        problems=[f"{asset} failed for {r['image_id']}: {r['error']}"
                   for r in result.rows if r["status"] == "failed"][:20],
         calls=calls_from_rows(result.rows, run_id=context.run.run_id, asset=asset,
                               default_time=started_at,

@@ -39,11 +39,10 @@ def instance_home(project_root: Path | None = None) -> Path:
     run lands in the same instance the UI shows (never a throw-away one).
     """
     env = os.environ.get("DAGSTER_HOME")
-    if env:
-        return Path(env)
-    home = (project_root or REPO_ROOT) / ".dagster_home"
+    home = Path(env) if env else (project_root or REPO_ROOT) / ".dagster_home"
     config = home / "dagster.yaml"
-    if not config.exists():
+    # a DAGSTER_HOME someone made without dagster.yaml means Dagster's defaults: left alone
+    if not config.exists() and not (env and home.exists()):
         home.mkdir(parents=True, exist_ok=True)
         template = REPO_ROOT / "deploy" / "local" / "dagster.yaml"
         config.write_text(template.read_text() if template.exists()

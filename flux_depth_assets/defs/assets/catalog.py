@@ -43,7 +43,7 @@ def source_images(context: dg.AssetExecutionContext, storage: StorageResource,
                 "failed": 0},
         seconds=result.seconds, started_at=started_at,
         config_hash=config_hash(catalog.source, catalog.max_image_bytes, catalog.max_image_pixels),
-        warnings=[f"rejected {r['source_uri']}: {r['reason']}" for r in result.rejected[:20]],
+        problems=[f"rejected {r['source_uri']}: {r['reason']}" for r in result.rejected[:20]],
         metadata={
             **{k: dg.MetadataValue.int(int(v)) for k, v in result.counts.items()},
             "images": dg.MetadataValue.int(len(result.accepted)),

@@ -64,7 +64,7 @@ def _materialize(spec: DerivedSpec, context: dg.AssetExecutionContext, storage: 
         context, store, catalog, spec.asset, table=table_from_rows(result.rows, spec.schema),
         rows=result.rows, counts=result.counts, seconds=result.seconds, started_at=started_at,
         config_hash=config_hash(catalog, spec.params(settings)),
-        warnings=[f"{spec.asset} failed for {r['image_id']}: {r['error']}"
+        problems=[f"{spec.asset} failed for {r['image_id']}: {r['error']}"
                   for r in result.rows if r["status"] == "failed"][:20],
         metadata=metadata, contact_sheet=spec.asset == SPRITES_ASSET)
 
