@@ -314,8 +314,11 @@ def test_deadline_keeps_the_prediction_journaled_and_the_next_run_resumes_it(sto
             assert "journaled" in p.error and p.cost_usd == pytest.approx(0.05)
             assert 0.35 < p.latency_s < 1.5
         assert sorted(journal_keys(storage)) == sorted(i.cache_key for i in items)
+        provider.settle([i.cache_key for i in items])  # not final: they stay journaled
+        assert len(journal_keys(storage)) == 2
 
-        again = make_provider(server.base_url, storage, prediction_deadline_s=10).predict_many(items)
+        second = make_provider(server.base_url, storage, prediction_deadline_s=10)
+        again = second.predict_many(items)
         stats = server.stats()
     assert stats["creates"] == 2  # nothing paid twice
     for before, after in zip(first, again):
@@ -324,10 +327,8 @@ def test_deadline_keeps_the_prediction_journaled_and_the_next_run_resumes_it(sto
         assert after.extra["resumed"] and not after.extra["created"]
         assert after.cost_usd == 0 and after.attempts == 0
         assert after.extra["journaled_predictions"] == {before.prediction_id: 0.05}
-    assert len(journal_keys(storage)) == 2
-    first_provider_keys = [i.cache_key for i in items]
-    make_provider(server.base_url, storage).settle(first_provider_keys)  # not its predictions
-    assert len(journal_keys(storage)) == 2
+    second.settle([i.cache_key for i in items])
+    assert journal_keys(storage) == []
 
 
 def test_concurrency_never_above_max_concurrency(storage):

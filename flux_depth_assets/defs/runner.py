@@ -45,7 +45,11 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
         raise KeyError(f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(known)}")
     instance = instance or get_instance()
     if not instance.has_dynamic_partition(CATALOG_PARTITIONS.name, catalog):
-        instance.add_dynamic_partitions(CATALOG_PARTITIONS.name, [catalog])
+        try:
+            instance.add_dynamic_partitions(CATALOG_PARTITIONS.name, [catalog])
+        except Exception:  # another process registered it first (sqlite IntegrityError)
+            if not instance.has_dynamic_partition(CATALOG_PARTITIONS.name, catalog):
+                raise
     overrides = {"catalogs": CatalogsResource(config_dir=str(project.config_dir)), **(resources or {})}
     defs = build_definitions(overrides)
     job = defs.resolve_job_def("catalog_job")

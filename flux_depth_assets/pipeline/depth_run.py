@@ -85,6 +85,8 @@ def _run_depth(guard: PaidRun, catalog: str, accepted: list[dict], provider: Dep
             continue
         pending.append(pending_input(r, key, storage))
 
+    if provider.price_usd > 0 and rows:  # entries a killed run left for results it had cached
+        guard.settle([r["cache_key"] for r in rows.values()])
     pending, skipped = apply_budget(pending, provider, budget_usd, on_budget)
     for item in skipped:
         src = by_id[item.image_id]
@@ -92,7 +94,6 @@ def _run_depth(guard: PaidRun, catalog: str, accepted: list[dict], provider: Dep
     if pending:
         provider.check_ready()
         guard.probe("cache")
-        provider.bind_storage(storage, run_id)
         log(f"depth_maps: {len(pending)} image(s) to compute with {provider.name}/{provider.model}, "
             f"{len(rows)} cached")
         pending_by_id = {p.image_id: p for p in pending}

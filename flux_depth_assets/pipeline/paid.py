@@ -154,12 +154,18 @@ def paid_run(storage: Storage, catalog: str, asset: str, provider: DepthProvider
     charges (`price_usd > 0`)."""
     guard = PaidRun(storage, catalog, asset, provider, run_id=run_id,
                     started_at=started_at or datetime.now(timezone.utc), images=images)
+    provider.bind_storage(storage, run_id)
     if provider.price_usd > 0:
         lease = CatalogLease(storage, catalog, run_id=run_id, on_wait=log)
         try:
             lease.acquire()
         except LeaseBusy as exc:
             raise PaidRunError(str(exc)) from None
+        except OSError as exc:
+            raise PaidRunError(
+                f"the catalog's lease at {storage.uri(lease.directory)} cannot be written "
+                f"({type(exc).__name__}: {exc}); the storage root is not writable, so nothing "
+                "was sent. Fix it and run again") from None
         guard.lease = lease
     try:
         yield guard

@@ -63,13 +63,14 @@ def _run_renders(guard: PaidRun, catalog: str, accepted: list[dict], provider: D
                                    "prediction_id": meta.get("prediction_id"), "seconds": 0.0}
             continue
         pending.append(pending_input(r, key, storage))
+    if provider.price_usd > 0 and rows:  # entries a killed run left for results it had cached
+        guard.settle([r["cache_key"] for r in rows.values()])
     pending, skipped = apply_budget(pending, provider, budget_usd, on_budget)
     for item in skipped:
         rows[item.image_id] = skipped_row(base, item)
     if pending:
         provider.check_ready()
         guard.probe("cache")
-        provider.bind_storage(storage, run_id)
         log(f"depth_renders: {len(pending)} image(s) to render with {provider.name}/{provider.model}")
         keys: dict[str, ProviderInput] = {p.image_id: p for p in pending}
         batch_started = datetime.now(timezone.utc)

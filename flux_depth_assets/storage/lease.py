@@ -165,7 +165,10 @@ class CatalogLease:
             self._beat.join(timeout=10)
             self._beat = None
         if self.generation is not None and self.lost is None:
-            self.storage.delete(self._rel(self.generation))
+            try:
+                self.storage.delete(self._rel(self.generation))
+            except Exception:  # noqa: BLE001 - storage gone read-only: the lease just expires
+                pass
         self.generation = None
 
     def __enter__(self) -> "CatalogLease":

@@ -95,7 +95,7 @@ class EachlabsProvider(DepthProvider):
         self._transport = transport
         self._rng = random.Random(seed)
         self.run_id = ""
-        self._settleable: set[str] = set()  # cache keys whose journal entry may go once durable
+        self._unfinished: set[str] = set()  # keys of predictions that must stay journaled
         self._stop: str | None = None
 
     def __repr__(self) -> str:
@@ -134,12 +134,16 @@ class EachlabsProvider(DepthProvider):
         return PredictionJournal(self.journal_storage or Storage(default_home()))
 
     def settle(self, cache_keys: Sequence[str]) -> None:
-        """The pipeline cached these results and recorded their cost: their entries may go.
-        Entries of predictions that are not final (deadline, lost contact) stay journaled."""
-        keys = [k for k in cache_keys if k in self._settleable]
+        """The pipeline cached these results and recorded their cost: their entries may go
+        (also stale ones a killed run left behind for results it had cached). Entries of this
+        run's predictions that are not final (deadline, lost contact) stay journaled."""
+        wanted = set(cache_keys) - self._unfinished
+        if not wanted:
+            return
+        journal = self._journal()
+        keys = sorted(wanted.intersection(journal.keys()))  # one listing, deletes only
         if keys:
-            self._clear(self._journal(), keys)
-            self._settleable.difference_update(keys)
+            self._clear(journal, keys)
 
     def stop_reason(self) -> str | None:
         return self._stop
@@ -254,9 +258,13 @@ class EachlabsProvider(DepthProvider):
             finally:
                 ticker.cancel()
             out = [r for r in results if r is not None]
-            self._settleable.update(
-                t.item.cache_key for t in tracks if t is not None and (
-                    t.terminal or (t.prediction_id is None and not t.journal_live)))
+            for t in tracks:
+                if t is None:
+                    continue
+                if t.terminal or (t.prediction_id is None and not t.journal_live):
+                    self._unfinished.discard(t.item.cache_key)
+                else:
+                    self._unfinished.add(t.item.cache_key)
             self._stop = run.stop
             kept = sum(1 for t in tracks if t is not None and not t.terminal and t.prediction_id)
             run.emit(f"eachlabs: finished {run.done}/{run.total}: "
