@@ -34,6 +34,7 @@ from flux_depth_assets.storage.schemas import DEPTH_MAPS
 from flux_depth_assets.storage.store import FileIndex, Storage
 
 ASSET = "depth_maps"
+REJECTED_HINT = "delete cache/depth-rejected/ to ask the host again"
 
 
 def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, storage: Storage,
@@ -82,6 +83,13 @@ def _run_depth(guard: PaidRun, catalog: str, accepted: list[dict], provider: Dep
             rows[r["image_id"]] = {**common, **out, **_meta_fields(hit.meta), "status": "cached",
                                    "seconds": time.perf_counter() - t1, "cost_usd": 0.0, "attempts": 0,
                                    "started_at": at, "finished_at": datetime.now(timezone.utc)}
+            continue
+        rejected = cache.rejection(key)
+        if rejected is not None:  # the same call returned something unusable: not paid again
+            rows[r["image_id"]] = {**common, "status": "failed", "cost_usd": 0.0, "attempts": 0,
+                                   "prediction_id": rejected.get("prediction_id"),
+                                   "error": f"{rejected.get('reason')} (an earlier run's result; "
+                                            f"not paid again: {REJECTED_HINT})"}
             continue
         pending.append(pending_input(r, key, storage))
 
@@ -139,6 +147,9 @@ def _row_for_prediction(pred: DepthPrediction, item: ProviderInput, storage: Sto
     row = {**base, "image_id": pred.image_id, "source_sha256": item.source_sha256,
            "cache_key": item.cache_key, "width": src["width"], "height": src["height"],
            "metric": pred.metric, **prediction_fields(pred, price_usd, batch_started)}
+    if pred.extra.get("result_problem"):
+        cache.reject(item.cache_key, {"reason": pred.extra["result_problem"],
+                                      "prediction_id": pred.prediction_id})
     if pred.status != "succeeded" or pred.depth is None:
         # credential-looking text is masked here too: the depth_maps table keeps this error
         return {**row, "status": "failed", "error": redact(pred.error) or "provider returned no depth"}

@@ -309,6 +309,7 @@ async def _deliver(track: Track, entry: JournalEntry, data: bytes | None,
             "that are not a PNG/JPEG/WebP image", "check the host's output format")
         track.run.breaker.record(problem)
         if problem is not None:
+            track.extra["result_problem"] = str(problem)
             return track.failed(f"prediction {track.prediction_id}: {problem}")
         try:
             depth = decode_depth(data or b"", target)
