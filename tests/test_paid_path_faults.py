@@ -206,22 +206,18 @@ def remount(mnt: Path, mode: str) -> None:
 
 
 def fill(mnt: Path) -> Path:
-    """Fill the filesystem to the last byte; returns the filler file."""
+    """Fill the filesystem to the last byte (unbuffered writes); returns the filler file."""
     filler = mnt / "filler"
-    with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
-    with open(filler, "ab") as fh:  # and the last partial block
-        try:
-            while True:
-                fh.write(b"\0")
-                fh.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for size in (65536, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -258,7 +254,9 @@ def test_storage_lost_mid_run_stops_creating_and_the_rerun_pays_nothing_twice(
     n = 6
     cfg = make_catalog(tmp_path, n, "{name: eachlabs, poll_interval_s: 0.05, max_concurrency: 2}")
     root = tmpfs_root / "root"
-    env = {**os.environ, "FLUX_DEPTH_HOME": str(root), "EACHLABS_API_KEY": KEY}
+    # a read-only root keeps the run from removing its lease: let it expire quickly
+    env = {**os.environ, "FLUX_DEPTH_HOME": str(root), "EACHLABS_API_KEY": KEY,
+           "FLUX_DEPTH_LEASE_TTL_S": "2"}
     env.pop("DAGSTER_HOME", None)
     with running_fake_api(latency_s=1.5) as server:
         env["EACHLABS_BASE_URL"] = server.base_url
