@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import datetime, UTC
+from collections.abc import Callable
 
 from flux_depth_assets.pipeline.paid import PaidRun, paid_run
 from flux_depth_assets.pipeline.provider_run import (
@@ -73,7 +73,7 @@ def _run_renders(guard: PaidRun, catalog: str, accepted: list[dict], provider: D
         guard.probe("cache")
         log(f"depth_renders: {len(pending)} image(s) to render with {provider.name}/{provider.model}")
         keys: dict[str, ProviderInput] = {p.image_id: p for p in pending}
-        batch_started = datetime.now(timezone.utc)
+        batch_started = datetime.now(UTC)
         for chunk in prediction_chunks(provider, pending, log):
             chunk = guard.resolve_costs(chunk)
             for pred in chunk:  # the bill first: recorded before anything is cached

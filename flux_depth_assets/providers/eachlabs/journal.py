@@ -26,7 +26,7 @@ import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Literal
 
 from flux_depth_assets.paths import safe_segment
@@ -40,7 +40,7 @@ PROBE_PREFIX = ".probe-"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -65,7 +65,7 @@ class JournalEntry:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "JournalEntry":
+    def from_bytes(cls, data: bytes) -> JournalEntry:
         raw = json.loads(data)
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         entry = cls(**known)
