@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 MIN_PIECE = 6  # shorter fragments are too common to identify a secret (and to mask safely)
@@ -36,14 +36,15 @@ def renderings(secret: str | None) -> list[str]:
         quote(secret, safe=""),
         quote_plus(secret, safe=""),
     }
-    for form in list(forms):
+    for form in forms:
         forms.update(p for p in _SPLIT.split(form) if len(p) >= MIN_PIECE)
         forms.update(p for p in re.split(r"\\[nrtx0-9a-fA-F]{1,3}", form) if len(p) >= MIN_PIECE)
-    for form in list(forms):
+    for form in forms:
         if len(form) >= MIN_PIECE:
-            forms.add(form[:_prefix_len(len(form))])
-    return sorted((f for f in forms if len(f) >= min(MIN_PIECE, len(secret))),
-                  key=len, reverse=True)
+            forms.add(form[: _prefix_len(len(form))])
+    return sorted(
+        (f for f in forms if len(f) >= min(MIN_PIECE, len(secret))), key=len, reverse=True
+    )
 
 
 def mask(text: str, secrets: Iterable[str | None]) -> str:

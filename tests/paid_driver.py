@@ -56,6 +56,7 @@ def install(phase: str, pause: Pause) -> None:
             write(self, entry)
             if entry.state == "created" and pause.hit():
                 threading.Event().wait()
+
         PredictionJournal.write = journal_write  # type: ignore[method-assign]
     elif phase == "after_success":
         get = EachlabsClient.get
@@ -65,6 +66,7 @@ def install(phase: str, pause: Pause) -> None:
             if out[0].state == "succeeded" and pause.hit():
                 await asyncio.Event().wait()
             return out
+
         EachlabsClient.get = client_get  # type: ignore[method-assign]
     elif phase == "after_download":
         download = EachlabsClient.download
@@ -74,6 +76,7 @@ def install(phase: str, pause: Pause) -> None:
             if pause.hit():
                 await asyncio.Event().wait()
             return out
+
         EachlabsClient.download = client_download  # type: ignore[method-assign]
     elif phase == "before_cache":
         put = DepthCache.put
@@ -82,6 +85,7 @@ def install(phase: str, pause: Pause) -> None:
             if pause.hit():
                 threading.Event().wait()
             put(self, *args, **kw)
+
         DepthCache.put = cache_put  # type: ignore[method-assign]
 
 
@@ -102,11 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     from flux_depth_assets.defs.runner import materialize_catalog
 
     outcome = materialize_catalog(
-        CATALOG, config_dir=args.config_dir, instance=dg.DagsterInstance.ephemeral(),
+        CATALOG,
+        config_dir=args.config_dir,
+        instance=dg.DagsterInstance.ephemeral(),
         assets=["source_images", "depth_maps"],
-        resources={"storage": StorageResource(root=args.root),
-                   "depth_provider": DepthProviderResource(eachlabs_api_key=KEY,
-                                                           eachlabs_base_url=args.base_url)})
+        resources={
+            "storage": StorageResource(root=args.root),
+            "depth_provider": DepthProviderResource(
+                eachlabs_api_key=KEY, eachlabs_base_url=args.base_url
+            ),
+        },
+    )
     print("finished", outcome.success, outcome.error, flush=True)
     return 0
 

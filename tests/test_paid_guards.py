@@ -24,7 +24,6 @@ from flux_depth_assets.providers.result_check import (
 from flux_depth_assets.redaction import mask, renderings, unsafe_key_problem
 from flux_depth_assets.storage.lease import CatalogLease, LeaseBusy
 from flux_depth_assets.storage.store import Storage
-from tests.moto_s3 import moto_endpoint, s3_env  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,13 +59,14 @@ def test_a_sigkilled_holder_blocks_only_until_its_lease_expires(tmp_path):
         from pathlib import Path
         from flux_depth_assets.storage.lease import CatalogLease
         from flux_depth_assets.storage.store import Storage
-        CatalogLease(Storage({str(tmp_path / 'root')!r}), "shop", run_id="doomed", ttl_s=1.0,
+        CatalogLease(Storage({str(tmp_path / "root")!r}), "shop", run_id="doomed", ttl_s=1.0,
                      wait_s=0).acquire()
         Path({str(marker)!r}).write_text("held")
         threading.Event().wait()
     """)
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     try:
         while not marker.exists():
             assert child.poll() is None, "the holder died before taking the lease"
@@ -155,11 +155,11 @@ def test_breaker_trips_after_three_bad_results():
 def test_every_rendering_of_a_key_is_masked():
     key = "sk-live-7f3a9c2e\nb81d44a0e5c6"
     texts = [
-        f"Illegal header value b{key.encode()!r}",          # h11's escaped bytes
-        f"headers={{'X-API-Key': {key!r}}}",                # repr
+        f"Illegal header value b{key.encode()!r}",  # h11's escaped bytes
+        f"headers={{'X-API-Key': {key!r}}}",  # repr
         f"GET /x?key={httpx.URL('http://h/', params={'k': key}).query.decode()}",  # percent
-        f"echoed: {key[:10]}",                               # an identifying prefix
-        f"json: {{\"key\": \"{key.encode('unicode_escape').decode()}\"}}",
+        f"echoed: {key[:10]}",  # an identifying prefix
+        f'json: {{"key": "{key.encode("unicode_escape").decode()}"}}',
     ]
     for text in texts:
         masked = mask(text, [key])
@@ -188,9 +188,12 @@ def test_a_request_that_cannot_be_built_is_not_retried():
         raise httpx.LocalProtocolError("Illegal header value b'sk-live-7f3a9c2e\\nb81d'")
 
     async def go() -> EachlabsError:
-        client = EachlabsClient("http://127.0.0.1:9", "sk-live-7f3a9c2e\nb81d",
-                                retry=RetryPolicy(max_retries=5, backoff_base_s=0.001),
-                                transport=httpx.MockTransport(handler))
+        client = EachlabsClient(
+            "http://127.0.0.1:9",
+            "sk-live-7f3a9c2e\nb81d",
+            retry=RetryPolicy(max_retries=5, backoff_base_s=0.001),
+            transport=httpx.MockTransport(handler),
+        )
         try:
             await client.create({"model": "m"})
         except EachlabsError as exc:
@@ -219,19 +222,30 @@ def test_a_create_sent_without_answer_is_reported_uncertain_once(tmp_path):
         store = Storage(str(root))
         from flux_depth_assets.defs.resources import DepthProviderResource
         from flux_depth_assets.config import load_project
+
         catalog = load_project(cfg).catalog("faults")
-        provider = DepthProviderResource(eachlabs_api_key="k-123456",
-                                         eachlabs_base_url=server.base_url).for_catalog(catalog)
+        provider = DepthProviderResource(
+            eachlabs_api_key="k-123456", eachlabs_base_url=server.base_url
+        ).for_catalog(catalog)
         rows = queries.read(store, "provider_calls")  # nothing yet
         assert rows.num_rows == 0
         from flux_depth_assets.pipeline.scan import accepted_rows
+
         first = accepted_rows(store, "faults")[0]
         key = provider.cache_key(first["sha256"])
-        PredictionJournal(store).write(JournalEntry(
-            cache_key=key, image_id=first["image_id"], prediction_id=None,
-            host=httpx.URL(server.base_url).netloc.decode(), model="flux-depth-pro",
-            version=catalog.provider.version, state="sending", run_id="crashed-run",
-            cost_usd=0.05))
+        PredictionJournal(store).write(
+            JournalEntry(
+                cache_key=key,
+                image_id=first["image_id"],
+                prediction_id=None,
+                host=httpx.URL(server.base_url).netloc.decode(),
+                model="flux-depth-pro",
+                version=catalog.provider.version,
+                state="sending",
+                run_id="crashed-run",
+                cost_usd=0.05,
+            )
+        )
         outcome = run(cfg, root, server.base_url)
         again = run(cfg, root, server.base_url)
         stats = server.stats()

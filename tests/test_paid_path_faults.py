@@ -15,7 +15,8 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import dagster as dg
 import pyarrow.compute as pc
@@ -29,6 +30,7 @@ from flux_depth_assets.providers.eachlabs.journal import PredictionJournal
 from flux_depth_assets.storage.store import Storage
 from tests import images
 from tests.paid_driver import CATALOG, KEY, PHASES
+from datetime import UTC
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "paid_driver.py"
@@ -43,23 +45,33 @@ def make_catalog(tmp_path: Path, n: int, provider: str = "") -> Path:
     cfg = tmp_path / "cfg"
     (cfg / "catalogs").mkdir(parents=True, exist_ok=True)
     provider = provider or "{name: eachlabs, poll_interval_s: 0.05, max_concurrency: 1}"
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent(f"""
+    (cfg / "catalogs" / "c.yml").write_text(
+        textwrap.dedent(f"""
         catalogs:
           - name: {CATALOG}
             source: {{type: local_dir, path: {photos}}}
             provider: {provider}
             max_failure_ratio: 1.0
-    """))
+    """)
+    )
     return cfg
 
 
-def run(cfg: Path, root: Path, base_url: str, key: str = KEY,
-        assets: list[str] | None = None) -> RunOutcome:
+def run(
+    cfg: Path, root: Path, base_url: str, key: str = KEY, assets: list[str] | None = None
+) -> RunOutcome:
     return materialize_catalog(
-        CATALOG, config_dir=cfg, instance=dg.DagsterInstance.ephemeral(), assets=assets,
-        resources={"storage": StorageResource(root=str(root)),
-                   "depth_provider": DepthProviderResource(eachlabs_api_key=key,
-                                                           eachlabs_base_url=base_url)})
+        CATALOG,
+        config_dir=cfg,
+        instance=dg.DagsterInstance.ephemeral(),
+        assets=assets,
+        resources={
+            "storage": StorageResource(root=str(root)),
+            "depth_provider": DepthProviderResource(
+                eachlabs_api_key=key, eachlabs_base_url=base_url
+            ),
+        },
+    )
 
 
 def recorded(root: Path) -> dict[str, Any]:
@@ -67,10 +79,12 @@ def recorded(root: Path) -> dict[str, Any]:
     store = Storage(str(root))
     calls = queries.read(store, "provider_calls", CATALOG)
     mats = queries.read(store, "materializations", CATALOG)
-    return {"calls_usd": round(float(pc.sum(calls["cost_usd"]).as_py() or 0.0), 2),
-            "mats_usd": round(float(pc.sum(mats["cost_usd"]).as_py() or 0.0), 2),
-            "uncertain_usd": round(float(pc.sum(calls["uncertain_cost_usd"]).as_py() or 0.0), 2),
-            "rows": calls.to_pylist()}
+    return {
+        "calls_usd": round(float(pc.sum(calls["cost_usd"]).as_py() or 0.0), 2),
+        "mats_usd": round(float(pc.sum(mats["cost_usd"]).as_py() or 0.0), 2),
+        "uncertain_usd": round(float(pc.sum(calls["uncertain_cost_usd"]).as_py() or 0.0), 2),
+        "rows": calls.to_pylist(),
+    }
 
 
 def assert_bill_matches(stats: dict[str, Any], root: Path, images_n: int) -> dict[str, Any]:
@@ -85,8 +99,9 @@ def assert_bill_matches(stats: dict[str, Any], root: Path, images_n: int) -> dic
     return rec
 
 
-def wait_for(predicate, what: str, proc: subprocess.Popen | None = None,
-             timeout_s: float = 120.0) -> None:
+def wait_for(
+    predicate, what: str, proc: subprocess.Popen | None = None, timeout_s: float = 120.0
+) -> None:
     """Wait on an event (a file, a counter), checking the child is still alive."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -99,7 +114,8 @@ def wait_for(predicate, what: str, proc: subprocess.Popen | None = None,
 
 def journal_states(root: Path) -> dict[str, str]:
     journal = PredictionJournal(Storage(str(root)))
-    return {k: journal.get(k).state for k in journal.keys()}
+    entries = {k: journal.get(k) for k in journal.keys()}  # noqa: SIM118 - not a dict
+    return {k: e.state for k, e in entries.items() if e is not None}
 
 
 # --------------------------------------------------------------------------- SIGKILL per phase
@@ -113,11 +129,28 @@ def test_sigkill_at_each_phase_boundary_never_pays_twice(tmp_path, phase):
     marker = tmp_path / "paused"
     with running_fake_api(latency_s=0.2) as server:
         child = subprocess.Popen(
-            [sys.executable, str(DRIVER), "--config-dir", str(cfg), "--root", str(root),
-             "--base-url", server.base_url, "--pause-at", phase, "--nth", "2",
-             "--marker", str(marker)],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                str(DRIVER),
+                "--config-dir",
+                str(cfg),
+                "--root",
+                str(root),
+                "--base-url",
+                server.base_url,
+                "--pause-at",
+                phase,
+                "--nth",
+                "2",
+                "--marker",
+                str(marker),
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             wait_for(marker.exists, f"the driver to pause at {phase}", child)
             child.send_signal(signal.SIGKILL)
@@ -150,16 +183,20 @@ def test_sigkill_at_each_phase_boundary_never_pays_twice(tmp_path, phase):
 
 
 def test_deadline_failure_is_recorded_once_and_resumed_for_free(tmp_path):
-    cfg = make_catalog(tmp_path, 2, "{name: eachlabs, poll_interval_s: 0.05, "
-                                    "prediction_deadline_s: 0.3, max_concurrency: 2}")
+    cfg = make_catalog(
+        tmp_path,
+        2,
+        "{name: eachlabs, poll_interval_s: 0.05, prediction_deadline_s: 0.3, max_concurrency: 2}",
+    )
     root = tmp_path / "root"
     with running_fake_api(latency_s=1.5) as server:
         first = run(cfg, root, server.base_url)
         assert first.materialized["depth_maps"]["failed"] == 2  # both past the deadline
         assert recorded(root)["calls_usd"] == 0.10  # paid, though not finished
         yml = cfg / "catalogs" / "c.yml"
-        yml.write_text(yml.read_text().replace("prediction_deadline_s: 0.3",
-                                               "prediction_deadline_s: 30"))
+        yml.write_text(
+            yml.read_text().replace("prediction_deadline_s: 0.3", "prediction_deadline_s: 30")
+        )
         second = run(cfg, root, server.base_url)
         stats = server.stats()
     assert second.success, second.error
@@ -169,8 +206,9 @@ def test_deadline_failure_is_recorded_once_and_resumed_for_free(tmp_path):
 
 
 def test_no_retries_under_host_faults_records_what_was_charged(tmp_path):
-    cfg = make_catalog(tmp_path, 8, "{name: eachlabs, poll_interval_s: 0.05, max_retries: 0, "
-                                    "max_concurrency: 4}")
+    cfg = make_catalog(
+        tmp_path, 8, "{name: eachlabs, poll_interval_s: 0.05, max_retries: 0, max_concurrency: 4}"
+    )
     root = tmp_path / "root"
     with running_fake_api(latency_s=0.1, error_rate=0.25, seed=3) as server:
         for _ in range(8):
@@ -191,8 +229,9 @@ def tmpfs_root(tmp_path) -> Iterator[Path]:
     """A 6 MB tmpfs as the storage root (skips where mounting is not permitted)."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
     try:
@@ -250,24 +289,45 @@ def test_storage_unwritable_before_depth_maps_sends_nothing(tmp_path, tmpfs_root
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["read-only", "full"])
 def test_storage_lost_mid_run_stops_creating_and_the_rerun_pays_nothing_twice(
-        tmp_path, tmpfs_root, fault):
+    tmp_path, tmpfs_root, fault
+):
     n = 6
     cfg = make_catalog(tmp_path, n, "{name: eachlabs, poll_interval_s: 0.05, max_concurrency: 2}")
     root = tmpfs_root / "root"
     # a read-only root keeps the run from removing its lease: let it expire quickly
-    env = {**os.environ, "FLUX_DEPTH_HOME": str(root), "EACHLABS_API_KEY": KEY,
-           "FLUX_DEPTH_LEASE_TTL_S": "2"}
+    env = {
+        **os.environ,
+        "FLUX_DEPTH_HOME": str(root),
+        "EACHLABS_API_KEY": KEY,
+        "FLUX_DEPTH_LEASE_TTL_S": "2",
+    }
     env.pop("DAGSTER_HOME", None)
     with running_fake_api(latency_s=1.5) as server:
         env["EACHLABS_BASE_URL"] = server.base_url
-        child = subprocess.Popen([str(CLI), "materialize", "--catalog", CATALOG, "--config-dir",
-                                  str(cfg), "--assets", "source_images,depth_maps", "--quiet"],
-                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True)
+        child = subprocess.Popen(
+            [
+                str(CLI),
+                "materialize",
+                "--catalog",
+                CATALOG,
+                "--config-dir",
+                str(cfg),
+                "--assets",
+                "source_images,depth_maps",
+                "--quiet",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         filler = None
         try:
-            wait_for(lambda: list(journal_states(root).values()).count("created") == 2,
-                     "two journaled creates", child)
+            wait_for(
+                lambda: list(journal_states(root).values()).count("created") == 2,
+                "two journaled creates",
+                child,
+            )
             if fault == "read-only":
                 remount(tmpfs_root, "ro")
             else:
@@ -304,13 +364,22 @@ def test_two_concurrent_cli_runs_pay_each_image_once(tmp_path):
     root = tmp_path / "root"
     home = tmp_path / "dagster_home"  # fresh: the partition-registration race is on
     home.mkdir()
-    env = {**os.environ, "FLUX_DEPTH_HOME": str(root), "EACHLABS_API_KEY": KEY,
-           "DAGSTER_HOME": str(home), "FLUX_DEPTH_LEASE_WAIT_S": "120"}
+    env = {
+        **os.environ,
+        "FLUX_DEPTH_HOME": str(root),
+        "EACHLABS_API_KEY": KEY,
+        "DAGSTER_HOME": str(home),
+        "FLUX_DEPTH_LEASE_WAIT_S": "120",
+    }
     with running_fake_api(latency_s=0.5) as server:
         env["EACHLABS_BASE_URL"] = server.base_url
         cmd = [str(CLI), "materialize", "--catalog", CATALOG, "--config-dir", str(cfg), "--quiet"]
-        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
         results = [p.communicate(timeout=300) for p in procs]
         stats = server.stats()
     for proc, (out, err) in zip(procs, results):
@@ -330,17 +399,27 @@ def test_a_key_with_a_newline_is_refused_before_any_request_and_never_stored(tmp
     cfg, root = make_catalog(tmp_path, 2), tmp_path / "root"
     home = tmp_path / "dagster_home"
     home.mkdir()
-    env = {**os.environ, "FLUX_DEPTH_HOME": str(root), "EACHLABS_API_KEY": key,
-           "DAGSTER_HOME": str(home)}
+    env = {
+        **os.environ,
+        "FLUX_DEPTH_HOME": str(root),
+        "EACHLABS_API_KEY": key,
+        "DAGSTER_HOME": str(home),
+    }
     with running_fake_api(latency_s=0.05) as server:
         env["EACHLABS_BASE_URL"] = server.base_url
-        done = subprocess.run([str(CLI), "materialize", "--catalog", CATALOG, "--config-dir",
-                               str(cfg)], env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [str(CLI), "materialize", "--catalog", CATALOG, "--config-dir", str(cfg)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         stats = server.stats()
     assert done.returncode == 1 and stats["requests"] == 0
     errors = [ln for ln in done.stderr.splitlines() if ln.startswith("flux-depth: error")]
     assert len(errors) == 1 and "EACHLABS_API_KEY" in errors[0], done.stderr
     from flux_depth_assets.redaction import renderings
+
     forms = [f.encode() for f in renderings(key)]
     texts = [done.stdout.encode(), done.stderr.encode()]
     texts += [p.read_bytes() for d in (root, home) for p in d.rglob("*") if p.is_file()]
@@ -372,6 +451,7 @@ def test_a_bfl_like_host_in_depth_mode_costs_at_most_three_per_run(tmp_path):
 
 def test_bfl_like_switch_on_the_fake_cli(tmp_path):
     from flux_depth_assets.fakeapi.runner import build_parser
+
     assert build_parser().parse_args(["--bfl-like"]).bfl_like
     assert not build_parser().parse_args([]).bfl_like
 
@@ -379,18 +459,42 @@ def test_bfl_like_switch_on_the_fake_cli(tmp_path):
 def test_costs_lists_uncertain_attempts(tmp_path, capsys):
     from flux_depth_assets.cli import main
     from flux_depth_assets.lineage.writer import write_rows
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
+
     store = Storage(str(tmp_path / "root"))
-    now = datetime.now(timezone.utc)
-    write_rows(store, "provider_calls", catalog=CATALOG, day=date.today(), run_id="r1",
-               asset="depth_maps", rows=[
-                   {"run_id": "r1", "asset": "depth_maps", "image_id": "a", "status": "failed",
-                    "cached": False, "cost_usd": 0.0, "uncertain_attempts": 1,
-                    "uncertain_cost_usd": 0.05, "started_at": now, "finished_at": now},
-                   {"run_id": "r1", "asset": "depth_maps", "image_id": "b",
-                    "status": "succeeded", "cached": False, "cost_usd": 0.05,
-                    "started_at": now, "finished_at": now}])
-    assert main(["costs", "--uncertain", "--root", str(tmp_path / "root"),
-                 "--format", "json"]) == 0
+    now = datetime.now(UTC)
+    write_rows(
+        store,
+        "provider_calls",
+        catalog=CATALOG,
+        day=date.today(),
+        run_id="r1",
+        asset="depth_maps",
+        rows=[
+            {
+                "run_id": "r1",
+                "asset": "depth_maps",
+                "image_id": "a",
+                "status": "failed",
+                "cached": False,
+                "cost_usd": 0.0,
+                "uncertain_attempts": 1,
+                "uncertain_cost_usd": 0.05,
+                "started_at": now,
+                "finished_at": now,
+            },
+            {
+                "run_id": "r1",
+                "asset": "depth_maps",
+                "image_id": "b",
+                "status": "succeeded",
+                "cached": False,
+                "cost_usd": 0.05,
+                "started_at": now,
+                "finished_at": now,
+            },
+        ],
+    )
+    assert main(["costs", "--uncertain", "--root", str(tmp_path / "root"), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["image_id"] for r in rows] == ["a"] and rows[0]["uncertain_cost_usd"] == 0.05

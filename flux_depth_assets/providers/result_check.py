@@ -28,8 +28,10 @@ from PIL import Image
 MAX_CHANNEL_SPREAD = 12  # levels of 255, at the 99th percentile of pixels
 MAX_ASPECT_ERROR = 0.03  # relative; covers rounding when the host scales the image
 BREAKER_LIMIT = 3
-ADVICE = ("this host returns depth-guided renders, not depth maps: set `mode: render` for that "
-          "host, or use a provider that returns depth maps")
+ADVICE = (
+    "this host returns depth-guided renders, not depth maps: set `mode: render` for that "
+    "host, or use a provider that returns depth maps"
+)
 
 
 @dataclass(frozen=True)
@@ -50,18 +52,23 @@ def check_depth_result(data: bytes, source_size: tuple[int, int] | None) -> Resu
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             fmt, mode, size = im.format, im.mode, im.size
-            rgb = np.asarray(im.convert("RGB")) if mode not in ("L", "I", "I;16", "F", "1") \
-                else None
+            rgb = (
+                np.asarray(im.convert("RGB")) if mode not in ("L", "I", "I;16", "F", "1") else None
+            )
     except Exception as exc:  # noqa: BLE001 - any decoder error means "not an image"
-        return ResultProblem(f"the host returned {len(data)} bytes that do not decode as an image "
-                             f"({type(exc).__name__})",
-                             "check the host's output format, or use `mode: render` if it returns "
-                             "something other than depth maps")
+        return ResultProblem(
+            f"the host returned {len(data)} bytes that do not decode as an image "
+            f"({type(exc).__name__})",
+            "check the host's output format, or use `mode: render` if it returns "
+            "something other than depth maps",
+        )
     if rgb is not None:
         spread = _channel_spread(rgb)
         if spread > MAX_CHANNEL_SPREAD:
-            return ResultProblem(f"the host returned a colour {fmt} image ({size[0]}x{size[1]}, "
-                                 f"channels differ by up to {spread} levels), not a gray depth map")
+            return ResultProblem(
+                f"the host returned a colour {fmt} image ({size[0]}x{size[1]}, "
+                f"channels differ by up to {spread} levels), not a gray depth map"
+            )
     if source_size is not None and all(source_size) and all(size):
         want = source_size[0] / source_size[1]
         got = size[0] / size[1]
@@ -69,16 +76,20 @@ def check_depth_result(data: bytes, source_size: tuple[int, int] | None) -> Resu
             return ResultProblem(
                 f"the host returned a {size[0]}x{size[1]} image for a {source_size[0]}x"
                 f"{source_size[1]} source (aspect {got:.3f} vs {want:.3f}): not a depth map of "
-                "this image", "check that the host received the oriented image; a rotated or "
-                "cropped result cannot be used as its depth map")
+                "this image",
+                "check that the host received the oriented image; a rotated or "
+                "cropped result cannot be used as its depth map",
+            )
     return None
 
 
 def _channel_spread(rgb: np.ndarray) -> int:
     """99th percentile over pixels of the largest difference between two channels."""
     a = rgb.astype(np.int16)
-    spread = np.maximum(np.abs(a[..., 0] - a[..., 1]),
-                        np.maximum(np.abs(a[..., 1] - a[..., 2]), np.abs(a[..., 0] - a[..., 2])))
+    spread = np.maximum(
+        np.abs(a[..., 0] - a[..., 1]),
+        np.maximum(np.abs(a[..., 1] - a[..., 2]), np.abs(a[..., 0] - a[..., 2])),
+    )
     return int(np.percentile(spread, 99))
 
 
@@ -110,5 +121,7 @@ class ResultBreaker:
         return self.good > 0
 
     def reason(self) -> str:
-        return (f"stopped creating predictions after {self.bad} results that were not depth "
-                f"maps (last: {self.last})")
+        return (
+            f"stopped creating predictions after {self.bad} results that were not depth "
+            f"maps (last: {self.last})"
+        )

@@ -14,18 +14,21 @@ naming the holder; nothing has been paid at that point.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import datetime, UTC
+from collections.abc import Callable
+from typing import Self
 
 from flux_depth_assets.paths import safe_segment
 from flux_depth_assets.storage.store import Storage
 
+log = logging.getLogger(__name__)
 LEASE_DIR = "leases"
 TTL_ENV = "FLUX_DEPTH_LEASE_TTL_S"
 WAIT_ENV = "FLUX_DEPTH_LEASE_WAIT_S"
@@ -61,7 +64,7 @@ class Holder:
         return json.dumps(self.__dict__, sort_keys=True).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Holder":
+    def from_bytes(cls, data: bytes) -> Holder:
         raw = json.loads(data)
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
@@ -96,15 +99,20 @@ class CatalogLease:
         return f"{self.directory}/{generation:0{_DIGITS}d}.json"
 
     def _holder(self) -> Holder:
-        return Holder(owner=self.owner, expires_at=time.time() + self.ttl_s,
-                      since=self._since or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      host=socket.gethostname(), pid=os.getpid(), run_id=self.run_id)
+        return Holder(
+            owner=self.owner,
+            expires_at=time.time() + self.ttl_s,
+            since=self._since or datetime.now(UTC).isoformat(timespec="seconds"),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            run_id=self.run_id,
+        )
 
     def _generations(self) -> list[int]:
         out = []
         for rel in self.storage.list(self.directory):
             name = rel.rsplit("/", 1)[-1]
-            stem = name[:-len(".json")] if name.endswith(".json") else ""
+            stem = name[: -len(".json")] if name.endswith(".json") else ""
             if len(stem) == _DIGITS and stem.isdigit():
                 out.append(int(stem))
         return sorted(out)
@@ -130,7 +138,7 @@ class CatalogLease:
             target = top + 1 if holder is not None else top
         else:
             target = 0
-        self._since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._since = datetime.now(UTC).isoformat(timespec="seconds")
         if not self.storage.create_exclusive(self._rel(target), self._holder().to_bytes()):
             return self._read(target) or Holder(owner="?", expires_at=time.time())
         self.generation = target
@@ -140,7 +148,7 @@ class CatalogLease:
         self._start_heartbeat()
         return None
 
-    def acquire(self) -> "CatalogLease":
+    def acquire(self) -> CatalogLease:
         """Take the lease, waiting up to `wait_s`; raises `LeaseBusy` with one line otherwise."""
         deadline = time.monotonic() + self.wait_s
         announced = False
@@ -152,10 +160,13 @@ class CatalogLease:
                 raise LeaseBusy(
                     f"catalog {self.catalog!r} is being paid for by {holder.describe()}; "
                     f"waited {self.wait_s:g} s ({WAIT_ENV}). Nothing was sent; run again when "
-                    "it has finished")
+                    "it has finished"
+                )
             if not announced and self.on_wait is not None:
-                self.on_wait(f"catalog {self.catalog!r}: waiting up to {self.wait_s:g} s for "
-                             f"{holder.describe()} to finish its paid run")
+                self.on_wait(
+                    f"catalog {self.catalog!r}: waiting up to {self.wait_s:g} s for "
+                    f"{holder.describe()} to finish its paid run"
+                )
                 announced = True
             time.sleep(min(self.poll_s, max(0.0, deadline - time.monotonic())))
 
@@ -167,22 +178,24 @@ class CatalogLease:
         if self.generation is not None and self.lost is None:
             try:
                 self.storage.delete(self._rel(self.generation))
-            except Exception:  # noqa: BLE001 - storage gone read-only: the lease just expires
-                pass
+            except Exception as exc:  # noqa: BLE001 - storage gone read-only: it just expires
+                log.warning("could not remove the lease of catalog %r: %s", self.catalog, exc)
         self.generation = None
 
-    def __enter__(self) -> "CatalogLease":
-        return self.acquire()
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     # ------------------------------------------------------------------ heartbeat
 
     def _start_heartbeat(self) -> None:
         self._stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, daemon=True,
-                                      name=f"lease-{self.catalog}")
+        self._beat = threading.Thread(
+            target=self._heartbeat, daemon=True, name=f"lease-{self.catalog}"
+        )
         self._beat.start()
 
     def _heartbeat(self) -> None:
@@ -192,12 +205,14 @@ class CatalogLease:
             try:
                 newer = [g for g in self._generations() if g > self.generation]
                 if newer:
-                    self.lost = (f"the lease of catalog {self.catalog!r} was taken over by "
-                                 "another run (this run missed its heartbeats)")
+                    self.lost = (
+                        f"the lease of catalog {self.catalog!r} was taken over by "
+                        "another run (this run missed its heartbeats)"
+                    )
                     return
                 self.storage.write_bytes(self._rel(self.generation), self._holder().to_bytes())
-            except Exception:  # noqa: BLE001 - a missed beat; the next one tries again
-                continue
+            except Exception as exc:  # noqa: BLE001 - a missed beat; the next one tries again
+                log.debug("lease heartbeat of catalog %r failed: %s", self.catalog, exc)
 
     def check(self) -> None:
         """Raise `LeaseBusy` if the lease was lost (call between batches of paid work)."""

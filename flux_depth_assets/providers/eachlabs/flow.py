@@ -58,7 +58,7 @@ async def predict_one(track: Track, entry: JournalEntry | None) -> DepthPredicti
             pred = await _resume(track, entry)
             if pred is not None:
                 return pred
-            replaced = [*entry.replaced_prediction_ids, entry.prediction_id]
+            replaced = [*entry.replaced_prediction_ids, *filter(None, [entry.prediction_id])]
         return await _create(track, replaced)
     except asyncio.CancelledError:
         raise
