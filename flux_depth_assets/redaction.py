@@ -36,10 +36,10 @@ def renderings(secret: str | None) -> list[str]:
         quote(secret, safe=""),
         quote_plus(secret, safe=""),
     }
-    for form in forms:
+    for form in forms.copy():  # grows while iterating
         forms.update(p for p in _SPLIT.split(form) if len(p) >= MIN_PIECE)
         forms.update(p for p in re.split(r"\\[nrtx0-9a-fA-F]{1,3}", form) if len(p) >= MIN_PIECE)
-    for form in forms:
+    for form in forms.copy():
         if len(form) >= MIN_PIECE:
             forms.add(form[: _prefix_len(len(form))])
     return sorted(
