@@ -96,6 +96,11 @@ def assert_bill_matches(stats: dict[str, Any], root: Path, images_n: int) -> dic
     charged = round(stats["charged_usd"], 2)
     assert rec["calls_usd"] == charged, (rec["calls_usd"], charged)
     assert rec["mats_usd"] == charged, (rec["mats_usd"], charged)
+    print(f"\nFAULT-MATRIX {os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0]}: "
+          f"images {len(per_image)}, creates {stats['creates']}, max creates/image "
+          f"{max(per_image.values(), default=0)}, recorded ${rec['calls_usd']:.2f} "
+          f"(materializations ${rec['mats_usd']:.2f}), charged ${charged:.2f}, "
+          f"uncertain ${rec['uncertain_usd']:.2f}")
     return rec
 
 
