@@ -63,14 +63,15 @@ def matches(name: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(lower, p.lower()) for p in patterns)
 
 
-def list_objects(source, *, s3_client=None) -> list[SourceObject]:
+def list_objects(source, *, s3_client=None, storage_root: str | None = None) -> list[SourceObject]:
     """Every object the source holds that matches its `include` patterns, sorted by key.
 
     `s3_client`: a boto3 S3 client for `s3_prefix` sources (default: one from the environment).
+    `storage_root`: the run's storage root, never read as a source (nor `$FLUX_DEPTH_HOME`).
     """
     if isinstance(source, LocalDirSource):
         from flux_depth_assets.sources.local_dir import list_local_dir
-        return list_local_dir(source)
+        return list_local_dir(source, storage_root)
     if isinstance(source, S3PrefixSource):
         from flux_depth_assets.sources.s3_prefix import list_s3_prefix
         return list_s3_prefix(source, client=s3_client)
