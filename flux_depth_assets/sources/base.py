@@ -56,6 +56,9 @@ class SourceObject:
     # and mtime for the object. None: the listing's size and mtime decide, and `read` reads.
     conditional_read: Callable[[Validators], Fetched] | None = field(
         repr=False, compare=False, default=None)
+    # Listed but never read (a FIFO, a link out of the folder...): why. `read` raises it, so
+    # the scan records a rejected row; watchers that only look for changes may skip these.
+    rejected: str | None = None
 
 
 def matches(name: str, patterns: list[str]) -> bool:

@@ -99,7 +99,7 @@ def _entry(root: Path, path: Path, source: LocalDirSource, real_root: Path,
 
     def rejected(reason: str, mtime: float = st.st_mtime) -> tuple[SourceObject, bool]:
         return SourceObject(uri=str(path.absolute()), key=key, size=0, mtime=mtime,
-                            read=partial(_refuse, reason)), False
+                            read=partial(_refuse, reason), rejected=reason), False
 
     if stat.S_ISLNK(st.st_mode):
         try:
