@@ -15,17 +15,18 @@ import pytest
 from pydantic import ValidationError
 
 from flux_depth_assets.config import ConfigError, load_project
-from flux_depth_assets.config.models import CatalogConfig, LocalDirSource
+from flux_depth_assets.config.models import CatalogConfig, LocalDirSource, S3PrefixSource
 from flux_depth_assets.defs.resources import DepthProviderResource, StorageResource
 from flux_depth_assets.defs.runner import materialize_catalog
 from flux_depth_assets.defs.upload_sensors import walk_local_dir
 from flux_depth_assets.fakeapi import running_fake_api
 from flux_depth_assets.pipeline.scan import ASSET, scan_catalog
 from flux_depth_assets.sources import SourceError, list_objects
-from flux_depth_assets.sources.local_dir import NotARegularFile
+from flux_depth_assets.sources.base import RefusedEntry
 from flux_depth_assets.sources.roots import system_root_reason
 from flux_depth_assets.storage.store import Storage
 from tests import images
+from tests.moto_s3 import moto_endpoint, s3_env  # noqa: F401  (fixtures)
 
 
 def write_catalog(tmp_path: Path, source_yaml: str) -> Path:
@@ -138,6 +139,28 @@ def test_three_unchanged_runs_of_a_folder_holding_the_storage_pay_once(tmp_path)
     assert creates == [3, 3, 3] and accepted == [3, 3, 3]
 
 
+def test_an_s3_prefix_holding_the_s3_storage_root_skips_it_and_one_inside_is_refused(
+        s3_env, monkeypatch):
+    s3_env.put("in/a.jpg", images.jpeg(seed=7))
+    for i in range(3):
+        s3_env.put(f"in/flux/catalogs/shop/source_images/{i}.png", images.png(seed=i))
+    monkeypatch.setenv("FLUX_DEPTH_HOME", f"s3://{s3_env.bucket}/in/flux")
+    objs = list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in"))
+    assert [(o.key, o.rejected is not None) for o in objs] == [("a.jpg", False), ("flux/", True)]
+    assert "storage root" in str(objs[1].rejected)
+    with pytest.raises(SourceError, match=r"inside the pipeline's storage root s3://.*/in/flux/"):
+        list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in/flux/catalogs"))
+    # $FLUX_DEPTH_HOME counts whatever the run's root is; a root in another bucket does not
+    assert len(list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in"),
+                           storage_root="s3://other-bucket/x")) == 2
+    monkeypatch.setenv("FLUX_DEPTH_HOME", "s3://other-bucket/x")
+    assert [o.key for o in list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in"))] == \
+        ["a.jpg"] + [f"flux/catalogs/shop/source_images/{i}.png" for i in range(3)]
+    with pytest.raises(SourceError, match="storage root"):
+        list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in"),
+                     storage_root=f"s3://{s3_env.bucket}")
+
+
 # --------------------------------------------------------------------------- odd entries
 
 
@@ -206,7 +229,7 @@ def test_a_file_swapped_for_a_fifo_after_listing_is_refused_without_blocking(tmp
     def read() -> None:
         try:
             obj.read()  # O_NONBLOCK: opening a FIFO with no writer returns at once
-        except NotARegularFile as exc:
+        except RefusedEntry as exc:
             out["error"] = str(exc)
 
     thread = threading.Thread(target=read, daemon=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 from flux_depth_assets.config.models import LocalDirSource, S3PrefixSource, UrlManifestSource
@@ -61,6 +62,20 @@ class SourceObject:
     rejected: str | None = None
 
 
+class RefusedEntry(OSError):
+    """A listed entry that is never read; the message is the rejection reason."""
+
+
+def _refuse(reason: str) -> bytes:
+    raise RefusedEntry(reason)
+
+
+def refused(uri: str, key: str, reason: str, mtime: float = 0.0) -> SourceObject:
+    """An object the scan records as a rejected row with `reason`, without reading anything."""
+    return SourceObject(uri=uri, key=key, size=0, mtime=mtime, read=partial(_refuse, reason),
+                        rejected=reason)
+
+
 def matches(name: str, patterns: list[str]) -> bool:
     lower = name.lower()
     return any(fnmatch.fnmatch(lower, p.lower()) for p in patterns)
@@ -77,7 +92,7 @@ def list_objects(source, *, s3_client=None, storage_root: str | None = None) -> 
         return list_local_dir(source, storage_root)
     if isinstance(source, S3PrefixSource):
         from flux_depth_assets.sources.s3_prefix import list_s3_prefix
-        return list_s3_prefix(source, client=s3_client)
+        return list_s3_prefix(source, client=s3_client, storage_root=storage_root)
     if isinstance(source, UrlManifestSource):
         from flux_depth_assets.sources.url_manifest import list_url_manifest
         return list_url_manifest(source)

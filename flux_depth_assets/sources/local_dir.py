@@ -17,12 +17,10 @@ from functools import partial
 from pathlib import Path
 
 from flux_depth_assets.config.models import LocalDirSource
-from flux_depth_assets.sources.base import SourceError, SourceObject, matches
-from flux_depth_assets.sources.roots import inside, storage_folders, system_root_reason
-
-
-class NotARegularFile(OSError):
-    """A listed entry that is not read; the message is the rejection reason."""
+from flux_depth_assets.sources.base import (RefusedEntry, SourceError, SourceObject, matches,
+                                           refused)
+from flux_depth_assets.sources.roots import (STORAGE_ROOT_REASON, inside, storage_folders,
+                                            system_root_reason)
 
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
@@ -40,12 +38,8 @@ def _read(path: str) -> bytes:
     with os.fdopen(fd, "rb") as fh:
         mode = os.fstat(fh.fileno()).st_mode
         if not stat.S_ISREG(mode):  # replaced since the listing
-            raise NotARegularFile(f"{_kind(mode)}, not an image file")
+            raise RefusedEntry(f"{_kind(mode)}, not an image file")
         return fh.read()
-
-
-def _refuse(reason: str) -> bytes:
-    raise NotARegularFile(reason)
 
 
 def check_root(source: LocalDirSource, storage_root: str | None = None) -> tuple[Path, list[Path]]:
@@ -98,8 +92,7 @@ def _entry(root: Path, path: Path, source: LocalDirSource, real_root: Path,
     wanted = matches(path.name, source.include)
 
     def rejected(reason: str, mtime: float = st.st_mtime) -> tuple[SourceObject, bool]:
-        return SourceObject(uri=str(path.absolute()), key=key, size=0, mtime=mtime,
-                            read=partial(_refuse, reason), rejected=reason), False
+        return refused(str(path.absolute()), key, reason, mtime), False
 
     if stat.S_ISLNK(st.st_mode):
         try:
@@ -123,8 +116,7 @@ def _entry(root: Path, path: Path, source: LocalDirSource, real_root: Path,
         if inside(real, skip) is not None:  # the storage root: one row, when it would be walked
             if not source.recursive:
                 return None, False
-            return rejected("the pipeline's storage root ($FLUX_DEPTH_HOME): a source never "
-                            "reads the pipeline's own outputs; keep them apart", 0.0)
+            return rejected(STORAGE_ROOT_REASON, 0.0)
         if wanted:  # still walked, so the images inside are found
             return (rejected("a folder whose name matches the include patterns, not an image "
                              "file" + ("" if source.recursive else " (recursive: false)"))[0],

@@ -3,8 +3,8 @@
 A source that walks `/` reads the whole machine; one that holds the storage root re-ingests the
 pipeline's outputs (normalised copies, depth maps) as new images, and pays for them, on every
 run. Plain path functions: `config.models` uses them to refuse a source at validation (file and
-line in the error), `local_dir` again after symlinks are resolved, and the upload sensor to
-leave the storage subtree out of what it watches.
+line in the error), `local_dir` again after symlinks are resolved, `s3_prefix` for an `s3://`
+storage root, and the upload sensor to leave the storage subtree out of what it watches.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ SYSTEM_ROOTS = frozenset({
 })
 # Whole trees that hold no images and where reading can hang or leak (pseudo files, devices).
 SYSTEM_TREES = ("/proc", "/sys", "/dev", "/etc", "/boot")
+STORAGE_ROOT_REASON = ("the pipeline's storage root ($FLUX_DEPTH_HOME): a source never reads the "
+                       "pipeline's own outputs; keep them apart")
 
 
 def system_root_reason(path: str | os.PathLike[str]) -> str | None:
@@ -63,6 +65,19 @@ def storage_folders(storage_root: str | None = None) -> list[Path]:
         real = Path(root).expanduser().resolve()
         if real not in out:
             out.append(real)
+    return out
+
+
+def s3_storage_prefixes(storage_root: str | None = None) -> list[tuple[str, str]]:
+    """(bucket, key prefix: "" or ending in "/") of the `s3://` storage roots, as above."""
+    out: list[tuple[str, str]] = []
+    for root in (default_home(), storage_root):
+        if root and root.startswith("s3://"):
+            bucket, _, prefix = root[len("s3://"):].partition("/")
+            prefix = prefix.strip("/")
+            item = (bucket, f"{prefix}/" if prefix else "")
+            if item not in out:
+                out.append(item)
     return out
 
 
