@@ -57,6 +57,14 @@ def test_system_folders_are_refused_by_validate_with_file_and_line(tmp_path, pat
         LocalDirSource(path=path)
 
 
+def test_a_relative_path_that_resolves_to_a_system_folder_is_refused_by_validate(tmp_path):
+    depth = len(tmp_path.parts)  # enough '..' to climb from the project root to '/'
+    cfg = write_catalog(tmp_path, "{type: local_dir, path: " + "/".join([".."] * depth) + "}")
+    with pytest.raises(ConfigError, match=r"c\.yml:4: catalog 'shop': field 'source\.path': "
+                                          r"refusing local_dir path: '/' is a system folder"):
+        load_project(cfg)
+
+
 @pytest.mark.parametrize("path", ["/srv/photos", "/data", "~/photos", "photos", "../photos",
                                   "/usr/share/backgrounds"])
 def test_ordinary_folders_pass_validation(path):
