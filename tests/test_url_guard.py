@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.server
 import ipaddress
+import logging
 import socket
 import textwrap
 import threading
@@ -277,6 +278,15 @@ def test_no_secret_reaches_tables_files_metadata_logs_or_the_run_database(tmp_pa
             for shown in renderings(secret):
                 assert shown not in data, f"{shown!r} in {where}"
         assert basic not in data, where
+
+
+def test_httpx_request_log_lines_do_not_carry_the_secrets(origin, caplog):
+    url = f"http://alice:{SECRETS[0]}@127.0.0.1:{origin.port}/img/a.jpg?sig={SECRETS[1]}"
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        assert fetch(url, allow_private_networks=True, **KW) == JPG
+    line = next(r.getMessage() for r in caplog.records if r.name == "httpx")
+    assert line.startswith(f"HTTP Request: GET {origin.base}/img/a.jpg?… ")
+    assert SECRETS[0] not in caplog.text and SECRETS[1] not in caplog.text
 
 
 # --------------------------------------------------------------------------- manifest limits

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import logging
 import threading
 import time
 import weakref
@@ -139,10 +140,31 @@ def conditional_headers(validators: Validators) -> dict[str, str]:
 # --------------------------------------------------------------------------- fetching
 
 
+class _RedactRequestLines(logging.Filter):
+    """httpx logs every request's full URL at INFO (`HTTP Request: GET <url> ...`); a manifest's
+    URL may carry credentials or a signature, so the line shows it as `redact` does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import httpx
+
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(str(a)) if isinstance(a, httpx.URL) else a
+                                for a in record.args)
+        return True
+
+
+def _quiet_httpx_urls() -> None:
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactRequestLines) for f in httpx_log.filters):
+        httpx_log.addFilter(_RedactRequestLines())
+
+
 def new_client(allow_private_networks: bool = False) -> Any:
     """The httpx client fetches use: redirects are followed by hand, one hop at a time, and
     (unless private networks are allowed) every connection goes to a checked public address."""
     import httpx
+
+    _quiet_httpx_urls()
 
     if allow_private_networks:
         return httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
