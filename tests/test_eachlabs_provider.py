@@ -158,8 +158,8 @@ def test_source_url_transport_sends_the_url(storage):
         items = make_items(provider, 1, source_uri="https://images.example.com/a.jpg")
         items += make_items(provider, 1, first=1, source_uri="s3://bucket/b.jpg")
         # a url_manifest URL stored without its credentials/signature: the host gets the bytes
-        items += make_items(provider, 1, first=2,
-                            source_uri="https://images.example.com/c.jpg#url-sha256=0123456789abcdef")
+        hidden = "https://images.example.com/c.jpg#url-sha256=0123456789abcdef"
+        items += make_items(provider, 1, first=2, source_uri=hidden)
         preds = provider.predict_many(items)
         stats = server.stats()
     assert [p.status for p in preds] == ["succeeded"] * 3

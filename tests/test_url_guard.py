@@ -211,7 +211,8 @@ def test_stored_uri_drops_credentials_and_query_and_keeps_urls_apart():
     assert hides_secrets(signed)
     assert stored_uri(plain + "?sig=1") != stored_uri(plain + "?sig=2")  # two identities
     # credentials are not part of the identity (nor of the hash: no offline guessing)
-    assert stored_uri("https://a:1@h.example/x.jpg?v=1") == stored_uri("https://b:2@h.example/x.jpg?v=1")
+    assert (stored_uri("https://a:1@h.example/x.jpg?v=1")
+            == stored_uri("https://b:2@h.example/x.jpg?v=1"))
     no_query = stored_uri("https://a:1@h.example/x.jpg")
     assert no_query.startswith("https://h.example/x.jpg#url-sha256=")
     assert no_query == stored_uri("https://z:9@h.example/x.jpg")
@@ -255,7 +256,7 @@ def test_no_secret_reaches_tables_files_metadata_logs_or_the_run_database(tmp_pa
     # ...and the table names them without their secrets
     rows = pq.read_table(root / "tables/source_images/catalog=web/part-0.parquet").to_pylist()
     by_status = sorted((r["status"], r["source_uri"]) for r in rows)
-    assert [s for s, _ in by_status] == ["accepted", "accepted", "duplicate", "duplicate", "rejected"]
+    assert [s for s, _ in by_status] == ["accepted"] * 2 + ["duplicate"] * 2 + ["rejected"]
     assert all(hides_secrets(uri) for _, uri in by_status)
     first, dup = sorted((r for r in rows if r["source_uri"].startswith(f"{base}/img/a.jpg#")),
                         key=lambda r: r["status"])

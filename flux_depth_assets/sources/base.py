@@ -31,7 +31,8 @@ class Validators:
 
 @dataclass(frozen=True)
 class Fetched:
-    """The answer to a conditional read: new bytes, or `data=None` when the caller's copy is current."""
+    """The answer to a conditional read: new bytes, or `data=None` if the caller's copy is
+    current."""
 
     data: bytes | None
     validators: Validators = Validators()

@@ -99,7 +99,9 @@ def _entry(root: Path, path: Path, source: LocalDirSource, real_root: Path,
             real = path.resolve(strict=True)
             target = real.stat()
         except (OSError, RuntimeError):  # dangling, or a loop
-            return rejected("symbolic link that leads nowhere: not read") if wanted else (None, False)
+            if not wanted:
+                return None, False
+            return rejected("symbolic link that leads nowhere: not read")
         if stat.S_ISDIR(target.st_mode):  # not followed (its files, if inside, are listed anyway)
             if real.is_relative_to(real_root):
                 return None, False

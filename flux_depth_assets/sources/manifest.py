@@ -53,7 +53,7 @@ def _row(url: Any, ext: Any) -> Row:
 
 
 def _check_columns(source: UrlManifestSource, columns: list[str]) -> str | None:
-    """The id column to read (None when the manifest has none); raise if the URL column is missing."""
+    """The id column to read (None if there is none); raise when the URL column is missing."""
     if source.url_column not in columns:
         raise SourceError(f"url_manifest {source.path!r} has no {source.url_column!r} column "
                           f"(columns: {', '.join(map(str, columns)) or 'none'})")

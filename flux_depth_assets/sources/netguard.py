@@ -44,7 +44,7 @@ def _embedded_v4(ip: IPAddress) -> IPAddress:
 
 
 def address_kind(ip: IPAddress) -> str | None:
-    """Why `ip` may not be reached (`"loopback"`, `"link-local"`, ...), or None when it is public."""
+    """Why `ip` may not be reached (`"loopback"`, `"link-local"`, ...), or None if it is public."""
     inner = _embedded_v4(ip)
     for candidate in (inner, ip) if inner != ip else (ip,):
         if candidate.is_loopback:

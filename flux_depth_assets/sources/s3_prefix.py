@@ -2,11 +2,12 @@
 
 Credentials, region and endpoint come from boto3's usual chain (`AWS_ACCESS_KEY_ID`, profiles,
 instance roles, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` for MinIO or moto), which is also what
-dagster-aws's `S3Resource` uses when its fields are unset; pass `client=S3Resource(...).get_client()`
-to use a resource's settings instead.
+dagster-aws's `S3Resource` uses when its fields are unset; pass
+`client=S3Resource(...).get_client()` to use a resource's settings instead.
 
 Rules shared with `local_dir`: the include patterns match the file name (last key segment, case
-insensitive); keys with a hidden segment (`.tmp/x.jpg`, `a/.x.jpg`) and folder markers are skipped.
+insensitive); keys with a hidden segment (`.tmp/x.jpg`, `a/.x.jpg`) and folder markers are skipped;
+keys under the pipeline's own storage root are never listed.
 """
 
 from __future__ import annotations

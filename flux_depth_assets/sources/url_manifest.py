@@ -49,7 +49,8 @@ def _check_url(url: str) -> None:
     except ValueError as exc:
         raise FetchError(f"malformed URL: {exc}") from None
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise FetchError(f"URL scheme {parts.scheme or '(none)'!r} is not allowed (http/https only)")
+        raise FetchError(f"URL scheme {parts.scheme or '(none)'!r} is not allowed "
+                         "(http/https only)")
     if not parts.hostname:
         raise FetchError("URL has no host")
 
@@ -102,7 +103,7 @@ MAX_ETAG_CHARS = 512  # longer (or non-printable) ETags are not kept: the URL is
 
 
 def parse_http_date(value: str | None) -> float | None:
-    """An HTTP-date (`Last-Modified`) as seconds since the epoch, or None when absent or malformed."""
+    """An HTTP-date (`Last-Modified`) as seconds since the epoch; None if absent or malformed."""
     if not value:
         return None
     try:
@@ -128,7 +129,8 @@ def response_validators(headers: Mapping[str, str]) -> Validators:
 
 
 def conditional_headers(validators: Validators) -> dict[str, str]:
-    """`If-None-Match` / `If-Modified-Since` for what we hold (a server that knows both prefers the ETag)."""
+    """`If-None-Match` / `If-Modified-Since` for what we hold (a server that knows both prefers
+    the ETag)."""
     headers = {}
     if validators.etag:
         headers["If-None-Match"] = validators.etag
