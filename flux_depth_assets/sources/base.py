@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
+from typing import Any
 
 from flux_depth_assets.config.models import LocalDirSource, S3PrefixSource, UrlManifestSource
 
@@ -82,7 +83,8 @@ def matches(name: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(lower, p.lower()) for p in patterns)
 
 
-def list_objects(source, *, s3_client=None, storage_root: str | None = None) -> list[SourceObject]:
+def list_objects(source: LocalDirSource | S3PrefixSource | UrlManifestSource, *,
+                 s3_client: Any = None, storage_root: str | None = None) -> list[SourceObject]:
     """Every object the source holds that matches its `include` patterns, sorted by key.
 
     `s3_client`: a boto3 S3 client for `s3_prefix` sources (default: one from the environment).
