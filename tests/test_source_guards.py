@@ -18,34 +18,37 @@ from flux_depth_assets.config import ConfigError, load_project
 from flux_depth_assets.config.models import CatalogConfig, LocalDirSource, S3PrefixSource
 from flux_depth_assets.defs.resources import DepthProviderResource, StorageResource
 from flux_depth_assets.defs.runner import materialize_catalog
-from flux_depth_assets.defs.upload_sensors import walk_local_dir
 from flux_depth_assets.fakeapi import running_fake_api
 from flux_depth_assets.pipeline.scan import ASSET, scan_catalog
+from flux_depth_assets.pipeline.upload_watch import walk_local_dir
 from flux_depth_assets.sources import SourceError, list_objects
 from flux_depth_assets.sources.base import RefusedEntry
 from flux_depth_assets.sources.roots import system_root_reason
 from flux_depth_assets.storage.store import Storage
 from tests import images
-from tests.moto_s3 import moto_endpoint, s3_env  # noqa: F401  (fixtures)
 
 
 def write_catalog(tmp_path: Path, source_yaml: str) -> Path:
     cfg = tmp_path / "cfg"
     (cfg / "catalogs").mkdir(parents=True, exist_ok=True)
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent(f"""\
+    (cfg / "catalogs" / "c.yml").write_text(
+        textwrap.dedent(f"""\
         catalogs:
           - name: shop
             description: photos
             source: {source_yaml}
-    """))
+    """)
+    )
     return cfg
 
 
 # --------------------------------------------------------------------------- system folders
 
 
-@pytest.mark.parametrize("path", ["/", "//", "/etc", "/usr/", "/proc/self", "/dev/shm", "/home",
-                                  "/tmp", "~", "/var/../etc/ssl"])
+@pytest.mark.parametrize(
+    "path",
+    ["/", "//", "/etc", "/usr/", "/proc/self", "/dev/shm", "/home", "/tmp", "~", "/var/../etc/ssl"],
+)
 def test_system_folders_are_refused_by_validate_with_file_and_line(tmp_path, path):
     cfg = write_catalog(tmp_path, f"{{type: local_dir, path: '{path}'}}")
     with pytest.raises(ConfigError) as err:
@@ -60,13 +63,17 @@ def test_system_folders_are_refused_by_validate_with_file_and_line(tmp_path, pat
 def test_a_relative_path_that_resolves_to_a_system_folder_is_refused_by_validate(tmp_path):
     depth = len(tmp_path.parts)  # enough '..' to climb from the project root to '/'
     cfg = write_catalog(tmp_path, "{type: local_dir, path: " + "/".join([".."] * depth) + "}")
-    with pytest.raises(ConfigError, match=r"c\.yml:4: catalog 'shop': field 'source\.path': "
-                                          r"refusing local_dir path: '/' is a system folder"):
+    with pytest.raises(
+        ConfigError,
+        match=r"c\.yml:4: catalog 'shop': field 'source\.path': "
+        r"refusing local_dir path: '/' is a system folder",
+    ):
         load_project(cfg)
 
 
-@pytest.mark.parametrize("path", ["/srv/photos", "/data", "~/photos", "photos", "../photos",
-                                  "/usr/share/backgrounds"])
+@pytest.mark.parametrize(
+    "path", ["/srv/photos", "/data", "~/photos", "photos", "../photos", "/usr/share/backgrounds"]
+)
 def test_ordinary_folders_pass_validation(path):
     assert system_root_reason(path) is None
     assert LocalDirSource(path=path).path == path
@@ -129,18 +136,26 @@ def test_three_unchanged_runs_of_a_folder_holding_the_storage_pay_once(tmp_path)
     cfg = write_catalog(tmp_path, "{type: local_dir, path: photos}")
     # the skipped storage root is one rejected row of four: allow it past the default 20 %
     yml = cfg / "catalogs" / "c.yml"
-    yml.write_text(yml.read_text() + "    provider: {name: eachlabs, poll_interval_s: 0.05}\n"
-                                     "    max_failure_ratio: 0.5\n")
+    yml.write_text(
+        yml.read_text() + "    provider: {name: eachlabs, poll_interval_s: 0.05}\n"
+        "    max_failure_ratio: 0.5\n"
+    )
     root = photos / "flux_depth_home"
     creates, accepted = [], []
     with running_fake_api(latency_s=0.05) as server:
         for _ in range(3):
             outcome = materialize_catalog(
-                "shop", assets=["source_images", "depth_maps"], config_dir=cfg,
+                "shop",
+                assets=["source_images", "depth_maps"],
+                config_dir=cfg,
                 instance=dg.DagsterInstance.ephemeral(),
-                resources={"storage": StorageResource(root=str(root)),
-                           "depth_provider": DepthProviderResource(
-                               eachlabs_api_key="k-test", eachlabs_base_url=server.base_url)})
+                resources={
+                    "storage": StorageResource(root=str(root)),
+                    "depth_provider": DepthProviderResource(
+                        eachlabs_api_key="k-test", eachlabs_base_url=server.base_url
+                    ),
+                },
+            )
             assert outcome.success, outcome.error
             creates.append(server.stats()["creates"])
             accepted.append(outcome.materialized["source_images"]["accepted"])
@@ -148,7 +163,8 @@ def test_three_unchanged_runs_of_a_folder_holding_the_storage_pay_once(tmp_path)
 
 
 def test_an_s3_prefix_holding_the_s3_storage_root_skips_it_and_one_inside_is_refused(
-        s3_env, monkeypatch):
+    s3_env, monkeypatch
+):
     s3_env.put("in/a.jpg", images.jpeg(seed=7))
     for i in range(3):
         s3_env.put(f"in/flux/catalogs/shop/source_images/{i}.png", images.png(seed=i))
@@ -159,14 +175,23 @@ def test_an_s3_prefix_holding_the_s3_storage_root_skips_it_and_one_inside_is_ref
     with pytest.raises(SourceError, match=r"inside the pipeline's storage root s3://.*/in/flux/"):
         list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in/flux/catalogs"))
     # $FLUX_DEPTH_HOME counts whatever the run's root is; a root in another bucket does not
-    assert len(list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in"),
-                           storage_root="s3://other-bucket/x")) == 2
+    assert (
+        len(
+            list_objects(
+                S3PrefixSource(bucket=s3_env.bucket, prefix="in"),
+                storage_root="s3://other-bucket/x",
+            )
+        )
+        == 2
+    )
     monkeypatch.setenv("FLUX_DEPTH_HOME", "s3://other-bucket/x")
-    assert [o.key for o in list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in"))] == \
-        ["a.jpg"] + [f"flux/catalogs/shop/source_images/{i}.png" for i in range(3)]
+    assert [o.key for o in list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in"))] == [
+        "a.jpg"
+    ] + [f"flux/catalogs/shop/source_images/{i}.png" for i in range(3)]
     with pytest.raises(SourceError, match="storage root"):
-        list_objects(S3PrefixSource(bucket=s3_env.bucket, prefix="in"),
-                     storage_root=f"s3://{s3_env.bucket}")
+        list_objects(
+            S3PrefixSource(bucket=s3_env.bucket, prefix="in"), storage_root=f"s3://{s3_env.bucket}"
+        )
 
 
 # --------------------------------------------------------------------------- odd entries
@@ -184,14 +209,14 @@ def _scan_bounded(cat: CatalogConfig, store: Storage):
 
 def test_links_out_fifos_sockets_and_image_named_folders_get_a_rejected_row(tmp_path):
     photos = tmp_path / "p"
-    (photos / "album.jpg").mkdir(parents=True)           # a folder named like an image
+    (photos / "album.jpg").mkdir(parents=True)  # a folder named like an image
     (photos / "album.jpg" / "in.png").write_bytes(images.png(seed=3))
     (photos / "ok.jpg").write_bytes(images.jpeg(seed=4))
     secret = tmp_path / "outside" / "secret.jpg"
     secret.parent.mkdir()
     secret.write_bytes(images.jpeg(seed=5))
-    (photos / "out.jpg").symlink_to(secret)               # a link that leaves the folder
-    (photos / "outdir").symlink_to(secret.parent)         # a folder link that leaves it
+    (photos / "out.jpg").symlink_to(secret)  # a link that leaves the folder
+    (photos / "outdir").symlink_to(secret.parent)  # a folder link that leaves it
     (photos / "z_link.jpg").symlink_to(photos / "ok.jpg")  # inside: read (a duplicate)
     (photos / "dangling.jpg").symlink_to(photos / "nothing.jpg")
     os.mkfifo(photos / "pipe.jpg")
@@ -205,14 +230,16 @@ def test_links_out_fifos_sockets_and_image_named_folders_get_a_rejected_row(tmp_
     result = _scan_bounded(cat, store)
     store.write_partition(ASSET, cat.name, result.table())
     sock.close()
-    rows = {r["source_uri"][len(str(photos)) + 1:]: r for r in result.rows}
+    rows = {r["source_uri"][len(str(photos)) + 1 :]: r for r in result.rows}
     assert rows["ok.jpg"]["status"] == rows["album.jpg/in.png"]["status"] == "accepted"
     assert rows["z_link.jpg"]["status"] == "duplicate"
-    expected = {"album.jpg": "a folder whose name matches the include patterns",
-                "out.jpg": "symbolic link that leads outside the source folder",
-                "outdir": "symbolic link to a folder outside the source folder",
-                "dangling.jpg": "symbolic link that leads nowhere",
-                "pipe.jpg": "a FIFO (named pipe), not an image file"}
+    expected = {
+        "album.jpg": "a folder whose name matches the include patterns",
+        "out.jpg": "symbolic link that leads outside the source folder",
+        "outdir": "symbolic link to a folder outside the source folder",
+        "dangling.jpg": "symbolic link that leads nowhere",
+        "pipe.jpg": "a FIFO (named pipe), not an image file",
+    }
     if (photos / "s.jpg").exists():
         expected["s.jpg"] = "a socket, not an image file"
     for name, reason in expected.items():

@@ -23,8 +23,7 @@ from flux_depth_assets.config.models import CatalogConfig, UrlManifestSource
 from flux_depth_assets.defs.resources import StorageResource
 from flux_depth_assets.defs.runner import materialize_catalog
 from flux_depth_assets.pipeline.scan import scan_catalog
-from flux_depth_assets.sources import SourceError, list_objects
-from flux_depth_assets.sources import netguard
+from flux_depth_assets.sources import SourceError, list_objects, netguard
 from flux_depth_assets.sources.url_manifest import FetchError, fetch, hides_secrets, stored_uri
 from flux_depth_assets.storage.store import Storage
 from tests import images
@@ -44,7 +43,7 @@ class Server:
             def log_message(self, *args):  # keep test output quiet
                 pass
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.requests.append((self.path, self.headers.get("Authorization")))
                 path, _, query = self.path.partition("?")
                 body = {"/img/a.jpg": JPG, "/img/b.png": PNG}.get(path)
@@ -81,8 +80,9 @@ def origin():
 def public_127_0_0_2(monkeypatch):
     """Treat 127.0.0.2 as a public address, so a loopback server can play the allowed host."""
     real = netguard.address_kind
-    monkeypatch.setattr(netguard, "address_kind",
-                        lambda ip: None if str(ip) == "127.0.0.2" else real(ip))
+    monkeypatch.setattr(
+        netguard, "address_kind", lambda ip: None if str(ip) == "127.0.0.2" else real(ip)
+    )
     try:
         server = Server("127.0.0.2")
     except OSError:
@@ -102,50 +102,83 @@ KW = dict(max_bytes=1_000_000, timeout_s=5)
 # --------------------------------------------------------------------------- which addresses
 
 
-@pytest.mark.parametrize("address, kind", [
-    ("127.0.0.1", "loopback"), ("127.9.9.9", "loopback"), ("::1", "loopback"),
-    ("::ffff:127.0.0.1", "loopback"),          # IPv4-mapped IPv6
-    ("2002:7f00:1::", "loopback"),             # 6to4 around 127.0.0.1
-    ("64:ff9b::a9fe:a9fe", "link-local"),      # NAT64 around 169.254.169.254
-    ("169.254.169.254", "link-local"), ("fe80::1", "link-local"),
-    ("10.1.2.3", "private"), ("172.16.0.1", "private"), ("192.168.1.1", "private"),
-    ("fc00::1", "private"), ("::ffff:10.0.0.1", "private"),
-    ("224.0.0.1", "multicast"), ("239.1.2.3", "multicast"), ("ff02::1", "multicast"),
-    ("0.0.0.0", "unspecified"), ("::", "unspecified"),
-    ("100.64.0.1", "not globally routable"),
-    ("8.8.8.8", None), ("2606:4700:4700::1111", None), ("93.184.216.34", None),
-])
+@pytest.mark.parametrize(
+    "address, kind",
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.9.9.9", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped IPv6
+        ("2002:7f00:1::", "loopback"),  # 6to4 around 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 around 169.254.169.254
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("fc00::1", "private"),
+        ("::ffff:10.0.0.1", "private"),
+        ("224.0.0.1", "multicast"),
+        ("239.1.2.3", "multicast"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("100.64.0.1", "not globally routable"),
+        ("8.8.8.8", None),
+        ("2606:4700:4700::1111", None),
+        ("93.184.216.34", None),
+    ],
+)
 def test_address_kind(address, kind):
     assert netguard.address_kind(ipaddress.ip_address(address)) == kind
 
 
-@pytest.mark.parametrize("host, kind", [
-    ("169.254.169.254", "link-local"), ("10.0.0.1", "private"), ("0.0.0.0", "unspecified"),
-    ("224.0.0.1", "multicast"), ("[::1]", "loopback"), ("[::ffff:169.254.169.254]", "link-local"),
-])
+@pytest.mark.parametrize(
+    "host, kind",
+    [
+        ("169.254.169.254", "link-local"),
+        ("10.0.0.1", "private"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("[::1]", "loopback"),
+        ("[::ffff:169.254.169.254]", "link-local"),
+    ],
+)
 def test_private_hosts_are_refused_before_any_connection(host, kind):
     with pytest.raises(FetchError) as err:
         fetch(f"http://{host}/x.jpg?sig=abc", **KW)
     assert str(err.value).startswith(f"refused http://{host}/x.jpg?…: host ")
-    assert str(err.value).endswith(f" is a {kind} address; set `allow_private_networks: true` "
-                                   "on the source to allow it")
+    assert str(err.value).endswith(
+        f" is a {kind} address; set `allow_private_networks: true` on the source to allow it"
+    )
 
 
 def test_loopback_is_refused_without_the_opt_in_and_fetched_with_it(tmp_path, origin):
-    manifest = write_csv(tmp_path / "m.csv", [
-        f"{origin.base}/img/a.jpg", f"http://localhost:{origin.port}/img/b.png",
-        f"http://[::ffff:127.0.0.1]:{origin.port}/img/a.jpg"])
+    manifest = write_csv(
+        tmp_path / "m.csv",
+        [
+            f"{origin.base}/img/a.jpg",
+            f"http://localhost:{origin.port}/img/b.png",
+            f"http://[::ffff:127.0.0.1]:{origin.port}/img/a.jpg",
+        ],
+    )
     store = Storage(str(tmp_path / "home"))
-    refused = scan_catalog(CatalogConfig(name="web", source={
-        "type": "url_manifest", "path": str(manifest)}), store)
+    refused = scan_catalog(
+        CatalogConfig(name="web", source={"type": "url_manifest", "path": str(manifest)}), store
+    )
     assert [r["status"] for r in refused.rows] == ["rejected"] * 3
     for row in refused.rows:
         assert "loopback address" in row["reason"] and "allow_private_networks" in row["reason"]
     assert "localhost (resolves to 127.0.0.1)" in " ".join(r["reason"] for r in refused.rows)
     assert origin.requests == []  # refused before connecting: nothing reached the server
 
-    allowed = scan_catalog(CatalogConfig(name="web", source={
-        "type": "url_manifest", "path": str(manifest), "allow_private_networks": True}), store)
+    allowed = scan_catalog(
+        CatalogConfig(
+            name="web",
+            source={"type": "url_manifest", "path": str(manifest), "allow_private_networks": True},
+        ),
+        store,
+    )
     assert sorted(r["status"] for r in allowed.rows) == ["accepted", "accepted", "duplicate"]
     assert len(origin.requests) == 3
 
@@ -155,8 +188,11 @@ def test_a_redirect_from_an_allowed_host_to_loopback_is_refused(origin, public_1
     assert fetch(f"{allowed.base}/img/a.jpg", **KW) == JPG  # the allowed host itself is fine
     for target in (f"{origin.base}/img/a.jpg", f"http://localhost:{origin.port}/img/a.jpg"):
         hop = f"{allowed.base}/to?u={urllib.parse.quote(target, safe='')}"
-        with pytest.raises(FetchError, match=r"refused http://(127\.0\.0\.1|localhost):\d+/img/"
-                                             r"a\.jpg: host .*loopback address"):
+        with pytest.raises(
+            FetchError,
+            match=r"refused http://(127\.0\.0\.1|localhost):\d+/img/"
+            r"a\.jpg: host .*loopback address",
+        ):
             fetch(hop, **KW)
     assert origin.requests == []  # the second hop never connected
     assert [p for p, _ in allowed.requests].count("/img/a.jpg") == 1
@@ -192,9 +228,14 @@ def test_dns_rebinding_cannot_swap_the_checked_address(monkeypatch, public_127_0
 
 
 def test_a_name_with_one_private_answer_is_refused(monkeypatch):
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [
-        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("8.8.8.8", port)),
-        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))])
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, port, *a, **k: [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("8.8.8.8", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port)),
+        ],
+    )
     with pytest.raises(FetchError, match=r"mixed\.test \(resolves to 10\.0\.0\.7\) is a private"):
         fetch("http://mixed.test/a.jpg", **KW)
 
@@ -211,55 +252,80 @@ def test_stored_uri_drops_credentials_and_query_and_keeps_urls_apart():
     assert hides_secrets(signed)
     assert stored_uri(plain + "?sig=1") != stored_uri(plain + "?sig=2")  # two identities
     # credentials are not part of the identity (nor of the hash: no offline guessing)
-    assert (stored_uri("https://a:1@h.example/x.jpg?v=1")
-            == stored_uri("https://b:2@h.example/x.jpg?v=1"))
+    assert stored_uri("https://a:1@h.example/x.jpg?v=1") == stored_uri(
+        "https://b:2@h.example/x.jpg?v=1"
+    )
     no_query = stored_uri("https://a:1@h.example/x.jpg")
     assert no_query.startswith("https://h.example/x.jpg#url-sha256=")
     assert no_query == stored_uri("https://z:9@h.example/x.jpg")
 
 
-SECRETS = ["PW-S3CRET-1", "SIG-S3CRET-2", "SIG-S3CRET-3", "TOK-S3CRET-4", "SIG-S3CRET-5",
-           "PW-S3CRET-6"]
+SECRETS = [
+    "PW-S3CRET-1",
+    "SIG-S3CRET-2",
+    "SIG-S3CRET-3",
+    "TOK-S3CRET-4",
+    "SIG-S3CRET-5",
+    "PW-S3CRET-6",
+]
 
 
 def renderings(secret: str) -> list[bytes]:
-    return [secret.encode(), urllib.parse.quote(secret).encode(), secret[:8].encode(),
-            secret.encode().hex().encode(), repr(secret).encode()]
+    return [
+        secret.encode(),
+        urllib.parse.quote(secret).encode(),
+        secret[:8].encode(),
+        secret.encode().hex().encode(),
+        repr(secret).encode(),
+    ]
 
 
 def test_no_secret_reaches_tables_files_metadata_logs_or_the_run_database(tmp_path, origin, capfd):
     base = origin.base
-    manifest = write_csv(tmp_path / "m.csv", [
-        f"http://alice:{SECRETS[0]}@127.0.0.1:{origin.port}/img/a.jpg?sig={SECRETS[1]}&exp=1",
-        f"{base}/img/a.jpg?sig={SECRETS[2]}",                       # duplicate content
-        f"{base}/missing.jpg?token={SECRETS[3]}",                   # 404: a rejected row
-        f"{base}/to?u=%2Fimg%2Fb.png&sig={SECRETS[4]}",             # a redirect
-        f"http://bob:{SECRETS[5]}@127.0.0.1:{origin.port}/img/b.png",  # duplicate of the hop
-    ])
+    manifest = write_csv(
+        tmp_path / "m.csv",
+        [
+            f"http://alice:{SECRETS[0]}@127.0.0.1:{origin.port}/img/a.jpg?sig={SECRETS[1]}&exp=1",
+            f"{base}/img/a.jpg?sig={SECRETS[2]}",  # duplicate content
+            f"{base}/missing.jpg?token={SECRETS[3]}",  # 404: a rejected row
+            f"{base}/to?u=%2Fimg%2Fb.png&sig={SECRETS[4]}",  # a redirect
+            f"http://bob:{SECRETS[5]}@127.0.0.1:{origin.port}/img/b.png",  # duplicate of the hop
+        ],
+    )
     cfg = tmp_path / "cfg"
     (cfg / "catalogs").mkdir(parents=True)
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent(f"""\
+    (cfg / "catalogs" / "c.yml").write_text(
+        textwrap.dedent(f"""\
         catalogs:
           - name: web
             source: {{type: url_manifest, path: {manifest}, allow_private_networks: true}}
             max_failure_ratio: 0.5
-    """))
+    """)
+    )
     root, dagster_home = tmp_path / "store", tmp_path / "dagster_home"
     dagster_home.mkdir()
     instance = dg.DagsterInstance.local_temp(str(dagster_home))
-    outcome = materialize_catalog("web", config_dir=cfg, instance=instance,
-                                  resources={"storage": StorageResource(root=str(root))})
+    outcome = materialize_catalog(
+        "web",
+        config_dir=cfg,
+        instance=instance,
+        resources={"storage": StorageResource(root=str(root))},
+    )
     assert outcome.success, outcome.error
     # the URLs were fetched in full: credentials and signatures reached the origin...
-    assert (f"/img/a.jpg?sig={SECRETS[1]}&exp=1",
-            "Basic " + base64.b64encode(f"alice:{SECRETS[0]}".encode()).decode()) in origin.requests
+    assert (
+        f"/img/a.jpg?sig={SECRETS[1]}&exp=1",
+        "Basic " + base64.b64encode(f"alice:{SECRETS[0]}".encode()).decode(),
+    ) in origin.requests
     # ...and the table names them without their secrets
     rows = pq.read_table(root / "tables/source_images/catalog=web/part-0.parquet").to_pylist()
     by_status = sorted((r["status"], r["source_uri"]) for r in rows)
     assert [s for s, _ in by_status] == ["accepted"] * 2 + ["duplicate"] * 2 + ["rejected"]
     assert all(hides_secrets(uri) for _, uri in by_status)
-    first, dup = sorted((r for r in rows if r["source_uri"].startswith(f"{base}/img/a.jpg#")),
-                        key=lambda r: r["status"])
+    first, dup = sorted(
+        (r for r in rows if r["source_uri"].startswith(f"{base}/img/a.jpg#")),
+        key=lambda r: r["status"],
+    )
     assert (first["status"], dup["status"]) == ("accepted", "duplicate")
     assert dup["reason"] == f"same content as {first['source_uri']}"
     missing = next(r for r in rows if r["status"] == "rejected")
@@ -267,8 +333,9 @@ def test_no_secret_reaches_tables_files_metadata_logs_or_the_run_database(tmp_pa
     # nothing anywhere: every file under the storage root and DAGSTER_HOME (Parquet, lineage,
     # run and event-log databases, compute logs), the metadata, the event log and the console
     basic = base64.b64encode(f"alice:{SECRETS[0]}".encode())
-    haystacks = {str(p): p.read_bytes() for d in (root, dagster_home)
-                 for p in d.rglob("*") if p.is_file()}
+    haystacks = {
+        str(p): p.read_bytes() for d in (root, dagster_home) for p in d.rglob("*") if p.is_file()
+    }
     haystacks["metadata"] = repr(outcome.materialized).encode()
     haystacks["events"] = "\n".join(repr(e) for e in instance.all_logs(outcome.run_id)).encode()
     out, err = capfd.readouterr()
@@ -300,8 +367,11 @@ def test_manifests_are_capped_at_max_rows(tmp_path):
     pq.write_table(pa.table({"url": urls}), pq_path, row_group_size=2)
     for path in (csv_path, pq_path):
         assert len(list_objects(UrlManifestSource(path=str(path), max_rows=6))) == 6
-        with pytest.raises(SourceError, match=r"has (more than 5 rows|6 rows, more than "
-                                              r"max_rows 5)") as err:
+        with pytest.raises(
+            SourceError,
+            match=r"has (more than 5 rows|6 rows, more than "
+            r"max_rows 5)",
+        ) as err:
             list_objects(UrlManifestSource(path=str(path), max_rows=5))
         assert str(path) in str(err.value) and "max_rows" in str(err.value)
     assert UrlManifestSource(path="m.csv").max_rows == 100_000
@@ -309,8 +379,9 @@ def test_manifests_are_capped_at_max_rows(tmp_path):
         UrlManifestSource(path="m.csv", max_rows=0)
 
 
-@pytest.mark.parametrize("path", ["http://169.254.169.254/m.csv", "https://x.example/m.csv",
-                                  "ftp://x/m.csv"])
+@pytest.mark.parametrize(
+    "path", ["http://169.254.169.254/m.csv", "https://x.example/m.csv", "ftp://x/m.csv"]
+)
 def test_a_manifest_is_a_local_or_s3_file_never_a_url(path):
     with pytest.raises(ValidationError, match="manifest path scheme .* is not supported"):
         UrlManifestSource(path=path)

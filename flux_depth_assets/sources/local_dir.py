@@ -81,6 +81,28 @@ def list_local_dir(source: LocalDirSource, storage_root: str | None = None) -> l
     return sorted(out, key=lambda o: o.key)
 
 
+def _follow_link(path: Path, wanted: bool, real_root: Path,
+                 skip: list[Path]) -> tuple[Path, os.stat_result] | str | None:
+    """A symlink's (real path, target's stat) when it may be followed; else why it is rejected,
+    or None when it is left out silently (a name the include patterns do not want)."""
+    try:
+        real = path.resolve(strict=True)
+        target = real.stat()
+    except (OSError, RuntimeError):  # dangling, or a loop
+        return "symbolic link that leads nowhere: not read" if wanted else None
+    if stat.S_ISDIR(target.st_mode):  # not followed (its files, if inside, are listed anyway)
+        if real.is_relative_to(real_root):
+            return None
+        return "symbolic link to a folder outside the source folder: not followed"
+    if not wanted:
+        return None
+    if not real.is_relative_to(real_root):
+        return "symbolic link that leads outside the source folder: not read"
+    if inside(real, skip) is not None:
+        return "symbolic link into the pipeline's storage root: not read"
+    return real, target
+
+
 def _entry(root: Path, path: Path, source: LocalDirSource, real_root: Path,
            skip: list[Path]) -> tuple[SourceObject | None, bool]:
     """(object or None, walk into it) for one directory entry."""
@@ -95,23 +117,10 @@ def _entry(root: Path, path: Path, source: LocalDirSource, real_root: Path,
         return refused(str(path.absolute()), key, reason, mtime), False
 
     if stat.S_ISLNK(st.st_mode):
-        try:
-            real = path.resolve(strict=True)
-            target = real.stat()
-        except (OSError, RuntimeError):  # dangling, or a loop
-            if not wanted:
-                return None, False
-            return rejected("symbolic link that leads nowhere: not read")
-        if stat.S_ISDIR(target.st_mode):  # not followed (its files, if inside, are listed anyway)
-            if real.is_relative_to(real_root):
-                return None, False
-            return rejected("symbolic link to a folder outside the source folder: not followed")
-        if not wanted:
-            return None, False
-        if not real.is_relative_to(real_root):
-            return rejected("symbolic link that leads outside the source folder: not read")
-        if inside(real, skip) is not None:
-            return rejected("symbolic link into the pipeline's storage root: not read")
+        followed = _follow_link(path, wanted, real_root, skip)
+        if not isinstance(followed, tuple):
+            return (None, False) if followed is None else rejected(followed)
+        real, target = followed
     else:  # walked without following links: the real path is the folder's plus the key
         real, target = real_root / key, st
     if stat.S_ISDIR(target.st_mode):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 from flux_depth_assets.config.models import UrlManifestSource
 from flux_depth_assets.sources.base import SourceError
@@ -33,30 +34,37 @@ def read_manifest_rows(source: UrlManifestSource) -> list[Row]:
             rows: list[Row] = []
             for row in reader(source, fh):
                 if len(rows) == source.max_rows:
-                    raise SourceError(f"url_manifest {source.path!r} has more than "
-                                      f"{source.max_rows:,} rows (max_rows); split it into "
-                                      "several catalogs or raise max_rows")
+                    raise SourceError(
+                        f"url_manifest {source.path!r} has more than "
+                        f"{source.max_rows:,} rows (max_rows); split it into "
+                        "several catalogs or raise max_rows"
+                    )
                 rows.append(row)
             return rows
     except SourceError:
         raise
     except FileNotFoundError:
         raise SourceError(f"url_manifest {source.path!r} does not exist") from None
-    except Exception as exc:
-        raise SourceError(f"url_manifest {source.path!r}: cannot read: "
-                          f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - fsspec backends raise their own types; one line
+        raise SourceError(
+            f"url_manifest {source.path!r}: cannot read: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _row(url: Any, ext: Any) -> Row:
-    return ("" if url is None else str(url).strip(),
-            None if ext in (None, "") else str(ext).strip())
+    return (
+        "" if url is None else str(url).strip(),
+        None if ext in (None, "") else str(ext).strip(),
+    )
 
 
 def _check_columns(source: UrlManifestSource, columns: list[str]) -> str | None:
     """The id column to read (None if there is none); raise when the URL column is missing."""
     if source.url_column not in columns:
-        raise SourceError(f"url_manifest {source.path!r} has no {source.url_column!r} column "
-                          f"(columns: {', '.join(map(str, columns)) or 'none'})")
+        raise SourceError(
+            f"url_manifest {source.path!r} has no {source.url_column!r} column "
+            f"(columns: {', '.join(map(str, columns)) or 'none'})"
+        )
     return source.id_column if source.id_column in columns else None
 
 
@@ -76,14 +84,18 @@ def _parquet_rows(source: UrlManifestSource, fh: IO[bytes]) -> Iterator[Row]:
 
     try:
         pf = pq.ParquetFile(fh)
-    except Exception as exc:
-        raise SourceError(f"url_manifest {source.path!r} is not a readable Parquet file: "
-                          f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise SourceError(
+            f"url_manifest {source.path!r} is not a readable Parquet file: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     id_col = _check_columns(source, pf.schema_arrow.names)
     if pf.metadata.num_rows > source.max_rows:  # known from the footer: fail before reading rows
-        raise SourceError(f"url_manifest {source.path!r} has {pf.metadata.num_rows:,} rows, more "
-                          f"than max_rows {source.max_rows:,}; split it into several catalogs "
-                          "or raise max_rows")
+        raise SourceError(
+            f"url_manifest {source.path!r} has {pf.metadata.num_rows:,} rows, more "
+            f"than max_rows {source.max_rows:,}; split it into several catalogs "
+            "or raise max_rows"
+        )
     columns = [source.url_column] + ([id_col] if id_col else [])
     for batch in pf.iter_batches(batch_size=10_000, columns=columns):
         urls = batch.column(0).to_pylist()

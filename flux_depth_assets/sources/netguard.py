@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import httpcore
 import httpx
@@ -89,8 +90,10 @@ def checked_addresses(host: str, port: int) -> list[str]:
         kind = address_kind(ipaddress.ip_address(addr))
         if kind is not None:
             shown = host if host == addr else f"{host} (resolves to {addr})"
-            raise BlockedAddress(f"host {shown} is a {kind} address; set "
-                                 "`allow_private_networks: true` on the source to allow it")
+            raise BlockedAddress(
+                f"host {shown} is a {kind} address; set "
+                "`allow_private_networks: true` on the source to allow it"
+            )
     return addresses
 
 
@@ -100,9 +103,14 @@ class GuardedBackend(httpcore.NetworkBackend):
     def __init__(self) -> None:
         self._inner = httpcore.SyncBackend()
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         last: Exception | None = None
         for addr in checked_addresses(host, port):
             try:  # TLS still verifies the certificate for `host` (httpcore passes it as SNI)
@@ -112,8 +120,9 @@ class GuardedBackend(httpcore.NetworkBackend):
         assert last is not None
         raise last
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         raise BlockedAddress("unix sockets are not reachable from a URL source")
 
     def sleep(self, seconds: float) -> None:
@@ -127,8 +136,11 @@ def guarded_transport() -> httpx.HTTPTransport:
     rebuilt with one (httpx 0.28; `test_url_guard` fails loudly if that ever stops working).
     """
     transport = httpx.HTTPTransport(trust_env=False)
-    transport._pool = httpcore.ConnectionPool(  # noqa: SLF001 - see the docstring
+    transport._pool = httpcore.ConnectionPool(  # private: see the docstring
         ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0,
-        network_backend=GuardedBackend())
+        max_connections=100,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        network_backend=GuardedBackend(),
+    )
     return transport

@@ -10,23 +10,54 @@ storage root, and the upload sensor to leave the storage subtree out of what it 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from flux_depth_assets.paths import default_home
 
 # Exact folders that are never a catalog: the file system root, the top-level system folders
 # (Linux and macOS), and the user's home folder itself (a sub-folder of it is fine).
-SYSTEM_ROOTS = frozenset({
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
-    "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp",
-    "/usr", "/usr/local", "/var", "/Applications", "/Library", "/System", "/Users", "/Volumes",
-    "/private", "/cores",
-})
+SYSTEM_ROOTS = frozenset(
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/snap",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/usr/local",
+        "/var",
+        "/Applications",
+        "/Library",
+        "/System",
+        "/Users",
+        "/Volumes",
+        "/private",
+        "/cores",
+    }
+)
 # Whole trees that hold no images and where reading can hang or leak (pseudo files, devices).
 SYSTEM_TREES = ("/proc", "/sys", "/dev", "/etc", "/boot")
-STORAGE_ROOT_REASON = ("the pipeline's storage root ($FLUX_DEPTH_HOME): a source never reads the "
-                       "pipeline's own outputs; keep them apart")
+STORAGE_ROOT_REASON = (
+    "the pipeline's storage root ($FLUX_DEPTH_HOME): a source never reads the "
+    "pipeline's own outputs; keep them apart"
+)
 
 
 def system_root_reason(path: str | os.PathLike[str]) -> str | None:
@@ -59,7 +90,7 @@ def storage_folders(storage_root: str | None = None) -> list[Path]:
         if not root:
             continue
         if root.startswith("file://"):
-            root = root[len("file://"):]
+            root = root[len("file://") :]
         elif "://" in root:
             continue
         real = Path(root).expanduser().resolve()
@@ -73,7 +104,7 @@ def s3_storage_prefixes(storage_root: str | None = None) -> list[tuple[str, str]
     out: list[tuple[str, str]] = []
     for root in (default_home(), storage_root):
         if root and root.startswith("s3://"):
-            bucket, _, prefix = root[len("s3://"):].partition("/")
+            bucket, _, prefix = root[len("s3://") :].partition("/")
             prefix = prefix.strip("/")
             item = (bucket, f"{prefix}/" if prefix else "")
             if item not in out:

@@ -256,7 +256,7 @@ def fetch_if_changed(  # noqa: C901
                 raise FetchError(f"refused {redact(current)}: {exc}") from None
             except FetchError:
                 raise
-            except Exception as exc:  # httpx errors, InvalidURL...: their text may quote the URL
+            except Exception as exc:  # noqa: BLE001 - httpx errors, InvalidURL: text may quote the URL
                 raise FetchError(f"{type(exc).__name__} fetching {redact(current)}") from None
         raise FetchError(f"more than {max_redirects} redirects")
     finally:
