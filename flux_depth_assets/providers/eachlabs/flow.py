@@ -32,6 +32,7 @@ from flux_depth_assets.providers.eachlabs.journal import JournalEntry
 from flux_depth_assets.providers.eachlabs.protocol import EachlabsError, PredictionState
 from flux_depth_assets.providers.eachlabs.tracking import PROVIDER_LOGGER, RunState, Track
 from flux_depth_assets.providers.result_check import ResultProblem, check_depth_result
+from flux_depth_assets.sources.url_manifest import hides_secrets
 
 log = logging.getLogger(PROVIDER_LOGGER)
 
@@ -121,7 +122,8 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
     if refused:
         return track.failed(f"not sent: {refused}")
     track.admitted = run.mode == "depth"
-    if cfg.image_transport == "source_url" and item.source_uri.startswith(("http://", "https://")):
+    if (cfg.image_transport == "source_url" and item.source_uri.startswith(("http://", "https://"))
+            and not hides_secrets(item.source_uri)):  # stored without its secrets: send bytes
         control, size = item.source_uri, None
         track.extra["transport"] = "source_url"
     else:
