@@ -7,6 +7,7 @@ import csv
 import json
 import sys
 from datetime import date, datetime
+from typing import Any
 
 from flux_depth_assets.config import ConfigError, load_project
 
@@ -117,6 +118,19 @@ def _estimate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- costs
 
 
+def _print_machine_readable(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> bool:
+    """Print `rows` as JSON or CSV when `fmt` asks for it; False for the human table."""
+    if fmt == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return True
+    if fmt == "csv":
+        w = csv.DictWriter(sys.stdout, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+        return True
+    return False
+
+
 UNCERTAIN_COLUMNS = ["date", "catalog", "asset", "run_id", "image_id", "uncertain_attempts",
                      "uncertain_cost_usd"]
 
@@ -130,13 +144,7 @@ def _uncertain(args: argparse.Namespace) -> int:
                  columns=UNCERTAIN_COLUMNS)
     table = table.filter(pc.fill_null(pc.greater(table["uncertain_attempts"], 0), False))
     rows = table.sort_by([("date", "ascending"), ("run_id", "ascending")]).to_pylist()
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, default=str))
-        return 0
-    if args.format == "csv":
-        w = csv.DictWriter(sys.stdout, fieldnames=UNCERTAIN_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    if _print_machine_readable(rows, UNCERTAIN_COLUMNS, args.format):
         return 0
     if not rows:
         print("no uncertain create attempts recorded")
@@ -155,13 +163,7 @@ def _costs(args: argparse.Namespace) -> int:
         return _uncertain(args)
     table = costs(_store(args.root), catalog=args.catalog, since=args.since, until=args.until)
     rows = table.to_pylist()
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, default=str))
-        return 0
-    if args.format == "csv":
-        w = csv.DictWriter(sys.stdout, fieldnames=COST_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    if _print_machine_readable(rows, COST_COLUMNS, args.format):
         return 0
     if not rows:
         print("no materializations recorded"

@@ -69,9 +69,7 @@ class Storage:
         """Atomically replace `rel`: temp file + rename locally, one PUT on object stores."""
         full = self.full(rel)
         if self.is_local:
-            directory = os.path.dirname(full)
-            os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".{os.path.basename(full)}.tmp-{uuid.uuid4().hex}")
+            tmp = _local_temp(full)
             try:
                 with open(tmp, "wb") as fh:
                     fh.write(data)
@@ -95,9 +93,7 @@ class Storage:
         full = self.full(rel)
         if not self.is_local:
             return self._create_exclusive_remote(full, data)
-        directory = os.path.dirname(full)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(full)}.tmp-{uuid.uuid4().hex}")
+        tmp = _local_temp(full)
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -202,6 +198,13 @@ class Storage:
         except Exception:  # noqa: BLE001 - narrowed in the next commit (#18)
             return {}
         return {} if table is None else {r[key]: r for r in table.to_pylist()}
+
+
+def _local_temp(full: str) -> str:
+    """A hidden temp path beside `full` (its folder created), for write-then-rename/link."""
+    directory = os.path.dirname(full)
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, f".{os.path.basename(full)}.tmp-{uuid.uuid4().hex}")
 
 
 def _precondition_failed(exc: BaseException) -> bool:
