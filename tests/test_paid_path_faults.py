@@ -96,11 +96,13 @@ def assert_bill_matches(stats: dict[str, Any], root: Path, images_n: int) -> dic
     charged = round(stats["charged_usd"], 2)
     assert rec["calls_usd"] == charged, (rec["calls_usd"], charged)
     assert rec["mats_usd"] == charged, (rec["mats_usd"], charged)
-    print(f"\nFAULT-MATRIX {os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0]}: "
-          f"images {len(per_image)}, creates {stats['creates']}, max creates/image "
-          f"{max(per_image.values(), default=0)}, recorded ${rec['calls_usd']:.2f} "
-          f"(materializations ${rec['mats_usd']:.2f}), charged ${charged:.2f}, "
-          f"uncertain ${rec['uncertain_usd']:.2f}")
+    print(
+        f"\nFAULT-MATRIX {os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0]}: "
+        f"images {len(per_image)}, creates {stats['creates']}, max creates/image "
+        f"{max(per_image.values(), default=0)}, recorded ${rec['calls_usd']:.2f} "
+        f"(materializations ${rec['mats_usd']:.2f}), charged ${charged:.2f}, "
+        f"uncertain ${rec['uncertain_usd']:.2f}"
+    )
     return rec
 
 
@@ -503,3 +505,31 @@ def test_costs_lists_uncertain_attempts(tmp_path, capsys):
     assert main(["costs", "--uncertain", "--root", str(tmp_path / "root"), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["image_id"] for r in rows] == ["a"] and rows[0]["uncertain_cost_usd"] == 0.05
+
+
+def test_paid_run_on_an_s3_root_keeps_journal_and_lease_there_and_settles(tmp_path, s3_env):
+    n = 3
+    cfg = make_catalog(tmp_path, n, "{name: eachlabs, poll_interval_s: 0.05, max_concurrency: 2}")
+    root = f"s3://{s3_env.bucket}/flux"
+    with running_fake_api(latency_s=0.1) as server:
+        outcomes = [
+            materialize_catalog(
+                CATALOG,
+                config_dir=cfg,
+                instance=dg.DagsterInstance.ephemeral(),
+                resources={
+                    "storage": StorageResource(root=root),
+                    "depth_provider": DepthProviderResource(
+                        eachlabs_api_key=KEY, eachlabs_base_url=server.base_url
+                    ),
+                },
+            )
+            for _ in range(2)
+        ]
+        stats = server.stats()
+    assert all(o.success for o in outcomes), [o.error for o in outcomes]
+    assert stats["creates"] == n and sorted(stats["creates_per_image"].values()) == [1] * n
+    store = StorageResource(root=root).get()
+    calls = queries.read(store, "provider_calls", CATALOG)
+    assert round(float(pc.sum(calls["cost_usd"]).as_py()), 2) == round(stats["charged_usd"], 2)
+    assert PredictionJournal(store).keys() == [] and store.list(f"leases/{CATALOG}") == []
