@@ -9,6 +9,7 @@ from typing import Any
 from collections.abc import Callable
 
 import dagster as dg
+import sqlalchemy.exc
 
 from flux_depth_assets.config import ConfigErrors
 from flux_depth_assets.config.preflight import preflight
@@ -52,7 +53,11 @@ def instance_home(project_root: Path | None = None) -> Path:
 
 def get_instance(project_root: Path | None = None) -> dg.DagsterInstance:
     """The persistent instance at `instance_home()`: runs show up in `make dev`'s UI."""
-    return dg.DagsterInstance.from_config(str(instance_home(project_root)))
+    home = str(instance_home(project_root))
+    try:
+        return dg.DagsterInstance.from_config(home)
+    except sqlalchemy.exc.IntegrityError:  # another process initialised a fresh home
+        return dg.DagsterInstance.from_config(home)  # at the same instant: its schema is there
 
 
 def asset_names() -> list[str]:
@@ -92,7 +97,11 @@ def materialize_catalog(catalog: str | None, assets: list[str] | None = None,
     outcome = RunOutcome(success=True, run_id="")
     if catalog is not None and (per_catalog or not summary):
         if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, catalog):
-            instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, [catalog])
+            try:
+                instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, [catalog])
+            except Exception:  # another process registered it first (sqlite IntegrityError)
+                if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, catalog):
+                    raise
         job = defs.resolve_job_def("catalog_job")
         selected = {dg.AssetKey(a) for a in per_catalog} or {
             k for a in PARTITIONED_ASSETS for k in a.keys}
