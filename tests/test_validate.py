@@ -219,3 +219,24 @@ def test_a_good_config_validates_and_its_source_is_readable(tmp_path, capsys):
     assert main(["validate", "--config-dir", str(cfg)]) == 0
     assert "OK: 1 catalog(s)" in capsys.readouterr().out
     assert source_problem(load_project(cfg).catalog("shop")) is None
+
+
+def test_a_source_inside_the_storage_root_is_refused_by_validate_and_materialize(
+    tmp_path, capsys, monkeypatch
+):
+    cfg = config(
+        tmp_path,
+        """
+        catalogs:
+          - name: shop
+            source: {type: local_dir, path: home/in}
+        """,
+    )
+    (tmp_path / "home" / "in").mkdir(parents=True)
+    monkeypatch.setenv("FLUX_DEPTH_HOME", str(tmp_path / "home"))
+    code, lines = validate(cfg, capsys)
+    assert code == 2 and len(lines) == 1 and "inside the pipeline's storage root" in lines[0]
+    instance = dg.DagsterInstance.ephemeral()
+    with pytest.raises(ConfigErrors):
+        materialize_catalog("shop", config_dir=cfg, instance=instance)
+    assert instance.get_runs() == []

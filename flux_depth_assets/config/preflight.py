@@ -70,10 +70,18 @@ def source_problem(catalog: CatalogConfig, *, s3_client: Any | None = None) -> s
             return f"source {str(root)!r} is not a folder"
         if not os.access(root, os.R_OK | os.X_OK):
             return f"source folder {str(root)!r} is not readable"
+        from flux_depth_assets.sources.roots import inside, storage_folders
+
+        home = inside(root.resolve(), storage_folders())
+        if home is not None:  # what local_dir refuses at run time, said here first
+            return (
+                f"source folder {str(root)!r} is inside the pipeline's storage root "
+                f"{str(home)!r} ($FLUX_DEPTH_HOME): it would read its own outputs"
+            )
         return None
     if isinstance(source, UrlManifestSource):
         from flux_depth_assets.sources.base import SourceError
-        from flux_depth_assets.sources.url_manifest import read_manifest_rows
+        from flux_depth_assets.sources.manifest import read_manifest_rows
 
         try:
             read_manifest_rows(source)  # existence, format and the URL column
