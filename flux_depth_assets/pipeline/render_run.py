@@ -11,6 +11,7 @@ import time
 from datetime import datetime, UTC
 from collections.abc import Callable
 
+from flux_depth_assets.lineage.writer import redact
 from flux_depth_assets.pipeline.provider_run import (
     ProviderRunResult,
     apply_budget,
@@ -66,7 +67,7 @@ def run_renders(catalog: str, accepted: list[dict], provider: DepthProvider, sto
                    **prediction_fields(pred, provider.price_usd, batch_started)}
             if pred.status != "succeeded" or not pred.render_bytes:
                 rows[pred.image_id] = {**row, "status": "failed",
-                                       "error": pred.error or "provider returned no image"}
+                                       "error": redact(pred.error) or "provider returned no image"}
                 continue
             fmt = (pred.render_format or "png").lower()
             ext = {"jpeg": "jpg", "jpg": "jpg", "webp": "webp"}.get(fmt, "png")
