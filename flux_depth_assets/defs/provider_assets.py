@@ -22,7 +22,8 @@ from flux_depth_assets.providers.base import ProviderNotReady
 from flux_depth_assets.storage.store import Storage
 
 
-def provider_asset(name: str, description: str):
+def provider_asset(name: str,
+                   description: str) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """The `@dg.asset` of a per-catalog asset that calls a depth provider (and may pay for it)."""
     return dg.asset(name=name, description=description, deps=[source_images],
                     partitions_def=CATALOG_PARTITIONS, group_name=DEPTH_GROUP,
