@@ -238,7 +238,10 @@ def test_429_retry_after_is_honoured(storage):
 
 def test_500_and_502_are_retried(storage):
     with running_fake_api(latency_s=0.1, error_rate=0.3, seed=3) as server:
-        provider = make_provider(server.base_url, storage)
+        # Which request draws an error depends on how the requests interleave; with 12 retries a
+        # give-up (0.3^13 per request) never happens, whatever the machine's load.
+        patient = RetryPolicy(max_retries=12, backoff_base_s=0.01, backoff_max_s=0.05)
+        provider = make_provider(server.base_url, storage, retry=patient)
         preds = provider.predict_many(make_items(provider, 8))
         stats = server.stats()
     assert all(p.status == "succeeded" for p in preds), [p.error for p in preds]
