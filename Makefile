@@ -54,10 +54,16 @@ FORMAT_PATHS ?= tests/test_plain_modules.py \
                 tests/test_storage_errors.py \
                 tests/test_yaml_attributes.py \
                 tests/commands.py \
+                tests/manual_clock.py \
+                tests/test_source_guards.py \
+                tests/test_url_guard.py \
                 flux_depth_assets/pipeline/upload_watch.py \
                 flux_depth_assets/lineage/record.py \
                 flux_depth_assets/defs/lineage.py \
-                flux_depth_assets/defs/yaml_attributes.py
+                flux_depth_assets/defs/yaml_attributes.py \
+                flux_depth_assets/sources/netguard.py \
+                flux_depth_assets/sources/roots.py \
+                flux_depth_assets/sources/manifest.py
 lint: install
 	$(BIN)/ruff check --extend-ignore I001 .
 	$(BIN)/ruff check --select I001 $(FORMAT_PATHS)
