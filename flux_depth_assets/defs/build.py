@@ -15,6 +15,7 @@ from flux_depth_assets.defs.resources import CatalogsResource, default_resources
 from flux_depth_assets.defs.schedules import build_schedules
 from flux_depth_assets.defs.sensors import catalog_registry_sensor
 from flux_depth_assets.defs.upload_sensors import build_upload_sensors
+from flux_depth_assets.defs.yaml_attributes import with_yaml_attributes
 
 PARTITIONED_ASSETS = [source_images, depth_maps, depth_renders, *DERIVED_ASSETS]
 # Not partitioned, so never in catalog_job: runs by automation after depth_maps/depth_stats update.
@@ -35,11 +36,10 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     # Per-catalog sensors, schedules and YAML tests come from the YAML (local files only: no
     # network at load time; a config error names its file and line and stops the load).
     catalogs_resource = resources["catalogs"]
-    catalogs = list(catalogs_resource.load().catalogs.values()) \
-        if isinstance(catalogs_resource, CatalogsResource) else []
-    assets = [*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS]
-    checks = [*DERIVED_CHECKS, *OUTPUT_CHECKS,
-              *build_declarative_checks(catalogs, [k for a in assets for k in a.keys])]
+    project = catalogs_resource.load() if isinstance(catalogs_resource, CatalogsResource) else None
+    catalogs = list(project.catalogs.values()) if project else []
+    assets = with_yaml_attributes([*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS], project)
+    checks = [*DERIVED_CHECKS, *OUTPUT_CHECKS, *build_declarative_checks(catalogs)]
     job_assets = [k for a in PARTITIONED_ASSETS for k in a.keys]
     check_keys = [k for c in [*assets, *checks] for k in c.check_keys if k.asset_key in job_assets]
     return dg.Definitions(

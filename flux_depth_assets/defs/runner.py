@@ -17,6 +17,7 @@ from flux_depth_assets.defs.assets.summary import ASSET as SUMMARY_ASSET
 from flux_depth_assets.defs.build import PARTITIONED_ASSETS, UNPARTITIONED_ASSETS, build_definitions
 from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME
 from flux_depth_assets.defs.declarative_checks import check_selection
+from flux_depth_assets.defs.yaml_attributes import catalog_tags
 from flux_depth_assets.defs.resources import CatalogsResource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def materialize_catalog(catalog: str | None, assets: list[str] | None = None,
         result = job.get_subset(asset_selection=selected, asset_check_selection=checks
                                 ).execute_in_process(
             partition_key=catalog, instance=instance, raise_on_error=False,
-            run_config=_log_config(log_level))
+            run_config=_log_config(log_level), tags=catalog_tags(project.catalog(catalog), {}))
         _collect(outcome, result)
         if not outcome.success:
             return outcome

@@ -15,6 +15,7 @@ import dagster as dg
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME, TRIGGER_TAG
 from flux_depth_assets.defs.declarative_checks import check_selection
+from flux_depth_assets.defs.yaml_attributes import catalog_tags
 
 
 def schedule_name(catalog: str) -> str:
@@ -35,7 +36,10 @@ def build_schedule(catalog: CatalogConfig, job: Any, assets: Iterable[dg.AssetKe
         execution_timezone=catalog.schedule_timezone,
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Refreshes catalog {name!r} on `{catalog.schedule}` ({catalog.schedule_timezone}).",
+        description=f"Refreshes catalog {name!r} on `{catalog.schedule}` ({catalog.schedule_timezone}). "
+                    f"{catalog.description}".strip(),
+        tags=catalog_tags(catalog, {}),
+        owners=catalog.owners or None,
     )
     def _catalog_schedule(context: dg.ScheduleEvaluationContext):
         if not context.instance.has_dynamic_partition(CATALOG_PARTITION_NAME, name):
@@ -49,7 +53,8 @@ def build_schedule(catalog: CatalogConfig, job: Any, assets: Iterable[dg.AssetKe
             # only the checks this catalog declares (none planned, so none "skipped")
             asset_selection=asset_keys,
             asset_check_keys=checks if asset_keys else None,
-            tags={TRIGGER_TAG: "schedule"},  # the run queue's limit keys on dagster/partition
+            # the run queue's per-catalog limit keys on dagster/partition, set by partition_key
+            tags=catalog_tags(catalog, {TRIGGER_TAG: "schedule"}),
         )
 
     return _catalog_schedule

@@ -4,7 +4,7 @@ from datetime import datetime, UTC
 
 import dagster as dg
 
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, INGEST_GROUP, OWNERS
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, INGEST_GROUP
 from flux_depth_assets.defs.finish import finish_asset, gate_spec
 from flux_depth_assets.defs.metadata import preview_table
 from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
@@ -18,7 +18,6 @@ from flux_depth_assets.sources import SourceError
     partitions_def=CATALOG_PARTITIONS,
     group_name=INGEST_GROUP,
     kinds={"python", "parquet", "pillow"},
-    owners=OWNERS,
     code_version="1",
     check_specs=[gate_spec(ASSET)],
     description=(

@@ -12,7 +12,7 @@ import dagster as dg
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP, OWNERS
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP
 from flux_depth_assets.defs.finish import finish_asset, gate_spec, require_upstream_gates
 from flux_depth_assets.defs.metadata import preview_table
 from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
@@ -74,7 +74,7 @@ def _derived_asset(asset: str, *, deps: list, kinds: set[str], description: str)
     spec = SPECS[asset]
 
     @dg.asset(name=asset, deps=deps, kinds=kinds, code_version=ALGORITHM_VERSION[asset],
-              partitions_def=CATALOG_PARTITIONS, group_name=DERIVED_GROUP, owners=OWNERS,
+              partitions_def=CATALOG_PARTITIONS, group_name=DERIVED_GROUP,
               automation_condition=DERIVED_AUTOMATION, check_specs=[gate_spec(asset)],
               description=description)
     def _asset(context: dg.AssetExecutionContext, storage: StorageResource,

@@ -19,7 +19,6 @@ from flux_depth_assets.depth.encoding import decode_png16
 from flux_depth_assets.depth.normals import decode_normals_png
 from flux_depth_assets.depth.sprites import psnr, recompose
 from flux_depth_assets.pipeline.derived_run import (
-    DEPTH_ASSET,
     NORMALS_ASSET,
     OK,
     SPRITES_ASSET,
@@ -58,7 +57,7 @@ def _missing_table(asset: str, catalog: str) -> dg.AssetCheckResult:
 def _normals_missing_on_valid_depth(store: Storage, catalog: str, image_id: str,
                                     present: np.ndarray) -> int:
     """Pixels whose depth is valid but whose normal is the "no normal" marker."""
-    rel = Storage.file_rel(catalog, DEPTH_ASSET, image_id, "png")
+    rel = Storage.file_rel(catalog, "depth_maps", image_id, "png")
     try:
         valid = np.isfinite(decode_png16(store.read_bytes(rel)))
     except Exception:  # noqa: BLE001 - no depth map to compare with: only the unit test applies
