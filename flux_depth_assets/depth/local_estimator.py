@@ -17,9 +17,14 @@ Method (see docs/depth_quality.md for the figures and where it fails):
    product on a plain backdrop, the table in front of the wall). The distance is computed for a few
    edge weights spanning a decade and averaged, which makes the result far less sensitive to how
    textured a scene is than any single weight.
-4. **Horizon.** Depth above a horizon line (a fraction of the normalised distance) is flattened: the
-   far background is a backdrop, not an infinitely receding plane.
-5. **Edge-aware upsampling.** A guided filter (He et al.) fitted at the working size and applied at
+4. **Horizon.** Depth near the top of the distance range is compressed smoothly (a softplus knee
+   at `horizon`): the far background recedes slowly, like a backdrop, without the flat clamped band
+   (and the seam it made in normal maps) of a hard cut.
+5. **Subjects** (`depth.subjects`). Faces found by OpenCV's cascades imply a subject standing in
+   front of what is behind it; GrabCut gives its outline and the whole subject is brought to the
+   nearness of its lowest part (an upright subject is as near as where it stands). A weak
+   spectral-residual saliency term lifts salient foreground a little.
+6. **Edge-aware upsampling.** A guided filter (He et al.) fitted at the working size and applied at
    the output size, so depth steps sit on the full-resolution colour edges.
 """
 
@@ -43,7 +48,13 @@ class EstimatorParams:
     edge_percentile: float = 95.0  # gradients are divided by this percentile of the image's own
     edge_threshold: float = 0.5  # normalised gradients below this are not boundaries
     edge_weights: tuple[float, ...] = (0.03, 0.1, 0.3)  # cost of a full-strength edge pixel, per weight
-    horizon: float = 0.1  # normalised nearness below which everything is one backdrop
+    horizon: float = 0.1  # knee of the soft compression of the far range (normalised nearness)
+    horizon_softness: float = 0.05  # width of the knee (0 = the old hard clamp)
+    upright_share: float = 0.3  # enclosed regions up to this share of the image stand upright
+    upright_percentile: float = 75.0  # the nearness an upright region takes (of its own values)
+    faces: bool = True  # detect faces/cat faces and keep their subjects near
+    saliency_weight: float = 0.0  # nearness added at full spectral-residual saliency
+    detect_side: int = 256  # long side of the image the face detector sees
     guide_radius: int = 2  # guided-upsampling window radius, working-image pixels
     guide_eps: float = 1e-3  # guided-upsampling regulariser (larger = less edge transfer)
 
@@ -167,9 +178,94 @@ def nearness_at_working_size(rgb_small: np.ndarray, params: EstimatorParams = DE
         if top > 0:
             acc += dist / np.float32(top)
     near = acc / np.float32(max(len(params.edge_weights), 1))
-    if params.horizon > 0:
-        near = np.maximum(near - np.float32(params.horizon), 0.0) / np.float32(1.0 - params.horizon)
-    return near.astype(np.float32)
+    if params.upright_share > 0:
+        near = upright_regions(near, edges, params.upright_share, params.upright_percentile)
+    return soft_horizon(near, params.horizon, params.horizon_softness)
+
+
+def upright_regions(near: np.ndarray, edges: np.ndarray, max_share: float,
+                    percentile: float) -> np.ndarray:
+    """Regions enclosed by boundaries are upright objects: one nearness each.
+
+    The connected edge-free regions (OpenCV connected components) that do not touch the bottom
+    border (the ground does) and hold between 0.2 % and `max_share` of the pixels take the
+    `percentile` of their nearness: an object standing in the scene faces the camera, it is not
+    a piece of the receding ground plane. The bottom-touching and the large regions keep the
+    ramp.
+    """
+    import cv2
+
+    h, w = near.shape
+    n, comp = cv2.connectedComponents((edges == 0).astype(np.uint8), connectivity=4)
+    if n <= 2:
+        return near
+    counts = np.bincount(comp.ravel(), minlength=n)
+    ok = (counts >= 0.002 * h * w) & (counts <= max_share * h * w)
+    ok[0] = False  # the edge pixels themselves
+    ok[np.unique(comp[-1])] = False  # touches the bottom border: ground
+    if not ok.any():
+        return near
+    flat = comp.ravel()
+    order = np.lexsort((near.ravel(), flat))  # by region, then nearness
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pick = starts + np.minimum(counts - 1, (counts * (percentile / 100.0)).astype(np.int64))
+    level = near.ravel()[order[np.clip(pick, 0, flat.size - 1)]]
+    out = near.ravel().copy()
+    sel = ok[flat]
+    out[sel] = level[flat[sel]]
+    return out.reshape(h, w)
+
+
+def soft_horizon(near: np.ndarray, knee: float, softness: float) -> np.ndarray:
+    """Compress nearness below `knee` with a softplus (hard clamp when `softness` is 0).
+
+    softness·log(1 + exp((x - knee) / softness)), rescaled so 1 stays 1: above the knee nearly
+    the identity, below it a slope that fades smoothly instead of a flat band with a kink.
+    """
+    if knee <= 0:
+        return near.astype(np.float32)
+    if softness <= 0:
+        return (np.maximum(near - np.float32(knee), 0.0) / np.float32(1.0 - knee)).astype(np.float32)
+    k, s = np.float32(knee), np.float32(softness)
+    soft = s * np.logaddexp(np.float32(0.0), (near - k) / s)
+    top = float(softness * np.logaddexp(0.0, (1.0 - knee) / softness))
+    return (soft / np.float32(top)).astype(np.float32)
+
+
+def apply_subjects(near: np.ndarray, subject: np.ndarray, saliency: np.ndarray | None,
+                   saliency_weight: float) -> np.ndarray:
+    """Bring each subject (soft mask in [0, 1]) to the nearness of its lowest, nearest part;
+    add `saliency_weight × saliency` (both at the working size)."""
+    out = near
+    if subject.any():
+        core = subject > 0.5
+        if core.any():
+            level = np.float32(np.percentile(near[core], 95))
+            lifted = np.maximum(near, level)
+            out = near + subject * (lifted - near)
+    if saliency is not None and saliency_weight > 0:
+        out = out + np.float32(saliency_weight) * saliency
+    return out.astype(np.float32)
+
+
+def _subject_cues(rgb: Image.Image, small_u8: np.ndarray, near: np.ndarray,
+                  params: EstimatorParams) -> np.ndarray:
+    """Step 5: faces (found on a `detect_side` image) and saliency, applied at the working size."""
+    from flux_depth_assets.depth import subjects
+
+    sh, sw = near.shape
+    mask = np.zeros((sh, sw), dtype=np.float32)
+    if params.faces:
+        det = _resize_rgb(rgb, params.detect_side)
+        faces = subjects.detect_faces(np.asarray(det.convert("L")))
+        if faces:
+            fx, fy = sw / det.size[0], sh / det.size[1]
+            small_faces = [subjects.Face(subjects.scale_box(f.box, fx, fy), f.kind) for f in faces]
+            mask = subjects.subject_mask(small_u8, small_faces)
+    sal = None
+    if params.saliency_weight > 0:
+        sal = subjects.spectral_saliency(small_u8.mean(axis=2))
+    return apply_subjects(near, mask, sal, params.saliency_weight)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -195,7 +291,9 @@ def estimate_depth(image: Image.Image, max_side: int = 1024,
     rgb = image.convert("RGB")
     w, h = rgb.size
     small = _resize_rgb(rgb, params.work_side)
-    near = nearness_at_working_size(np.asarray(small, dtype=np.float32) / np.float32(255.0), params)
+    small_u8 = np.asarray(small)
+    near = nearness_at_working_size(small_u8.astype(np.float32) / np.float32(255.0), params)
+    near = _subject_cues(rgb, small_u8, near, params)
     if small.size == rgb.size:
         out = near
     else:

@@ -135,6 +135,55 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+#: default edge-aware smoothing before differentiation, as a fraction of the long side
+SMOOTH_FRAC = 0.1
+#: depth steps larger than this fraction of the map's range are edges the smoothing keeps
+SMOOTH_RANGE_FRAC = 0.15
+#: the smoothing runs on a copy scaled so its spatial sigma is this many pixels
+_SMOOTH_WORK_SIGMA = 2.0
+
+
+def shape_smooth(nearness: np.ndarray, sigma_px: float, range_frac: float = SMOOTH_RANGE_FRAC,
+                 iterations: int = 4) -> np.ndarray:
+    """Edge-aware smoothing of a depth map so normals follow shape, not texture.
+
+    Bilateral filtering (OpenCV) of the depth itself: averages within ~`sigma_px` pixels but not
+    across depth steps larger than ~`range_frac` of the map's range, so surfaces lose the texture
+    an estimated map inherits from its image while silhouettes keep their step. It runs on a
+    copy scaled so the spatial sigma is a few pixels (cost independent of the image size). Back
+    at full size, where the smooth map departs from the input by more than a depth step (the
+    pixels next to a silhouette, where upsampling blurs the step), the input is kept, blended in
+    over one more step, so edges stay as sharp as they were. NaN stays NaN.
+    """
+    import cv2
+
+    n = np.asarray(nearness, dtype=np.float32)
+    if sigma_px <= 0:
+        return n
+    h, w = n.shape
+    valid = np.isfinite(n)
+    if not valid.any():
+        return n
+    lo, hi = np.percentile(n[valid], [1, 99])
+    span = float(hi - lo)
+    if span <= 0:
+        return n
+    x = np.where(valid, n, np.float32(np.median(n[valid]))).astype(np.float32)
+    f = max(1.0, sigma_px / _SMOOTH_WORK_SIGMA)
+    sw, sh = max(1, round(w / f)), max(1, round(h / f))
+    small = cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA) if f > 1 else x
+    sigma_r = range_frac * span
+    d = 2 * math.ceil(2 * _SMOOTH_WORK_SIGMA) + 1
+    for _ in range(iterations):
+        small = cv2.bilateralFilter(small, d=d, sigmaColor=sigma_r, sigmaSpace=_SMOOTH_WORK_SIGMA)
+    up = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else small
+    dev = np.abs(up - x) / np.float32(2.0 * sigma_r)
+    keep = np.clip(dev - 1.0, 0.0, 1.0)
+    out = up + keep * (x - up)
+    out[~valid] = np.nan
+    return out.astype(np.float32)
+
+
 def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float, has_nan: bool = True) -> np.ndarray:
     """Slope at interior pixels from forward and backward one-sided slopes (same shape).
 
@@ -201,13 +250,17 @@ def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
 
 
 def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
-                       convention: Convention = "opengl", *, smooth_quantized: bool = True) -> np.ndarray:
+                       convention: Convention = "opengl", *, smooth_quantized: bool = True,
+                      smooth_px: float = 0.0) -> np.ndarray:
     """Unit surface normals (H, W, 3) float32 of the height field `strength * nearness`.
 
     Slopes are measured per image width (see the module docstring), so the result does not
     depend on the resolution the same scene is sampled at. A coarsely quantised map (e.g. from
     an 8-bit provider image, where one value step would tilt a normal by more than ~6°) is
-    first smoothed by `dequantize` unless `smooth_quantized` is False.
+    first smoothed by `dequantize` unless `smooth_quantized` is False. With `smooth_px` > 0,
+    `shape_smooth` (edge-aware, over ~`smooth_px` pixels) first removes the texture an
+    *estimated* depth map carries, keeping silhouettes: the `normal_maps` asset passes
+    `smooth × long side` (default `SMOOTH_FRAC`); a measured map needs none.
     """
     n = np.asarray(nearness, dtype=np.float32)
     if n.ndim != 2 or n.size == 0:
@@ -221,6 +274,8 @@ def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
         step = quantization_step(n)
         if step * w * strength > QUANT_STEP_SLOPE:
             n = dequantize(n, step, radius=max(2, round(w / 400)))
+    if smooth_px and smooth_px > 0 and min(h, w) >= 8:
+        n = shape_smooth(n, smooth_px)
     scale = np.float32(strength * w)  # nearness step per pixel → slope per image width
     has_nan = bool(np.isnan(n).any())
     tan_edge = np.float32(math.tan(math.radians(EDGE_ANGLE_DEG)))

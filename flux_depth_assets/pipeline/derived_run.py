@@ -34,7 +34,7 @@ STATS_ASSET = "depth_stats"
 DEPTH_ASSET = "depth_maps"
 
 #: bump when an algorithm's output changes: part of `params_hash`, so cached rows are redone
-ALGORITHM_VERSION = {NORMALS_ASSET: "1", SPRITES_ASSET: "1", STATS_ASSET: "1"}
+ALGORITHM_VERSION = {NORMALS_ASSET: "2", SPRITES_ASSET: "2", STATS_ASSET: "1"}
 OK = ("succeeded", "cached")
 
 

@@ -52,7 +52,8 @@ def max_unit_error(normals: np.ndarray) -> float:
 def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
     s = settings.normal_maps
     near = load_nearness(store, inp)
-    normals = normals_from_depth(near, s.strength, s.convention)
+    normals = normals_from_depth(near, s.strength, s.convention,
+                                 smooth_px=s.smooth * max(near.shape))
     png = encode_normals_png(normals, s.bit_depth)
     rel = store.file_rel(catalog, NORMALS_ASSET, inp.image_id, "png")
     store.write_bytes(rel, png)
