@@ -23,12 +23,14 @@ PREVIEW_FRAME_MS = 60
 
 def sway_preview(rgb: np.ndarray, background: np.ndarray,
                  alphas: list[tuple[np.ndarray, Box] | None],
-                 factors: list[float], settings: SpriteSettings) -> tuple[bytes, dict[str, Any]]:
+                 factors: list[float], settings: SpriteSettings,
+                 colours: list[np.ndarray | None] | None = None) -> tuple[bytes, dict[str, Any]]:
     """An endless camera sway made from the layers, cropped so no frame shows past the border.
 
     The scene is scaled so that after cropping a margin larger than the sway on every side the
     preview fits `preview_max_side`; each frame draws the (still) background, then every layer
-    moved by `factor × sway` with sub-pixel (bilinear) shifts.
+    moved by `factor × sway` with sub-pixel (bilinear) shifts. `colours[k]` (cropped like the
+    alpha) are layer k's own colours where they differ from `rgb` (its filled part).
     """
     h, w = background.shape[:2]
     long_out = min(settings.preview_max_side, max(h, w))
@@ -50,7 +52,12 @@ def sway_preview(rgb: np.ndarray, background: np.ndarray,
         canvas = np.zeros((h, w), dtype=np.uint8)
         canvas[y:y + bh, x:x + bw] = np.rint(alpha * 255.0).astype(np.uint8)
         a_small = Image.fromarray(canvas, "L").resize((cw, ch), Image.BOX)
-        layer = small_rgb.copy()
+        if colours is not None and colours[k] is not None:
+            full = rgb.copy()
+            full[y:y + bh, x:x + bw] = colours[k]
+            layer = Image.fromarray(full, "RGB").resize((cw, ch), Image.BOX)
+        else:
+            layer = small_rgb.copy()
         layer.putalpha(a_small)
         cbox = a_small.getbbox()  # where this layer is visible on the canvas
         if cbox is not None:
