@@ -187,11 +187,11 @@ def upright_regions(near: np.ndarray, edges: np.ndarray, max_share: float,
                     percentile: float) -> np.ndarray:
     """Regions enclosed by boundaries are upright objects: one nearness each.
 
-    The connected edge-free regions (OpenCV connected components) that do not touch the bottom
-    border (the ground does) and hold between 0.2 % and `max_share` of the pixels take the
+    The connected edge-free regions (OpenCV connected components) that touch neither the bottom
+    border (the ground does) nor the top one (sky, backdrop) and hold between 0.2 % and `max_share` of the pixels take the
     `percentile` of their nearness: an object standing in the scene faces the camera, it is not
     a piece of the receding ground plane. The bottom-touching and the large regions keep the
-    ramp.
+    ramp (no flat band at a border).
     """
     import cv2
 
@@ -203,6 +203,7 @@ def upright_regions(near: np.ndarray, edges: np.ndarray, max_share: float,
     ok = (counts >= 0.002 * h * w) & (counts <= max_share * h * w)
     ok[0] = False  # the edge pixels themselves
     ok[np.unique(comp[-1])] = False  # touches the bottom border: ground
+    ok[np.unique(comp[0])] = False  # touches the top border: sky, ceiling, far backdrop
     if not ok.any():
         return near
     flat = comp.ravel()
