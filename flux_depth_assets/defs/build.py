@@ -7,6 +7,7 @@ import dagster as dg
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
+from flux_depth_assets.defs.assets.gallery import catalog_gallery
 from flux_depth_assets.defs.assets.renders import depth_renders
 from flux_depth_assets.defs.assets.summary import catalog_summary
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, CATALOG_TAG
@@ -16,7 +17,7 @@ from flux_depth_assets.defs.schedules import build_schedules
 from flux_depth_assets.defs.sensors import catalog_registry_sensor
 from flux_depth_assets.defs.upload_sensors import build_upload_sensors
 
-PARTITIONED_ASSETS = [source_images, depth_maps, depth_renders, *DERIVED_ASSETS]
+PARTITIONED_ASSETS = [source_images, depth_maps, depth_renders, *DERIVED_ASSETS, catalog_gallery]
 # Not partitioned, so never in catalog_job: runs by automation after depth_maps/depth_stats update.
 UNPARTITIONED_ASSETS = [catalog_summary]
 
