@@ -25,7 +25,14 @@ from flux_depth_assets.depth.normals import normals_from_depth, quantize_normals
 def panel(path: Path, height: int = 200) -> Image.Image:
     im = Image.open(path).convert("RGB")
     depth = estimate_depth(im)
-    normals = quantize_normals(normals_from_depth(depth))
+    try:  # what the normal_maps asset does (older versions have no smoothing setting)
+        from flux_depth_assets.config.models import NormalMapSettings
+
+        smooth = float(getattr(NormalMapSettings(), "smooth", 0.0)) * max(depth.shape)
+        normals = normals_from_depth(depth, smooth_px=smooth) if smooth else normals_from_depth(depth)
+    except TypeError:
+        normals = normals_from_depth(depth)
+    normals = quantize_normals(normals)
     tiles = [im, Image.fromarray((depth * 255).astype(np.uint8)).convert("RGB"),
              Image.fromarray(normals, "RGB")]
     w = round(im.width * height / im.height)

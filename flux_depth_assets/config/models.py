@@ -164,7 +164,7 @@ class NormalMapSettings(StrictModel):
     convention: Literal["opengl", "directx"] = "opengl"
     bit_depth: Literal[8, 16] = 8
     # edge-aware smoothing before differentiation, × the long side (0 = off; see depth.normals)
-    smooth: float = Field(default=0.1, ge=0, le=0.5)
+    smooth: float = Field(default=0.2, ge=0, le=0.5)
 
 
 class SpriteSettings(StrictModel):

@@ -136,52 +136,72 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
 
 
 #: default edge-aware smoothing before differentiation, as a fraction of the long side
-SMOOTH_FRAC = 0.1
-#: depth steps larger than this fraction of the map's range are edges the smoothing keeps
-SMOOTH_RANGE_FRAC = 0.15
-#: the smoothing runs on a copy scaled so its spatial sigma is this many pixels
-_SMOOTH_WORK_SIGMA = 2.0
+SMOOTH_FRAC = 0.2
+#: depth steps larger than about this fraction of the map's range are edges the smoothing keeps
+SMOOTH_RANGE_FRAC = 0.3
+#: long side of the copy the smoothing runs on
+SMOOTH_WORK_SIDE = 256
 
 
-def shape_smooth(nearness: np.ndarray, sigma_px: float, range_frac: float = SMOOTH_RANGE_FRAC,
-                 iterations: int = 4) -> np.ndarray:
+def shape_smooth(nearness: np.ndarray, sigma_px: float,
+                 range_frac: float = SMOOTH_RANGE_FRAC) -> np.ndarray:
     """Edge-aware smoothing of a depth map so normals follow shape, not texture.
 
-    Bilateral filtering (OpenCV) of the depth itself: averages within ~`sigma_px` pixels but not
-    across depth steps larger than ~`range_frac` of the map's range, so surfaces lose the texture
-    an estimated map inherits from its image while silhouettes keep their step. It runs on a
-    copy scaled so the spatial sigma is a few pixels (cost independent of the image size). Back
-    at full size, where the smooth map departs from the input by more than a depth step (the
-    pixels next to a silhouette, where upsampling blurs the step), the input is kept, blended in
-    over one more step, so edges stay as sharp as they were. NaN stays NaN.
+    A bilateral filter of the depth itself, computed on a bilateral grid (Chen, Paris & Durand
+    2007): values are splatted into a coarse (y, x, depth) grid with cells of `sigma_px` and
+    `range_frac` of the map's range, the grid is blurred, and each pixel reads its value back
+    with a cubic spline (smooth normals: no facets at cell borders). It averages over surfaces
+    but not across depth steps, at a cost independent of the sigma. It runs on a copy
+    `SMOOTH_WORK_SIDE` px long; back at full size, where the upsampled map departs from the input
+    by more than a depth step (the pixels next to a silhouette) the input, median-filtered, is
+    blended in, so silhouettes stay sharp. NaN stays NaN. OpenCV has no bilateral grid, and its
+    bilateral filter costs grow with the square of the sigma (10-20 % of the image here).
     """
     import cv2
+    from scipy import ndimage
 
     n = np.asarray(nearness, dtype=np.float32)
-    if sigma_px <= 0:
+    valid = np.isfinite(n)
+    if sigma_px <= 0 or not valid.any():
         return n
     h, w = n.shape
-    valid = np.isfinite(n)
-    if not valid.any():
-        return n
-    lo, hi = np.percentile(n[valid], [1, 99])
-    span = float(hi - lo)
-    if span <= 0:
-        return n
-    x = np.where(valid, n, np.float32(np.median(n[valid]))).astype(np.float32)
-    f = max(1.0, sigma_px / _SMOOTH_WORK_SIGMA)
+    x = n if valid.all() else np.where(valid, n, np.float32(np.nanmedian(n)))
+    f = max(1.0, max(h, w) / SMOOTH_WORK_SIDE)
     sw, sh = max(1, round(w / f)), max(1, round(h / f))
     small = cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA) if f > 1 else x
-    sigma_r = range_frac * span
-    d = 2 * math.ceil(2 * _SMOOTH_WORK_SIGMA) + 1
-    for _ in range(iterations):
-        small = cv2.bilateralFilter(small, d=d, sigmaColor=sigma_r, sigmaSpace=_SMOOTH_WORK_SIGMA)
-    up = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else small
-    dev = np.abs(up - x) / np.float32(2.0 * sigma_r)
-    keep = np.clip(dev - 1.0, 0.0, 1.0)
-    out = up + keep * (x - up)
+    lo, hi = (float(v) for v in np.percentile(small, [1, 99]))
+    if not hi > lo:
+        return n
+    ss, sr = max(1.0, sigma_px / f), range_frac * (hi - lo)
+    zlo = float(small.min())
+    ny, nx = int(sh / ss) + 4, int(sw / ss) + 4
+    nz = int((float(small.max()) - zlo) / sr) + 4
+    cy = np.repeat((np.arange(sh, dtype=np.float32) / np.float32(ss) + 1.5)[:, None], sw, axis=1)
+    cx = np.repeat((np.arange(sw, dtype=np.float32) / np.float32(ss) + 1.5)[None, :], sh, axis=0)
+    cz = (small - np.float32(zlo)) / np.float32(sr) + np.float32(1.5)
+    idx = ((np.rint(cy).astype(np.int64) * nx + np.rint(cx).astype(np.int64)) * nz
+           + np.rint(cz).astype(np.int64)).ravel()
+    cells = ny * nx * nz
+    weight = np.bincount(idx, minlength=cells).astype(np.float64).reshape(ny, nx, nz)
+    value = np.bincount(idx, weights=small.ravel().astype(np.float64),
+                        minlength=cells).reshape(ny, nx, nz)
+    weight = ndimage.gaussian_filter(weight, 1.0, mode="constant")
+    value = ndimage.gaussian_filter(value, 1.0, mode="constant")
+    coords = np.stack([cy.ravel(), cx.ravel(), cz.ravel()])
+    num = ndimage.map_coordinates(value, coords, order=3, mode="nearest")
+    den = ndimage.map_coordinates(weight, coords, order=3, mode="nearest")
+    smooth = (num / np.maximum(den, 1e-6)).reshape(sh, sw).astype(np.float32)
+    up = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_CUBIC) if f > 1 else smooth
+    keep = cv2.absdiff(up, x)
+    keep *= np.float32(1.0 / (2.0 * sr))
+    keep -= np.float32(1.0)
+    np.clip(keep, 0.0, 1.0, out=keep)
+    out = cv2.medianBlur(x, 5)
+    out -= up
+    out *= keep
+    out += up
     out[~valid] = np.nan
-    return out.astype(np.float32)
+    return out
 
 
 def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float, has_nan: bool = True) -> np.ndarray:

@@ -99,16 +99,19 @@ def person_box(face: Face, shape: tuple[int, int]) -> Box:
     return x0, y0, max(1, x1 - x0), h - y0  # down to the bottom of the frame
 
 
-def subject_mask(rgb: np.ndarray, faces: list[Face], iterations: int = 2) -> np.ndarray:
-    """float32 (h, w) in [0, 1]: how surely each pixel belongs to a detected face's subject.
+def subject_masks(rgb: np.ndarray, faces: list[Face], iterations: int = 2) -> list[np.ndarray]:
+    """Per face, float32 (h, w) in [0, 1]: how surely each pixel belongs to its subject.
 
-    GrabCut on the uint8 RGB working image, initialised with each face's person box (outside:
-    sure background; the face's inner part: sure foreground).
+    GrabCut on the uint8 RGB working image (~192 px: its cost is per pixel and per iteration),
+    initialised with the face's person box (outside: sure background; the face's inner part:
+    sure foreground); the part connected to the face is kept.
     """
     h, w = rgb.shape[:2]
-    out = np.zeros((h, w), dtype=np.float32)
+    masks: list[np.ndarray] = []
     img = np.ascontiguousarray(rgb, dtype=np.uint8)
     for face in faces:
+        out = np.zeros((h, w), dtype=np.float32)
+        masks.append(out)
         px, py, pw, ph = person_box(face, (h, w))
         if pw < 8 or ph < 8:
             continue
@@ -117,23 +120,53 @@ def subject_mask(rgb: np.ndarray, faces: list[Face], iterations: int = 2) -> np.
         fx, fy, fw, fh = face.box
         mx, my = fw // 5, fh // 5
         mask[fy + my:fy + fh - my, fx + mx:fx + fw - mx] = cv2.GC_FGD
+        if (mask != cv2.GC_BGD).all():  # no background to learn from: the face box only
+            out[fy:fy + fh, fx:fx + fw] = 1.0
+            continue
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         try:
             cv2.grabCut(img, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
-        except cv2.error:  # a degenerate colour model (e.g. a flat image): keep the face only
+        except cv2.error:  # a degenerate colour model (e.g. a flat image): the face box only
             mask[:] = cv2.GC_BGD
             mask[fy:fy + fh, fx:fx + fw] = cv2.GC_FGD
         fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
         # keep the part connected to the face (GrabCut may pick up look-alike colour elsewhere)
         n, comp = cv2.connectedComponents(fg, connectivity=8)
-        if n > 2:
-            ids = comp[fy + fh // 2, fx + fw // 2]
-            if ids > 0:
-                fg = (comp == ids).astype(np.uint8)
-        out = np.maximum(out, fg.astype(np.float32))
-    if out.any():
-        out = cv2.GaussianBlur(out, (0, 0), max(1.0, 0.006 * max(h, w)))
+        centre = comp[min(h - 1, fy + fh // 2), min(w - 1, fx + fw // 2)]
+        if n > 2 and centre > 0:
+            fg = (comp == centre).astype(np.uint8)
+        rows = np.flatnonzero(fg.any(axis=1))
+        if rows.size == 0 or rows[-1] < min(h - 1, fy + 2 * fh):
+            fg = np.maximum(fg, body_prior((h, w), face))  # GrabCut kept the head only
+        out[:] = fg
+        cv2.GaussianBlur(out, (0, 0), max(1.0, 0.006 * max(h, w)), dst=out)
+    return masks
+
+
+def body_prior(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """uint8 mask of where a face's body most likely is: the head (an ellipse around the face)
+    and a torso widening below it to the bottom of the frame."""
+    h, w = shape
+    x, y, fw, fh = face.box
+    cx = x + fw / 2
+    out = np.zeros((h, w), dtype=np.uint8)
+    cv2.ellipse(out, (int(cx), int(y + fh / 2)), (int(fw * 0.6), int(fh * 0.75)), 0, 0, 360, 1, -1)
+    neck, shoulders = y + fh, y + 1.6 * fh
+    torso = np.array([[cx - 0.35 * fw, neck], [cx + 0.35 * fw, neck],
+                      [cx + 1.4 * fw, shoulders], [cx + 1.5 * fw, h], [cx - 1.5 * fw, h],
+                      [cx - 1.4 * fw, shoulders]], dtype=np.int32)
+    cv2.fillPoly(out, [torso], 1)
     return out
+
+
+def standing_level(near: np.ndarray, face: Face) -> float:
+    """The nearness where a face's subject stands: the nearer quartile of the bottom tenth of
+    its person box (which reaches the bottom of the frame), across the face's width."""
+    h, w = near.shape
+    x, y, fw, fh = face.box
+    _, py, _, ph = person_box(face, (h, w))
+    band = near[max(py, h - max(2, ph // 10)):h, max(0, x):min(w, x + fw)]
+    return float(np.percentile(band, 75)) if band.size else float(near.max())
 
 
 def spectral_saliency(gray: np.ndarray, side: int = 64) -> np.ndarray:
