@@ -38,7 +38,7 @@ def panel(path: Path, height: int = 200) -> Image.Image:
     w = round(im.width * height / im.height)
     out = Image.new("RGB", (3 * w, height))
     for i, t in enumerate(tiles):
-        out.paste(t.resize((w, height), Image.BILINEAR), (i * w, 0))
+        out.paste(t.resize((w, height), Image.Resampling.BILINEAR), (i * w, 0))
     return out
 
 

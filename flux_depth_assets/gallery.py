@@ -57,7 +57,7 @@ def _thumb(data: bytes, kind: str) -> bytes:
         if kind == "depth" and im.mode.startswith("I"):
             im = im.point(lambda v: v / 256).convert("L")  # 16-bit → 8-bit for the browser
         im = im.convert("RGB")
-        im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.BILINEAR)
+        im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=80)
         return buf.getvalue()

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -170,13 +171,13 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
     params_hash = spec.params_hash(settings)
     if inputs and inputs[0].catalog_range is not None:  # a new catalog range redoes every image
         params_hash = config_hash({"params": params_hash, "catalog_range": inputs[0].catalog_range})
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows: list[dict] = []
     for n, inp in enumerate(inputs, 1):
         base = {"image_id": inp.image_id, "depth_sha256": inp.depth_sha256, "params_hash": params_hash,
                 "run_id": run_id}
         prev = previous.get(inp.image_id)
-        if stale_reason(prev, inp, spec, present, params_hash) is None:
+        if prev is not None and stale_reason(prev, inp, spec, present, params_hash) is None:
             rows.append({**prev, "status": "cached", "error": None, "run_id": run_id,
                          **({"seconds": 0.0} if "seconds" in spec.schema.names else {})})
             continue
@@ -184,7 +185,7 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
         try:
             out = spec.make(store, catalog, settings, inp)
             row = {**base, **out, "status": "succeeded", "error": None}
-        except Exception as exc:  # one bad image never fails the run
+        except Exception as exc:  # noqa: BLE001 - one bad image never fails the run
             row = {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
                    "width": inp.width, "height": inp.height}
         row["seconds"] = time.perf_counter() - t1
