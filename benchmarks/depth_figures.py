@@ -29,12 +29,17 @@ def panel(path: Path, height: int = 200) -> Image.Image:
         from flux_depth_assets.config.models import NormalMapSettings
 
         smooth = float(getattr(NormalMapSettings(), "smooth", 0.0)) * max(depth.shape)
-        normals = normals_from_depth(depth, smooth_px=smooth) if smooth else normals_from_depth(depth)
+        normals = (
+            normals_from_depth(depth, smooth_px=smooth) if smooth else normals_from_depth(depth)
+        )
     except TypeError:
         normals = normals_from_depth(depth)
     normals = quantize_normals(normals)
-    tiles = [im, Image.fromarray((depth * 255).astype(np.uint8)).convert("RGB"),
-             Image.fromarray(normals, "RGB")]
+    tiles = [
+        im,
+        Image.fromarray((depth * 255).astype(np.uint8)).convert("RGB"),
+        Image.fromarray(normals, "RGB"),
+    ]
     w = round(im.width * height / im.height)
     out = Image.new("RGB", (3 * w, height))
     for i, t in enumerate(tiles):

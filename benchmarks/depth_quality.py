@@ -227,8 +227,9 @@ def normal_errors(scenes: list[Scene], predict: Predictor) -> dict[str, dict[str
 
 
 def format_normals(errors: dict[str, dict[str, float]], name: str) -> str:
-    lines = [f"| scene | {name} normals error (°) ↓ | flat (0,0,1) error (°) | vertical error (°) "
-             "| pixels scored |", "|---|---:|---:|---:|---:|"]
+    head = (f"| scene | {name} normals error (°) ↓ | flat (0,0,1) error (°) | vertical error (°) "
+            "| pixels scored |")
+    lines = [head, "|---|---:|---:|---:|---:|"]
     for n, e in errors.items():
         lines.append(f"| {n} | {e['pred']:.1f} | {e['flat']:.1f} | {e['vertical']:.1f} "
                      f"| {e['interior_share']:.0%} |")

@@ -48,12 +48,15 @@ def gallery_dir(catalog: str) -> str:
 
 def _rows(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
     table = store.read_partition(asset, catalog)
-    return {} if table is None else {r["image_id"]: r for r in table.to_pylist() if r.get("image_id")}
+    return (
+        {} if table is None else {r["image_id"]: r for r in table.to_pylist() if r.get("image_id")}
+    )
 
 
 def _thumb(data: bytes, kind: str) -> bytes:
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        im: Image.Image = opened
         if kind == "depth" and im.mode.startswith("I"):
             im = im.point(lambda v: v / 256).convert("L")  # 16-bit → 8-bit for the browser
         im = im.convert("RGB")
@@ -84,16 +87,19 @@ def build_gallery(store: Storage, catalog: str) -> GalleryResult:
     rejected: list[dict[str, Any]] = []
     for r in src_rows:
         if r["status"] != "accepted":
-            rejected.append({"source": r.get("source_uri"), "status": r["status"],
-                             "reason": r.get("reason")})
+            rejected.append(
+                {"source": r.get("source_uri"), "status": r["status"], "reason": r.get("reason")}
+            )
             continue
         iid = r["image_id"]
         d, n, s = depth.get(iid, {}), normals.get(iid, {}), sprites.get(iid, {})
         thumbs: dict[str, str | None] = {}
-        for kind, rel, key in (("src", r.get("normalized_path"), r.get("sha256")),
-                               ("depth", d.get("depth_path"), d.get("output_sha256")),
-                               ("normals", n.get("normal_path"), n.get("output_sha256")),
-                               ("preview", s.get("preview_path"), s.get("depth_sha256"))):
+        for kind, rel, key in (
+            ("src", r.get("normalized_path"), r.get("sha256")),
+            ("depth", d.get("depth_path"), d.get("output_sha256")),
+            ("normals", n.get("normal_path"), n.get("output_sha256")),
+            ("preview", s.get("preview_path"), s.get("depth_sha256")),
+        ):
             if not rel or not key:
                 thumbs[kind] = None
                 continue
@@ -103,34 +109,51 @@ def build_gallery(store: Storage, catalog: str) -> GalleryResult:
             if f"{base}/{name}" not in present:
                 try:
                     data = store.read_bytes(rel)
-                    store.write_bytes(f"{base}/{name}", data if kind == "preview" else _thumb(data, kind))
+                    store.write_bytes(
+                        f"{base}/{name}", data if kind == "preview" else _thumb(data, kind)
+                    )
                     made += 1
                 except (OSError, ValueError) as exc:  # a missing/corrupt output: shown as such
                     thumbs[kind] = None
                     s = {**s, "error": s.get("error") or f"{kind}: {exc}"}
                     continue
             thumbs[kind] = name
-        items.append({
-            "id": iid, "source": r.get("source_uri"), "w": r.get("width"), "h": r.get("height"),
-            "thumbs": thumbs, "provider": d.get("provider"), "model": d.get("model"),
-            "cost": d.get("cost_usd"),
-            "checks": {a: {"status": row.get("status"), "error": row.get("error")}
-                       for a, row in (("depth_maps", d), ("normal_maps", n),
-                                      ("parallax_sprites", s)) if row},
-            "layers": _layers(store, s),
-        })
+        items.append(
+            {
+                "id": iid,
+                "source": r.get("source_uri"),
+                "w": r.get("width"),
+                "h": r.get("height"),
+                "thumbs": thumbs,
+                "provider": d.get("provider"),
+                "model": d.get("model"),
+                "cost": d.get("cost_usd"),
+                "checks": {
+                    a: {"status": row.get("status"), "error": row.get("error")}
+                    for a, row in (("depth_maps", d), ("normal_maps", n), ("parallax_sprites", s))
+                    if row
+                },
+                "layers": _layers(store, s),
+            }
+        )
     pages = max(1, -(-len(items) // PAGE_SIZE))
     for p in range(pages):
-        chunk = items[p * PAGE_SIZE:(p + 1) * PAGE_SIZE]
+        chunk = items[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]
         store.write_bytes(f"{base}/data/page-{p + 1:04d}.js", _js("galleryPage", p + 1, chunk))
-    meta = {"catalog": catalog, "images": len(items), "rejected": rejected, "pages": pages,
-            "page_size": PAGE_SIZE,
-            "cost_usd": round(sum(float(i["cost"] or 0.0) for i in items), 4)}
+    meta = {
+        "catalog": catalog,
+        "images": len(items),
+        "rejected": rejected,
+        "pages": pages,
+        "page_size": PAGE_SIZE,
+        "cost_usd": round(sum(float(i["cost"] or 0.0) for i in items), 4),
+    }
     store.write_bytes(f"{base}/data/meta.js", _js("galleryMeta", meta))
     page_rel = f"{base}/index.html"
     store.write_bytes(page_rel, _TEMPLATE.read_bytes().replace(b"{{CATALOG}}", catalog.encode()))
-    return GalleryResult(page_rel=page_rel, images=len(items), rejected=len(rejected),
-                         pages=pages, thumbs_made=made)
+    return GalleryResult(
+        page_rel=page_rel, images=len(items), rejected=len(rejected), pages=pages, thumbs_made=made
+    )
 
 
 def _layers(store: Storage, sprite_row: dict) -> dict[str, Any] | None:
@@ -143,7 +166,16 @@ def _layers(store: Storage, sprite_row: dict) -> dict[str, Any] | None:
         m = json.loads(store.read_bytes(manifest_rel))
     except (OSError, ValueError):
         return None
-    return {"w": m["image"]["width"], "h": m["image"]["height"],
-            "list": [{"file": f"../../{folder}/{layer['file']}", "bbox": layer["bbox"],
-                      "f": layer["parallax_factor"]}
-                     for layer in m["layers"] if not layer["empty"]]}
+    return {
+        "w": m["image"]["width"],
+        "h": m["image"]["height"],
+        "list": [
+            {
+                "file": f"../../{folder}/{layer['file']}",
+                "bbox": layer["bbox"],
+                "f": layer["parallax_factor"],
+            }
+            for layer in m["layers"]
+            if not layer["empty"]
+        ],
+    }

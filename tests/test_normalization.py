@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from flux_depth_assets.config.models import DepthMapSettings, ModelSettings
@@ -23,7 +25,9 @@ def test_two_frames_of_one_scene_agree_on_the_catalog_scale() -> None:
     assert not np.isclose(per_image[0][0, 1], per_image[1][0, 1])  # the flicker
     common = catalog_range([(r.min(), r.max()) for r in (raw_a, raw_b)])
     assert common == (1.0, 6.0)
-    a, b = (to_catalog_scale(p, (r.min(), r.max()), common) for p, r in zip(per_image, (raw_a, raw_b)))
+    a, b = (
+        to_catalog_scale(p, (r.min(), r.max()), common) for p, r in zip(per_image, (raw_a, raw_b))
+    )
     np.testing.assert_allclose(a[0], b[0], atol=1e-6)
     np.testing.assert_allclose(b, (raw_b - 1.0) / 5.0, atol=1e-6)
 
@@ -47,9 +51,18 @@ def test_derived_assets_read_maps_on_the_catalog_range(tmp_path) -> None:
     raw = np.array([[2.0, 3.0], [4.0, 4.0]], dtype=np.float32)
     q, lo, hi = quantize(raw)
     store.write_bytes("d.png", encode_png16(q))
-    base = dict(image_id="a", source_sha256="s", normalized_path="n", depth_path="d.png",
-                depth_sha256="x", depth_min=lo, depth_max=hi, width=2, height=2)
-    own = load_nearness(store, DepthInput(**base))
+    own_input = DepthInput(
+        image_id="a",
+        source_sha256="s",
+        normalized_path="n",
+        depth_path="d.png",
+        depth_sha256="x",
+        depth_min=lo,
+        depth_max=hi,
+        width=2,
+        height=2,
+    )
+    own = load_nearness(store, own_input)
     np.testing.assert_allclose(own, (raw - 2.0) / 2.0, atol=1e-4)
-    common = load_nearness(store, DepthInput(**base, catalog_range=(0.0, 8.0)))
+    common = load_nearness(store, replace(own_input, catalog_range=(0.0, 8.0)))
     np.testing.assert_allclose(common, raw / 8.0, atol=1e-4)

@@ -28,8 +28,10 @@ def _load(path: Path) -> Image.Image:
 def _faces(im: Image.Image) -> list[subjects.Box]:
     f = min(1.0, 256 / max(im.size))
     small = im.resize((round(im.width * f), round(im.height * f)))
-    return [subjects.scale_box(face.box, 1 / f, 1 / f)
-            for face in subjects.detect_faces(np.asarray(small.convert("L")))]
+    return [
+        subjects.scale_box(face.box, 1 / f, 1 / f)
+        for face in subjects.detect_faces(np.asarray(small.convert("L")))
+    ]
 
 
 @pytest.mark.parametrize("path", PHOTOS, ids=lambda p: p.name)
@@ -40,9 +42,13 @@ def test_a_detected_face_is_nearer_than_the_background_beside_it(path: Path) -> 
         assert faces, "the astronaut's face must be detected"
     depth = estimate_depth(im)
     for x, y, w, h in faces:
-        face = depth[y + h // 4:y + 3 * h // 4, x + w // 4:x + 3 * w // 4].mean()
-        beside = np.concatenate([depth[y:y + h, max(0, x - w):x].ravel(),
-                                 depth[y:y + h, x + w:x + 2 * w].ravel()])
+        face = depth[y + h // 4 : y + 3 * h // 4, x + w // 4 : x + 3 * w // 4].mean()
+        beside = np.concatenate(
+            [
+                depth[y : y + h, max(0, x - w) : x].ravel(),
+                depth[y : y + h, x + w : x + 2 * w].ravel(),
+            ]
+        )
         assert face > beside.mean() + 0.1, (path.name, face, beside.mean())
 
 
@@ -53,8 +59,12 @@ def test_no_clamped_band_or_seam_at_any_border(path: Path) -> None:
     span = float(depth.max() - depth.min())
     normals = normals_from_depth(depth, smooth_px=NormalMapSettings().smooth * max(h, w))
     tilt = tilt_deg(normals)
-    for name, d, t in (("top", depth, tilt), ("bottom", depth[::-1], tilt[::-1]),
-                       ("left", depth.T, tilt.T), ("right", depth.T[::-1], tilt.T[::-1])):
+    for name, d, t in (
+        ("top", depth, tilt),
+        ("bottom", depth[::-1], tilt[::-1]),
+        ("left", depth.T, tilt.T),
+        ("right", depth.T[::-1], tilt.T[::-1]),
+    ):
         band = max(3, int(0.15 * d.shape[0]))
         # a clamp: neighbouring lines holding the very same values (the old horizon cut made
         # the top 10-15 % one constant)
@@ -74,8 +84,12 @@ def test_no_unfilled_pixel_at_the_largest_offset_and_faces_stay_whole(path: Path
     assert unfilled_pixels(ss.manifest, files.__getitem__) == 0
     for x, y, w, h in _faces(im):
         cx, cy = x + w // 2, y + h // 2
-        owners = [layer for layer in ss.manifest["layers"] if not layer["empty"]
-                  and _alpha_at(files[layer["file"]], layer["bbox"], cx - w // 4, cy, cx + w // 4) == 255]
+        owners = [
+            layer
+            for layer in ss.manifest["layers"]
+            if not layer["empty"]
+            and _alpha_at(files[layer["file"]], layer["bbox"], cx - w // 4, cy, cx + w // 4) == 255
+        ]
         assert owners, "the face centre belongs to a layer"
 
 
@@ -84,7 +98,7 @@ def _alpha_at(png: bytes, bbox: dict, x0: int, y: int, x1: int) -> int:
     bx, by = bbox["x"], bbox["y"]
     if not (by <= y < by + a.shape[0] and bx <= x0 and x1 < bx + a.shape[1]):
         return 0
-    return int(a[y - by, x0 - bx:x1 - bx].min())
+    return int(a[y - by, x0 - bx : x1 - bx].min())
 
 
 def _two_step_scene() -> tuple[np.ndarray, np.ndarray]:

@@ -105,7 +105,7 @@ def geodesic_from_top(cost: np.ndarray, step: float, sweeps: int = 2) -> np.ndar
     c = np.asarray(cost, dtype=np.float32)
     single = c.ndim == 2
     c = c[None] if single else c
-    step = np.float32(step)
+    step32 = np.float32(step)
     d = np.full(c.shape, np.inf, dtype=np.float32)
     d[:, 0] = 0.0
     rows_c = np.ascontiguousarray(c.transpose(1, 0, 2))  # (h, k, w): one row of every map
@@ -115,11 +115,11 @@ def geodesic_from_top(cost: np.ndarray, step: float, sweeps: int = 2) -> np.ndar
     for _ in range(sweeps):
         for rows, prev in ((range(1, h), -1), (range(h - 2, -1, -1), 1)):
             for y in rows:
-                _relax(dr[y], dr[y + prev], rows_c[y], rows_c[y + prev], step)
+                _relax(dr[y], dr[y + prev], rows_c[y], rows_c[y + prev], step32)
         dc = np.ascontiguousarray(dr.transpose(2, 1, 0))  # (w, k, h)
         for cols, prev in ((range(1, w), -1), (range(w - 2, -1, -1), 1)):
             for x in cols:
-                _relax(dc[x], dc[x + prev], cols_c[x], cols_c[x + prev], step)
+                _relax(dc[x], dc[x + prev], cols_c[x], cols_c[x + prev], step32)
         dr = np.ascontiguousarray(dc.transpose(2, 1, 0))
     out = dr.transpose(1, 0, 2)
     return np.ascontiguousarray(out[0] if single else out)

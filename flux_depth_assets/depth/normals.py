@@ -192,11 +192,8 @@ def shape_smooth(nearness: np.ndarray, sigma_px: float,
     den = ndimage.map_coordinates(weight, coords, order=3, mode="nearest")
     smooth = (num / np.maximum(den, 1e-6)).reshape(sh, sw).astype(np.float32)
     up = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_CUBIC) if f > 1 else smooth
-    keep = cv2.absdiff(up, x)
-    keep *= np.float32(1.0 / (2.0 * sr))
-    keep -= np.float32(1.0)
-    np.clip(keep, 0.0, 1.0, out=keep)
-    out = cv2.medianBlur(x, 5)
+    keep = np.clip(np.abs(up - x) * np.float32(1.0 / (2.0 * sr)) - np.float32(1.0), 0.0, 1.0)
+    out = np.asarray(cv2.medianBlur(x, 5), dtype=np.float32)
     out -= up
     out *= keep
     out += up
@@ -204,7 +201,8 @@ def shape_smooth(nearness: np.ndarray, sigma_px: float,
     return out
 
 
-def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float, has_nan: bool = True) -> np.ndarray:
+def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float | np.float32,
+                has_nan: bool = True) -> np.ndarray:
     """Slope at interior pixels from forward and backward one-sided slopes (same shape).
 
     Central difference where they agree; the gentler one-sided slope across a depth edge; the

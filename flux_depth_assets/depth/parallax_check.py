@@ -8,7 +8,8 @@ reach full opacity. A pixel that is not is *unfilled*: what a player would show 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,8 +28,9 @@ def largest_offsets(manifest: dict[str, Any]) -> list[tuple[float, float]]:
     return [(amp, 0.0), (-amp, 0.0), (0.0, 0.3 * amp), (0.0, -0.3 * amp)]
 
 
-def coverage_at(manifest: dict[str, Any], read: Callable[[str], bytes],
-                offset: tuple[float, float]) -> np.ndarray:
+def coverage_at(
+    manifest: dict[str, Any], read: Callable[[str], bytes], offset: tuple[float, float]
+) -> np.ndarray:
     """float32 (H, W): composited opacity of every layer moved by factor × offset."""
     w, h = manifest["image"]["width"], manifest["image"]["height"]
     clear = np.ones((h, w), dtype=np.float32)  # product of (1 - alpha)
@@ -38,13 +40,13 @@ def coverage_at(manifest: dict[str, Any], read: Callable[[str], bytes],
         a = decode_rgba(read(layer["file"]))[..., 3].astype(np.float32) / 255.0
         b = layer["bbox"]
         f = float(layer["parallax_factor"])
-        x = b["x"] + int(round(f * offset[0]))
-        y = b["y"] + int(round(f * offset[1]))
+        x = b["x"] + round(f * offset[0])
+        y = b["y"] + round(f * offset[1])
         x0, y0 = max(0, x), max(0, y)
         x1, y1 = min(w, x + a.shape[1]), min(h, y + a.shape[0])
         if x1 <= x0 or y1 <= y0:
             continue
-        clear[y0:y1, x0:x1] *= 1.0 - a[y0 - y:y1 - y, x0 - x:x1 - x]
+        clear[y0:y1, x0:x1] *= 1.0 - a[y0 - y : y1 - y, x0 - x : x1 - x]
     return 1.0 - clear
 
 
@@ -55,6 +57,6 @@ def unfilled_pixels(manifest: dict[str, Any], read: Callable[[str], bytes]) -> i
     crop = int(np.ceil(float(manifest["preview"].get("crop_px", 0.0))))
     worst = 0
     for off in largest_offsets(manifest):
-        cov = coverage_at(manifest, read, off)[crop:h - crop or None, crop:w - crop or None]
+        cov = coverage_at(manifest, read, off)[crop : h - crop or None, crop : w - crop or None]
         worst = max(worst, int((cov < OPAQUE).sum()))
     return worst

@@ -19,7 +19,7 @@ Every function is pure (numpy in, numbers out) so tests and the benchmark share 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

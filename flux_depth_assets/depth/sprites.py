@@ -137,8 +137,8 @@ def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSetting
     colours: list[np.ndarray | None] = [None] * n_layers
     reach = fill_reach(w, h, settings)
     for k in range(1, n_layers):
-        if boxes[k] is not None:
-            alphas[k], colours[k] = filled_layer(img, labels, k, settings.feather_px, boxes[k], reach)
+        if (box_k := boxes[k]) is not None:
+            alphas[k], colours[k] = filled_layer(img, labels, k, settings.feather_px, box_k, reach)
     lap("alpha")
 
     # the background: its own pixels as they are; pixels under nearer layers filled from
@@ -167,7 +167,7 @@ def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSetting
             png, box = _png(np.zeros((1, 1, 4), np.uint8), "RGBA"), None
         else:
             alpha, box = entry
-            x, y, bw, bh = box
+            _, _, bw, bh = box
             a8 = np.rint(alpha * 255.0).astype(np.uint8)
             rgba = np.zeros((bh, bw, 4), dtype=np.uint8)
             colour = colours[k]
@@ -224,7 +224,7 @@ def fill_reach(w: int, h: int, settings: SpriteSettings) -> int:
     """How far (full-frame pixels) a nearer layer can slide over a farther one in the preview:
     the farther layer is filled that far under the nearer ones."""
     long_out = min(settings.preview_max_side, max(h, w))
-    return int(math.ceil(SWAY_AMPLITUDE * long_out * max(h, w) / long_out)) + 2
+    return math.ceil(SWAY_AMPLITUDE * long_out * max(h, w) / long_out) + 2
 
 
 def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float, box: Box,

@@ -44,7 +44,7 @@ _CASCADES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cascade(kind: str) -> cv2.CascadeClassifier:
     path = str(cv2.data.haarcascades) + _CASCADES[kind]  # type: ignore[attr-defined]
     clf = cv2.CascadeClassifier(path)
@@ -53,21 +53,22 @@ def _cascade(kind: str) -> cv2.CascadeClassifier:
     return clf
 
 
-def detect_faces(gray: np.ndarray, min_side_frac: float = 0.08,
-                 kinds: tuple[str, ...] = ("human",)) -> list[Face]:
+def detect_faces(
+    gray: np.ndarray, min_side_frac: float = 0.08, kinds: tuple[str, ...] = ("human",)
+) -> list[Face]:
     """Faces in a uint8 grayscale image (any size; ~320 px on the long side is plenty).
 
     A face must be at least `min_side_frac` of the image's short side. Overlapping human and
     cat detections keep the human one.
     """
-    g = np.ascontiguousarray(gray, dtype=np.uint8)
-    g = cv2.equalizeHist(g)
+    g = cv2.equalizeHist(np.ascontiguousarray(gray, dtype=np.uint8))
     min_side = max(12, int(min_side_frac * min(g.shape)))
     found: list[Face] = []
     for kind in kinds:
-        boxes = _cascade(kind).detectMultiScale(g, scaleFactor=1.15, minNeighbors=6,
-                                                minSize=(min_side, min_side))
-        for x, y, w, h in (boxes if len(boxes) else []):
+        boxes = _cascade(kind).detectMultiScale(
+            g, scaleFactor=1.15, minNeighbors=6, minSize=(min_side, min_side)
+        )
+        for x, y, w, h in boxes if len(boxes) else []:
             box = (int(x), int(y), int(w), int(h))
             if not any(_overlap(box, f.box) > 0.3 for f in found):
                 found.append(Face(box, kind))
@@ -116,19 +117,27 @@ def subject_masks(rgb: np.ndarray, faces: list[Face], iterations: int = 2) -> li
         if pw < 8 or ph < 8:
             continue
         mask = np.full((h, w), cv2.GC_BGD, dtype=np.uint8)
-        mask[py:py + ph, px:px + pw] = cv2.GC_PR_FGD
+        mask[py : py + ph, px : px + pw] = cv2.GC_PR_FGD
         fx, fy, fw, fh = face.box
         mx, my = fw // 5, fh // 5
-        mask[fy + my:fy + fh - my, fx + mx:fx + fw - mx] = cv2.GC_FGD
+        mask[fy + my : fy + fh - my, fx + mx : fx + fw - mx] = cv2.GC_FGD
         if (mask != cv2.GC_BGD).all():  # no background to learn from: the face box only
-            out[fy:fy + fh, fx:fx + fw] = 1.0
+            out[fy : fy + fh, fx : fx + fw] = 1.0
             continue
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         try:
-            cv2.grabCut(img, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+            cv2.grabCut(
+                img,
+                mask,
+                None,
+                bgd,
+                fgd,
+                iterations,  # type: ignore[call-overload]
+                cv2.GC_INIT_WITH_MASK,
+            )
         except cv2.error:  # a degenerate colour model (e.g. a flat image): the face box only
             mask[:] = cv2.GC_BGD
-            mask[fy:fy + fh, fx:fx + fw] = cv2.GC_FGD
+            mask[fy : fy + fh, fx : fx + fw] = cv2.GC_FGD
         fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
         # keep the part connected to the face (GrabCut may pick up look-alike colour elsewhere)
         n, comp = cv2.connectedComponents(fg, connectivity=8)
@@ -152,9 +161,17 @@ def body_prior(shape: tuple[int, int], face: Face) -> np.ndarray:
     out = np.zeros((h, w), dtype=np.uint8)
     cv2.ellipse(out, (int(cx), int(y + fh / 2)), (int(fw * 0.6), int(fh * 0.75)), 0, 0, 360, 1, -1)
     neck, shoulders = y + fh, y + 1.6 * fh
-    torso = np.array([[cx - 0.35 * fw, neck], [cx + 0.35 * fw, neck],
-                      [cx + 1.4 * fw, shoulders], [cx + 1.5 * fw, h], [cx - 1.5 * fw, h],
-                      [cx - 1.4 * fw, shoulders]], dtype=np.int32)
+    torso = np.array(
+        [
+            [cx - 0.35 * fw, neck],
+            [cx + 0.35 * fw, neck],
+            [cx + 1.4 * fw, shoulders],
+            [cx + 1.5 * fw, h],
+            [cx - 1.5 * fw, h],
+            [cx - 1.4 * fw, shoulders],
+        ],
+        dtype=np.int32,
+    )
     cv2.fillPoly(out, [torso], 1)
     return out
 
@@ -163,16 +180,18 @@ def standing_level(near: np.ndarray, face: Face) -> float:
     """The nearness where a face's subject stands: the nearer quartile of the bottom tenth of
     its person box (which reaches the bottom of the frame), across the face's width."""
     h, w = near.shape
-    x, y, fw, fh = face.box
+    x, _, fw, _ = face.box
     _, py, _, ph = person_box(face, (h, w))
-    band = near[max(py, h - max(2, ph // 10)):h, max(0, x):min(w, x + fw)]
+    band = near[max(py, h - max(2, ph // 10)) : h, max(0, x) : min(w, x + fw)]
     return float(np.percentile(band, 75)) if band.size else float(near.max())
 
 
 def spectral_saliency(gray: np.ndarray, side: int = 64) -> np.ndarray:
     """Spectral-residual saliency (Hou & Zhang 2007) in [0, 1] at the size of `gray` (float)."""
     h, w = gray.shape
-    small = cv2.resize(np.asarray(gray, dtype=np.float32), (side, side), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        np.asarray(gray, dtype=np.float32), (side, side), interpolation=cv2.INTER_AREA
+    )
     spec = np.fft.fft2(small)
     log_amp = np.log(np.abs(spec) + 1e-6).astype(np.float32)
     residual = log_amp - cv2.blur(log_amp, (3, 3))
@@ -180,4 +199,6 @@ def spectral_saliency(gray: np.ndarray, side: int = 64) -> np.ndarray:
     sal = cv2.GaussianBlur(sal.astype(np.float32), (0, 0), 2.5)
     sal = cv2.resize(sal, (w, h), interpolation=cv2.INTER_LINEAR)
     top = float(np.percentile(sal, 99.5))
-    return np.clip(sal / top, 0.0, 1.0).astype(np.float32) if top > 0 else np.zeros((h, w), np.float32)
+    return (
+        np.clip(sal / top, 0.0, 1.0).astype(np.float32) if top > 0 else np.zeros((h, w), np.float32)
+    )

@@ -14,7 +14,6 @@ from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS
 from flux_depth_assets.defs.assets.gallery import catalog_gallery
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
 from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
 from flux_depth_assets.gallery import build_gallery
 from flux_depth_assets.storage.store import Storage
@@ -27,17 +26,25 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def _materialize(tmp_path: Path) -> Path:
     cfg = shop_catalog(tmp_path, 3)
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(CATALOG_PARTITIONS.name, ["shop"])
+    instance.add_dynamic_partitions("catalog", ["shop"])
     home = tmp_path / "home"
     result = dg.materialize(
-        [source_images, depth_maps, *DERIVED_ASSETS, catalog_gallery], partition_key="shop",
-        instance=instance, resources={"storage": StorageResource(root=str(home)),
-                                      "catalogs": CatalogsResource(config_dir=str(cfg)),
-                                      "depth_provider": CountingProviderResource()})
+        [source_images, depth_maps, *DERIVED_ASSETS, catalog_gallery],
+        partition_key="shop",
+        instance=instance,
+        resources={
+            "storage": StorageResource(root=str(home)),
+            "catalogs": CatalogsResource(config_dir=str(cfg)),
+            "depth_provider": CountingProviderResource(),
+        },
+    )
     assert result.success
-    [ev] = [e for e in result.get_asset_materialization_events()
-            if e.asset_key.to_user_string() == "catalog_gallery"]
-    assert ev.materialization.metadata["gallery"].value.startswith("file://")
+    [ev] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("catalog_gallery")
+    ]
+    assert str(ev.materialization.metadata["gallery"].value).startswith("file://")
     return home
 
 
@@ -75,8 +82,12 @@ def test_a_2000_image_catalog_opens_quickly(tmp_path: Path, page) -> None:
         t = pq.read_table(path).to_pylist()
         rows = [r for r in t if r.get("image_id")]
         big = [{**rows[i % len(rows)], "image_id": f"{i:016x}"} for i in range(2000)]
-        pq.write_table(pq.read_table(path).schema.empty_table().from_pylist(
-            big, schema=pq.read_table(path).schema), path)
+        pq.write_table(
+            pq.read_table(path)
+            .schema.empty_table()
+            .from_pylist(big, schema=pq.read_table(path).schema),
+            path,
+        )
     result = build_gallery(store, "shop")
     assert result.images == 2000 and result.pages == 20
     t0 = time.perf_counter()

@@ -16,22 +16,38 @@ from flux_depth_assets.defs.resources import StorageResource
 from flux_depth_assets.gallery import build_gallery
 
 
-@dg.asset(deps=[source_images, depth_maps, normal_maps, parallax_sprites],
-          partitions_def=CATALOG_PARTITIONS, group_name=DERIVED_GROUP, owners=OWNERS,
-          kinds={"python", "html"}, automation_condition=dg.AutomationCondition.eager(),
-          description=(
-              "A self-contained static page per catalog: each image's source, depth, normals and "
-              "animated parallax preview (thumbnails), provider/model, cost and statuses, the "
-              "rejected files with reasons, paginated (100 per page, lazy images) and an "
-              "interactive parallax viewer; opens offline. Files: galleries/{catalog}/index.html."))
-def catalog_gallery(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+@dg.asset(
+    deps=[source_images, depth_maps, normal_maps, parallax_sprites],
+    partitions_def=CATALOG_PARTITIONS,
+    group_name=DERIVED_GROUP,
+    owners=OWNERS,
+    kinds={"python", "html"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "A self-contained static page per catalog: each image's source, depth, normals and "
+        "animated parallax preview (thumbnails), provider/model, cost and statuses, the "
+        "rejected files with reasons, paginated (100 per page, lazy images) and an "
+        "interactive parallax viewer; opens offline. Files: galleries/{catalog}/index.html."
+    ),
+)
+def catalog_gallery(
+    context: dg.AssetExecutionContext, storage: StorageResource
+) -> dg.MaterializeResult:
     store = storage.get()
     try:
         result = build_gallery(store, context.partition_key)
     except FileNotFoundError as exc:
         raise dg.Failure(description=f"catalog {context.partition_key!r}: {exc}") from None
-    return dg.MaterializeResult(metadata={
-        "gallery": dg.MetadataValue.url(Path(store.uri(result.page_rel)).resolve().as_uri()
-                                        if store.is_local else store.uri(result.page_rel)),
-        "images": result.images, "rejected": result.rejected, "pages": result.pages,
-        "thumbnails_made": result.thumbs_made})
+    return dg.MaterializeResult(
+        metadata={
+            "gallery": dg.MetadataValue.url(
+                Path(store.uri(result.page_rel)).resolve().as_uri()
+                if store.is_local
+                else store.uri(result.page_rel)
+            ),
+            "images": result.images,
+            "rejected": result.rejected,
+            "pages": result.pages,
+            "thumbnails_made": result.thumbs_made,
+        }
+    )

@@ -113,11 +113,14 @@ def check_parallax_holes(store: Storage, catalog: str) -> dg.AssetCheckResult:
         return _missing_table(SPRITES_ASSET, catalog)
     sample, bad, worst = _sample(rows), [], 0
     for r in sample:
-        folder = r["sprite_dir"]
+        folder: str = r["sprite_dir"]
+
+        def read(name: str, folder: str = folder) -> bytes:
+            return store.read_bytes(f"{folder}/{name}")
+
         try:
-            manifest = json.loads(store.read_bytes(r["manifest_path"]))
-            holes = unfilled_pixels(manifest, lambda name, folder=folder: store.read_bytes(f"{folder}/{name}"))
-        except Exception as exc:
+            holes = unfilled_pixels(json.loads(store.read_bytes(r["manifest_path"])), read)
+        except Exception as exc:  # noqa: BLE001 - any failure is this image's check finding
             bad.append(f"{r['image_id']}: {type(exc).__name__}: {exc}")
             continue
         worst = max(worst, holes)
