@@ -8,8 +8,8 @@ reach full opacity. A pixel that is not is *unfilled*: what a player would show 
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
