@@ -251,7 +251,7 @@ def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float,
     alpha_full[under] = 1.0
     colour = img
     if under.any():
-        colour = fill_holes(img, own, fill=under)
+        colour = fill_holes(img, own, fill=under, work_side=256)  # smooth: a coarse grid will do
     sub = _bbox_of(alpha_full >= (0.5 / 255))
     if sub is None:
         return None, np.zeros((1, 1, 3), np.uint8)
