@@ -45,6 +45,7 @@ def catalog_gallery(
                 if store.is_local
                 else store.uri(result.page_rel)
             ),
+            "page": dg.MetadataValue.path(store.uri(result.page_rel)),
             "images": result.images,
             "rejected": result.rejected,
             "pages": result.pages,
