@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -147,13 +146,8 @@ def test_provider_identity_and_cache_params():
     assert LocalProvider(LocalProviderConfig(max_side=512)).params_hash() != p.params_hash()
 
 
-def test_speed_one_megapixel():
-    img = noise_image(1000, 1000, seed=4)
-    estimate_depth(img)
-    t0 = time.perf_counter()
-    estimate_depth(img)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 0.5, f"{elapsed:.3f} s for one megapixel (target ≤ 0.5 s)"
+# Seconds per megapixel (target ≤ 0.5 s) are measured by `benchmarks/depth_quality.py --speed`,
+# not asserted here: a wall-clock bound flakes on a busy machine.
 
 
 # --------------------------------------------------------------------------- quality on ../shared

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy.exc
 
 from flux_depth_assets.config import load_project
 from flux_depth_assets.defs.build import PARTITIONED_ASSETS, build_definitions
-from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME
+from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME, CATALOG_TAG
 from flux_depth_assets.defs.resources import CatalogsResource
+from flux_depth_assets.defs.yaml_attributes import catalog_tags
 
 
 @dataclass
@@ -26,7 +28,12 @@ class RunOutcome:
 
 def get_instance() -> dg.DagsterInstance:
     """`$DAGSTER_HOME`'s instance when set (runs show up in the UI), else an ephemeral one."""
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    if not os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.ephemeral()
+    try:
+        return dg.DagsterInstance.get()
+    except sqlalchemy.exc.IntegrityError:  # another process initialised a fresh DAGSTER_HOME
+        return dg.DagsterInstance.get()    # at the same instant: its schema is there now
 
 
 def asset_names() -> list[str]:
@@ -38,14 +45,18 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
                         instance: dg.DagsterInstance | None = None,
                         resources: dict | None = None, log_level: str = "INFO") -> RunOutcome:
     project = load_project(config_dir)  # fail fast on bad config, before touching the instance
-    project.catalog(catalog)
+    declared = project.catalog(catalog)
     known = asset_names()
     unknown = [a for a in assets or [] if a not in known]
     if unknown:
         raise KeyError(f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(known)}")
     instance = instance or get_instance()
     if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, catalog):
-        instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, [catalog])
+        try:
+            instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, [catalog])
+        except Exception:  # another process registered it first (sqlite IntegrityError)
+            if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, catalog):
+                raise
     overrides = {"catalogs": CatalogsResource(config_dir=str(project.config_dir)), **(resources or {})}
     defs = build_definitions(overrides)
     job = defs.resolve_job_def("catalog_job")
@@ -53,7 +64,7 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
         partition_key=catalog, instance=instance, raise_on_error=False,
         asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        tags={"flux_depth/catalog": catalog},
+        tags=catalog_tags(declared, {CATALOG_TAG: catalog}),
     )
     outcome = RunOutcome(success=result.success, run_id=result.run_id)
     for ev in result.get_asset_materialization_events():

@@ -26,6 +26,7 @@ from flux_depth_assets.config.models import ModelSettings
 from flux_depth_assets.depth.encoding import decode_png16
 from flux_depth_assets.depth.normalization import catalog_range, to_catalog_scale
 from flux_depth_assets.lineage.writer import config_hash
+from flux_depth_assets.pipeline.depth_run import ASSET as DEPTH_ASSET
 from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.pipeline.provider_run import load_normalized
 from flux_depth_assets.storage.store import FileIndex, Storage
@@ -33,7 +34,6 @@ from flux_depth_assets.storage.store import FileIndex, Storage
 NORMALS_ASSET = "normal_maps"
 SPRITES_ASSET = "parallax_sprites"
 STATS_ASSET = "depth_stats"
-DEPTH_ASSET = "depth_maps"
 
 #: bump when an algorithm's output changes: part of `params_hash`, so cached rows are redone
 ALGORITHM_VERSION = {NORMALS_ASSET: "2", SPRITES_ASSET: "2", STATS_ASSET: "1"}
