@@ -11,7 +11,7 @@ import dagster as dg
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import normal_maps, parallax_sprites
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP, OWNERS
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP
 from flux_depth_assets.defs.resources import StorageResource
 from flux_depth_assets.gallery import build_gallery
 
@@ -20,7 +20,6 @@ from flux_depth_assets.gallery import build_gallery
     deps=[source_images, depth_maps, normal_maps, parallax_sprites],
     partitions_def=CATALOG_PARTITIONS,
     group_name=DERIVED_GROUP,
-    owners=OWNERS,
     kinds={"python", "html"},
     automation_condition=dg.AutomationCondition.eager(),
     description=(
