@@ -64,7 +64,17 @@ FORMAT_PATHS ?= tests/test_plain_modules.py \
                 flux_depth_assets/defs/yaml_attributes.py \
                 flux_depth_assets/sources/netguard.py \
                 flux_depth_assets/sources/roots.py \
-                flux_depth_assets/sources/manifest.py
+                flux_depth_assets/sources/manifest.py \
+                flux_depth_assets/gallery.py \
+                flux_depth_assets/depth/subjects.py \
+                flux_depth_assets/depth/parallax_check.py \
+                flux_depth_assets/depth/normalization.py \
+                flux_depth_assets/defs/assets/gallery.py \
+                tests/test_subjects_parallax.py \
+                tests/test_normalization.py \
+                tests/e2e/test_gallery_browser.py \
+                tests/test_parallax_holes_check.py \
+                benchmarks/depth_figures.py
 lint: install
 	$(BIN)/ruff check --extend-ignore I001 .
 	$(BIN)/ruff check --select I001 $(FORMAT_PATHS)

@@ -151,7 +151,7 @@ def test_every_image_gets_normals_sprites_and_stats_and_every_check_passes(tmp_p
     evals = checks(result)
     assert set(evals) - {(a, "failure_ratio") for a in ("source_images", "depth_maps", *DERIVED)} \
         == {(NORMALS_ASSET, "unit_normals"), (SPRITES_ASSET, "recomposition_psnr"),
-            *((a, "outputs_complete") for a in DERIVED)}
+            (SPRITES_ASSET, "no_unfilled_pixels"), *((a, "outputs_complete") for a in DERIVED)}
     assert all(e.passed for e in evals.values()), {k: e.description for k, e in evals.items()}
 
 

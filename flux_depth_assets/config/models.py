@@ -200,12 +200,16 @@ ProviderConfig = Annotated[
 
 class DepthMapSettings(StrictModel):
     write_npy: bool = False
+    # catalog: derived assets read every map on the catalog's common range (image sequences)
+    normalization: Literal["per_image", "catalog"] = "per_image"
 
 
 class NormalMapSettings(StrictModel):
     strength: float = Field(default=1.0, gt=0)
     convention: Literal["opengl", "directx"] = "opengl"
     bit_depth: Literal[8, 16] = 8
+    # edge-aware smoothing before differentiation, × the long side (0 = off; see depth.normals)
+    smooth: float = Field(default=0.2, ge=0, le=0.5)
 
 
 class SpriteSettings(StrictModel):

@@ -8,6 +8,7 @@ from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
 from flux_depth_assets.defs.assets.output_checks import OUTPUT_CHECKS
+from flux_depth_assets.defs.assets.gallery import catalog_gallery
 from flux_depth_assets.defs.assets.renders import depth_renders
 from flux_depth_assets.defs.assets.summary import catalog_summary
 from flux_depth_assets.defs.declarative_checks import build_declarative_checks
@@ -17,7 +18,7 @@ from flux_depth_assets.defs.sensors import catalog_registry_sensor
 from flux_depth_assets.defs.upload_sensors import build_upload_sensors
 from flux_depth_assets.defs.yaml_attributes import with_yaml_attributes
 
-PARTITIONED_ASSETS = [source_images, depth_maps, depth_renders, *DERIVED_ASSETS]
+PARTITIONED_ASSETS = [source_images, depth_maps, depth_renders, *DERIVED_ASSETS, catalog_gallery]
 # Not partitioned, so never in catalog_job: runs by automation after depth_maps/depth_stats update.
 UNPARTITIONED_ASSETS = [catalog_summary]
 

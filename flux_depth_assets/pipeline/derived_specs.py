@@ -56,7 +56,8 @@ def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
     s = settings.normal_maps
     near = load_nearness(store, inp)
     # invalid depth has no surface: the zero vector ("no normal", rgb 128) instead of NaN
-    normals = np.nan_to_num(normals_from_depth(near, s.strength, s.convention), nan=0.0)
+    normals = np.nan_to_num(normals_from_depth(near, s.strength, s.convention,
+                                               smooth_px=s.smooth * max(near.shape)), nan=0.0)
     normals[~np.isfinite(near)] = 0.0
     png = encode_normals_png(normals, s.bit_depth)
     rel = store.file_rel(catalog, NORMALS_ASSET, inp.image_id, "png")
