@@ -18,6 +18,8 @@ from PIL import Image
 from flux_depth_assets.config.models import DepthMapSettings
 from flux_depth_assets.depth.encoding import encode_png16, quantize, to_nearness
 from flux_depth_assets.lineage.writer import redact
+from flux_depth_assets.pipeline.depth_pool import depth_rows_on_pool, pool_config_of
+from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.pipeline.provider_run import (
     ProviderRunResult,
     apply_budget,
@@ -37,7 +39,8 @@ ASSET = "depth_maps"
 
 def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, storage: Storage,
               settings: DepthMapSettings, *, run_id: str = "", budget_usd: float | None = None,
-              on_budget: str = "stop", log: Callable[[str], None] | None = None) -> ProviderRunResult:
+              on_budget: str = "stop", log: Callable[[str], None] | None = None,
+              pool: PoolConfig | None = None) -> ProviderRunResult:
     t0 = time.perf_counter()
     log = log or (lambda _m: None)
     cache = DepthCache(storage)
@@ -82,6 +85,12 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
             f"{len(rows)} cached")
         pending_by_id = {p.image_id: p for p in pending}
         batch_started = datetime.now(timezone.utc)
+        local = pool_config_of(provider)  # local/onnx: on the work pool (pipeline.depth_pool)
+        if local is not None:
+            rows.update(depth_rows_on_pool(local, pending, by_id, storage, catalog, settings, base,
+                                           price_usd=provider.price_usd, pool=pool, log=log,
+                                           batch_started=batch_started))
+            pending = []
         for pred in predict_in_chunks(provider, pending, log):
             item = pending_by_id[pred.image_id]
             rows[pred.image_id] = _row_for_prediction(pred, item, storage, cache, catalog, settings,

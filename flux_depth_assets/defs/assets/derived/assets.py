@@ -14,7 +14,7 @@ from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP, OWNERS
 from flux_depth_assets.defs.metadata import counts_metadata, preview_table
-from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
+from flux_depth_assets.defs.resources import CatalogsResource, ComputeResource, StorageResource
 from flux_depth_assets.lineage.record import record_materialization
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.derived_run import (
@@ -31,7 +31,7 @@ from flux_depth_assets.storage.schemas import table_from_rows
 
 
 def _materialize(spec: DerivedSpec, context: dg.AssetExecutionContext, storage: StorageResource,
-                 catalogs: CatalogsResource) -> dg.MaterializeResult:
+                 catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
     started_at = datetime.now(timezone.utc)
     project = catalogs.load()
     catalog: CatalogConfig = project.catalog(context.partition_key)
@@ -39,7 +39,7 @@ def _materialize(spec: DerivedSpec, context: dg.AssetExecutionContext, storage: 
     store = storage.get()
     try:
         result = run_derived(spec, store, catalog.name, settings, run_id=context.run.run_id,
-                             log=context.log.info)
+                             log=context.log.info, pool=compute.pool())
     except FileNotFoundError as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
     table_rel = store.write_partition(spec.asset, catalog.name, table_from_rows(result.rows, spec.schema))
@@ -81,8 +81,8 @@ def _derived_asset(asset: str, *, deps: list, kinds: set[str], description: str)
               partitions_def=CATALOG_PARTITIONS, group_name=DERIVED_GROUP, owners=OWNERS,
               automation_condition=dg.AutomationCondition.eager(), description=description)
     def _asset(context: dg.AssetExecutionContext, storage: StorageResource,
-               catalogs: CatalogsResource) -> dg.MaterializeResult:
-        return _materialize(spec, context, storage, catalogs)
+               catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
+        return _materialize(spec, context, storage, catalogs, compute)
     return _asset
 
 
