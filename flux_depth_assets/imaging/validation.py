@@ -156,7 +156,7 @@ def _transpose(im: Image.Image, orientation: int) -> Image.Image:
 def _exif_orientation(im: Image.Image) -> int:
     try:
         value = int(im.getexif().get(EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # malformed EXIF must not reject an otherwise good image
+    except Exception:  # noqa: BLE001 - malformed EXIF must not reject an otherwise good image
         return 1
     return value if 1 <= value <= 8 else 1
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import datetime, UTC
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -53,7 +53,7 @@ class ScanResult:
 
 
 def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch, tz=UTC)
 
 
 def _ts_or_none(epoch: float | None) -> datetime | None:
@@ -66,7 +66,7 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
     """Rows in source order. Unchanged files are reused here; new or changed files are read here
     and validated + normalised on the work pool (`pool`), `chunk` files at a time."""
     t0 = time.perf_counter()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # With the schema, rows of a table written before a column was added have it (as None).
     previous = storage.partition_rows(ASSET, catalog.name, key="source_uri", schema=SOURCE_IMAGES)
     present = FileIndex(storage, Storage.dir_rel(catalog.name, ASSET))
@@ -80,10 +80,17 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
         if obj.conditional_read is not None:  # network revalidation stays in this process
             row, reused = _revalidate(prev, obj, limits, storage, present, counts)
         else:
+<<<<<<< HEAD
             row = _reuse(prev, obj, present)
             reused = row is not None
             if row is None:
                 todo.append(len(rows))
+=======
+            kept = _reuse(prev, obj, present)
+            reused = kept is not None
+            row = kept if kept is not None else _check(obj, catalog, storage, present, counts)
+            row["etag"] = obj.etag or None
+>>>>>>> main
         counts["unchanged"] += reused
         rows.append(row)
     tasks = (_task(objects[i], limits, storage) for i in todo)
@@ -105,6 +112,7 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
         if row["status"] == "accepted" and sha in seen:
             row = {**row, "status": "duplicate", "reason": f"same content as {seen[sha]}"}
         if row["status"] == "accepted":
+<<<<<<< HEAD
             seen[sha] = obj.uri
         counts[_COUNTED[row["status"]]] += 1
         out.append(row)
@@ -140,6 +148,15 @@ class ScanTask:
     storage: Storage
     data: bytes | None = None
     row: dict | None = None
+=======
+            seen[row["sha256"]] = obj.uri
+        counts[{"accepted": "accepted", "rejected": "rejected", "duplicate": "duplicates"}[row["status"]]] += 1
+        rows.append(row)
+        if log and (n % 100 == 0 or n == len(objects)):
+            log(f"source_images: scanned {n}/{len(objects)} files "
+                f"({counts['accepted']} accepted, {counts['rejected']} rejected)")
+    return ScanResult(rows=rows, counts=counts, seconds=time.perf_counter() - t0)
+>>>>>>> main
 
 
 def _reusable(prev: dict | None, present: FileIndex) -> bool:
@@ -178,17 +195,18 @@ def _revalidate(prev: dict | None, obj: SourceObject, limits: Limits, storage: S
     never points at a normalised copy that is gone; without validators the read is a plain GET.
     """
     held = Validators()
-    if _reusable(prev, present):
+    if prev is not None and _reusable(prev, present):
         mtime = prev["mtime"]
         held = Validators(etag=prev["etag"] or None,
                           # rows written before validators were kept have mtime 0 for URLs
                           last_modified=mtime.timestamp() if mtime and mtime.timestamp() > 0 else None)
     base = dict(source_uri=obj.uri, bytes=obj.size, mtime=None, etag=None)
+    assert obj.conditional_read is not None  # the caller's condition
     try:
         got = obj.conditional_read(held)
-    except Exception as exc:  # unreachable, refused or over a limit: reject it, keep going
+    except Exception as exc:  # noqa: BLE001 - unreachable, refused or over a limit: reject it, keep going
         return _unreadable(base, exc), False
-    if got.not_modified:
+    if got.data is None:  # not modified
         if prev is None or not held:  # a source that breaks its contract: do not trust it
             return {**base, "status": "rejected",
                     "reason": "the source said 'not modified' without a previous copy"}, False
@@ -216,8 +234,13 @@ def _task(obj: SourceObject, limits: Limits, storage: Storage) -> ScanTask:
             "reason": f"file is {obj.size:,} bytes, over the {limits.max_bytes:,}-byte limit"})
     try:
         data = obj.read()
+<<<<<<< HEAD
     except Exception as exc:  # unreadable file: reject it, keep going
         return ScanTask(base, limits, storage, row=_unreadable(base, exc))
+=======
+    except Exception as exc:  # noqa: BLE001 - unreadable file: reject it, keep going
+        return _unreadable(base, exc)
+>>>>>>> main
     base["bytes"] = len(data)
     return ScanTask(base, limits, storage, data=data)
 

@@ -26,7 +26,8 @@ import base64
 import binascii
 import random
 import time
-from typing import Any, Callable
+from typing import Any, Self
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -126,7 +127,7 @@ class EachlabsClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> "EachlabsClient":
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
