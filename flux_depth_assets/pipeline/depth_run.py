@@ -84,17 +84,13 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
         log(f"depth_maps: {len(pending)} image(s) to compute with {provider.name}/{provider.model}, "
             f"{len(rows)} cached")
         pending_by_id = {p.image_id: p for p in pending}
-<<<<<<< HEAD
-        batch_started = datetime.now(timezone.utc)
+        batch_started = datetime.now(UTC)
         local = pool_config_of(provider)  # local/onnx: on the work pool (pipeline.depth_pool)
         if local is not None:
             rows.update(depth_rows_on_pool(local, pending, by_id, storage, catalog, settings, base,
                                            price_usd=provider.price_usd, pool=pool, log=log,
                                            batch_started=batch_started))
             pending = []
-=======
-        batch_started = datetime.now(UTC)
->>>>>>> main
         for pred in predict_in_chunks(provider, pending, log):
             item = pending_by_id[pred.image_id]
             rows[pred.image_id] = _row_for_prediction(pred, item, storage, cache, catalog, settings,

@@ -170,7 +170,7 @@ def derive_one(task: DeriveTask) -> dict:
     try:
         out = task.make(task.store, task.catalog, task.settings, inp)
         row = {**task.base, **out, "status": "succeeded", "error": None}
-    except Exception as exc:  # one bad image never fails the run
+    except Exception as exc:  # noqa: BLE001 - one bad image never fails the run
         row = {**task.base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
                "width": inp.width, "height": inp.height}
     row["seconds"] = time.perf_counter() - t1
@@ -188,23 +188,14 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
     previous = store.partition_rows(spec.asset, catalog)
     present = FileIndex(store, Storage.dir_rel(catalog, spec.asset))
     params_hash = spec.params_hash(settings)
-<<<<<<< HEAD
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows: list[dict | None] = []
     stale: list[int] = []
     for inp in inputs:
-=======
-    now = datetime.now(UTC)
-    rows: list[dict] = []
-    for n, inp in enumerate(inputs, 1):
-        base = {"image_id": inp.image_id, "depth_sha256": inp.depth_sha256, "params_hash": params_hash,
-                "run_id": run_id}
->>>>>>> main
         prev = previous.get(inp.image_id)
         if prev is not None and stale_reason(prev, inp, spec, present, params_hash) is None:
             rows.append({**prev, "status": "cached", "error": None, "run_id": run_id,
                          **({"seconds": 0.0} if "seconds" in spec.schema.names else {})})
-<<<<<<< HEAD
         else:
             stale.append(len(rows))
             rows.append(None)
@@ -217,17 +208,6 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
     made = map_ordered(derive_one, tasks, total=len(stale), config=pool,
                        progress=lambda done, total: say(f"{spec.asset}: {done}/{total} image(s) done"))
     for i, row in zip(stale, made):
-=======
-            continue
-        t1 = time.perf_counter()
-        try:
-            out = spec.make(store, catalog, settings, inp)
-            row = {**base, **out, "status": "succeeded", "error": None}
-        except Exception as exc:  # noqa: BLE001 - one bad image never fails the run
-            row = {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
-                   "width": inp.width, "height": inp.height}
-        row["seconds"] = time.perf_counter() - t1
->>>>>>> main
         row["materialized_at"] = now
         rows[i] = row
     done = [r for r in rows if r is not None]

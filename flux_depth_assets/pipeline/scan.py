@@ -80,17 +80,10 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
         if obj.conditional_read is not None:  # network revalidation stays in this process
             row, reused = _revalidate(prev, obj, limits, storage, present, counts)
         else:
-<<<<<<< HEAD
             row = _reuse(prev, obj, present)
             reused = row is not None
             if row is None:
                 todo.append(len(rows))
-=======
-            kept = _reuse(prev, obj, present)
-            reused = kept is not None
-            row = kept if kept is not None else _check(obj, catalog, storage, present, counts)
-            row["etag"] = obj.etag or None
->>>>>>> main
         counts["unchanged"] += reused
         rows.append(row)
     tasks = (_task(objects[i], limits, storage) for i in todo)
@@ -112,7 +105,6 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
         if row["status"] == "accepted" and sha in seen:
             row = {**row, "status": "duplicate", "reason": f"same content as {seen[sha]}"}
         if row["status"] == "accepted":
-<<<<<<< HEAD
             seen[sha] = obj.uri
         counts[_COUNTED[row["status"]]] += 1
         out.append(row)
@@ -148,15 +140,6 @@ class ScanTask:
     storage: Storage
     data: bytes | None = None
     row: dict | None = None
-=======
-            seen[row["sha256"]] = obj.uri
-        counts[{"accepted": "accepted", "rejected": "rejected", "duplicate": "duplicates"}[row["status"]]] += 1
-        rows.append(row)
-        if log and (n % 100 == 0 or n == len(objects)):
-            log(f"source_images: scanned {n}/{len(objects)} files "
-                f"({counts['accepted']} accepted, {counts['rejected']} rejected)")
-    return ScanResult(rows=rows, counts=counts, seconds=time.perf_counter() - t0)
->>>>>>> main
 
 
 def _reusable(prev: dict | None, present: FileIndex) -> bool:
@@ -234,13 +217,8 @@ def _task(obj: SourceObject, limits: Limits, storage: Storage) -> ScanTask:
             "reason": f"file is {obj.size:,} bytes, over the {limits.max_bytes:,}-byte limit"})
     try:
         data = obj.read()
-<<<<<<< HEAD
-    except Exception as exc:  # unreadable file: reject it, keep going
-        return ScanTask(base, limits, storage, row=_unreadable(base, exc))
-=======
     except Exception as exc:  # noqa: BLE001 - unreadable file: reject it, keep going
-        return _unreadable(base, exc)
->>>>>>> main
+        return ScanTask(base, limits, storage, row=_unreadable(base, exc))
     base["bytes"] = len(data)
     return ScanTask(base, limits, storage, data=data)
 

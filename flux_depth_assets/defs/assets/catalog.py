@@ -27,13 +27,8 @@ from flux_depth_assets.sources import SourceError
     ),
 )
 def source_images(context: dg.AssetExecutionContext, storage: StorageResource,
-<<<<<<< HEAD
                   catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
-    started_at = datetime.now(timezone.utc)
-=======
-                  catalogs: CatalogsResource) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
->>>>>>> main
     catalog = catalogs.load().catalog(context.partition_key)
     store = storage.get()
     try:

@@ -25,14 +25,9 @@ from flux_depth_assets.pipeline.scan import accepted_rows
     ),
 )
 def depth_maps(context: dg.AssetExecutionContext, storage: StorageResource,
-<<<<<<< HEAD
                catalogs: CatalogsResource, depth_provider: DepthProviderResource,
                compute: ComputeResource) -> dg.MaterializeResult:
-    started_at = datetime.now(timezone.utc)
-=======
-               catalogs: CatalogsResource, depth_provider: DepthProviderResource) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
->>>>>>> main
     project = catalogs.load()
     catalog = project.catalog(context.partition_key)
     settings = project.settings_for(catalog.name).depth_maps

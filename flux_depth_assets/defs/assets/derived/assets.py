@@ -31,13 +31,8 @@ from flux_depth_assets.storage.schemas import table_from_rows
 
 
 def _materialize(spec: DerivedSpec, context: dg.AssetExecutionContext, storage: StorageResource,
-<<<<<<< HEAD
                  catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
-    started_at = datetime.now(timezone.utc)
-=======
-                 catalogs: CatalogsResource) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
->>>>>>> main
     project = catalogs.load()
     catalog: CatalogConfig = project.catalog(context.partition_key)
     settings = project.settings_for(catalog.name)
