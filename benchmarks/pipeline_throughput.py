@@ -97,13 +97,15 @@ def make_bilevel_png(path: Path, side: int = 7900) -> None:
 
 def write_config(cfg: Path, photos: Path) -> None:
     (cfg / "catalogs").mkdir(parents=True, exist_ok=True)
-    (cfg / "catalogs" / "bench.yml").write_text(textwrap.dedent(f"""
+    (cfg / "catalogs" / "bench.yml").write_text(
+        textwrap.dedent(f"""
         catalogs:
           - name: bench
             source: {{type: local_dir, path: {photos}}}
             provider: {{name: local}}
             max_failure_ratio: 0.5
-    """))
+    """)
+    )
 
 
 # --------------------------------------------------------------------------- measuring
@@ -189,7 +191,7 @@ class Meter:
         s = resource.getrusage(resource.RUSAGE_SELF)
         return s.ru_utime + s.ru_stime
 
-    def __enter__(self) -> "Meter":
+    def __enter__(self) -> Meter:  # noqa: PYI034 - a plain class, never subclassed
         self._sample(initial=True)
         self.cpu0, self.t0 = self._self_cpu(), time.perf_counter()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -201,8 +203,9 @@ class Meter:
         self._stop.set()
         self._thread.join()
         self.wall = time.perf_counter() - self.t0
-        self.cpu = self._self_cpu() - self.cpu0 + sum(
-            self._last[p] - self._first[p] for p in self._last)
+        self.cpu = (
+            self._self_cpu() - self.cpu0 + sum(self._last[p] - self._first[p] for p in self._last)
+        )
 
 
 # --------------------------------------------------------------------------- dask
@@ -243,24 +246,32 @@ def run(args: argparse.Namespace) -> None:
     extra = [p.pid for p in procs]
     n_images = sum(1 for _ in photos.iterdir())
 
-    print(f"\nmachine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()} "
-          f"python {platform.python_version()}; engine={args.engine} workers={args.workers or 'all'}"
-          f"; N={n_images}")
+    print(
+        f"\nmachine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()} "
+        f"python {platform.python_version()}; engine={args.engine} workers={args.workers or 'all'}"
+        f"; N={n_images}"
+    )
     print(f"command: {' '.join(sys.argv)}\n")
-    head = f"{'step':<22}{'wall s':>8}{'ms/img':>9}{'img/s':>8}{'CPU s/img':>11}{'CPU util':>10}" \
-           f"{'tree RSS MB':>13}{'max proc MB':>13}"
+    head = (
+        f"{'step':<22}{'wall s':>8}{'ms/img':>9}{'img/s':>8}{'CPU s/img':>11}{'CPU util':>10}"
+        f"{'tree RSS MB':>13}{'max proc MB':>13}"
+    )
     print(head)
     print("-" * len(head))
 
     def line(name: str, m: Meter, n: int) -> None:
         n = max(n, 1)
-        print(f"{name:<22}{m.wall:>8.2f}{1000 * m.wall / n:>9.1f}{n / m.wall:>8.1f}"
-              f"{m.cpu / n:>11.3f}{m.cpu / m.wall:>10.2f}{m.peak_tree_kb / 1024:>13.0f}"
-              f"{m.peak_one_kb / 1024:>13.0f}", flush=True)
+        print(
+            f"{name:<22}{m.wall:>8.2f}{1000 * m.wall / n:>9.1f}{n / m.wall:>8.1f}"
+            f"{m.cpu / n:>11.3f}{m.cpu / m.wall:>10.2f}{m.peak_tree_kb / 1024:>13.0f}"
+            f"{m.peak_one_kb / 1024:>13.0f}",
+            flush=True,
+        )
 
     def materialize(assets: list[str] | None) -> None:
-        out = materialize_catalog("bench", assets=assets, config_dir=cfg, resources=resources,
-                                  log_level="WARNING")
+        out = materialize_catalog(
+            "bench", assets=assets, config_dir=cfg, resources=resources, log_level="WARNING"
+        )
         if not out.success:
             raise SystemExit(f"run failed: {out.error}")
 

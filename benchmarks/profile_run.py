@@ -43,15 +43,22 @@ def main() -> None:
         photos = work / "photos"
         ensure_photos(photos, args.n)
         write_config(work / "cfg", photos)
-        resources = {"storage": StorageResource(root=str(work / "home")),
-                     "compute": ComputeResource(workers=1)}
+        resources = {
+            "storage": StorageResource(root=str(work / "home")),
+            "compute": ComputeResource(workers=1),
+        }
         wanted = args.assets.split(",")
         for asset in ASSETS:  # upstream assets run unprofiled when only some are asked for
             prof = cProfile.Profile() if asset in wanted else None
             if prof:
                 prof.enable()
-            out = materialize_catalog("bench", assets=[asset], config_dir=work / "cfg",
-                                      resources=resources, log_level="WARNING")
+            out = materialize_catalog(
+                "bench",
+                assets=[asset],
+                config_dir=work / "cfg",
+                resources=resources,
+                log_level="WARNING",
+            )
             if prof:
                 prof.disable()
             if not out.success:
@@ -61,7 +68,9 @@ def main() -> None:
             buf = io.StringIO()
             stats = pstats.Stats(prof, stream=buf)
             total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
-            print(f"\n=== {asset}: {total:.2f} s profiled, {1000 * total / args.n:.0f} ms/image ===")
+            print(
+                f"\n=== {asset}: {total:.2f} s profiled, {1000 * total / args.n:.0f} ms/image ==="
+            )
             stats.sort_stats(args.sort).print_stats(args.top)
             print("\n".join(buf.getvalue().splitlines()[6:]))
             if args.out:

@@ -23,8 +23,9 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "dask", *args]
 
 
-def start_cluster(n_workers: int = 2, env: dict[str, str] | None = None
-                  ) -> tuple[str, list[subprocess.Popen]]:
+def start_cluster(
+    n_workers: int = 2, env: dict[str, str] | None = None
+) -> tuple[str, list[subprocess.Popen]]:
     """(scheduler address, processes): scheduler on 127.0.0.1 (free port), single-threaded
     workers, no dashboards. Workers run with `env` added to this process's environment."""
     from distributed import Client
@@ -32,18 +33,47 @@ def start_cluster(n_workers: int = 2, env: dict[str, str] | None = None
     folder = Path(tempfile.mkdtemp(prefix="flux_dask_"))
     sched_file = folder / "scheduler.json"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    procs = [subprocess.Popen(
-        _cli("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(sched_file)),
-        stdout=subprocess.DEVNULL, stderr=open(folder / "scheduler.log", "wb"), env=full_env)]
+
+    def spawn(args: list[str], log_name: str) -> subprocess.Popen:
+        with open(folder / log_name, "wb") as log:  # the child keeps its own descriptor
+            return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, env=full_env)
+
+    procs = [
+        spawn(
+            _cli(
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+            ),
+            "scheduler.log",
+        )
+    ]
     try:
         address = _wait_for_file(sched_file, procs[0])
         for k in range(n_workers):
-            procs.append(subprocess.Popen(
-                _cli("worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
-                     "--local-directory", str(folder / f"w{k}"), "--name", f"w{k}"),
-                stdout=subprocess.DEVNULL, stderr=open(folder / f"worker{k}.log", "wb"),
-                env=full_env))
+            procs.append(
+                spawn(
+                    _cli(
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--no-dashboard",
+                        "--local-directory",
+                        str(folder / f"w{k}"),
+                        "--name",
+                        f"w{k}",
+                    ),
+                    f"worker{k}.log",
+                )
+            )
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(n_workers, timeout=READY_TIMEOUT_S)
     except BaseException:

@@ -18,8 +18,15 @@ from tests.catalogs import shop_catalog
 
 ASSETS = ["source_images", "depth_maps", "normal_maps", "parallax_sprites", "depth_stats"]
 #: columns that differ between any two runs: clocks and ids of the run
-VOLATILE = {"scanned_at", "materialized_at", "started_at", "finished_at", "seconds", "run_id",
-            "latency_s"}
+VOLATILE = {
+    "scanned_at",
+    "materialized_at",
+    "started_at",
+    "finished_at",
+    "seconds",
+    "run_id",
+    "latency_s",
+}
 
 
 def test_results_come_back_in_task_order_from_a_process_pool():
@@ -57,8 +64,11 @@ def test_few_tasks_or_one_worker_run_in_this_process():
 def test_progress_is_reported_in_the_callers_process():
     calls: list[tuple[int, int]] = []
     config = PoolConfig(workers=2, chunk_size=5, min_tasks=1)
-    list(map_ordered(abs, range(20), total=20, config=config,
-                     progress=lambda d, t: calls.append((d, t))))
+    list(
+        map_ordered(
+            abs, range(20), total=20, config=config, progress=lambda d, t: calls.append((d, t))
+        )
+    )
     assert calls and calls[-1] == (20, 20)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
@@ -67,17 +77,22 @@ def test_progress_is_reported_in_the_callers_process():
 
 
 def _catalog(tmp_path: Path, n: int = 12) -> Path:
-    files = {f"p{i}.jpg": images.encode(images.photo(160, 120, seed=i), "JPEG", quality=90)
-             for i in range(n)}
+    files = {
+        f"p{i}.jpg": images.encode(images.photo(160, 120, seed=i), "JPEG", quality=90)
+        for i in range(n)
+    }
     files["broken.jpg"] = images.truncated_jpeg()
     files["dup.jpg"] = files["p0.jpg"]
     return shop_catalog(tmp_path, files)
 
 
 def _run(cfg: Path, home: Path, compute: ComputeResource) -> None:
-    out = materialize_catalog("shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(),
-                              resources={"storage": StorageResource(root=str(home)),
-                                         "compute": compute})
+    out = materialize_catalog(
+        "shop",
+        config_dir=cfg,
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"storage": StorageResource(root=str(home)), "compute": compute},
+    )
     assert out.success, out.error
     assert set(ASSETS) <= set(out.materialized)
 
@@ -88,8 +103,11 @@ def _snapshot(home: Path) -> tuple[dict[str, list[dict]], dict[str, str]]:
     for asset in ASSETS:
         t = pq.read_table(home / "tables" / asset / "catalog=shop" / "part-0.parquet")
         tables[asset] = t.drop_columns([c for c in t.column_names if c in VOLATILE]).to_pylist()
-    files = {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted((home / "catalogs").rglob("*")) if p.is_file()}
+    files = {
+        str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((home / "catalogs").rglob("*"))
+        if p.is_file()
+    }
     return tables, files
 
 
@@ -123,8 +141,9 @@ def dask_cluster():
         stop_cluster(procs)
 
 
-def test_a_dask_cluster_gives_the_same_tables_and_files_as_one_worker(tmp_path, serial_snapshot,
-                                                                      dask_cluster):
+def test_a_dask_cluster_gives_the_same_tables_and_files_as_one_worker(
+    tmp_path, serial_snapshot, dask_cluster
+):
     address, procs = dask_cluster
     cfg, (tables, files) = serial_snapshot
     _run(cfg, tmp_path / "home", ComputeResource(dask_scheduler=address, chunk_size=2))
@@ -134,8 +153,9 @@ def test_a_dask_cluster_gives_the_same_tables_and_files_as_one_worker(tmp_path, 
     assert all(p.poll() is None for p in procs)  # the deployment is still up: it did the work
 
 
-def test_the_dask_scheduler_comes_from_the_environment(monkeypatch, tmp_path, serial_snapshot,
-                                                       dask_cluster):
+def test_the_dask_scheduler_comes_from_the_environment(
+    monkeypatch, tmp_path, serial_snapshot, dask_cluster
+):
     address, _ = dask_cluster
     monkeypatch.setenv("FLUX_DEPTH_DASK_SCHEDULER", address)
     assert ComputeResource().pool().dask_scheduler == address
@@ -148,8 +168,13 @@ def test_an_unreachable_scheduler_fails_the_run_with_its_address(tmp_path, seria
     pytest.importorskip("distributed")
     cfg, _ = serial_snapshot
     out = materialize_catalog(
-        "shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(),
-        resources={"storage": StorageResource(root=str(tmp_path / "home")),
-                   "compute": ComputeResource(dask_scheduler="tcp://127.0.0.1:9")})
+        "shop",
+        config_dir=cfg,
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={
+            "storage": StorageResource(root=str(tmp_path / "home")),
+            "compute": ComputeResource(dask_scheduler="tcp://127.0.0.1:9"),
+        },
+    )
     assert not out.success
     assert "127.0.0.1:9" in (out.error or "")

@@ -76,8 +76,8 @@ class ComputeResource(dg.ConfigurableResource):
     (same outputs, byte for byte). See docs/deployment.md.
     """
 
-    workers: Optional[int] = None  # default: $FLUX_DEPTH_WORKERS, else every core
-    dask_scheduler: Optional[str] = None  # default: $FLUX_DEPTH_DASK_SCHEDULER, else local
+    workers: int | None = None  # default: $FLUX_DEPTH_WORKERS, else every core
+    dask_scheduler: str | None = None  # default: $FLUX_DEPTH_DASK_SCHEDULER, else local
     chunk_size: int = 8  # images per unit of work sent to a worker
     min_pool_tasks: int = 16  # fewer images run in the run's process (a pool's start-up costs)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from flux_depth_assets.config.models import (
     DepthMapSettings,
@@ -74,21 +75,57 @@ def depth_one(task: DepthTask) -> dict[str, Any]:
     provider = _provider(task.config_json, task.kind)
     item = pending_input(task.source_row, task.cache_key, task.storage)
     pred = provider.predict_many([item])[0]
-    return _row_for_prediction(pred, item, task.storage, DepthCache(task.storage), task.catalog,
-                               task.settings, task.base, task.source_row,
-                               price_usd=task.price_usd, batch_started=task.batch_started)
+    return _row_for_prediction(
+        pred,
+        item,
+        task.storage,
+        DepthCache(task.storage),
+        task.catalog,
+        task.settings,
+        task.base,
+        task.source_row,
+        price_usd=task.price_usd,
+        batch_started=task.batch_started,
+    )
 
 
-def depth_rows_on_pool(config: LocalConfig, pending: list[ProviderInput],
-                       sources: dict[str, dict[str, Any]], storage: Storage, catalog: str,
-                       settings: DepthMapSettings, base: dict[str, Any], *, price_usd: float,
-                       batch_started: datetime, pool: PoolConfig | None,
-                       log: Callable[[str], None]) -> Iterator[tuple[str, dict[str, Any]]]:
+def depth_rows_on_pool(
+    config: LocalConfig,
+    pending: list[ProviderInput],
+    sources: dict[str, dict[str, Any]],
+    storage: Storage,
+    catalog: str,
+    settings: DepthMapSettings,
+    base: dict[str, Any],
+    *,
+    price_usd: float,
+    batch_started: datetime,
+    pool: PoolConfig | None,
+    log: Callable[[str], None],
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(image_id, row) for every pending image, in order, computed on the work pool."""
     config_json = config.model_dump_json()
-    tasks = (DepthTask(config_json, config.name, sources[p.image_id], p.cache_key, storage,
-                       catalog, settings, base, price_usd, batch_started) for p in pending)
-    rows = map_ordered(depth_one, tasks, total=len(pending), config=pool,
-                       progress=lambda d, t: log(f"depth_maps: {d}/{t} image(s) done"))
+    tasks = (
+        DepthTask(
+            config_json,
+            config.name,
+            sources[p.image_id],
+            p.cache_key,
+            storage,
+            catalog,
+            settings,
+            base,
+            price_usd,
+            batch_started,
+        )
+        for p in pending
+    )
+    rows = map_ordered(
+        depth_one,
+        tasks,
+        total=len(pending),
+        config=pool,
+        progress=lambda d, t: log(f"depth_maps: {d}/{t} image(s) done"),
+    )
     for item, row in zip(pending, rows):
         yield item.image_id, row

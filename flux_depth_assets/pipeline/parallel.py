@@ -23,7 +23,8 @@ import os
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,8 +33,11 @@ WORKERS_ENV = "FLUX_DEPTH_WORKERS"
 DASK_ENV = "FLUX_DEPTH_DASK_SCHEDULER"
 
 #: modules the forkserver imports once, so each pool worker starts warm
-_PRELOAD = ["flux_depth_assets.pipeline.scan", "flux_depth_assets.pipeline.depth_run",
-            "flux_depth_assets.pipeline.derived_specs"]
+_PRELOAD = [
+    "flux_depth_assets.pipeline.scan",
+    "flux_depth_assets.pipeline.depth_run",
+    "flux_depth_assets.pipeline.derived_specs",
+]
 
 
 def available_cores() -> int:
@@ -57,8 +61,10 @@ class PoolConfig:
     @classmethod
     def from_env(cls) -> PoolConfig:
         raw = os.environ.get(WORKERS_ENV, "").strip()
-        return cls(workers=int(raw) if raw else None,
-                   dask_scheduler=os.environ.get(DASK_ENV, "").strip() or None)
+        return cls(
+            workers=int(raw) if raw else None,
+            dask_scheduler=os.environ.get(DASK_ENV, "").strip() or None,
+        )
 
     def resolved_workers(self) -> int:
         return self.workers if self.workers and self.workers > 0 else available_cores()
@@ -94,8 +100,12 @@ def _chunk_size(config: PoolConfig, total: int, workers: int) -> int:
     return max(1, min(config.chunk_size, total // (workers * 4) or 1))
 
 
-def _ordered(submit: Callable[[list[T]], Any], result: Callable[[Any], list[R]],
-             chunks: Iterator[list[T]], window: int) -> Iterator[R]:
+def _ordered(
+    submit: Callable[[list[T]], Any],
+    result: Callable[[Any], list[R]],
+    chunks: Iterator[list[T]],
+    window: int,
+) -> Iterator[R]:
     """Keep `window` chunks in flight; yield results in chunk order."""
     pending: deque[Any] = deque()
     for chunk in chunks:
@@ -106,9 +116,14 @@ def _ordered(submit: Callable[[list[T]], Any], result: Callable[[Any], list[R]],
         yield from result(pending.popleft())
 
 
-def map_ordered(fn: Callable[[T], R], tasks: Iterable[T], *, total: int,
-                config: PoolConfig | None = None,
-                progress: Callable[[int, int], None] | None = None) -> Iterator[R]:
+def map_ordered(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    *,
+    total: int,
+    config: PoolConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[R]:
     """`fn(task)` for every task, results in task order, on the configured workers.
 
     `total` is the number of tasks (to size chunks and report progress); `progress(done, total)`
@@ -143,23 +158,37 @@ def map_ordered(fn: Callable[[T], R], tasks: Iterable[T], *, total: int,
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+
         def submit(chunk: list[T]) -> Future[list[R]]:
             return pool.submit(_run_chunk, fn, chunk)
 
-        yield from counted(_ordered(submit, lambda f: f.result(), _chunked(tasks, size),
-                                    workers * config.in_flight_per_worker))
+        yield from counted(
+            _ordered(
+                submit,
+                lambda f: f.result(),
+                _chunked(tasks, size),
+                workers * config.in_flight_per_worker,
+            )
+        )
 
 
-def _dask_map(fn: Callable[[T], R], tasks: Iterable[T], size: int,
-              config: PoolConfig) -> Iterator[R]:
+def _dask_map(
+    fn: Callable[[T], R], tasks: Iterable[T], size: int, config: PoolConfig
+) -> Iterator[R]:
     from distributed import Client  # optional engine: imported only when configured
 
     try:
-        client = Client(config.dask_scheduler, set_as_default=False, timeout="10s")
+        client = Client(
+            config.dask_scheduler,
+            set_as_default=False,  # type: ignore[no-untyped-call]
+            timeout="10s",
+        )
     except OSError as exc:
-        raise WorkPoolUnavailable(f"cannot reach the Dask scheduler at {config.dask_scheduler} "
-                                  f"(FLUX_DEPTH_DASK_SCHEDULER / compute.dask_scheduler): "
-                                  f"{type(exc).__name__}") from None
+        raise WorkPoolUnavailable(
+            f"cannot reach the Dask scheduler at {config.dask_scheduler} "
+            f"(FLUX_DEPTH_DASK_SCHEDULER / compute.dask_scheduler): "
+            f"{type(exc).__name__}"
+        ) from None
     with client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         window = max(2, n_workers * config.in_flight_per_worker)

@@ -77,31 +77,34 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
     todo: list[int] = []  # indexes of objects to read and validate
     for obj in objects:
         prev = previous.get(obj.uri)
+        kept: dict | None
         if obj.conditional_read is not None:  # network revalidation stays in this process
-            row, reused = _revalidate(prev, obj, limits, storage, present, counts)
+            kept, reused = _revalidate(prev, obj, limits, storage, present, counts)
         else:
-            row = _reuse(prev, obj, present)
-            reused = row is not None
-            if row is None:
+            kept = _reuse(prev, obj, present)
+            reused = kept is not None
+            if kept is None:
                 todo.append(len(rows))
         counts["unchanged"] += reused
-        rows.append(row)
+        rows.append(kept)
     tasks = (_task(objects[i], limits, storage) for i in todo)
-    for i, (row, rel) in zip(todo, map_ordered(validate_task, tasks, total=len(todo), config=pool,
-                                                progress=_progress(log, len(objects)))):
+    for i, (made, rel) in zip(todo, map_ordered(validate_task, tasks, total=len(todo), config=pool,
+                                                 progress=_progress(log, len(objects))),
+                              strict=True):
         if rel is not None and rel not in present:
             present.add(rel)
             counts["new"] += 1
-        rows[i] = row
+        rows[i] = made
     seen: dict[str, str] = {}  # sha256 → first uri
     out: list[dict] = []
-    for obj, row in zip(objects, rows):
-        assert row is not None
+    for obj, maybe in zip(objects, rows, strict=True):
+        assert maybe is not None
+        row = maybe
         if obj.conditional_read is None:
             row["etag"] = obj.etag or None
         row["external_id"] = obj.external_id
         row["scanned_at"] = now
-        sha = row.get("sha256")
+        sha = str(row.get("sha256"))
         if row["status"] == "accepted" and sha in seen:
             row = {**row, "status": "duplicate", "reason": f"same content as {seen[sha]}"}
         if row["status"] == "accepted":
