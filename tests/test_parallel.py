@@ -178,3 +178,36 @@ def test_an_unreachable_scheduler_fails_the_run_with_its_address(tmp_path, seria
     )
     assert not out.success
     assert "127.0.0.1:9" in (out.error or "")
+
+
+def test_hosted_depth_with_a_dask_cluster_pays_each_image_once(tmp_path, dask_cluster):
+    """Hosted calls stay in the run's process (journal, lease, cache in the storage root); the
+    cluster makes the derived assets. Each image is paid once, and a re-run pays nothing."""
+    from flux_depth_assets.defs.resources import DepthProviderResource
+    from flux_depth_assets.fakeapi import running_fake_api
+
+    address, _ = dask_cluster
+    cfg = shop_catalog(
+        tmp_path,
+        6,
+        extra="    provider: {name: eachlabs, poll_interval_s: 0.05, max_concurrency: 3}\n",
+    )
+    home = tmp_path / "root"
+    with running_fake_api(latency_s=0.05) as server:
+        for _ in range(2):
+            out = materialize_catalog(
+                "shop",
+                config_dir=cfg,
+                instance=dg.DagsterInstance.ephemeral(),
+                resources={
+                    "storage": StorageResource(root=str(home)),
+                    "compute": ComputeResource(dask_scheduler=address, chunk_size=2),
+                    "depth_provider": DepthProviderResource(
+                        eachlabs_api_key="test-key-1", eachlabs_base_url=server.base_url
+                    ),
+                },
+            )
+            assert out.success, out.error
+            assert server.stats()["creates"] == 6
+    rows = pq.read_table(home / "tables/parallax_sprites/catalog=shop/part-0.parquet").to_pylist()
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"cached"}
