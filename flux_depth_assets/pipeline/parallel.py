@@ -30,6 +30,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 WORKERS_ENV = "FLUX_DEPTH_WORKERS"
+PROGRESS_STEPS = 20  # progress lines per map (about every 5 %)
 DASK_ENV = "FLUX_DEPTH_DASK_SCHEDULER"
 
 #: modules the forkserver imports once, so each pool worker starts warm
@@ -127,53 +128,42 @@ def map_ordered(
     """`fn(task)` for every task, results in task order, on the configured workers.
 
     `total` is the number of tasks (to size chunks and report progress); `progress(done, total)`
-    is called after every chunk, in the caller's process (so it can log to the run).
+    is called in the caller's process (so it can log to the run) about every 5 % of the tasks.
     """
     config = config or PoolConfig.from_env()
-    done = 0
-
-    def counted(results: Iterator[R]) -> Iterator[R]:
-        nonlocal done
-        for r in results:
-            yield r
-            done += 1
-            if progress and (done == total or done % step == 0):
-                progress(done, total)
-
     if total <= 0:
         return
+    step = max(1, total // PROGRESS_STEPS)
+    for done, result in enumerate(_results(fn, tasks, total, config), 1):
+        yield result
+        if progress and (done == total or done % step == 0):
+            progress(done, total)
+
+
+def _results(
+    fn: Callable[[T], R], tasks: Iterable[T], total: int, config: PoolConfig
+) -> Iterator[R]:
     if config.dask_scheduler:
-        workers = max(1, config.resolved_workers())
-        size = _chunk_size(config, total, workers)
-        step = size
-        yield from counted(_dask_map(fn, tasks, size, config))
+        yield from _dask_map(fn, tasks, total, config)
         return
     workers = min(config.resolved_workers(), total)
-    size = _chunk_size(config, total, workers)
-    step = size
     if workers <= 1 or total < config.min_tasks:
-        step = max(1, min(25, total))
-        yield from counted(fn(t) for t in tasks)
+        yield from (fn(t) for t in tasks)
         return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
+    size = _chunk_size(config, total, workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
 
         def submit(chunk: list[T]) -> Future[list[R]]:
             return pool.submit(_run_chunk, fn, chunk)
 
-        yield from counted(
-            _ordered(
-                submit,
-                lambda f: f.result(),
-                _chunked(tasks, size),
-                workers * config.in_flight_per_worker,
-            )
-        )
+        window = workers * config.in_flight_per_worker
+        yield from _ordered(submit, lambda f: f.result(), _chunked(tasks, size), window)
 
 
 def _dask_map(
-    fn: Callable[[T], R], tasks: Iterable[T], size: int, config: PoolConfig
+    fn: Callable[[T], R], tasks: Iterable[T], total: int, config: PoolConfig
 ) -> Iterator[R]:
     from distributed import Client  # optional engine: imported only when configured
 
@@ -190,10 +180,11 @@ def _dask_map(
             f"{type(exc).__name__}"
         ) from None
     with client:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        window = max(2, n_workers * config.in_flight_per_worker)
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        size = _chunk_size(config, total, workers)
 
         def submit(chunk: list[T]) -> Any:
             return client.submit(_run_chunk, fn, chunk, pure=False)
 
+        window = max(2, workers * config.in_flight_per_worker)
         yield from _ordered(submit, lambda f: f.result(), _chunked(tasks, size), window)
