@@ -69,19 +69,29 @@ def to_nearness(depth: np.ndarray, metric: bool) -> np.ndarray:
 
 
 def quantize(nearness: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """uint16 image and the (min, max) of the valid input values."""
-    d = np.asarray(nearness, dtype=np.float64)
+    """uint16 image and the (min, max) of the valid input values.
+
+    In place on one float64 copy, without boolean gathers when every pixel is valid (the usual
+    case): the same values as the straightforward masked version, at a fraction of the CPU.
+    """
+    d = np.array(nearness, dtype=np.float64)  # a copy: worked on in place below
     valid = np.isfinite(d)
-    if not valid.any():
+    all_valid = bool(valid.all())
+    if not all_valid and not valid.any():
         return np.zeros(d.shape, np.uint16), float("nan"), float("nan")
-    lo, hi = float(d[valid].min()), float(d[valid].max())
+    lo = float(d.min() if all_valid else d[valid].min())
+    hi = float(d.max() if all_valid else d[valid].max())
     span = hi - lo
-    out = np.zeros(d.shape, np.uint16)
     if span <= 0:
-        out[valid] = (PNG_MAX + 1) // 2
-    else:
-        out[valid] = np.round(1 + (d[valid] - lo) / span * (PNG_MAX - 1)).astype(np.uint16)
-    return out, lo, hi
+        return np.where(valid, np.uint16((PNG_MAX + 1) // 2), np.uint16(0)), lo, hi
+    d -= lo
+    d /= span
+    d *= PNG_MAX - 1
+    d += 1
+    np.round(d, out=d)
+    if not all_valid:
+        d[~valid] = 0
+    return d.astype(np.uint16), lo, hi
 
 
 def encode_png16(q: np.ndarray) -> bytes:
