@@ -211,3 +211,40 @@ def test_hosted_depth_with_a_dask_cluster_pays_each_image_once(tmp_path, dask_cl
             assert server.stats()["creates"] == 6
     rows = pq.read_table(home / "tables/parallax_sprites/catalog=shop/part-0.parquet").to_pylist()
     assert len(rows) == 6 and {r["status"] for r in rows} == {"cached"}
+
+
+def test_onnx_depth_on_the_pool_matches_one_worker(tmp_path):
+    """`onnx` depth maps are made on pool workers (the provider rebuilt there from its config)."""
+    pytest.importorskip("onnx")
+    from tests.test_onnx_provider import save_model
+
+    model = save_model(tmp_path / "red.onnx", ["batch", 3, "height", "width"], "red")
+    files = {f"p{i}.jpg": images.encode(images.photo(64, 48, seed=i), "JPEG") for i in range(6)}
+    cfg = shop_catalog(
+        tmp_path, files, extra=f"    provider: {{name: onnx, model_path: {model}}}\n"
+    )
+    from flux_depth_assets.pipeline.depth_pool import _provider
+
+    snapshots, built_here = [], []
+    for name, compute in [
+        ("one", ComputeResource(workers=1)),
+        ("pool", ComputeResource(workers=2, chunk_size=1, min_pool_tasks=1)),
+    ]:
+        home = tmp_path / name
+        _provider.cache_clear()
+        out = materialize_catalog(
+            "shop",
+            assets=["source_images", "depth_maps"],
+            config_dir=cfg,
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={"storage": StorageResource(root=str(home)), "compute": compute},
+        )
+        assert out.success, out.error
+        table = pq.read_table(home / "tables/depth_maps/catalog=shop/part-0.parquet")
+        rows = table.drop_columns([c for c in table.column_names if c in VOLATILE]).to_pylist()
+        assert {r["provider"] for r in rows} == {"onnx"} and len(rows) == 6
+        depth = {p.name: p.read_bytes() for p in (home / "catalogs/shop/depth_maps").iterdir()}
+        snapshots.append((rows, depth))
+        built_here.append(_provider.cache_info().currsize)
+    assert snapshots[0] == snapshots[1]
+    assert built_here == [1, 0]  # the pool's provider was built in the workers, not here
