@@ -221,8 +221,19 @@ def start_dask(workers: int) -> tuple[str, list[subprocess.Popen]]:
 # --------------------------------------------------------------------------- main
 
 
+def _resources(home: Path, workers: int | None, scheduler: str | None) -> dict[str, object]:
+    from flux_depth_assets.defs.resources import StorageResource
+
+    resources: dict[str, object] = {"storage": StorageResource(root=str(home))}
+    try:
+        from flux_depth_assets.defs.resources import ComputeResource
+    except ImportError:  # a checkout from before the work pool: measured as it is ("before")
+        return resources
+    resources["compute"] = ComputeResource(workers=workers, dask_scheduler=scheduler)
+    return resources
+
+
 def run(args: argparse.Namespace) -> None:
-    from flux_depth_assets.defs.resources import ComputeResource, StorageResource
     from flux_depth_assets.defs.runner import materialize_catalog
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="flux_bench_"))
@@ -241,8 +252,7 @@ def run(args: argparse.Namespace) -> None:
     scheduler = None
     if args.engine == "dask":
         scheduler, procs = start_dask(args.dask_workers)
-    compute = ComputeResource(workers=args.workers, dask_scheduler=scheduler)
-    resources = {"storage": StorageResource(root=str(home)), "compute": compute}
+    resources = _resources(home, args.workers, scheduler)
     extra = [p.pid for p in procs]
     n_images = sum(1 for _ in photos.iterdir())
 
