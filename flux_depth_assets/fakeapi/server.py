@@ -106,7 +106,8 @@ class FakeEachlabs:
             return self._reject(400, str(exc))
         fmt = inputs.get("output_format", "jpg")
         prompt = inputs.get("prompt", "") or ""
-        output = await run_in_threadpool(imaging.make_output, image, prompt, fmt)
+        output = await run_in_threadpool(imaging.make_output, image, prompt, fmt,
+                                         self.config.bfl_like)
         pid = self.host_state.register(image_key, fmt, inputs, output)
         return JSONResponse({"status": "success", "message": "Prediction created successfully",
                              "predictionID": pid})

@@ -69,24 +69,38 @@ class DepthTask:
 
 def depth_one(task: DepthTask) -> dict[str, Any]:
     """Predict, cache and write one image's depth map; the row (never raises for one image)."""
+    from flux_depth_assets.lineage.writer import redact
     from flux_depth_assets.pipeline.depth_run import _row_for_prediction
     from flux_depth_assets.pipeline.provider_run import pending_input
 
     provider = _provider(task.config_json, task.kind)
     item = pending_input(task.source_row, task.cache_key, task.storage)
     pred = provider.predict_many([item])[0]
-    return _row_for_prediction(
-        pred,
-        item,
-        task.storage,
-        DepthCache(task.storage),
-        task.catalog,
-        task.settings,
-        task.base,
-        task.source_row,
-        price_usd=task.price_usd,
-        batch_started=task.batch_started,
-    )
+    try:
+        return _row_for_prediction(
+            pred,
+            item,
+            task.storage,
+            DepthCache(task.storage),
+            task.catalog,
+            task.settings,
+            task.base,
+            task.source_row,
+            price_usd=task.price_usd,
+            batch_started=task.batch_started,
+        )
+    except OSError as exc:  # storage full or read-only: this image fails, the run goes on
+        return {
+            **task.base,
+            "image_id": item.image_id,
+            "source_sha256": item.source_sha256,
+            "cache_key": item.cache_key,
+            "status": "failed",
+            "cost_usd": 0.0,
+            "width": task.source_row["width"],
+            "height": task.source_row["height"],
+            "error": redact(f"could not store the result: {exc}"),
+        }
 
 
 def depth_rows_on_pool(
