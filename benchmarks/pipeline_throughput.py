@@ -169,7 +169,8 @@ class Meter:
         self._stop = threading.Event()
 
     def _pids(self) -> list[int]:
-        return _tree(os.getpid())[1:] + [q for p in self.extra for q in _tree(p)]
+        mine = _tree(os.getpid())[1:] + [q for p in self.extra for q in _tree(p)]
+        return list(dict.fromkeys(mine))  # Dask processes started here are in both lists
 
     def _sample(self, initial: bool = False) -> None:
         pids = self._pids()
