@@ -403,7 +403,8 @@ def test_external_id_lands_in_the_table(tmp_path, http_base, origin):
                        f"{http_base}/etag/b": (None, "accepted"),
                        f"{http_base}/missing": ("sku-gone", "rejected")}
         table = store.read_partition(ASSET, "web")
-        assert table.schema == SOURCE_IMAGES and SOURCE_IMAGES.names[-2:] == ["external_id", "etag"]
+        assert table.schema == SOURCE_IMAGES
+        assert SOURCE_IMAGES.names[-4:] == ["external_id", "etag", "original_width", "original_height"]
 
 
 def test_a_table_written_before_the_new_columns_still_loads(tmp_path, http_base, origin):
