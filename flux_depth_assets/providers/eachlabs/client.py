@@ -46,12 +46,6 @@ from flux_depth_assets.providers.eachlabs.protocol import (
 from flux_depth_assets.providers.eachlabs.transport import ShardedPoolTransport
 from flux_depth_assets.redaction import mask
 
-__all__ = [  # the protocol names were defined here before the split; importers still find them
-    "EachlabsClient", "EachlabsError", "PredictionState", "RateLimiter", "Redactor", "RetryHook",
-    "RetryPolicy", "Secret", "ShardedPoolTransport", "host_message", "origin", "parse_prediction",
-    "parse_retry_after", "prediction_id_from", "url_host",
-]
-
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 MAX_OUTPUT_BYTES = 200 * 1024 * 1024
