@@ -55,7 +55,9 @@ def kernel_costs(n: int) -> None:
     for i in range(n):
         buf = io.BytesIO()
         make_photo(bases, i).save(buf, format="JPEG", quality=90)
-        valid = timed("source: validate (decode, sha256, EXIF)", validate_image_bytes, buf.getvalue())
+        valid = timed(
+            "source: validate (decode, sha256, EXIF)", validate_image_bytes, buf.getvalue()
+        )
         rgb = np.asarray(valid.image)
         timed("source: encode normalised PNG", encode_png, rgb)
         near = timed("depth: local estimator", estimate_depth, valid.image)

@@ -9,8 +9,14 @@ from flux_depth_assets.defs.assets.derived.checks import CACHED_SPOT_CHECK, CHEC
 
 def _rows(status: str, n: int, start: int = 0) -> list[dict]:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    return [{"image_id": f"{status}{i}", "status": status,
-             "materialized_at": t0 + timedelta(seconds=start + i)} for i in range(n)]
+    return [
+        {
+            "image_id": f"{status}{i}",
+            "status": status,
+            "materialized_at": t0 + timedelta(seconds=start + i),
+        }
+        for i in range(n)
+    ]
 
 
 def test_an_unchanged_run_checks_only_a_constant_few_cached_outputs():

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from flux_depth_assets.config import load_project
 from flux_depth_assets.depth.encoding import encode_png
 from flux_depth_assets.depth.normals import decode_rgb16_png
 from flux_depth_assets.imaging.validation import (
@@ -18,7 +19,6 @@ from flux_depth_assets.imaging.validation import (
     validate_image_bytes,
 )
 from flux_depth_assets.pipeline.scan import scan_catalog
-from flux_depth_assets.config import load_project
 from flux_depth_assets.storage.store import Storage
 from tests import images
 from tests.catalogs import shop_catalog
@@ -75,7 +75,9 @@ def test_images_within_the_bound_are_not_resampled():
     result = validate_image_bytes(images.png(seed=3))
     assert isinstance(result, ValidImage)
     assert (result.width, result.height) == (result.original_width, result.original_height)
-    assert np.array_equal(np.asarray(result.image), np.asarray(Image.open(io.BytesIO(images.png(seed=3)))))
+    assert np.array_equal(
+        np.asarray(result.image), np.asarray(Image.open(io.BytesIO(images.png(seed=3))))
+    )
 
 
 def test_the_scan_records_both_sizes_and_stores_the_bounded_copy(tmp_path):
@@ -94,10 +96,18 @@ def test_the_scan_records_both_sizes_and_stores_the_bounded_copy(tmp_path):
     assert {"original_width", "original_height"} <= set(table.column_names)
 
 
-@pytest.mark.parametrize("shape,dtype", [
-    ((7, 5), np.uint8), ((7, 5), np.uint16), ((9, 4, 3), np.uint8), ((3, 8, 4), np.uint8),
-    ((3, 8, 2), np.uint8), ((1, 1, 4), np.uint8), ((1, 6), np.uint16),
-])
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [
+        ((7, 5), np.uint8),
+        ((7, 5), np.uint16),
+        ((9, 4, 3), np.uint8),
+        ((3, 8, 4), np.uint8),
+        ((3, 8, 2), np.uint8),
+        ((1, 1, 4), np.uint8),
+        ((1, 6), np.uint16),
+    ],
+)
 def test_the_png_writer_round_trips_through_pillow(shape, dtype):
     arr = np.random.default_rng(0).integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
     with Image.open(io.BytesIO(encode_png(arr))) as im:
@@ -109,8 +119,15 @@ def test_the_png_writer_writes_16_bit_rgb_that_the_normals_reader_decodes():
     assert np.array_equal(decode_rgb16_png(encode_png(arr)), arr)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.float32), np.zeros((4, 4, 5), np.uint8),
-                                 np.zeros((0, 4), np.uint8), np.zeros(4, np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((4, 4), np.float32),
+        np.zeros((4, 4, 5), np.uint8),
+        np.zeros((0, 4), np.uint8),
+        np.zeros(4, np.uint8),
+    ],
+)
 def test_the_png_writer_refuses_what_png_cannot_hold(bad):
     with pytest.raises(ValueError, match="expected"):
         encode_png(bad)

@@ -9,11 +9,11 @@ the hosted client in the run's own process (see docs/deployment.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
-from collections.abc import Callable, Iterator
 
 from flux_depth_assets.config.models import (
     DepthMapSettings,
