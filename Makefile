@@ -74,7 +74,10 @@ FORMAT_PATHS ?= tests/test_plain_modules.py \
                 tests/test_normalization.py \
                 tests/e2e/test_gallery_browser.py \
                 tests/test_parallax_holes_check.py \
-                benchmarks/depth_figures.py
+                benchmarks/depth_figures.py \
+	flux_depth_assets/pipeline/parallel.py flux_depth_assets/pipeline/depth_pool.py \
+	benchmarks/pipeline_throughput.py benchmarks/profile_run.py tests/test_parallel.py \
+	tests/dask_cluster.py tests/test_working_size.py tests/test_incremental.py
 lint: install
 	$(BIN)/ruff check --extend-ignore I001 .
 	$(BIN)/ruff check --select I001 $(FORMAT_PATHS)

@@ -18,7 +18,6 @@ from flux_depth_assets.storage.store import Storage
 from tests import images
 from tests.fakes import CountingProviderResource
 
-
 TESTS = set(TEST_ASSETS)  # the checks built from YAML (other modules add their own checks)
 
 

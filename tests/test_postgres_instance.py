@@ -112,7 +112,11 @@ def _query(dbname: str, sql: str, params: tuple = ()) -> list[tuple]:
 
 def test_profile_builds_a_postgres_instance_with_the_run_queue_and_pool(pg_instance):
     from dagster._core.run_coordinator import QueuedRunCoordinator
-    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+    from dagster_postgres import (
+        PostgresEventLogStorage,
+        PostgresRunStorage,
+        PostgresScheduleStorage,
+    )
 
     assert isinstance(pg_instance.run_storage, PostgresRunStorage)
     assert isinstance(pg_instance.event_log_storage, PostgresEventLogStorage)

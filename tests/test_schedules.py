@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest

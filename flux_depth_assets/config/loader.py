@@ -7,10 +7,10 @@ is looking at the YAML, not at a Python traceback.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from collections.abc import Iterable
 
 import yaml
 from pydantic import BaseModel, ValidationError

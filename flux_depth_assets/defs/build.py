@@ -7,8 +7,8 @@ import dagster as dg
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
-from flux_depth_assets.defs.assets.output_checks import OUTPUT_CHECKS
 from flux_depth_assets.defs.assets.gallery import catalog_gallery
+from flux_depth_assets.defs.assets.output_checks import OUTPUT_CHECKS
 from flux_depth_assets.defs.assets.renders import depth_renders
 from flux_depth_assets.defs.assets.summary import catalog_summary
 from flux_depth_assets.defs.declarative_checks import build_declarative_checks

@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
-from flux_depth_assets.defs.metadata import counts_metadata
 from flux_depth_assets.defs.lineage import record_materialization
+from flux_depth_assets.defs.metadata import counts_metadata
 from flux_depth_assets.pipeline.contact_sheet import contact_sheet_markdown
 from flux_depth_assets.pipeline.gate import GATE_CHECK, GateOutcome, evaluate_gate
 from flux_depth_assets.storage.store import Storage

@@ -4,9 +4,9 @@
 when it fails is decided here and in `defs.finish` (shared with every other asset).
 """
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from collections.abc import Callable
 
 import dagster as dg
 

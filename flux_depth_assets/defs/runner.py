@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import dagster as dg
 import sqlalchemy.exc
@@ -17,8 +17,8 @@ from flux_depth_assets.defs.assets.summary import ASSET as SUMMARY_ASSET
 from flux_depth_assets.defs.build import PARTITIONED_ASSETS, UNPARTITIONED_ASSETS, build_definitions
 from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME
 from flux_depth_assets.defs.declarative_checks import check_selection
-from flux_depth_assets.defs.yaml_attributes import catalog_tags
 from flux_depth_assets.defs.resources import CatalogsResource
+from flux_depth_assets.defs.yaml_attributes import catalog_tags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ provider call is cached), so a schedule over an unchanged catalog costs a listin
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Iterable
+from typing import Any
 
 import dagster as dg
 

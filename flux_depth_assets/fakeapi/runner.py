@@ -13,9 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
-from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 import uvicorn

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 

@@ -14,8 +14,8 @@ import hashlib
 import numpy as np
 
 from flux_depth_assets.config.models import ModelSettings
+from flux_depth_assets.depth.encoding import encode_png
 from flux_depth_assets.depth.normals import (
-    encode_normals_png,
     normals_from_depth,
     quantize_normals,
     tilt_deg,
@@ -59,12 +59,12 @@ def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
     normals = np.nan_to_num(normals_from_depth(near, s.strength, s.convention,
                                                smooth_px=s.smooth * max(near.shape)), nan=0.0)
     normals[~np.isfinite(near)] = 0.0
-    png = encode_normals_png(normals, s.bit_depth)
+    q = quantize_normals(normals, s.bit_depth)  # once: the file's pixels and the error check
+    png = encode_png(q)
     rel = store.file_rel(catalog, NORMALS_ASSET, inp.image_id, "png")
     store.write_bytes(rel, png)
     top = 255.0 if s.bit_depth == 8 else 65535.0
-    decoded = quantize_normals(normals, s.bit_depth).astype(np.float32) * np.float32(2.0 / top) - 1.0
-    unit_err = max_unit_error(decoded)
+    unit_err = max_unit_error(q.astype(np.float32) * np.float32(2.0 / top) - 1.0)
     valid = np.isfinite(near)
     return {"normal_path": rel, "output_sha256": hashlib.sha256(png).hexdigest(),
             "convention": s.convention, "bit_depth": s.bit_depth, "strength": s.strength,

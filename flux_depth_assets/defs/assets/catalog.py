@@ -1,13 +1,13 @@
 """`source_images`: the validated manifest of a catalog's images."""
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, INGEST_GROUP
 from flux_depth_assets.defs.finish import finish_asset, gate_spec
 from flux_depth_assets.defs.metadata import preview_table
-from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
+from flux_depth_assets.defs.resources import CatalogsResource, ComputeResource, StorageResource
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.scan import ASSET, scan_catalog
 from flux_depth_assets.sources import SourceError
@@ -27,12 +27,12 @@ from flux_depth_assets.sources import SourceError
     ),
 )
 def source_images(context: dg.AssetExecutionContext, storage: StorageResource,
-                  catalogs: CatalogsResource) -> dg.MaterializeResult:
+                  catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
     catalog = catalogs.load().catalog(context.partition_key)
     store = storage.get()
     try:
-        result = scan_catalog(catalog, store, log=context.log.info)
+        result = scan_catalog(catalog, store, log=context.log.info, pool=compute.pool())
     except SourceError as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
     return finish_asset(

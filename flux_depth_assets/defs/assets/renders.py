@@ -1,12 +1,20 @@
 """`depth_renders`: prompt-driven, depth-guided re-renders for catalogs whose provider is in `render` mode."""
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from flux_depth_assets.defs.finish import gate_result
-from flux_depth_assets.defs.provider_assets import finish_provider_asset, provider_asset, run_or_fail
-from flux_depth_assets.defs.resources import CatalogsResource, DepthProviderResource, StorageResource
+from flux_depth_assets.defs.provider_assets import (
+    finish_provider_asset,
+    provider_asset,
+    run_or_fail,
+)
+from flux_depth_assets.defs.resources import (
+    CatalogsResource,
+    DepthProviderResource,
+    StorageResource,
+)
 from flux_depth_assets.pipeline.gate import evaluate_gate
 from flux_depth_assets.pipeline.render_run import ASSET, run_renders
 from flux_depth_assets.pipeline.scan import accepted_rows

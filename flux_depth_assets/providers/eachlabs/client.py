@@ -26,8 +26,8 @@ import base64
 import binascii
 import random
 import time
-from typing import Any, Self
 from collections.abc import Callable
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import httpx

@@ -11,7 +11,7 @@ import email.utils
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx

@@ -24,9 +24,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from collections.abc import Coroutine, Sequence
 
 import httpx
 

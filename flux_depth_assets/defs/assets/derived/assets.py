@@ -4,7 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the `context` annota
 function at decoration time and needs the real class.
 """
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -15,7 +15,7 @@ from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP
 from flux_depth_assets.defs.finish import finish_asset, gate_spec, require_upstream_gates
 from flux_depth_assets.defs.metadata import preview_table
-from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
+from flux_depth_assets.defs.resources import CatalogsResource, ComputeResource, StorageResource
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.derived_run import (
     ALGORITHM_VERSION,
@@ -29,7 +29,6 @@ from flux_depth_assets.pipeline.derived_run import (
 from flux_depth_assets.pipeline.derived_specs import SPECS
 from flux_depth_assets.storage.schemas import table_from_rows
 
-
 #: eager, but never on a partition whose upstream failure gate (a blocking check) failed
 DERIVED_AUTOMATION = (dg.AutomationCondition.eager()
                       & dg.AutomationCondition.all_deps_blocking_checks_passed())
@@ -39,7 +38,7 @@ UPSTREAM = {NORMALS_ASSET: ["depth_maps"], STATS_ASSET: ["depth_maps"],
 
 
 def _materialize(spec: DerivedSpec, context: dg.AssetExecutionContext, storage: StorageResource,
-                 catalogs: CatalogsResource) -> dg.MaterializeResult:
+                 catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
     project = catalogs.load()
     catalog: CatalogConfig = project.catalog(context.partition_key)
@@ -48,7 +47,7 @@ def _materialize(spec: DerivedSpec, context: dg.AssetExecutionContext, storage: 
     require_upstream_gates(store, catalog, UPSTREAM[spec.asset])
     try:
         result = run_derived(spec, store, catalog.name, settings, run_id=context.run.run_id,
-                             log=context.log.info)
+                             log=context.log.info, pool=compute.pool())
     except FileNotFoundError as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
     ok_rows = [r for r in result.rows if r["status"] in OK]
@@ -78,8 +77,8 @@ def _derived_asset(asset: str, *, deps: list, kinds: set[str], description: str)
               automation_condition=DERIVED_AUTOMATION, check_specs=[gate_spec(asset)],
               description=description)
     def _asset(context: dg.AssetExecutionContext, storage: StorageResource,
-               catalogs: CatalogsResource) -> dg.MaterializeResult:
-        return _materialize(spec, context, storage, catalogs)
+               catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
+        return _materialize(spec, context, storage, catalogs, compute)
     return _asset
 
 
