@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 import httpx
 import uvicorn
 
+from flux_depth_assets.fakeapi.options import add_dialect_arguments, dialect_options
 from flux_depth_assets.fakeapi.server import FakeEachlabs, build_app
 from flux_depth_assets.fakeapi.state import FakeApiConfig
 
@@ -197,6 +198,7 @@ def build_parser(prog: str = "flux-depth fake-api") -> argparse.ArgumentParser:
                    help="poll answer `output` as a URL string or a list of URLs")
     p.add_argument("--report-cost", action="store_true", help="add `cost` to finished poll answers")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    add_dialect_arguments(p)
     return p
 
 
@@ -218,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               args.error_rate, access_log=args.access_log, on_ready=announce,
               latency_jitter_s=args.latency_jitter, seed=args.seed,
               api_keys=args.api_key, price_usd=args.price, output_style=args.output_style,
-              report_cost=args.report_cost)
+              report_cost=args.report_cost, **dialect_options(args))
     except (OSError, ValueError, TypeError) as exc:
         print(f"fake-api: {exc}", file=sys.stderr)
         return 2
