@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from flux_depth_assets.config.models import (
     EachlabsProviderConfig,
+    HostedProviderConfig,
     LocalProviderConfig,
     OnnxProviderConfig,
 )
-from flux_depth_assets.providers.base import DepthProvider
+from flux_depth_assets.providers.base import DepthProvider, ProviderNotReady
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ def build_provider(config, secrets: ProviderSecrets | None = None) -> DepthProvi
     if isinstance(config, LocalProviderConfig):
         from flux_depth_assets.providers.local import LocalProvider
         return LocalProvider(config)
+    if isinstance(config, HostedProviderConfig):
+        config = _eachlabs_only(config)
     if isinstance(config, EachlabsProviderConfig):
         from flux_depth_assets.providers.eachlabs import EachlabsProvider
         return EachlabsProvider(config, api_key=secrets.eachlabs_api_key,
@@ -36,3 +39,25 @@ def build_provider(config, secrets: ProviderSecrets | None = None) -> DepthProvi
         from flux_depth_assets.providers.onnx import OnnxProvider
         return OnnxProvider(config)
     raise TypeError(f"unknown provider config {type(config).__name__}")
+
+
+def _eachlabs_only(config: HostedProviderConfig) -> EachlabsProviderConfig:
+    """`name: hosted` with Eachlabs as its only host is the eachlabs provider (the host list,
+    failover and the other hosts' adapters reach the client once it speaks through them)."""
+    names = [h.name for h in config.hosts]
+    if names != ["eachlabs"]:
+        raise ProviderNotReady(
+            f"provider hosts {names}: this version runs the hosted provider on eachlabs only; "
+            "use `hosts: [eachlabs]` (or `name: eachlabs`). Nothing was sent.")
+    host = config.hosts[0]
+    if host.api_key_env or host.base_url_env or host.account or host.max_in_flight or \
+            host.creates_per_minute:
+        raise ProviderNotReady("per-host api_key_env, base_url_env, account and limits are not "
+                               "used by this version; remove them. Nothing was sent.")
+    shared = config.model_dump(exclude={"name", "hosts", "unavailable_after_s",
+                                        "interchangeable_results"})
+    for field in ("base_url", "model", "version", "price_usd"):
+        value = getattr(host, field)
+        if value is not None:
+            shared[field] = value
+    return EachlabsProviderConfig.model_validate(shared)
