@@ -9,6 +9,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 from flux_depth_assets.providers.hosts import ADAPTERS
 from flux_depth_assets.providers.hosts.limits import AccountGate, AccountLimits
@@ -16,16 +17,23 @@ from tests.exclusive import ExclusiveStorage
 from tests.hostcalls import Driver
 
 
-async def run(opts: dict) -> dict:
+async def run(opts: dict[str, Any]) -> dict[str, Any]:
     adapter = ADAPTERS[opts["host"]]
-    gate = AccountGate(ExclusiveStorage(opts["root"]), adapter.name, "acct",
-                       AccountLimits(max_in_flight=opts.get("max_in_flight"),
-                                     per_window=opts.get("per_window"),
-                                     window_s=opts.get("window_s", 60.0), poll_s=0.05,
-                                     stop_check_s=0.0))
+    gate = AccountGate(
+        ExclusiveStorage(opts["root"]),
+        adapter.name,
+        "acct",
+        AccountLimits(
+            max_in_flight=opts.get("max_in_flight"),
+            per_window=opts.get("per_window"),
+            window_s=opts.get("window_s", 60.0),
+            poll_s=0.05,
+            stop_check_s=0.0,
+        ),
+    )
     driver = Driver(adapter, opts["base_url"])
     started = time.time()
-    done = {"created": 0, "refused": [], "stopped": None}
+    done: dict[str, Any] = {"created": 0, "refused": [], "stopped": None}
     print(json.dumps({"ready": True}), flush=True)
     sys.stdin.readline()  # start together: the parent releases both children at once
 

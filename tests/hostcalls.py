@@ -22,8 +22,16 @@ def data_uri(size: tuple[int, int] = (80, 60), shade: int = 0) -> str:
 
 
 def inputs(shade: int = 0, **extra: Any) -> dict[str, Any]:
-    return {"control_image": data_uri(shade=shade), "prompt": "", "steps": 50, "guidance": 15,
-            "safety_tolerance": 2, "output_format": "png", "prompt_upsampling": False, **extra}
+    return {
+        "control_image": data_uri(shade=shade),
+        "prompt": "",
+        "steps": 50,
+        "guidance": 15,
+        "safety_tolerance": 2,
+        "output_format": "png",
+        "prompt_upsampling": False,
+        **extra,
+    }
 
 
 class Driver:
@@ -37,11 +45,19 @@ class Driver:
             headers.update(self.adapter.auth_headers(self.key))
         return self.http.request(request.method, request.url, json=request.json, headers=headers)
 
-    def create(self, shade: int = 0, model: str | None = None,
-               deadline_s: float | None = None) -> httpx.Response:
+    def create(
+        self, shade: int = 0, model: str | None = None, deadline_s: float | None = None
+    ) -> httpx.Response:
         a = self.adapter
-        return self.send(a.create_request(self.base_url, model or a.default_model,
-                                          a.default_version, inputs(shade), deadline_s))
+        return self.send(
+            a.create_request(
+                self.base_url,
+                model or a.default_model,
+                a.default_version,
+                inputs(shade),
+                deadline_s,
+            )
+        )
 
     def created(self, shade: int = 0) -> Created:
         response = self.create(shade)

@@ -18,9 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_children(options: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Start the children, wait until both are ready, release them together, collect reports."""
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.account_child", json.dumps(o)],
-                              cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for o in options]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.account_child", json.dumps(o)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for o in options
+    ]
     try:
         for p in procs:
             assert p.stdout is not None and json.loads(p.stdout.readline())["ready"]
@@ -45,8 +52,14 @@ def run_children(options: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_creates_per_window_hold_across_two_processes(tmp_path, host):
     cap, window = 3, 1.5
     with running_fake_api(dialect=host, latency_s=0.05) as server:
-        common = {"host": host, "base_url": server.base_url, "root": str(tmp_path / "root"),
-                  "per_window": cap, "window_s": window, "n": 6}
+        common = {
+            "host": host,
+            "base_url": server.base_url,
+            "root": str(tmp_path / "root"),
+            "per_window": cap,
+            "window_s": window,
+            "n": 6,
+        }
         reports = run_children([{**common, "shade": 0}, {**common, "shade": 100}])
         stats = server.stats()
     assert sum(r["created"] for r in reports) == 12 == stats["creates"]
@@ -57,8 +70,13 @@ def test_creates_per_window_hold_across_two_processes(tmp_path, host):
 
 def test_in_flight_cap_holds_across_two_processes(tmp_path):
     with running_fake_api(dialect="bfl", latency_s=0.3) as server:
-        common = {"host": "bfl", "base_url": server.base_url, "root": str(tmp_path / "root"),
-                  "max_in_flight": 2, "n": 4}
+        common = {
+            "host": "bfl",
+            "base_url": server.base_url,
+            "root": str(tmp_path / "root"),
+            "max_in_flight": 2,
+            "n": 4,
+        }
         reports = run_children([{**common, "shade": 0}, {**common, "shade": 100}])
         stats = server.stats()
     assert sum(r["created"] for r in reports) == 8 == stats["creates"]
@@ -67,8 +85,13 @@ def test_in_flight_cap_holds_across_two_processes(tmp_path):
 
 def test_out_of_credit_stops_both_processes_after_the_first_answers(tmp_path):
     with running_fake_api(dialect="replicate", latency_s=0.05, credit_usd=0.15) as server:
-        common = {"host": "replicate", "base_url": server.base_url,
-                  "root": str(tmp_path / "root"), "n": 20, "workers": 1}
+        common = {
+            "host": "replicate",
+            "base_url": server.base_url,
+            "root": str(tmp_path / "root"),
+            "n": 20,
+            "workers": 1,
+        }
         reports = run_children([{**common, "shade": 0}, {**common, "shade": 100}])
         stats = server.stats()
     assert stats["creates"] == 3

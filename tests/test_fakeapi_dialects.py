@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -107,8 +108,14 @@ def test_replicate_429_carries_retry_after_in_the_body_only():
 
 
 def test_replicate_cancel_after_cancels_a_prediction_still_running():
-    assert [parse_cancel_after(v) for v in ("90", "30s", "5m", "1h30m45s", "x", "")] == \
-        [90.0, 30.0, 300.0, 5445.0, None, None]
+    assert [parse_cancel_after(v) for v in ("90", "30s", "5m", "1h30m45s", "x", "")] == [
+        90.0,
+        30.0,
+        300.0,
+        5445.0,
+        None,
+        None,
+    ]
     with host("replicate", latency_s=60.0) as (server, d):
         response = d.create(deadline_s=5)
         assert response.status_code == 201 and response.json()["status"] == "starting"
@@ -118,16 +125,22 @@ def test_replicate_cancel_after_cancels_a_prediction_still_running():
         answer = server.state._describe(pred, pred.created_at + 5.5, server.base_url)
         poll = ReplicateAdapter().parse_poll(answer)
         assert poll.state is HostState.CANCELED and poll.state.charged
-        assert server.state._describe(pred, pred.created_at + 4.9, server.base_url)["status"] \
-            in ("starting", "processing")
-        bad = d.http.post(f"{d.base_url}/v1/models/black-forest-labs/flux-depth-pro/predictions",
-                          json={"input": {}}, headers={"Authorization": "Bearer k",
-                                                       "Cancel-After": "2s"})
+        assert server.state._describe(pred, pred.created_at + 4.9, server.base_url)["status"] in (
+            "starting",
+            "processing",
+        )
+        bad = d.http.post(
+            f"{d.base_url}/v1/models/black-forest-labs/flux-depth-pro/predictions",
+            json={"input": {}},
+            headers={"Authorization": "Bearer k", "Cancel-After": "2s"},
+        )
         assert bad.status_code == 400 and "Cancel-After" in bad.json()["detail"]
 
 
-@pytest.mark.parametrize("name, statuses", [
-    ("replicate", {"failed"}), ("bfl", {"content moderated", "request moderated"})])
+@pytest.mark.parametrize(
+    "name, statuses",
+    [("replicate", {"failed"}), ("bfl", {"content moderated", "request moderated"})],
+)
 def test_moderation_statuses(name, statuses):
     with host(name, moderation_ratio=1.0) as (server, d):
         done = d.wait(d.created())
@@ -137,7 +150,7 @@ def test_moderation_statuses(name, statuses):
 
 
 def test_bfl_result_url_is_signed_and_expires():
-    with host("bfl", output_ttl_s=0.5) as (server, d):
+    with host("bfl", output_ttl_s=0.5) as (_server, d):
         done = d.wait(d.created())
         url = done.outputs[0]
         assert "sig=" in url and "exp=" in url
@@ -175,8 +188,9 @@ def test_max_in_window():
 
 
 def test_cli_dialect_option_in_a_child_process():
-    with fake_api_process(latency_s=0.05, extra_args=["--dialect", "bfl", "--credit", "0.05"]) \
-            as proc:
+    with fake_api_process(
+        latency_s=0.05, extra_args=["--dialect", "bfl", "--credit", "0.05"]
+    ) as proc:
         d = Driver(BflAdapter(), proc.base_url)
         try:
             assert d.create(1).status_code == 200

@@ -25,23 +25,33 @@ from tests.test_config import write_config
 
 
 def provider(**fields) -> EachlabsProviderConfig:
-    cat = CatalogConfig.model_validate({"name": "x", "source": {"type": "local_dir", "path": "p"},
-                                        "provider": fields})
+    cat = CatalogConfig.model_validate(
+        {"name": "x", "source": {"type": "local_dir", "path": "p"}, "provider": fields}
+    )
     return cat.provider  # type: ignore[return-value]
 
 
 def test_config_host_names_are_the_adapters():
-    assert HostName.__args__ == HOST_NAMES  # type: ignore[attr-defined]
+    assert HostName.__args__ == HOST_NAMES
 
 
-@pytest.mark.parametrize("host, url, model, key_env", [
-    ("eachlabs", "https://api.eachlabs.ai", "flux-depth-pro", "EACHLABS_API_KEY"),
-    ("replicate", "https://api.replicate.com", "black-forest-labs/flux-depth-pro",
-     "REPLICATE_API_TOKEN"),
-    ("bfl", "https://api.bfl.ai", "flux-pro-1.0-depth", "BFL_API_KEY"),
-])
+@pytest.mark.parametrize(
+    "host, url, model, key_env",
+    [
+        ("eachlabs", "https://api.eachlabs.ai", "flux-depth-pro", "EACHLABS_API_KEY"),
+        (
+            "replicate",
+            "https://api.replicate.com",
+            "black-forest-labs/flux-depth-pro",
+            "REPLICATE_API_TOKEN",
+        ),
+        ("bfl", "https://api.bfl.ai", "flux-pro-1.0-depth", "BFL_API_KEY"),
+    ],
+)
 def test_one_yaml_line_switches_host(tmp_path, host, url, model, key_env):
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
         catalogs:
           - name: shop
             source: {{type: local_dir, path: a}}
@@ -49,7 +59,8 @@ def test_one_yaml_line_switches_host(tmp_path, host, url, model, key_env):
               name: hosted
               hosts: [{host}]
               params: {{steps: 30}}
-    """)
+    """,
+    )
     p = load_project(cfg).catalog("shop").provider
     assert isinstance(p, HostedProviderConfig) and p.params.steps == 30
     (only,) = host_plan(p)
@@ -60,29 +71,53 @@ def test_name_eachlabs_resolves_to_todays_values():
     p = provider(name="eachlabs", base_url="http://127.0.0.1:9", version="0.0.2", price_usd=0.07)
     assert type(p) is EachlabsProviderConfig
     (only,) = host_plan(p)
-    assert (only.name, only.base_url, only.model, only.version, only.price_usd) == \
-        ("eachlabs", "http://127.0.0.1:9", "flux-depth-pro", "0.0.2", 0.07)
+    assert (only.name, only.base_url, only.model, only.version, only.price_usd) == (
+        "eachlabs",
+        "http://127.0.0.1:9",
+        "flux-depth-pro",
+        "0.0.2",
+        0.07,
+    )
     assert (only.max_in_flight, only.creates_per_minute) == (None, None)  # none before either
     assert env_names([only]) == ["EACHLABS_API_KEY", "EACHLABS_BASE_URL"]
 
 
 def test_host_list_with_per_host_settings_and_published_limits():
-    p = provider(name="hosted", hosts=[
-        "replicate",
-        {"name": "bfl", "base_url": "http://127.0.0.1:5", "api_key_env": "BFL_TEAM_KEY",
-         "price_usd": 0.06, "account": "team-a", "max_in_flight": 4},
-        {"name": "eachlabs", "creates_per_minute": 100}])
+    p = provider(
+        name="hosted",
+        hosts=[
+            "replicate",
+            {
+                "name": "bfl",
+                "base_url": "http://127.0.0.1:5",
+                "api_key_env": "BFL_TEAM_KEY",
+                "price_usd": 0.06,
+                "account": "team-a",
+                "max_in_flight": 4,
+            },
+            {"name": "eachlabs", "creates_per_minute": 100},
+        ],
+    )
     replicate, bfl, eachlabs = host_plan(p)
     assert replicate.creates_per_minute == 600 and replicate.max_in_flight is None
     assert replicate.price_usd == 0.05 and replicate.version is None
-    assert (bfl.base_url, bfl.api_key_env, bfl.price_usd, bfl.max_in_flight) == \
-        ("http://127.0.0.1:5", "BFL_TEAM_KEY", 0.06, 4)
+    assert (bfl.base_url, bfl.api_key_env, bfl.price_usd, bfl.max_in_flight) == (
+        "http://127.0.0.1:5",
+        "BFL_TEAM_KEY",
+        0.06,
+        4,
+    )
     assert bfl.account_name("k") == "team-a" and replicate.account_name("k").startswith("key-")
     assert bfl.limits().max_in_flight == 4 and replicate.limits().per_window == 600
     assert eachlabs.creates_per_minute == 100 and eachlabs.version == "0.0.1"
-    assert env_names(host_plan(p)) == ["REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
-                                       "BFL_TEAM_KEY", "BFL_BASE_URL",
-                                       "EACHLABS_API_KEY", "EACHLABS_BASE_URL"]
+    assert env_names(host_plan(p)) == [
+        "REPLICATE_API_TOKEN",
+        "REPLICATE_BASE_URL",
+        "BFL_TEAM_KEY",
+        "BFL_BASE_URL",
+        "EACHLABS_API_KEY",
+        "EACHLABS_BASE_URL",
+    ]
 
 
 def test_default_host_list_is_eachlabs():
@@ -90,32 +125,38 @@ def test_default_host_list_is_eachlabs():
     assert only.name == "eachlabs"
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"hosts": []}, "at least 1"),
-    ({"hosts": ["fal"]}, "eachlabs"),
-    ({"hosts": ["replicate", {"name": "replicate"}]}, "more than once: replicate"),
-    ({"hosts": ["replicate"], "base_url": "http://x"}, "set them per host"),
-    ({"hosts": ["bfl"], "model": "m"}, "set them per host"),
-    ({"hosts": [{"name": "bfl", "base_url": "ftp://x"}]}, "http://"),
-    ({"hosts": [{"name": "bfl", "api_key_env": "bfl key"}]}, "environment variable name"),
-    ({"hosts": [{"name": "bfl", "account": "Team A"}]}, "slug"),
-    ({"hosts": [{"name": "bfl", "max_in_flight": 0}]}, "greater than or equal to 1"),
-    ({"hosts": [{"name": "bfl", "token": "x"}]}, "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"hosts": []}, "at least 1"),
+        ({"hosts": ["fal"]}, "eachlabs"),
+        ({"hosts": ["replicate", {"name": "replicate"}]}, "more than once: replicate"),
+        ({"hosts": ["replicate"], "base_url": "http://x"}, "set them per host"),
+        ({"hosts": ["bfl"], "model": "m"}, "set them per host"),
+        ({"hosts": [{"name": "bfl", "base_url": "ftp://x"}]}, "http://"),
+        ({"hosts": [{"name": "bfl", "api_key_env": "bfl key"}]}, "environment variable name"),
+        ({"hosts": [{"name": "bfl", "account": "Team A"}]}, "slug"),
+        ({"hosts": [{"name": "bfl", "max_in_flight": 0}]}, "greater than or equal to 1"),
+        ({"hosts": [{"name": "bfl", "token": "x"}]}, "Extra inputs"),
+    ],
+)
 def test_bad_host_settings_say_what(fields, message):
     with pytest.raises(ValidationError, match=message):
         provider(name="hosted", **fields)
 
 
 def test_bad_host_in_yaml_names_file_and_line(tmp_path):
-    cfg = write_config(tmp_path, """
+    cfg = write_config(
+        tmp_path,
+        """
         catalogs:
           - name: shop
             source: {type: local_dir, path: a}
             provider:
               name: hosted
               hosts: [replicate, replicat]
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as err:
         load_project(cfg)
     assert "main.yml" in str(err.value) and "replicat" in str(err.value)
@@ -123,8 +164,11 @@ def test_bad_host_in_yaml_names_file_and_line(tmp_path):
 
 def test_environment_overrides_base_url_and_reads_keys_without_showing_them():
     plan = host_plan(provider(name="hosted", hosts=["replicate", "bfl"]))
-    env = {"REPLICATE_API_TOKEN": " r8_secret \n", "REPLICATE_BASE_URL": "http://127.0.0.1:7/",
-           "BFL_API_KEY": ""}
+    env = {
+        "REPLICATE_API_TOKEN": " r8_secret \n",
+        "REPLICATE_BASE_URL": "http://127.0.0.1:7/",
+        "BFL_API_KEY": "",
+    }
     replicate, bfl = with_environment(plan, env.get)
     assert replicate.host.base_url == "http://127.0.0.1:7" and replicate.key == "r8_secret"
     assert bfl.host.base_url == "https://api.bfl.ai" and bfl.key == ""
@@ -156,8 +200,9 @@ def test_roster_skips_a_retired_host_once_with_one_warning():
     roster.observe("bfl", ErrorKind.MODEL_UNAVAILABLE)
     roster.observe("bfl", ErrorKind.MODEL_UNAVAILABLE)
     assert roster.current() == "replicate"
-    assert warnings == ["bfl: does not serve the model; skipped for the rest of this run, "
-                        "using replicate"]
+    assert warnings == [
+        ("bfl: does not serve the model; skipped for the rest of this run, using replicate")
+    ]
     roster.observe("replicate", ErrorKind.OUT_OF_CREDIT)
     assert roster.current() is None and warnings[-1].endswith("no host left")
 
@@ -194,8 +239,11 @@ def test_factory_runs_hosted_eachlabs_as_the_eachlabs_provider_and_refuses_the_r
     from flux_depth_assets.providers.eachlabs import EachlabsProvider
     from flux_depth_assets.providers.factory import ProviderSecrets, build_provider
 
-    p = provider(name="hosted", hosts=[{"name": "eachlabs", "base_url": "http://127.0.0.1:3",
-                                        "price_usd": 0.04}], mode="render")
+    p = provider(
+        name="hosted",
+        hosts=[{"name": "eachlabs", "base_url": "http://127.0.0.1:3", "price_usd": 0.04}],
+        mode="render",
+    )
     built = build_provider(p, ProviderSecrets(eachlabs_api_key="k"))
     assert isinstance(built, EachlabsProvider)
     assert (built.base_url, built.price_usd, built.mode) == ("http://127.0.0.1:3", 0.04, "render")

@@ -35,10 +35,17 @@ from flux_depth_assets.fakeapi.server import FakeEachlabs
 from flux_depth_assets.fakeapi.state import FakeApiConfig, FakePrediction, unit
 
 CANCEL_AFTER_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
-MODERATION_ERROR = ("The input or output was flagged as sensitive. Please try again with "
-                    "different inputs. (E005)")
-TITLES = {400: "Bad Request", 401: "Unauthenticated", 402: "Payment Required",
-          404: "Not found", 422: "Input validation failed", 429: "Request was throttled"}
+MODERATION_ERROR = (
+    "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"
+)
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthenticated",
+    402: "Payment Required",
+    404: "Not found",
+    422: "Input validation failed",
+    429: "Request was throttled",
+}
 
 
 def parse_cancel_after(value: str) -> float | None:
@@ -81,11 +88,15 @@ class FakeReplicate(_Dialect):
         value = request.headers.get("authorization", "")
         return value[7:].strip() if value[:7].lower() == "bearer " else ""
 
-    def _error(self, status: int, message: str,
-               headers: dict[str, str] | None = None) -> JSONResponse:
+    def _error(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
         headers = dict(headers or {})
-        body: dict[str, Any] = {"title": TITLES.get(status, "Error"), "detail": message,
-                                "status": status}
+        body: dict[str, Any] = {
+            "title": TITLES.get(status, "Error"),
+            "detail": message,
+            "status": status,
+        }
         if status == 429:  # Replicate says when to come back in the body
             body["retry_after"] = int(headers.pop("Retry-After", "1"))
         return JSONResponse(body, status_code=status, headers=headers or None)
@@ -109,24 +120,33 @@ class FakeReplicate(_Dialect):
             self._deadlines[outcome] = deadline
         pred = self.host_state.prediction(outcome)
         assert pred is not None
-        return JSONResponse(self._describe(pred, time.monotonic(), _base(request)),
-                            status_code=201)
+        return JSONResponse(self._describe(pred, time.monotonic(), _base(request)), status_code=201)
 
     def _canceled(self, pred: FakePrediction) -> float | None:
         """The deadline that cancels this prediction, if it runs past it."""
         deadline = self._deadlines.get(pred.id)
-        return deadline if deadline is not None and \
-            pred.done_at - pred.created_at > deadline else None
+        return (
+            deadline if deadline is not None and pred.done_at - pred.created_at > deadline else None
+        )
 
     def _describe(self, pred: FakePrediction, now: float, base: str) -> dict[str, Any]:
         elapsed = now - pred.created_at
         total = pred.done_at - pred.created_at
         answer: dict[str, Any] = {
-            "id": pred.id, "model": self.MODEL, "version": "hidden", "input": pred.public_input,
-            "created_at": pred.created_wall, "status": "processing", "output": None,
-            "error": None, "logs": "", "metrics": {},
-            "urls": {"get": f"{base}/v1/predictions/{pred.id}",
-                     "cancel": f"{base}/v1/predictions/{pred.id}/cancel"},
+            "id": pred.id,
+            "model": self.MODEL,
+            "version": "hidden",
+            "input": pred.public_input,
+            "created_at": pred.created_wall,
+            "status": "processing",
+            "output": None,
+            "error": None,
+            "logs": "",
+            "metrics": {},
+            "urls": {
+                "get": f"{base}/v1/predictions/{pred.id}",
+                "cancel": f"{base}/v1/predictions/{pred.id}/cancel",
+            },
         }
         deadline = self._canceled(pred)
         if deadline is not None and elapsed >= deadline:
@@ -147,15 +167,18 @@ class FakeReplicate(_Dialect):
     async def output(self, request: Request) -> Response:
         pid = request.path_params["name"].rpartition(".")[0]
         pred = self.host_state.prediction(pid)
-        if pred is None or self.faults.moderated(pred) or self._canceled(pred) is not None \
-                or self.faults.output_expired(pred, time.monotonic()):
+        if (
+            pred is None
+            or self.faults.moderated(pred)
+            or self._canceled(pred) is not None
+            or self.faults.output_expired(pred, time.monotonic())
+        ):
             return self._error(404, "output not found (outputs are deleted after an hour)")
         return await super().output(request)
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/models/{owner}/{name}/predictions", self.create_for_model,
-                  methods=["POST"]),
+            Route("/v1/models/{owner}/{name}/predictions", self.create_for_model, methods=["POST"]),
             Route("/v1/predictions/{pid}", self.get, methods=["GET"]),
             Route("/outputs/{name}", self.output, methods=["GET"]),
             Route("/stats", self.stats_endpoint, methods=["GET"]),
@@ -172,8 +195,9 @@ class FakeBfl(_Dialect):
         super().__init__(config)
         self._signing_key = hashlib.sha256(f"{self.config.seed}:bfl-delivery".encode()).digest()
 
-    def _error(self, status: int, message: str,
-               headers: dict[str, str] | None = None) -> JSONResponse:
+    def _error(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
     async def create_task(self, request: Request) -> Response:
@@ -183,14 +207,18 @@ class FakeBfl(_Dialect):
         if isinstance(body, Response):
             return body
         control = body.get("control_image")
-        if isinstance(control, str) and control and \
-                not control.startswith(("http://", "https://", "data:")):
+        if (
+            isinstance(control, str)
+            and control
+            and not control.startswith(("http://", "https://", "data:"))
+        ):
             body["control_image"] = "data:image/*;base64," + control  # raw base64, as BFL takes
         outcome = await self.new_prediction(request.path_params["model"], body)
         if isinstance(outcome, Response):
             return outcome
-        return JSONResponse({"id": outcome,
-                             "polling_url": f"{_base(request)}/v1/get_result?id={outcome}"})
+        return JSONResponse(
+            {"id": outcome, "polling_url": f"{_base(request)}/v1/get_result?id={outcome}"}
+        )
 
     async def get_result(self, request: Request) -> Response:
         if (denied := self._gate(request)) is not None:
@@ -200,20 +228,25 @@ class FakeBfl(_Dialect):
         if pred is None:
             return JSONResponse({"id": pid, "status": "Task not found", "result": None})
         now = time.monotonic()
-        answer: dict[str, Any] = {"id": pid, "status": "Pending", "result": None,
-                                  "progress": None}
+        answer: dict[str, Any] = {"id": pid, "status": "Pending", "result": None, "progress": None}
         if now < pred.done_at:
-            answer["progress"] = round((now - pred.created_at) /
-                                       max(pred.done_at - pred.created_at, 1e-9), 3)
+            answer["progress"] = round(
+                (now - pred.created_at) / max(pred.done_at - pred.created_at, 1e-9), 3
+            )
         elif pred.fails:
             answer.update(status="Error", details={"message": pred.error})
         elif self.faults.moderated(pred):
             which = unit(self.config.seed, "moderation-kind", pred.id) < 0.5
             answer["status"] = "Content Moderated" if which else "Request Moderated"
         else:
-            answer.update(status="Ready", result={
-                "sample": self._signed(pred, _base(request)), "prompt": pred.public_input.get(
-                    "prompt", ""), "duration": round(pred.done_at - pred.created_at, 3)})
+            answer.update(
+                status="Ready",
+                result={
+                    "sample": self._signed(pred, _base(request)),
+                    "prompt": pred.public_input.get("prompt", ""),
+                    "duration": round(pred.done_at - pred.created_at, 3),
+                },
+            )
         return JSONResponse(answer)
 
     def _ttl(self) -> float:
@@ -221,8 +254,9 @@ class FakeBfl(_Dialect):
         return self.DEFAULT_OUTPUT_TTL_S if ttl is None else ttl
 
     def _signature(self, name: str, expires: str) -> str:
-        return hmac.new(self._signing_key, f"{name}:{expires}".encode(),
-                        hashlib.sha256).hexdigest()[:32]
+        return hmac.new(
+            self._signing_key, f"{name}:{expires}".encode(), hashlib.sha256
+        ).hexdigest()[:32]
 
     def _signed(self, pred: FakePrediction, base: str) -> str:
         expires = f"{time.time() + (pred.done_at + self._ttl() - time.monotonic()):.3f}"
@@ -258,7 +292,10 @@ def _base(request: Request) -> str:
 
 
 DIALECTS: dict[str, type[FakeEachlabs]] = {
-    "eachlabs": FakeEachlabs, "replicate": FakeReplicate, "bfl": FakeBfl}
+    "eachlabs": FakeEachlabs,
+    "replicate": FakeReplicate,
+    "bfl": FakeBfl,
+}
 
 
 def dialect_class(name: str) -> type[FakeEachlabs]:

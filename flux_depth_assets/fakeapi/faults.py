@@ -39,8 +39,11 @@ class Faults:
         with self._lock:
             if cfg.credit_usd is not None and self._charged + cfg.price_usd > cfg.credit_usd + 1e-9:
                 self._counts["out_of_credit"] += 1
-                return 402, ("You have insufficient credit to run this model. Add credit and "
-                             "try again."), None
+                return (
+                    402,
+                    ("You have insufficient credit to run this model. Add credit and try again."),
+                    None,
+                )
             if cfg.max_active:
                 while self._active and self._active[0] <= now:
                     heapq.heappop(self._active)
@@ -52,8 +55,11 @@ class Faults:
                 if len(recent) >= cfg.creates_per_window:
                     self._counts["window_limited"] += 1
                     wait = max(1, math.ceil(recent[0] + cfg.window_s - now))
-                    return 429, (f"Request was throttled. Expected available in {wait} "
-                                 "seconds."), {"Retry-After": str(wait)}
+                    return (
+                        429,
+                        (f"Request was throttled. Expected available in {wait} seconds."),
+                        {"Retry-After": str(wait)},
+                    )
         return None
 
     def created(self, pred: FakePrediction | None) -> None:
@@ -67,17 +73,22 @@ class Faults:
     def moderated(self, pred: FakePrediction) -> bool:
         """Whether the host's safety filter ends this prediction (seeded; never a failed one)."""
         ratio = self.config.moderation_ratio
-        return bool(ratio) and not pred.fails and unit(self.config.seed, "moderate", pred.id) < ratio
+        return (
+            bool(ratio) and not pred.fails and unit(self.config.seed, "moderate", pred.id) < ratio
+        )
 
-    def output_expired(self, pred: FakePrediction, now: float, default_ttl_s: float | None = None
-                       ) -> bool:
+    def output_expired(
+        self, pred: FakePrediction, now: float, default_ttl_s: float | None = None
+    ) -> bool:
         ttl = self.config.output_ttl_s if self.config.output_ttl_s is not None else default_ttl_s
         return ttl is not None and now > pred.done_at + ttl
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {**self._counts,
-                    "create_times": [round(t - self._t0, 6) for t in self._create_times]}
+            return {
+                **self._counts,
+                "create_times": [round(t - self._t0, 6) for t in self._create_times],
+            }
 
 
 def max_in_window(times: list[float], window_s: float) -> int:

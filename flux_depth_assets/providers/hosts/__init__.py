@@ -17,7 +17,8 @@ from flux_depth_assets.providers.hosts.eachlabs import EachlabsAdapter
 from flux_depth_assets.providers.hosts.replicate import ReplicateAdapter
 
 ADAPTERS: dict[str, HostAdapter] = {
-    a.name: a for a in (EachlabsAdapter(), ReplicateAdapter(), BflAdapter())}
+    a.name: a for a in (EachlabsAdapter(), ReplicateAdapter(), BflAdapter())
+}
 HOST_NAMES = tuple(ADAPTERS)
 
 
@@ -30,7 +31,18 @@ def adapter_for(name: str) -> HostAdapter:
 
 
 __all__ = [
-    "ADAPTERS", "HOST_NAMES", "BflAdapter", "Created", "EachlabsAdapter", "ErrorKind",
-    "HostAdapter", "HostError", "HostPoll", "HostRequest", "HostState", "PublishedLimits",
-    "ReplicateAdapter", "adapter_for",
+    "ADAPTERS",
+    "HOST_NAMES",
+    "BflAdapter",
+    "Created",
+    "EachlabsAdapter",
+    "ErrorKind",
+    "HostAdapter",
+    "HostError",
+    "HostPoll",
+    "HostRequest",
+    "HostState",
+    "PublishedLimits",
+    "ReplicateAdapter",
+    "adapter_for",
 ]

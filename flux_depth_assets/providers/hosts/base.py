@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal
 
 import httpx
 
@@ -185,8 +186,14 @@ class HostAdapter(abc.ABC):
         return origin(url) == origin(base_url)
 
     @abc.abstractmethod
-    def create_request(self, base_url: str, model: str, version: str | None,
-                       inputs: Mapping[str, Any], deadline_s: float | None = None) -> HostRequest:
+    def create_request(
+        self,
+        base_url: str,
+        model: str,
+        version: str | None,
+        inputs: Mapping[str, Any],
+        deadline_s: float | None = None,
+    ) -> HostRequest:
         """The create request for the shared model inputs (`control_image`, `prompt`, ...)."""
 
     @abc.abstractmethod
@@ -219,8 +226,11 @@ class HostAdapter(abc.ABC):
         elif code == 402:
             kind = ErrorKind.OUT_OF_CREDIT
         elif code in (404, 410):
-            kind = {"create": ErrorKind.MODEL_UNAVAILABLE, "poll": ErrorKind.UNKNOWN_PREDICTION,
-                    "download": ErrorKind.OUTPUT_EXPIRED}[phase]
+            kind = {
+                "create": ErrorKind.MODEL_UNAVAILABLE,
+                "poll": ErrorKind.UNKNOWN_PREDICTION,
+                "download": ErrorKind.OUTPUT_EXPIRED,
+            }[phase]
         else:
             kind = ErrorKind.BAD_REQUEST
         if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT):

@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from flux_depth_assets.providers.eachlabs.protocol import _output_urls, message_from
@@ -28,16 +29,22 @@ from flux_depth_assets.providers.hosts.base import (
     short_error,
 )
 
-STATES = {"ready": HostState.SUCCEEDED, "error": HostState.FAILED, "failed": HostState.FAILED,
-          "content moderated": HostState.MODERATED, "request moderated": HostState.MODERATED,
-          "task not found": HostState.UNKNOWN}
+STATES = {
+    "ready": HostState.SUCCEEDED,
+    "error": HostState.FAILED,
+    "failed": HostState.FAILED,
+    "content moderated": HostState.MODERATED,
+    "request moderated": HostState.MODERATED,
+    "task not found": HostState.UNKNOWN,
+}
 
 
 def base64_payload(control_image: str) -> str:
     """BFL takes raw base64 or a URL: strip a data URI's header."""
     head, sep, payload = control_image.partition(",")
-    return payload if sep and head.startswith("data:") and head.endswith(";base64") \
-        else control_image
+    return (
+        payload if sep and head.startswith("data:") and head.endswith(";base64") else control_image
+    )
 
 
 class BflAdapter(HostAdapter):
@@ -49,11 +56,17 @@ class BflAdapter(HostAdapter):
     default_version: ClassVar[str | None] = None
     price_usd: ClassVar[float] = 0.05
     limits: ClassVar[PublishedLimits] = PublishedLimits(
-        max_in_flight=24, output_ttl_s=600.0,
-        sources=("https://docs.bfl.ai/api_integration/integration_guidelines (24 active tasks "
-                 "per account, 429 beyond; result URLs signed, valid 10 minutes; 402 = out of "
-                 "credit)",
-                 "https://docs.bfl.ai/release-notes (flux-pro-1.0-depth retired 2025-10-31)"))
+        max_in_flight=24,
+        output_ttl_s=600.0,
+        sources=(
+            (
+                "https://docs.bfl.ai/api_integration/integration_guidelines (24 active tasks "
+                "per account, 429 beyond; result URLs signed, valid 10 minutes; 402 = out of "
+                "credit)"
+            ),
+            "https://docs.bfl.ai/release-notes (flux-pro-1.0-depth retired 2025-10-31)",
+        ),
+    )
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-key": key}
@@ -64,16 +77,21 @@ class BflAdapter(HostAdapter):
             return True
         scheme, host, _ = origin(url)
         _, base_host, _ = origin(base_url)
-        domain = base_host[4:] if base_host.startswith("api.") else base_host
+        domain = base_host.removeprefix("api.")
         return scheme == "https" and "." in domain and host.endswith("." + domain)
 
-    def create_request(self, base_url: str, model: str, version: str | None,
-                       inputs: Mapping[str, Any], deadline_s: float | None = None) -> HostRequest:
+    def create_request(
+        self,
+        base_url: str,
+        model: str,
+        version: str | None,
+        inputs: Mapping[str, Any],
+        deadline_s: float | None = None,
+    ) -> HostRequest:
         body = dict(inputs)
         if isinstance(body.get("control_image"), str):
             body["control_image"] = base64_payload(body["control_image"])
-        return HostRequest("POST", f"{base_url.rstrip('/')}/v1/{quote(model, safe='')}",
-                           json=body)
+        return HostRequest("POST", f"{base_url.rstrip('/')}/v1/{quote(model, safe='')}", json=body)
 
     def parse_create(self, data: Any) -> Created | None:
         if not isinstance(data, dict):
@@ -101,11 +119,20 @@ class BflAdapter(HostAdapter):
             outputs = tuple(_output_urls(result.get("sample")))
         error = None
         if state.coarse == "failed":
-            details = data.get("details") or data.get("error") or \
-                (result if isinstance(result, (dict, str)) else None)
+            details = (
+                data.get("details")
+                or data.get("error")
+                or (result if isinstance(result, (dict, str)) else None)
+            )
             error = short_error(message_from(details)) or f"prediction {status}"
         metrics = {}
         if isinstance(result, dict) and (seconds := positive_number(result.get("duration"))):
             metrics["predict_time"] = seconds
-        return HostPoll(status=status, state=state, outputs=outputs, error=error,
-                        metrics=metrics, cost_usd=positive_number(data.get("cost_usd")))
+        return HostPoll(
+            status=status,
+            state=state,
+            outputs=outputs,
+            error=error,
+            metrics=metrics,
+            cost_usd=positive_number(data.get("cost_usd")),
+        )

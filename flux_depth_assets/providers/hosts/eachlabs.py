@@ -8,7 +8,8 @@ the coarse state, outputs, error text and cost are exactly `parse_prediction`'s.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from flux_depth_assets.providers.eachlabs.protocol import parse_prediction, prediction_id_from
@@ -34,16 +35,31 @@ class EachlabsAdapter(HostAdapter):
     default_version: ClassVar[str | None] = "0.0.1"
     price_usd: ClassVar[float] = 0.05
     limits: ClassVar[PublishedLimits] = PublishedLimits(
-        sources=("https://www.eachlabs.ai/ (model page: $0.05 per execution; no account limits "
-                 "published)",))
+        sources=(
+            (
+                "https://www.eachlabs.ai/ (model page: $0.05 per execution; no account limits "
+                "published)"
+            ),
+        )
+    )
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"X-API-Key": key}
 
-    def create_request(self, base_url: str, model: str, version: str | None,
-                       inputs: Mapping[str, Any], deadline_s: float | None = None) -> HostRequest:
-        body = {"model": model, "version": version or self.default_version,
-                "input": dict(inputs), "webhook_url": ""}
+    def create_request(
+        self,
+        base_url: str,
+        model: str,
+        version: str | None,
+        inputs: Mapping[str, Any],
+        deadline_s: float | None = None,
+    ) -> HostRequest:
+        body = {
+            "model": model,
+            "version": version or self.default_version,
+            "input": dict(inputs),
+            "webhook_url": "",
+        }
         return HostRequest("POST", f"{base_url.rstrip('/')}/v1/prediction/", json=body)
 
     def parse_create(self, data: Any) -> Created | None:
@@ -66,5 +82,11 @@ class EachlabsAdapter(HostAdapter):
             state = HostState.CANCELED  # Eachlabs does not say a stopped one is free: charged
         else:
             state = HostState.FAILED
-        return HostPoll(status=legacy.status, state=state, outputs=tuple(legacy.outputs),
-                        error=legacy.error, metrics=dict(legacy.metrics), cost_usd=legacy.cost_usd)
+        return HostPoll(
+            status=legacy.status,
+            state=state,
+            outputs=tuple(legacy.outputs),
+            error=legacy.error,
+            metrics=dict(legacy.metrics),
+            cost_usd=legacy.cost_usd,
+        )

@@ -10,7 +10,7 @@ on that host, whatever the list says: polling it is free, creating it elsewhere 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from flux_depth_assets.providers.hosts.base import ErrorKind
 
@@ -21,8 +21,14 @@ UNAVAILABLE = frozenset({ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED})
 class HostRoster:
     """One run's view of its hosts. Not thread-safe: use it from the run's event loop."""
 
-    def __init__(self, hosts: list[str], unavailable_after_s: float, *,
-                 warn: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        hosts: list[str],
+        unavailable_after_s: float,
+        *,
+        warn: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if not hosts:
             raise ValueError("a roster needs at least one host")
         self.hosts = list(hosts)
@@ -46,8 +52,10 @@ class HostRoster:
             return
         self.skipped[host] = reason
         after = self.current()
-        self.warn(f"{host}: {reason}; skipped for the rest of this run"
-                  + (f", using {after}" if after else "; no host left"))
+        self.warn(
+            f"{host}: {reason}; skipped for the rest of this run"
+            + (f", using {after}" if after else "; no host left")
+        )
 
     def observe(self, host: str, kind: ErrorKind | None) -> None:
         """Feed the outcome of one request to `host` (None: it answered normally)."""
@@ -55,11 +63,17 @@ class HostRoster:
             self._failing_since.pop(host, None)
             return
         if kind in SKIP_AT_ONCE:
-            self.skip(host, {ErrorKind.MODEL_UNAVAILABLE: "does not serve the model",
-                             ErrorKind.AUTH: "rejected the API key",
-                             ErrorKind.OUT_OF_CREDIT: "the account is out of credit"}[kind])
+            self.skip(
+                host,
+                {
+                    ErrorKind.MODEL_UNAVAILABLE: "does not serve the model",
+                    ErrorKind.AUTH: "rejected the API key",
+                    ErrorKind.OUT_OF_CREDIT: "the account is out of credit",
+                }[kind],
+            )
         elif kind in UNAVAILABLE:
             since = self._failing_since.setdefault(host, self.clock())
             if self.clock() - since >= self.unavailable_after_s:
-                self.skip(host, f"unavailable for {self.unavailable_after_s:g} s "
-                                "(unavailable_after_s)")
+                self.skip(
+                    host, f"unavailable for {self.unavailable_after_s:g} s (unavailable_after_s)"
+                )

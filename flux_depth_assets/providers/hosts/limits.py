@@ -30,8 +30,9 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from flux_depth_assets.paths import safe_segment
 
@@ -99,9 +100,16 @@ class AccountGate:
     event loop calling its sync methods through `asyncio.to_thread` (no shared mutable state
     besides the hints below, which only ever move forward)."""
 
-    def __init__(self, storage: ExclusiveStorage, host: str, account: str,
-                 limits: AccountLimits, *, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None):
+    def __init__(
+        self,
+        storage: ExclusiveStorage,
+        host: str,
+        account: str,
+        limits: AccountLimits,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ):
         self.storage = storage
         self.dir = f"{ACCOUNTS_DIR}/{safe_segment(host)}/{safe_segment(account)}"
         self.limits = limits
@@ -126,9 +134,14 @@ class AccountGate:
         newest: dict[int, int] = {}
         for rel in self.storage.files_under(base):
             parts = rel.rsplit("/", 2)
-            if len(parts) == 3 and parts[2].endswith(".json") and parts[1].isdigit():
-                index, gen = int(parts[1]), int(parts[2][:-5])
-                newest[index] = max(gen, newest.get(index, -1))
+            if (
+                len(parts) == 3
+                and parts[2].endswith(".json")
+                and parts[1].isdigit()
+                and parts[2][:-5].isdigit()
+            ):
+                index, generation = int(parts[1]), int(parts[2][:-5])
+                newest[index] = max(generation, newest.get(index, -1))
         now = self.clock()
         order = list(range(cap))
         self._rng.shuffle(order)  # contenders spread over the slots instead of all racing for 0
@@ -149,8 +162,10 @@ class AccountGate:
         if slot.index < 0 or slot not in self._held:
             return
         self._held.discard(slot)
-        self.storage.write_bytes(f"{self.dir}/inflight/{slot.rel}",
-                                 json.dumps({"owner": self.owner, "expires_at": 0}).encode())
+        self.storage.write_bytes(
+            f"{self.dir}/inflight/{slot.rel}",
+            json.dumps({"owner": self.owner, "expires_at": 0}).encode(),
+        )
 
     def renew(self) -> int:
         """Extend every slot this process holds (call every `lease_ttl_s / 3`); how many."""
@@ -160,8 +175,9 @@ class AccountGate:
         return len(self._held)
 
     def _lease(self, now: float) -> bytes:
-        return json.dumps({"owner": self.owner,
-                           "expires_at": now + self.limits.lease_ttl_s}).encode()
+        return json.dumps(
+            {"owner": self.owner, "expires_at": now + self.limits.lease_ttl_s}
+        ).encode()
 
     def _expired(self, rel: str, now: float) -> bool:
         try:
@@ -195,8 +211,9 @@ class AccountGate:
                 if wait > 0:
                     self._next = n
                     return wait
-            if self.storage.create_exclusive(f"{base}/{n:012d}.json",
-                                             json.dumps({"t": now, "owner": self.owner}).encode()):
+            if self.storage.create_exclusive(
+                f"{base}/{n:012d}.json", json.dumps({"t": now, "owner": self.owner}).encode()
+            ):
                 self._next = n + 1
                 if n % cap == 0 and n >= 3 * cap:
                     self._sweep(base, n - 2 * cap)
@@ -205,8 +222,11 @@ class AccountGate:
         return self.limits.poll_s
 
     def _scan(self, base: str) -> int:
-        numbers = [int(name[:-5]) for name in (r.rsplit("/", 1)[-1] for r in self.storage.list(base))
-                   if name.endswith(".json") and name[:-5].isdigit()]
+        numbers = [
+            int(name[:-5])
+            for name in (r.rsplit("/", 1)[-1] for r in self.storage.list(base))
+            if name.endswith(".json") and name[:-5].isdigit()
+        ]
         return max(numbers) + 1 if numbers else 0
 
     def _claim_time(self, rel: str, now: float) -> float:
@@ -228,9 +248,10 @@ class AccountGate:
     def stop(self, reason: str) -> None:
         """Raise the account's stop flag (`reason`: one line, never a key)."""
         now = self.clock()
-        self.storage.write_bytes(f"{self.dir}/stop.json",
-                                 json.dumps({"reason": reason, "at": now,
-                                             "owner": self.owner}).encode())
+        self.storage.write_bytes(
+            f"{self.dir}/stop.json",
+            json.dumps({"reason": reason, "at": now, "owner": self.owner}).encode(),
+        )
         self._stop_checked = (now, reason)
 
     def stopped_since(self, started_at: float) -> str | None:

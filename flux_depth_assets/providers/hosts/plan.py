@@ -8,8 +8,9 @@ account limits).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -49,8 +50,9 @@ class ResolvedHost:
         return self.account or account_id(key)
 
     def limits(self, window_s: float = MINUTE_S) -> AccountLimits:
-        return AccountLimits(max_in_flight=self.max_in_flight,
-                             per_window=self.creates_per_minute, window_s=window_s)
+        return AccountLimits(
+            max_in_flight=self.max_in_flight, per_window=self.creates_per_minute, window_s=window_s
+        )
 
     def cache_identity(self) -> dict[str, Any]:
         return {"host": self.netloc, "model": self.model, "version": self.version}
@@ -60,22 +62,35 @@ def host_plan(config: EachlabsProviderConfig) -> list[ResolvedHost]:
     """The hosts `config` may use, in order of preference."""
     if not isinstance(config, HostedProviderConfig):
         adapter = adapter_for("eachlabs")
-        return [ResolvedHost(adapter=adapter, base_url=config.base_url, model=config.model,
-                             version=config.version, price_usd=config.price_usd,
-                             api_key_env=adapter.api_key_env, base_url_env=adapter.base_url_env)]
+        return [
+            ResolvedHost(
+                adapter=adapter,
+                base_url=config.base_url,
+                model=config.model,
+                version=config.version,
+                price_usd=config.price_usd,
+                api_key_env=adapter.api_key_env,
+                base_url_env=adapter.base_url_env,
+            )
+        ]
     plan = []
     for entry in config.hosts:
         adapter = adapter_for(entry.name)
         published = adapter.limits
-        plan.append(ResolvedHost(
-            adapter=adapter, base_url=entry.base_url or adapter.default_base_url,
-            model=entry.model or adapter.default_model,
-            version=entry.version if entry.version is not None else adapter.default_version,
-            price_usd=entry.price_usd if entry.price_usd is not None else adapter.price_usd,
-            api_key_env=entry.api_key_env or adapter.api_key_env,
-            base_url_env=entry.base_url_env or adapter.base_url_env, account=entry.account,
-            max_in_flight=entry.max_in_flight or published.max_in_flight,
-            creates_per_minute=entry.creates_per_minute or published.creates_per_minute))
+        plan.append(
+            ResolvedHost(
+                adapter=adapter,
+                base_url=entry.base_url or adapter.default_base_url,
+                model=entry.model or adapter.default_model,
+                version=entry.version if entry.version is not None else adapter.default_version,
+                price_usd=entry.price_usd if entry.price_usd is not None else adapter.price_usd,
+                api_key_env=entry.api_key_env or adapter.api_key_env,
+                base_url_env=entry.base_url_env or adapter.base_url_env,
+                account=entry.account,
+                max_in_flight=entry.max_in_flight or published.max_in_flight,
+                creates_per_minute=entry.creates_per_minute or published.creates_per_minute,
+            )
+        )
     return plan
 
 
@@ -106,8 +121,9 @@ class HostCredentials:
         return f"HostCredentials({self.host.name}, key={'<set>' if self.key else '<unset>'})"
 
 
-def with_environment(plan: list[ResolvedHost], getenv: Callable[[str], str | None]
-                     ) -> list[HostCredentials]:
+def with_environment(
+    plan: list[ResolvedHost], getenv: Callable[[str], str | None]
+) -> list[HostCredentials]:
     """The plan with base-URL overrides applied and keys read (`getenv`: Dagster's EnvVar in
     the assets, `os.environ.get` elsewhere). Missing keys stay empty: the client reports them."""
     out = []

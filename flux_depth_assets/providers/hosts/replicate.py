@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -35,9 +36,13 @@ from flux_depth_assets.providers.hosts.base import (
 
 VERSION_RE = re.compile(r"^[0-9a-f]{64}$")
 MODERATION_HINTS = ("e005", "flagged as sensitive", "nsfw", "safety filter", "moderat")
-STATES = {"succeeded": HostState.SUCCEEDED, "failed": HostState.FAILED,
-          "canceled": HostState.CANCELED, "cancelled": HostState.CANCELED,
-          "aborted": HostState.ABORTED}
+STATES = {
+    "succeeded": HostState.SUCCEEDED,
+    "failed": HostState.FAILED,
+    "canceled": HostState.CANCELED,
+    "cancelled": HostState.CANCELED,
+    "aborted": HostState.ABORTED,
+}
 
 
 def cancel_after(seconds: float) -> str:
@@ -54,25 +59,46 @@ class ReplicateAdapter(HostAdapter):
     default_version: ClassVar[str | None] = None
     price_usd: ClassVar[float] = 0.05
     limits: ClassVar[PublishedLimits] = PublishedLimits(
-        creates_per_minute=600, low_credit_creates_per_minute=6, output_ttl_s=3600.0,
-        sources=("https://replicate.com/docs/topics/predictions/rate-limits (600 creates/min; "
-                 "lower with little credit)",
-                 "https://replicate.com/docs/topics/predictions/data-retention (outputs "
-                 "deleted after an hour)",
-                 "https://replicate.com/changelog/2025-10-16-prediction-deadlines "
-                 "(Cancel-After; canceled is charged, aborted is not)",
-                 "https://replicate.com/black-forest-labs/flux-depth-pro ($0.05 per image)"))
+        creates_per_minute=600,
+        low_credit_creates_per_minute=6,
+        output_ttl_s=3600.0,
+        sources=(
+            (
+                "https://replicate.com/docs/topics/predictions/rate-limits (600 creates/min; "
+                "lower with little credit)"
+            ),
+            (
+                "https://replicate.com/docs/topics/predictions/data-retention (outputs "
+                "deleted after an hour)"
+            ),
+            (
+                "https://replicate.com/changelog/2025-10-16-prediction-deadlines "
+                "(Cancel-After; canceled is charged, aborted is not)"
+            ),
+            "https://replicate.com/black-forest-labs/flux-depth-pro ($0.05 per image)",
+        ),
+    )
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
-    def create_request(self, base_url: str, model: str, version: str | None,
-                       inputs: Mapping[str, Any], deadline_s: float | None = None) -> HostRequest:
+    def create_request(
+        self,
+        base_url: str,
+        model: str,
+        version: str | None,
+        inputs: Mapping[str, Any],
+        deadline_s: float | None = None,
+    ) -> HostRequest:
         base = base_url.rstrip("/")
         headers = {"Cancel-After": cancel_after(deadline_s)} if deadline_s else {}
         if version and VERSION_RE.match(version):
-            return HostRequest("POST", f"{base}/v1/predictions",
-                               json={"version": version, "input": dict(inputs)}, headers=headers)
+            return HostRequest(
+                "POST",
+                f"{base}/v1/predictions",
+                json={"version": version, "input": dict(inputs)},
+                headers=headers,
+            )
         owner, _, name = model.partition("/")
         if not owner or not name:
             raise ValueError(f"a Replicate model is 'owner/name', not {model!r}")
@@ -98,15 +124,24 @@ class ReplicateAdapter(HostAdapter):
     def parse_poll(self, data: Any) -> HostPoll:
         shape = parse_prediction(data)  # output URLs, error text, metrics: the shared reading
         state = STATES.get(shape.status, HostState.RUNNING)
-        if state is HostState.FAILED and shape.error and \
-                any(h in shape.error.lower() for h in MODERATION_HINTS):
+        if (
+            state is HostState.FAILED
+            and shape.error
+            and any(h in shape.error.lower() for h in MODERATION_HINTS)
+        ):
             state = HostState.MODERATED
         error = shape.error
         if state.coarse == "failed" and not error:
             error = f"prediction {shape.status}"
         outputs = tuple(shape.outputs) if state is HostState.SUCCEEDED else ()
-        return HostPoll(status=shape.status, state=state, outputs=outputs, error=error,
-                        metrics=dict(shape.metrics), cost_usd=None)  # Replicate reports no cost
+        return HostPoll(
+            status=shape.status,
+            state=state,
+            outputs=outputs,
+            error=error,
+            metrics=dict(shape.metrics),
+            cost_usd=None,
+        )  # Replicate reports no cost
 
     def classify(self, phase: Phase, response: httpx.Response) -> HostError:
         error = super().classify(phase, response)
@@ -120,4 +155,3 @@ class ReplicateAdapter(HostAdapter):
                 if wait is not None:
                     return HostError(error.kind, error.status, error.message, retry_after=wait)
         return error
-
