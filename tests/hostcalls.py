@@ -81,7 +81,6 @@ class Driver:
         raise AssertionError("prediction did not finish")
 
     def download(self, url: str) -> httpx.Response:
-        assert not self.adapter.key_allowed(url, self.base_url) or True
         return self.http.get(url)  # output URLs never get the key
 
     def close(self) -> None:

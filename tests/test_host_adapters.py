@@ -19,16 +19,9 @@ from flux_depth_assets.providers.hosts import (
     adapter_for,
 )
 from flux_depth_assets.providers.hosts.replicate import cancel_after
+from tests.hostcalls import inputs
 
-INPUTS = {
-    "control_image": "data:image/jpeg;base64,QUJD",
-    "prompt": "",
-    "steps": 50,
-    "guidance": 15,
-    "safety_tolerance": 2,
-    "output_format": "png",
-    "prompt_upsampling": False,
-}
+INPUTS = {**inputs(), "control_image": "data:image/jpeg;base64,QUJD"}
 
 # every answer shape the Eachlabs parser is tested with, plus moderation/cancel spellings
 EACHLABS_ANSWERS: list[Any] = [

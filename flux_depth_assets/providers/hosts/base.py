@@ -14,7 +14,6 @@ sends a request itself and is tested offline with plain dicts and `httpx.Respons
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,6 +21,7 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
+from flux_depth_assets.providers.eachlabs.client import origin
 from flux_depth_assets.providers.eachlabs.protocol import (
     clean_message,
     host_message,
@@ -144,23 +144,6 @@ class PublishedLimits:
     low_credit_creates_per_minute: int | None = None
     output_ttl_s: float | None = None  # output URLs stop working after this long
     sources: tuple[str, ...] = ()
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with the scheme's default port filled in."""
-    u = httpx.URL(url)
-    return u.scheme, u.host, u.port or {"http": 80, "https": 443}.get(u.scheme)
-
-
-def positive_number(value: Any) -> float | None:
-    """A finite number >= 0 from a JSON value (not a bool), else None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
 
 
 class HostAdapter(abc.ABC):

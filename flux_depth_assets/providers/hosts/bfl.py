@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from flux_depth_assets.providers.eachlabs.client import origin
+from flux_depth_assets.providers.eachlabs.protocol import _number as positive_number
 from flux_depth_assets.providers.eachlabs.protocol import _output_urls, message_from
 from flux_depth_assets.providers.hosts.base import (
     Created,
@@ -24,8 +26,6 @@ from flux_depth_assets.providers.hosts.base import (
     HostRequest,
     HostState,
     PublishedLimits,
-    origin,
-    positive_number,
     short_error,
 )
 

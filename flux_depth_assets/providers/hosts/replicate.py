@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from flux_depth_assets.providers.eachlabs.protocol import _number as positive_number
 from flux_depth_assets.providers.eachlabs.protocol import parse_prediction
 from flux_depth_assets.providers.hosts.base import (
     Created,
@@ -31,7 +32,6 @@ from flux_depth_assets.providers.hosts.base import (
     HostState,
     Phase,
     PublishedLimits,
-    positive_number,
 )
 
 VERSION_RE = re.compile(r"^[0-9a-f]{64}$")
