@@ -153,3 +153,51 @@ def test_limits_reject_nonsense():
         AccountLimits(max_in_flight=0)
     with pytest.raises(ValueError):
         AccountLimits(window_s=0)
+
+
+def test_async_acquire_waits_for_a_release_and_claim_waits_out_the_window(storage):
+    import asyncio
+    import json
+
+    holder = AccountGate(storage, "bfl", "acct", AccountLimits(max_in_flight=1, poll_s=0.01))
+    waiter = AccountGate(storage, "bfl", "acct", AccountLimits(max_in_flight=1, poll_s=0.01))
+    rate = AccountLimits(per_window=1, window_s=0.3, margin_s=0.0, poll_s=0.01)
+    a, b = (AccountGate(storage, "replicate", "acct", rate) for _ in range(2))
+
+    async def scenario() -> None:
+        slot = await holder.acquire()
+        task = asyncio.create_task(waiter.acquire())
+        await asyncio.sleep(0.05)
+        assert not task.done()  # all slots held: it waits
+        holder.release(slot)
+        got = await asyncio.wait_for(task, 10)
+        assert got.index == slot.index and got.generation == slot.generation + 1
+        await asyncio.wait_for(a.claim(), 10)
+        await asyncio.wait_for(b.claim(), 10)  # has to wait until the first claim is 0.3 s old
+
+    asyncio.run(scenario())
+    times = sorted(
+        json.loads(storage.read_bytes(rel))["t"]
+        for rel in storage.list("accounts/replicate/acct/rate")
+    )
+    assert len(times) == 2 and times[1] - times[0] >= 0.3
+
+
+def test_keep_renewed_extends_the_lease(storage):
+    import asyncio
+    import json
+
+    g = AccountGate(storage, "bfl", "acct", AccountLimits(max_in_flight=1, lease_ttl_s=0.09))
+    slot = g.try_acquire()
+    assert slot is not None
+    rel = f"accounts/bfl/acct/inflight/{slot.rel}"
+    first = json.loads(storage.read_bytes(rel))["expires_at"]
+
+    async def renew_a_few_times() -> None:
+        task = asyncio.create_task(g.keep_renewed())
+        while json.loads(storage.read_bytes(rel))["expires_at"] == first:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(renew_a_few_times(), 10))
+    assert json.loads(storage.read_bytes(rel))["expires_at"] > first

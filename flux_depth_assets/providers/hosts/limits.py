@@ -286,4 +286,10 @@ class AccountGate:
     async def claim(self) -> None:
         """Wait until one more create fits in the window, and claim it."""
         while (wait := await asyncio.to_thread(self.try_claim)) > 0:
-            await asyncio.sleep(min(wait, max(self.limits.poll_s, wait)))
+            await asyncio.sleep(wait)
+
+    async def keep_renewed(self) -> None:
+        """Renew the held slots every third of the lease until cancelled (run it as a task)."""
+        while True:
+            await asyncio.sleep(self.limits.lease_ttl_s / 3)
+            await asyncio.to_thread(self.renew)
