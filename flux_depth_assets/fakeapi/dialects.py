@@ -102,6 +102,7 @@ class FakeReplicate(_Dialect):
         return JSONResponse(body, status_code=status, headers=headers or None)
 
     async def create_for_model(self, request: Request) -> Response:
+        arrived = time.monotonic()
         if (denied := self._gate(request)) is not None:
             return denied
         body = await self._json_object(request)
@@ -113,7 +114,7 @@ class FakeReplicate(_Dialect):
             if deadline is None or deadline < 5:
                 return self._reject(400, "Cancel-After must be a duration of at least 5s")
         model = f"{request.path_params['owner']}/{request.path_params['name']}"
-        outcome = await self.new_prediction(model, body.get("input"))
+        outcome = await self.new_prediction(model, body.get("input"), arrived)
         if isinstance(outcome, Response):
             return outcome
         if deadline is not None:
@@ -201,6 +202,7 @@ class FakeBfl(_Dialect):
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
     async def create_task(self, request: Request) -> Response:
+        arrived = time.monotonic()
         if (denied := self._gate(request)) is not None:
             return denied
         body = await self._json_object(request)
@@ -213,7 +215,7 @@ class FakeBfl(_Dialect):
             and not control.startswith(("http://", "https://", "data:"))
         ):
             body["control_image"] = "data:image/*;base64," + control  # raw base64, as BFL takes
-        outcome = await self.new_prediction(request.path_params["model"], body)
+        outcome = await self.new_prediction(request.path_params["model"], body, arrived)
         if isinstance(outcome, Response):
             return outcome
         return JSONResponse(

@@ -33,8 +33,9 @@ class Faults:
         self._charged = 0.0
         self._counts = {"out_of_credit": 0, "window_limited": 0, "active_limited": 0}
 
-    def create_denial(self, now: float) -> Denial | None:
-        """Why this create is refused (402, 429), or None. Call right before registering it."""
+    def create_denial(self, arrived: float) -> Denial | None:
+        """Why this create is refused (402, 429), or None. Call right before registering it;
+        `arrived` is when the request reached the host."""
         cfg = self.config
         with self._lock:
             if cfg.credit_usd is not None and self._charged + cfg.price_usd > cfg.credit_usd + 1e-9:
@@ -45,16 +46,16 @@ class Faults:
                     None,
                 )
             if cfg.max_active:
-                while self._active and self._active[0] <= now:
+                while self._active and self._active[0] <= arrived:
                     heapq.heappop(self._active)
                 if len(self._active) >= cfg.max_active:
                     self._counts["active_limited"] += 1
                     return 429, f"too many active tasks (limit {cfg.max_active})", None
             if cfg.creates_per_window:
-                recent = [t for t in self._create_times if t > now - cfg.window_s]
+                recent = [t for t in self._create_times if t > arrived - cfg.window_s]
                 if len(recent) >= cfg.creates_per_window:
                     self._counts["window_limited"] += 1
-                    wait = max(1, math.ceil(recent[0] + cfg.window_s - now))
+                    wait = max(1, math.ceil(recent[0] + cfg.window_s - arrived))
                     return (
                         429,
                         (f"Request was throttled. Expected available in {wait} seconds."),
@@ -62,11 +63,12 @@ class Faults:
                     )
         return None
 
-    def created(self, pred: FakePrediction | None) -> None:
+    def created(self, pred: FakePrediction | None, arrived: float) -> None:
+        """Count an accepted create (at `arrived`, when its request reached the host)."""
         if pred is None:
             return
         with self._lock:
-            self._create_times.append(pred.created_at)
+            self._create_times.append(arrived)
             self._charged += self.config.price_usd
             heapq.heappush(self._active, pred.done_at)
 

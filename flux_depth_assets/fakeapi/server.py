@@ -89,6 +89,7 @@ class FakeEachlabs:
     # ------------------------------------------------------------------ handlers
 
     async def create(self, request: Request) -> Response:
+        arrived = time.monotonic()
         if (denied := self._gate(request)) is not None:
             return denied
         try:
@@ -97,7 +98,7 @@ class FakeEachlabs:
             return self._reject(400, "request body is not valid JSON")
         if not isinstance(body, dict):
             return self._reject(400, "request body must be a JSON object")
-        outcome = await self.new_prediction(body.get("model"), body.get("input"))
+        outcome = await self.new_prediction(body.get("model"), body.get("input"), arrived)
         if isinstance(outcome, Response):
             return outcome
         return JSONResponse({"status": "success", "message": "Prediction created successfully",
@@ -106,8 +107,9 @@ class FakeEachlabs:
     def serves(self, model: Any) -> bool:
         return model in self.config.models and model not in self.config.retired_models
 
-    async def new_prediction(self, model: Any, inputs: Any) -> str | Response:
-        """Validate, run the host's create faults, register: the prediction id or the refusal."""
+    async def new_prediction(self, model: Any, inputs: Any, arrived: float) -> str | Response:
+        """Validate, run the host's create faults, register: the prediction id or the refusal.
+        `arrived`: when the request reached the host (what its per-window limits count)."""
         if not self.serves(model):
             return self._reject(404, f"model {model!r} not found")
         if not isinstance(inputs, dict):
@@ -123,10 +125,10 @@ class FakeEachlabs:
         fmt = inputs.get("output_format", "jpg")
         prompt = inputs.get("prompt", "") or ""
         output = await run_in_threadpool(imaging.make_output, image, prompt, fmt)
-        if (denial := self.faults.create_denial(time.monotonic())) is not None:
+        if (denial := self.faults.create_denial(arrived)) is not None:
             return self._error(*denial)  # checked and counted with no await in between
         pid = self.host_state.register(image_key, fmt, inputs, output)
-        self.faults.created(self.host_state.prediction(pid))
+        self.faults.created(self.host_state.prediction(pid), arrived)
         return pid
 
     def _reject(self, status: int, message: str) -> JSONResponse:
