@@ -8,6 +8,7 @@ import pytest
 
 from flux_depth_assets.providers.hosts.limits import AccountGate, AccountLimits, account_id
 from tests.exclusive import ExclusiveStorage
+from tests.moto_s3 import moto_endpoint, s3_env  # noqa: F401  (fixtures)
 
 
 class Clock:
@@ -201,3 +202,30 @@ def test_keep_renewed_extends_the_lease(storage):
 
     asyncio.run(asyncio.wait_for(renew_a_few_times(), 10))
     assert json.loads(storage.read_bytes(rel))["expires_at"] > first
+
+
+def test_limits_on_an_s3_root(s3_env):  # noqa: F811  (the fixture imported above)
+    from flux_depth_assets.storage.store import Storage
+
+    if not hasattr(Storage, "create_exclusive"):
+        pytest.skip("Storage.create_exclusive (S3 conditional PUT) is not on this branch yet")
+    root = f"s3://{s3_env.bucket}/root"
+    options = {"client_kwargs": {"endpoint_url": s3_env.endpoint}}
+    clock = Clock()
+    gates = [
+        AccountGate(
+            Storage(root, options),
+            "bfl",
+            "acct",
+            AccountLimits(max_in_flight=2, per_window=2, window_s=10, margin_s=0.0),
+            clock=clock,
+        )
+        for _ in range(3)
+    ]
+    held = [g.try_acquire() for g in gates]
+    assert sum(s is not None for s in held) == 2
+    assert [g.try_claim() for g in gates] == [0.0, 0.0, pytest.approx(10.0)]
+    started = clock.t
+    clock.t += 1
+    gates[0].stop("HTTP 402: out of credit")
+    assert gates[2].stopped_since(started) == "HTTP 402: out of credit"
