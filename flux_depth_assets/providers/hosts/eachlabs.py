@@ -56,7 +56,7 @@ class EachlabsAdapter(HostAdapter):
     ) -> HostRequest:
         body = {
             "model": model,
-            "version": version or self.default_version,
+            "version": version if version is not None else self.default_version,
             "input": dict(inputs),
             "webhook_url": "",
         }
