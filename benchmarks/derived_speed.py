@@ -25,7 +25,7 @@ import os
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
@@ -93,7 +93,7 @@ def sphere_scene(w: int, h: int, radius: float = 0.3):
 
 
 def resize_near(near: np.ndarray, w: int, h: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(near.astype(np.float32), "F").resize((w, h), Image.BILINEAR))
+    return np.asarray(Image.fromarray(near.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR))
 
 
 def gt_scenes(w: int, h: int) -> dict[str, np.ndarray]:
@@ -113,7 +113,7 @@ def gt_scenes(w: int, h: int) -> dict[str, np.ndarray]:
 
 def demo_photo(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     path = REPO / "examples" / "demo_catalog" / "astronaut.jpg"
-    im = Image.open(path).convert("RGB").resize((w, h), Image.BICUBIC)
+    im = Image.open(path).convert("RGB").resize((w, h), Image.Resampling.BICUBIC)
     return np.asarray(im), estimate_depth(im, max_side=1024)
 
 

@@ -61,7 +61,7 @@ def make_items(n: int, side: int) -> list[ProviderInput]:
     items = []
     for i in range(n):
         base = rng.integers(0, 256, size=(side // 8, side // 8, 3), dtype=np.uint8)
-        im = Image.fromarray(base, "RGB").resize((side, side), Image.BILINEAR)
+        im = Image.fromarray(base, "RGB").resize((side, side), Image.Resampling.BILINEAR)
         buf = io.BytesIO()
         im.save(buf, format="PNG")
         data = buf.getvalue()
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> dict:
 def table(r: dict, command: str) -> str:
     rows = [
         ("machine", machine()),
-        ("load average (1 min) before / after", "%.2f / %.2f (other work shares these cores)" % r["load"]),
+        ("load average (1 min) before / after", "{:.2f} / {:.2f} (other work shares these cores)".format(*r["load"])),
         ("command", f"`{command}`"),
         ("images / succeeded", f"{r['images']} / {r['succeeded']} ({r['side']}×{r['side']} px)"),
         ("server latency, max_concurrency, poll_interval_s",
@@ -143,8 +143,8 @@ def table(r: dict, command: str) -> str:
         ("wall time / ideal (N × latency / concurrency)", f"{r['wall']:.1f} s / {r['ideal']:.1f} s"),
         ("throughput vs ideal (target ≥ 90 %)", f"{r['efficiency'] * 100:.1f} %"),
         ("client CPU per prediction (target ≤ 2 ms)",
-         f"{r['cpu_ms_per_prediction']:.2f} ms, of which kernel {r['sys_ms_per_prediction']:.2f} ms "
-         f"({r['cpu_total']:.1f} s total)"),
+         (f"{r['cpu_ms_per_prediction']:.2f} ms, of which kernel {r['sys_ms_per_prediction']:.2f} ms "
+          f"({r['cpu_total']:.1f} s total)")),
         ("peak memory (max RSS)", f"{r['peak_rss_mib']:.0f} MiB ({r['rss_before_mib']:.0f} MiB before the run)"),
         ("API requests per prediction (polls)",
          f"{r['requests_per_prediction']:.2f} ({r['polls_per_prediction']:.2f})"),
@@ -159,7 +159,7 @@ def table(r: dict, command: str) -> str:
 def write_section(readme: Path, body: str) -> None:
     """Replace (or append) only the "Hosted API throughput" section of the README."""
     text = readme.read_text() if readme.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     section = f"{SECTION}\n\n{body.strip()}\n\n"
     if pattern.search(text):
         text = pattern.sub(lambda _m: section, text, count=1)

@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +29,11 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flux_depth_assets.lineage import queries  # noqa: E402
-from flux_depth_assets.lineage.compact import compact  # noqa: E402
-from flux_depth_assets.lineage.schemas import PROVIDER_CALLS  # noqa: E402
-from flux_depth_assets.lineage.writer import file_name, partition_rel  # noqa: E402
-from flux_depth_assets.storage.store import Storage  # noqa: E402
+from flux_depth_assets.lineage import queries
+from flux_depth_assets.lineage.compact import compact
+from flux_depth_assets.lineage.schemas import PROVIDER_CALLS
+from flux_depth_assets.lineage.writer import file_name, partition_rel
+from flux_depth_assets.storage.store import Storage
 
 CATALOGS = 10
 DAYS = 30
@@ -65,7 +65,7 @@ def generate(store: Storage, rows: int, seed: int = 0) -> int:
                 status = STATUSES[rng.choice(4, size=k, p=[0.55, 0.40, 0.03, 0.02])]
                 paid = (status == "succeeded") | (status == "failed")
                 src = shas[rng.integers(0, len(shas), size=k)]
-                start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) \
+                start = datetime(day.year, day.month, day.day, tzinfo=UTC) \
                     + timedelta(hours=r * 6)
                 started = pa.array(np.datetime64(start.replace(tzinfo=None), "us")
                                    + rng.integers(0, 3_600_000_000, size=k).astype("timedelta64[us]"))

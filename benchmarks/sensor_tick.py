@@ -28,7 +28,8 @@ import dagster as dg
 
 from flux_depth_assets.config import load_project
 from flux_depth_assets.defs.resources import CatalogsResource
-from flux_depth_assets.defs.upload_sensors import build_upload_sensor, list_fingerprints
+from flux_depth_assets.defs.upload_sensors import build_upload_sensor
+from flux_depth_assets.pipeline.upload_watch import list_fingerprints
 
 NEW = 100
 REPEAT = 3

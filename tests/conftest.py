@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.moto_s3"]  # the `moto_endpoint` and `s3_env` fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FLUX_DEPTH_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class CountingProvider(DepthProvider):
 
 class CountingProviderResource(DepthProviderResource):
     price_usd: float = 0.0
-    fail_ids: list[str] = []
+    fail_ids: list[str] = []  # noqa: RUF012 - a pydantic field: copied per instance
     variant: str = "a"
 
     def for_catalog(self, catalog, purpose: str = "depth") -> DepthProvider:

@@ -1,6 +1,6 @@
 """S3 for tests: moto's real HTTP server on a free loopback port, one per test session.
 
-Import the fixtures into a test module (`from tests.moto_s3 import moto_endpoint, s3_env`).
+Registered for every test module by `pytest_plugins` in tests/conftest.py.
 `s3_env` points boto3 and s3fs at the server through the environment (fake credentials,
 `AWS_ENDPOINT_URL_S3`) and gives each test a fresh bucket, so tests never share state.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ ACCOUNT_ENV = {
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> str:
+def moto_endpoint() -> Iterator[str]:
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -54,7 +55,7 @@ class S3Env:
 
 
 def bulk_put(bucket: str, keys, data: bytes = b"x") -> None:
-    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
 
     backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]

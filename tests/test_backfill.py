@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
-from dagster._core.test_utils import InProcessTestWorkspaceLoadTarget
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
@@ -88,7 +88,7 @@ def workspace(tmp_path):
         instance.add_dynamic_partitions("catalog", ["a", "b", "late"])
         origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(
             python_file=str(code), attribute="defs", working_directory=str(Path.cwd())))
-        with WorkspaceProcessContext(instance, InProcessTestWorkspaceLoadTarget(origin)) as wpc:
+        with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as wpc:
             yield tmp_path, instance, wpc
 
 
@@ -166,7 +166,7 @@ def test_asset_backfill_from_the_asset_graph(workspace):
     from dagster._core.execution.backfill import BulkActionStatus
     from dagster._daemon.backfill import execute_backfill_iteration
 
-    tmp, instance, wpc = workspace
+    _tmp, instance, wpc = workspace
     data = launch(wpc, assetSelection=[{"path": ["source_images"]}, {"path": ["depth_maps"]}],
                   partitionNames=["a", "b"])
     logger = logging.getLogger("test_backfill")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import dagster as dg
 import numpy as np
@@ -69,7 +70,7 @@ class FakePaidProvider(DepthProvider):
 class FakePaidResource(DepthProviderResource):
     price_usd: float = PRICE
     reports_cost: float | None = None  # None: the provider reports nothing, the config price applies
-    fail_ids: list[str] = []
+    fail_ids: list[str] = []  # noqa: RUF012 - a pydantic field: copied per instance
 
     def for_catalog(self, catalog, purpose: str = "depth") -> DepthProvider:
         return FakePaidProvider(self.price_usd, self.reports_cost, self.fail_ids)
@@ -110,7 +111,8 @@ def test_call_cost(pred, expected):
 
 
 def _items(n: int) -> list[ProviderInput]:
-    return [ProviderInput(f"i{k}", "s", "k", load_image=lambda: None) for k in range(n)]
+    return [ProviderInput(f"i{k}", "s", "k", load_image=lambda: None)  # type: ignore[arg-type,return-value]
+            for k in range(n)]  # never loaded
 
 
 @pytest.mark.parametrize("budget, mode, processed, skipped", [
@@ -154,7 +156,7 @@ def test_cost_equals_calls_times_price_and_metadata_reports_it(tmp_path):
     assert mats["depth_maps"]["images_new"] == 4 and mats["depth_maps"]["code_version"] == "1"
     assert mats["source_images"]["cost_usd"] == 0 and mats["source_images"]["images_in"] == 4
     assert mats["depth_maps"]["catalog"] == "shop"
-    assert mats["depth_maps"]["date"] == datetime.now(timezone.utc).date()
+    assert mats["depth_maps"]["date"] == datetime.now(UTC).date()
 
 
 def test_a_provider_that_reports_its_own_cost_wins_over_config(tmp_path):
@@ -179,7 +181,7 @@ def test_a_rerun_adds_only_cached_rows_at_zero_cost(tmp_path):
     assert second.materialized["depth_maps"]["cached"] == 3
     assert second.materialized["depth_maps"]["provider_calls"] == 0
     spend = queries.costs(store(tmp_path)).to_pylist()
-    depth = [r for r in spend if r["asset"] == "depth_maps"][0]
+    depth = next(r for r in spend if r["asset"] == "depth_maps")
     assert depth["runs"] == 2 and depth["cost_usd"] == pytest.approx(3 * PRICE)
 
 
@@ -278,7 +280,7 @@ def test_costs_and_compact_commands(tmp_path, capsys):
     assert run(cfg, instance).success and run(cfg, instance).success
     assert cli(["costs", "--catalog", "shop", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    depth = [r for r in rows if r["asset"] == "depth_maps"][0]
+    depth = next(r for r in rows if r["asset"] == "depth_maps")
     assert depth["runs"] == 2 and depth["cost_usd"] == pytest.approx(2 * PRICE)
     assert cli(["costs"]) == 0
     table = capsys.readouterr().out

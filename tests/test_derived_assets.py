@@ -25,7 +25,7 @@ from flux_depth_assets.defs.assets.derived import (
     check_recomposition,
     check_unit_normals,
 )
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME
 from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
 from flux_depth_assets.depth.normals import decode_normals_png
 from flux_depth_assets.depth.sprites import psnr, recompose
@@ -66,8 +66,8 @@ def run(tmp_path: Path, cfg: Path, instance: dg.DagsterInstance | None = None,
         provider: CountingProviderResource | None = None) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
     """`materialize()` the spine, the derived assets and their checks for partition `shop`."""
     instance = instance or dg.DagsterInstance.ephemeral()
-    if not instance.has_dynamic_partition(CATALOG_PARTITIONS.name, "shop"):
-        instance.add_dynamic_partitions(CATALOG_PARTITIONS.name, ["shop"])
+    if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, "shop"):
+        instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, ["shop"])
     result = dg.materialize(
         [source_images, depth_maps, *DERIVED_ASSETS, *DERIVED_CHECKS],
         partition_key="shop", instance=instance, raise_on_error=False,
@@ -78,7 +78,7 @@ def run(tmp_path: Path, cfg: Path, instance: dg.DagsterInstance | None = None,
 
 
 def meta(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    [ev] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    [ev] = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key.to_user_string() == asset]
     return {k: v.value for k, v in ev.materialization.metadata.items()}
 
 
@@ -127,7 +127,7 @@ def test_every_image_gets_normals_sprites_and_stats_and_every_check_passes(tmp_p
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["depth"]["sha256"] == depth[r["image_id"]]["output_sha256"] == r["depth_sha256"]
         assert manifest["image"] == {"id": r["image_id"], "width": 96, "height": 64}
-        back = recompose(manifest, lambda name: (folder / name).read_bytes())
+        back = recompose(manifest, lambda name, folder=folder: (folder / name).read_bytes())
         with Image.open(home / src[r["image_id"]]["normalized_path"]) as im:
             assert psnr(back, np.asarray(im.convert("RGB"))) >= 35
         with Image.open(folder / "preview.webp") as im:
@@ -188,7 +188,7 @@ def test_rerun_recomputes_nothing_and_changed_settings_redo_only_their_asset(tmp
 
 def test_a_changed_depth_map_redoes_the_derived_outputs(tmp_path):
     cfg = make_catalog(tmp_path, n=2)
-    first, instance = run(tmp_path, cfg)
+    _first, instance = run(tmp_path, cfg)
     before = {r["image_id"]: r["depth_sha256"] for r in table(tmp_path, SPRITES_ASSET)}
     # the same depth content from another provider variant: nothing to redo
     same, _ = run(tmp_path, cfg, instance, provider=CountingProviderResource(variant="b"))
@@ -205,7 +205,7 @@ def test_a_changed_depth_map_redoes_the_derived_outputs(tmp_path):
 
 def test_sprite_settings_change_replaces_the_folder_contents(tmp_path):
     cfg = make_catalog(tmp_path, n=1)
-    first, instance = run(tmp_path, cfg)
+    _first, instance = run(tmp_path, cfg)
     write_config(tmp_path, "    models: {parallax_sprites: {layers: 3, preview_format: gif, preview_frames: 24}}\n")
     second, _ = run(tmp_path, cfg, instance)
     assert second.success and meta(second, SPRITES_ASSET)["new"] == 1
@@ -223,7 +223,7 @@ def test_sprite_settings_change_replaces_the_folder_contents(tmp_path):
 def test_an_image_without_depth_is_skipped_and_flagged_as_a_warning(tmp_path):
     cfg = make_catalog(tmp_path, n=3)
     # find the id of p0 first, then make the provider fail it
-    first, instance = run(tmp_path, cfg)
+    _first, instance = run(tmp_path, cfg)
     bad = next(r["image_id"] for r in table(tmp_path, "source_images") if r["source_uri"].endswith("p0.jpg"))
     (tmp_path / "home" / "cache").rename(tmp_path / "home" / "cache-old")  # force new calls
     for r in table(tmp_path, "depth_maps"):
@@ -283,7 +283,7 @@ def test_checks_catch_missing_stale_and_broken_outputs(tmp_path):
 def test_derived_assets_fail_clearly_without_depth_maps(tmp_path):
     cfg = make_catalog(tmp_path, n=1)
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(CATALOG_PARTITIONS.name, ["shop"])
+    instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, ["shop"])
     resources = {"storage": StorageResource(root=str(tmp_path / "home")),
                  "catalogs": CatalogsResource(config_dir=str(cfg))}
     scanned = dg.materialize([source_images], partition_key="shop", instance=instance, resources=resources)

@@ -284,8 +284,8 @@ def test_dagster_yaml_validates_and_builds_its_run_launcher_and_log_manager(tmp_
 
     log_manager = ref.compute_logs_data.rehydrate(as_type=ComputeLogManager)
     assert isinstance(log_manager, S3ComputeLogManager)
-    assert log_manager._s3_bucket == docker_instance_env["FLUX_DEPTH_S3_BUCKET"]  # noqa: SLF001
-    assert log_manager._s3_session.meta.endpoint_url == "http://minio:9000"  # noqa: SLF001
+    assert log_manager._s3_bucket == docker_instance_env["FLUX_DEPTH_S3_BUCKET"]
+    assert log_manager._s3_session.meta.endpoint_url == "http://minio:9000"
 
 
 def test_docker_and_local_postgres_profiles_share_storage_and_run_limits():

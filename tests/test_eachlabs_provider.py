@@ -7,6 +7,7 @@ are a fraction of a second so the module stays quick.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 import hashlib
 import io
 import socket
@@ -27,7 +28,8 @@ from flux_depth_assets.providers.eachlabs import (
     RetryPolicy,
 )
 from flux_depth_assets.providers.eachlabs.client import EachlabsClient
-from flux_depth_assets.providers.eachlabs.provider import PollScheduler, prepare_control_image
+from flux_depth_assets.providers.eachlabs.images import prepare_control_image
+from flux_depth_assets.providers.eachlabs.pacing import PollScheduler
 from flux_depth_assets.storage.store import Storage
 
 FAST_RETRY = RetryPolicy(max_retries=4, backoff_base_s=0.01, backoff_max_s=0.05)
@@ -39,7 +41,7 @@ FAST_RETRY = RetryPolicy(max_retries=4, backoff_base_s=0.01, backoff_max_s=0.05)
 def make_image(i: int, size: tuple[int, int] = (64, 48)) -> Image.Image:
     rng = np.random.default_rng(1000 + i)
     small = rng.integers(0, 256, size=(size[1] // 8 + 1, size[0] // 8 + 1, 3), dtype=np.uint8)
-    return Image.fromarray(small, "RGB").resize(size, Image.BILINEAR)
+    return Image.fromarray(small, "RGB").resize(size, Image.Resampling.BILINEAR)
 
 
 def make_items(provider: EachlabsProvider, n: int, size: tuple[int, int] = (64, 48),
@@ -50,14 +52,15 @@ def make_items(provider: EachlabsProvider, n: int, size: tuple[int, int] = (64, 
         sha = hashlib.sha256(im.tobytes()).hexdigest()
         items.append(ProviderInput(image_id=f"img-{i:03d}", source_sha256=sha,
                                    cache_key=provider.cache_key(sha),
-                                   load_image=lambda im=im: im.copy(), source_uri=source_uri))
+                                   load_image=lambda im=im: im.copy(),  # type: ignore[misc]
+                                   source_uri=source_uri))
     return items
 
 
 def make_provider(base_url: str, storage: Storage | None, key: str | None = "test-key",
                   retry: RetryPolicy = FAST_RETRY, progress_interval_s: float = 0.2,
                   **config) -> EachlabsProvider:
-    settings = dict(poll_interval_s=0.05, max_concurrency=4, timeout_s=5.0,
+    settings: dict[str, Any] = dict(poll_interval_s=0.05, max_concurrency=4, timeout_s=5.0,
                     prediction_deadline_s=30.0)
     settings.update(config)
     return EachlabsProvider(EachlabsProviderConfig(**settings), api_key=key,
@@ -346,7 +349,7 @@ def test_journal_is_written_before_the_first_poll(storage, monkeypatch):
 
     async def checking_get(self, prediction_id, **kw):
         journal = PredictionJournal(storage)
-        ids = {journal.get(k).prediction_id for k in journal.keys()}
+        ids = {journal.get(k).prediction_id for k in journal.keys()}  # noqa: SIM118 - not a dict
         seen.append(prediction_id in ids)
         return await original(self, prediction_id, **kw)
 

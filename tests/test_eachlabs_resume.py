@@ -61,7 +61,7 @@ def test_a_killed_run_resumes_without_paying_twice(tmp_path):
         killed = server.stats()
         assert killed["creates"] == concurrency  # paid for three, results never received
         journal = PredictionJournal(Storage(root))
-        journaled = {journal.get(k).prediction_id for k in journal.keys()}
+        journaled = {journal.get(k).prediction_id for k in journal.keys()}  # noqa: SIM118 - not a dict
         assert len(journaled) == concurrency
 
         provider, items = _items_and_provider(server.base_url, root, concurrency, images)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
 import duckdb
@@ -35,7 +35,7 @@ from flux_depth_assets.lineage.writer import (
 from flux_depth_assets.paths import UnsafePathError
 from flux_depth_assets.storage.store import Storage
 
-T0 = datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
 
 
 def call(run: str, image: str, *, status: str = "succeeded", cost: float = 0.05,
@@ -340,7 +340,7 @@ def test_record_materialization_from_any_partitioned_asset(tmp_path):
 
     @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["shop"]), code_version="7")
     def normal_maps_like(context):  # no annotations: this module has `from __future__ import annotations`
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         meta = record_materialization(Storage(root), context, counts={"images": 3, "new": 1, "cached": 2,
                                                                     "failed": 0},
                                       seconds=0.5, started_at=started, row_count=3)

@@ -127,7 +127,7 @@ def test_geodesic_distance_straight_down_and_around_a_wall():
 def test_guided_upsample_snaps_to_full_resolution_edge():
     hi = np.zeros((64, 64), np.float32)
     hi[:, 37:] = 1.0  # edge at column 37 (not on the 4× grid)
-    lo = np.asarray(Image.fromarray(hi, "F").resize((16, 16), Image.BILINEAR))
+    lo = np.asarray(Image.fromarray(hi, "F").resize((16, 16), Image.Resampling.BILINEAR))
     src = lo.copy()
     out = guided_upsample(src, lo, hi, radius=1, eps=1e-4)
     assert out[:, 30].mean() < 0.2 and out[:, 44].mean() > 0.8

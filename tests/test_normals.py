@@ -136,7 +136,7 @@ def test_step_between_tilted_planes_keeps_each_side_on_its_own_plane():
 
 
 def test_silhouette_of_a_sphere_on_a_far_plane_does_not_bleed_into_the_background():
-    near, true, dist = sphere_scene(128, 128, base=0.0)
+    near, true, _dist = sphere_scene(128, 128, base=0.0)
     near = near + 0.3 * (true[..., 2] < 1.0)  # lift the sphere: a real depth step at its rim
     n = normals_from_depth(near.astype(np.float32))
     background = true[..., 2] >= 1.0
@@ -144,7 +144,7 @@ def test_silhouette_of_a_sphere_on_a_far_plane_does_not_bleed_into_the_backgroun
 
 
 def test_invalid_pixels_are_flat_and_do_not_spread():
-    u, v = grid(40, 40)
+    u, _v = grid(40, 40)
     near = (0.3 * u).astype(np.float32)
     near[10:20, 10:20] = np.nan
     n = normals_from_depth(near)
@@ -172,7 +172,7 @@ def test_tiny_and_odd_shapes():
     n = normals_from_depth(np.array([[0.0], [0.5], [1.0]], np.float32))  # one column
     assert (n[..., 1] > 0).all()
     # row blocks: heights that are not a multiple of the block size stay seamless
-    u, v = grid(20, 131)
+    _u, v = grid(20, 131)
     n = normals_from_depth((0.3 * v).astype(np.float32))
     assert angular_error_deg(n, np.broadcast_to(plane_normal(0, 0.3), n.shape)).max() < 0.05
 

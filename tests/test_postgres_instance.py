@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -54,7 +55,7 @@ def pg_server() -> None:
 
 
 @pytest.fixture(scope="module")
-def pg_database(pg_server) -> str:
+def pg_database(pg_server) -> Iterator[str]:
     """A fresh, uniquely named database for this test module, dropped afterwards."""
     name = f"flux_depth_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = _connect(MAINTENANCE_DB)

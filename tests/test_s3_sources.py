@@ -7,7 +7,6 @@ import pytest
 from flux_depth_assets.config.models import S3PrefixSource
 from flux_depth_assets.sources import SourceError, list_objects
 from tests import images
-from tests.moto_s3 import moto_endpoint, s3_env  # noqa: F401  (fixtures)
 
 
 def test_lists_matching_objects_under_the_prefix_with_identity(s3_env):

@@ -14,7 +14,6 @@ import pytest
 from flux_depth_assets.defs.resources import StorageResource
 from flux_depth_assets.defs.runner import materialize_catalog
 from flux_depth_assets.storage.store import Storage
-from tests.moto_s3 import moto_endpoint, s3_env  # noqa: F401  (fixtures)
 
 
 def demo_config(tmp_path, demo_dir, source_yaml: str | None = None):

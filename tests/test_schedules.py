@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import dagster as dg
 import pytest
@@ -68,7 +68,7 @@ def test_schedule_requests_the_catalogs_partition_with_a_deterministic_key(tmp_p
 
 
 def _check_ticks(schedule, instance, repo):
-    when = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
     def evaluate():
         return schedule.evaluate_tick(dg.build_schedule_context(

@@ -176,7 +176,7 @@ def test_a_deleted_npy_is_restored_from_the_cache_without_a_call(tmp_path):
     cfg = make_catalog(tmp_path, {"a.jpg": images.jpeg(seed=1)},
                        extra="    models: {depth_maps: {write_npy: true}}\n")
     res = {"depth_provider": CountingProviderResource()}
-    first, instance = run(cfg, res)
+    _first, instance = run(cfg, res)
     row = pq.read_table(home(tmp_path) / "tables/depth_maps/catalog=shop/part-0.parquet").to_pylist()[0]
     (home(tmp_path) / row["npy_path"]).unlink()
     again, _ = run(cfg, res, instance=instance)

@@ -162,7 +162,7 @@ def test_feathered_alpha_fades_outward_over_farther_pixels_only():
     assert (full[labels == 1] == 1.0).all()
     assert (full[labels == 2] == 0.0).all()  # no fringe over the nearer layer
     row = full[20, 14:20]  # leftwards from the edge: strictly decreasing to 0
-    assert list(row[::-1]) == sorted(row[::-1], reverse=True)
+    assert list(row[::-1]) == sorted(row, reverse=True)
     assert row[-1] > 0.5 and row[0] == 0.0
     assert (full[:, :16] == 0).all() and (full[:6] == 0).all()
     hard, _ = feathered_alpha(labels, 1, feather_px=0.0)
@@ -171,7 +171,7 @@ def test_feathered_alpha_fades_outward_over_farther_pixels_only():
 
 def test_preview_is_an_animated_sway_small_enough_to_glance_at():
     rgb, near, *_ = scene()
-    big_rgb = np.asarray(Image.fromarray(rgb).resize((960, 720), Image.NEAREST))
+    big_rgb = np.asarray(Image.fromarray(rgb).resize((960, 720), Image.Resampling.NEAREST))
     big_near = match_size(near, 960, 720)
     for fmt, frames in (("webp", 32), ("gif", 24)):
         ss = build_sprites(big_rgb, big_near, SpriteSettings(preview_format=fmt, preview_frames=frames))

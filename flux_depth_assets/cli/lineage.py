@@ -63,7 +63,7 @@ def _store(root: str | None):
 
 def _estimate(args: argparse.Namespace) -> int:
     from flux_depth_assets.defs.resources import DepthProviderResource
-    from flux_depth_assets.lineage.estimate import estimate_catalog
+    from flux_depth_assets.lineage.estimate import Estimate, estimate_catalog
     from flux_depth_assets.sources import SourceError
     try:
         project = load_project(args.config_dir)
@@ -76,7 +76,7 @@ def _estimate(args: argparse.Namespace) -> int:
     plans = [("depth_maps", "depth", "depth")]
     if getattr(catalog.provider, "mode", "depth") == "render":
         plans.append(("depth_renders", "render", "render"))
-    estimates = []
+    estimates: list[Estimate] = []
     try:
         store = _store(args.root)
         for asset, purpose, kind in plans:

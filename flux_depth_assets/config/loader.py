@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, NoReturn, TypeVar
+from collections.abc import Iterable
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -27,6 +28,8 @@ from flux_depth_assets.config.models import (
 
 PROJECT_FILE = "flux_depth_project.yml"
 CONFIG_DIR_ENV = "FLUX_DEPTH_CONFIG_DIR"
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -113,8 +116,8 @@ def load_project(config_dir: str | os.PathLike[str] | None = None) -> Project:
         data, node = _read_yaml(path)
         if data is None:
             continue
-        parsed = _validate(path, data, CatalogFile, node)
-        for index, cat in enumerate(parsed.catalogs):
+        catalog_file = _validate(path, data, CatalogFile, node)
+        for index, cat in enumerate(catalog_file.catalogs):
             if cat.name in catalogs:
                 raise ConfigError(path, f"duplicate catalog name (first declared in {files[cat.name]})",
                                   line=_line_of(node, ("catalogs", index, "name")), catalog=cat.name,
@@ -151,7 +154,8 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(path, f"malformed YAML: {problem}", line=line) from None
 
 
-def _validate(path: Path, data: Any, model: type[BaseModel], node: yaml.Node | None = None):
+def _validate(path: Path, data: Any, model: type[_M],
+              node: yaml.Node | None = None) -> _M:
     if not isinstance(data, dict):
         raise ConfigError(path, f"expected a mapping at the top level, got {type(data).__name__}")
     try:
@@ -161,7 +165,7 @@ def _validate(path: Path, data: Any, model: type[BaseModel], node: yaml.Node | N
 
 
 def _raise_from_validation(path: Path, exc: ValidationError, node: yaml.Node | None,
-                           data: Any = None, prefix: tuple = ()) -> None:
+                           data: Any = None, prefix: tuple = ()) -> NoReturn:
     err = exc.errors()[0]
     loc = prefix + tuple(err["loc"])
     catalog = None

@@ -6,7 +6,7 @@ Every model forbids unknown keys so a typo fails loading instead of being silent
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -70,7 +70,7 @@ class UrlManifestSource(StrictModel):
     max_redirects: int = Field(default=5, ge=0, le=20)  # http(s) → http(s) only
 
     @model_validator(mode="after")
-    def _known_format(self) -> "UrlManifestSource":
+    def _known_format(self) -> UrlManifestSource:
         if self.format == "auto" and not self.path.lower().endswith((".csv", ".parquet", ".pq")):
             raise ValueError(f"cannot tell the manifest format of {self.path!r} from its extension; "
                              "use .csv/.parquet or set `format: csv|parquet`")
@@ -78,7 +78,7 @@ class UrlManifestSource(StrictModel):
 
 
 SourceConfig = Annotated[
-    Union[LocalDirSource, S3PrefixSource, UrlManifestSource], Field(discriminator="type")
+    LocalDirSource | S3PrefixSource | UrlManifestSource, Field(discriminator="type")
 ]
 
 
@@ -193,7 +193,7 @@ class HostedProviderConfig(EachlabsProviderConfig):
     interchangeable_results: bool = False
 
     @model_validator(mode="after")
-    def _per_host_settings(self) -> "HostedProviderConfig":
+    def _per_host_settings(self) -> HostedProviderConfig:
         names = [h.name for h in self.hosts]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -218,7 +218,7 @@ class OnnxProviderConfig(StrictModel):
 
 
 ProviderConfig = Annotated[
-    Union[LocalProviderConfig, EachlabsProviderConfig, HostedProviderConfig, OnnxProviderConfig],
+    LocalProviderConfig | EachlabsProviderConfig | HostedProviderConfig | OnnxProviderConfig,
     Field(discriminator="name"),
 ]
 
@@ -360,7 +360,7 @@ class CatalogConfig(StrictModel):
     def _cron(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from dagster._utils.schedules import is_valid_cron_string  # lazy: only when used
+        from dagster._utils.schedules import is_valid_cron_string  # noqa: TID251 - replaced next commit (#18); lazy: only when used
 
         if not is_valid_cron_string(v.strip()):
             raise ValueError(f"{v!r} is not a valid cron string (e.g. \"0 3 * * *\" or \"@daily\")")
@@ -405,7 +405,7 @@ class ModelsFile(StrictModel):
     models: dict[str, dict[str, Any]]
 
     @model_validator(mode="after")
-    def _known_models(self) -> "ModelsFile":
+    def _known_models(self) -> ModelsFile:
         unknown = set(self.models) - set(ModelSettings.model_fields)
         if unknown:
             raise ValueError(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-CATALOG_PARTITIONS = dg.DynamicPartitionsDefinition(name="catalog")
+CATALOG_PARTITION_NAME = "catalog"
+CATALOG_PARTITIONS = dg.DynamicPartitionsDefinition(name=CATALOG_PARTITION_NAME)
 
 INGEST_GROUP = "ingest"
 DEPTH_GROUP = "depth"
@@ -14,3 +15,4 @@ ANALYTICS_GROUP = "analytics"
 OWNERS = ["team:data-engineering"]
 HOSTED_API_POOL = "flux_depth_hosted_api"
 CATALOG_TAG = "flux_depth/catalog"
+TRIGGER_TAG = "flux_depth/trigger"  # what started a run: schedule, upload_sensor, ...

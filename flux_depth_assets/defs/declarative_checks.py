@@ -10,7 +10,7 @@ Arguments are re-read from the YAML at run time, so editing a threshold needs no
 
 import warnings
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 import dagster as dg
 

@@ -5,7 +5,8 @@ when it fails is decided here, once.
 """
 
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import dagster as dg
 

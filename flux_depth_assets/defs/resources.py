@@ -7,7 +7,6 @@ and never echoed: the API key only reaches the provider object.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import dagster as dg
 
@@ -22,8 +21,8 @@ from flux_depth_assets.storage.store import Storage
 class StorageResource(dg.ConfigurableResource):
     """The storage root: a local folder or `s3://bucket/prefix` (default: `$FLUX_DEPTH_HOME`)."""
 
-    root: Optional[str] = None
-    s3_endpoint_url: Optional[str] = None  # MinIO / moto; else boto's usual environment
+    root: str | None = None
+    s3_endpoint_url: str | None = None  # MinIO / moto; else boto's usual environment
 
     def resolved_root(self) -> str:
         return self.root or dg.EnvVar(HOME_ENV).get_value() or default_home()
@@ -41,7 +40,7 @@ class StorageResource(dg.ConfigurableResource):
 class CatalogsResource(dg.ConfigurableResource):
     """The `dbt_like_configs/` directory (default: `$FLUX_DEPTH_CONFIG_DIR` or the repo's)."""
 
-    config_dir: Optional[str] = None
+    config_dir: str | None = None
 
     def load(self) -> Project:
         return load_project(self.config_dir)
@@ -50,8 +49,8 @@ class CatalogsResource(dg.ConfigurableResource):
 class DepthProviderResource(dg.ConfigurableResource):
     """Builds each catalog's provider; tests swap in a subclass that returns a fake."""
 
-    eachlabs_api_key: Optional[str] = None  # default: EnvVar("EACHLABS_API_KEY") at run time
-    eachlabs_base_url: Optional[str] = None  # default: EnvVar("EACHLABS_BASE_URL") at run time
+    eachlabs_api_key: str | None = None  # default: EnvVar("EACHLABS_API_KEY") at run time
+    eachlabs_base_url: str | None = None  # default: EnvVar("EACHLABS_BASE_URL") at run time
 
     def secrets(self) -> ProviderSecrets:
         return ProviderSecrets(

@@ -10,7 +10,7 @@ import dagster as dg
 
 from flux_depth_assets.config import load_project
 from flux_depth_assets.defs.build import PARTITIONED_ASSETS, build_definitions
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME
 from flux_depth_assets.defs.resources import CatalogsResource
 
 
@@ -44,8 +44,8 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
     if unknown:
         raise KeyError(f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(known)}")
     instance = instance or get_instance()
-    if not instance.has_dynamic_partition(CATALOG_PARTITIONS.name, catalog):
-        instance.add_dynamic_partitions(CATALOG_PARTITIONS.name, [catalog])
+    if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, catalog):
+        instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, [catalog])
     overrides = {"catalogs": CatalogsResource(config_dir=str(project.config_dir)), **(resources or {})}
     defs = build_definitions(overrides)
     job = defs.resolve_job_def("catalog_job")
@@ -57,14 +57,14 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
     )
     outcome = RunOutcome(success=result.success, run_id=result.run_id)
     for ev in result.get_asset_materialization_events():
-        name = ev.asset_key.to_user_string()
+        name = ev.materialization.asset_key.to_user_string()
         metadata = ev.materialization.metadata
         outcome.materialized[name] = {k: v.value for k, v in metadata.items()}
         outcome.paths[name] = [v.value for v in metadata.values()
                                if isinstance(v, dg.PathMetadataValue)]
-    for ev in result.get_asset_check_evaluations():
-        outcome.checks.append((f"{ev.asset_key.to_user_string()}:{ev.check_name}", ev.passed,
-                               ev.severity.value))
+    for check in result.get_asset_check_evaluations():
+        outcome.checks.append((f"{check.asset_key.to_user_string()}:{check.check_name}",
+                               check.passed, check.severity.value))
     if not result.success:
         outcome.error = _first_failure(result)
     return outcome

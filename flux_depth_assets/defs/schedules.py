@@ -7,14 +7,13 @@ provider call is cached), so a schedule over an unchanged catalog costs a listin
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import dagster as dg
 
 from flux_depth_assets.config.models import CatalogConfig
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, CATALOG_TAG
-
-TRIGGER_TAG = "flux_depth/trigger"
+from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME, CATALOG_TAG, TRIGGER_TAG
 
 
 def schedule_name(catalog: str) -> str:
@@ -23,6 +22,7 @@ def schedule_name(catalog: str) -> str:
 
 def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
     name = catalog.name
+    assert catalog.schedule is not None  # built only for catalogs that declare one
 
     @dg.schedule(
         name=schedule_name(name),
@@ -34,7 +34,7 @@ def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
         tags={CATALOG_TAG: name},
     )
     def _catalog_schedule(context: dg.ScheduleEvaluationContext):
-        if not context.instance.has_dynamic_partition(CATALOG_PARTITIONS.name, name):
+        if not context.instance.has_dynamic_partition(CATALOG_PARTITION_NAME, name):
             return dg.SkipReason(f"catalog {name!r} has no `catalog` partition yet "
                                  "(catalog_registry_sensor adds it from the YAML)")
         when = context.scheduled_execution_time

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from flux_depth_assets.config import ConfigError
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
+from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME, CATALOG_PARTITIONS
 from flux_depth_assets.defs.resources import CatalogsResource
 
 
@@ -21,7 +21,7 @@ def catalog_registry_sensor(context: dg.SensorEvaluationContext,
         declared = set(catalogs.load().catalogs)
     except ConfigError as exc:
         return dg.SkipReason(f"config invalid, partitions left unchanged: {exc}")
-    existing = set(context.instance.get_dynamic_partitions(CATALOG_PARTITIONS.name))
+    existing = set(context.instance.get_dynamic_partitions(CATALOG_PARTITION_NAME))
     new = sorted(declared - existing)
     orphaned = sorted(existing - declared)
     if orphaned:

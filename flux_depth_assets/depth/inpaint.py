@@ -92,7 +92,7 @@ def fill_holes(rgb: np.ndarray, known: np.ndarray, fill: np.ndarray | None = Non
     p0 = (sp * (w0 / np.maximum(sw, 1e-12))[..., None]).astype(np.float32)
     small = np.clip(np.rint(_push_pull(p0, w0)), 0, 255).astype(np.uint8)
     if f > 1:
-        up = np.asarray(Image.fromarray(small, "RGB").resize((ws * f, hs * f), Image.BILINEAR))[:h, :w]
+        up = np.asarray(Image.fromarray(small, "RGB").resize((ws * f, hs * f), Image.Resampling.BILINEAR))[:h, :w]
     else:
         up = small
     np.copyto(out, up, where=target[..., None])

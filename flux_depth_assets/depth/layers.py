@@ -127,7 +127,7 @@ def feathered_alpha(labels: np.ndarray, k: int, feather_px: float,
         box = _bbox(labels == k)
         if box is None:
             return None
-    r = int(math.ceil(feather_px))
+    r = math.ceil(feather_px)
     h, w = labels.shape
     x, y, bw, bh = box
     x0, y0 = max(0, x - r), max(0, y - r)

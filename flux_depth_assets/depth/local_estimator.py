@@ -65,7 +65,7 @@ def _resize_rgb(image: Image.Image, long_side: int) -> Image.Image:
     if scale >= 1.0:
         return image
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return image.resize(size, Image.BILINEAR, reducing_gap=3.0)
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
 def opponent_colour(rgb: np.ndarray) -> np.ndarray:
@@ -98,17 +98,17 @@ def geodesic_from_top(cost: np.ndarray, step: float, sweeps: int = 2) -> np.ndar
     """
     h, w = cost.shape
     c = cost.astype(np.float32)
-    step = np.float32(step)
+    step32 = np.float32(step)
     d = np.full((h, w), np.inf, dtype=np.float32)
     d[0] = 0.0
     for _ in range(sweeps):
         for rows, prev in ((range(1, h), -1), (range(h - 2, -1, -1), 1)):
             for y in rows:
-                _relax(d[y], d[y + prev], c[y], c[y + prev], step)
+                _relax(d[y], d[y + prev], c[y], c[y + prev], step32)
         dt, ct = d.T, c.T  # views: columns become rows
         for cols, prev in ((range(1, w), -1), (range(w - 2, -1, -1), 1)):
             for x in cols:
-                _relax(dt[x], dt[x + prev], ct[x], ct[x + prev], step)
+                _relax(dt[x], dt[x + prev], ct[x], ct[x + prev], step32)
     return d
 
 
@@ -134,7 +134,7 @@ def _resize_f32(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (x.shape[1], x.shape[0]) == size:
         return x
     return np.asarray(Image.fromarray(np.ascontiguousarray(x, dtype=np.float32), "F")
-                      .resize(size, Image.BILINEAR))
+                      .resize(size, Image.Resampling.BILINEAR))
 
 
 def guided_upsample(src: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarray,

@@ -85,7 +85,7 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
     # brought back bilinearly ("fast guided filter", He & Sun 2015)
     f = max(1, radius // 2)
     lw, lh = max(1, round(w / f)), max(1, round(h / f))
-    low = np.asarray(Image.fromarray(x, "F").resize((lw, lh), Image.BOX)) if f > 1 else x
+    low = np.asarray(Image.fromarray(x, "F").resize((lw, lh), Image.Resampling.BOX)) if f > 1 else x
     low_size = 2 * max(1, round(radius / f)) + 1
 
     def box(a: np.ndarray) -> np.ndarray:
@@ -94,7 +94,7 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
     def up(a: np.ndarray) -> np.ndarray:
         if f == 1:
             return a
-        return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize((w, h), Image.BILINEAR))
+        return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR))
 
     mean = box(low)
     var = box(low * low)
@@ -135,7 +135,8 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float, has_nan: bool = True) -> np.ndarray:
+def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float | np.float32,
+                has_nan: bool = True) -> np.ndarray:
     """Slope at interior pixels from forward and backward one-sided slopes (same shape).
 
     Central difference where they agree; the gentler one-sided slope across a depth edge; the
@@ -162,7 +163,8 @@ def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float, has_nan: bool
     return out
 
 
-def _slopes_x(n: np.ndarray, scale: float, tan_edge: float, has_nan: bool = True) -> np.ndarray:
+def _slopes_x(n: np.ndarray, scale: float | np.float32, tan_edge: float | np.float32,
+              has_nan: bool = True) -> np.ndarray:
     d = np.diff(n, axis=1)
     d *= scale
     out = np.empty(n.shape, dtype=np.float32)
@@ -176,7 +178,8 @@ def _slopes_x(n: np.ndarray, scale: float, tan_edge: float, has_nan: bool = True
 
 
 def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
-              scale: float, tan_edge: float, has_nan: bool = True) -> np.ndarray:
+              scale: float | np.float32, tan_edge: float | np.float32,
+              has_nan: bool = True) -> np.ndarray:
     """d/dy (rows, downwards) for a block, with the rows just above/below it (None at the borders)."""
     ext = n
     if top is not None or bottom is not None:

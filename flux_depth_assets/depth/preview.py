@@ -33,14 +33,14 @@ def sway_preview(rgb: np.ndarray, background: np.ndarray,
     h, w = background.shape[:2]
     long_out = min(settings.preview_max_side, max(h, w))
     amp = SWAY_AMPLITUDE * long_out  # nearest layer's horizontal sway, output pixels
-    margin = int(math.ceil(amp)) + 1
+    margin = math.ceil(amp) + 1
     s = (long_out + 2 * margin) / max(h, w)  # scene → canvas scale
     cw, ch = max(1, round(w * s)), max(1, round(h * s))
     pw, ph = max(1, cw - 2 * margin), max(1, ch - 2 * margin)
     if min(pw, ph) < 8:  # a sliver image: no cropping, no sway
         margin, amp, pw, ph = 0, 0.0, cw, ch
-    small_rgb = Image.fromarray(rgb, "RGB").resize((cw, ch), Image.BOX)
-    bg = Image.fromarray(background, "RGB").resize((cw, ch), Image.BOX).convert("RGBA")
+    small_rgb = Image.fromarray(rgb, "RGB").resize((cw, ch), Image.Resampling.BOX)
+    bg = Image.fromarray(background, "RGB").resize((cw, ch), Image.Resampling.BOX).convert("RGBA")
     bg_view = bg.crop((margin, margin, margin + pw, margin + ph))
     layers = []
     for k, item in enumerate(alphas):
@@ -49,7 +49,7 @@ def sway_preview(rgb: np.ndarray, background: np.ndarray,
         alpha, (x, y, bw, bh) = item
         canvas = np.zeros((h, w), dtype=np.uint8)
         canvas[y:y + bh, x:x + bw] = np.rint(alpha * 255.0).astype(np.uint8)
-        a_small = Image.fromarray(canvas, "L").resize((cw, ch), Image.BOX)
+        a_small = Image.fromarray(canvas, "L").resize((cw, ch), Image.Resampling.BOX)
         layer = small_rgb.copy()
         layer.putalpha(a_small)
         cbox = a_small.getbbox()  # where this layer is visible on the canvas
@@ -68,7 +68,7 @@ def sway_preview(rgb: np.ndarray, background: np.ndarray,
             u1, v1 = min(pw, math.ceil(cx1 - ox) + 1), min(ph, math.ceil(cy1 - oy) + 1)
             if u1 <= u0 or v1 <= v0:
                 continue
-            tile = layer.resize((u1 - u0, v1 - v0), Image.BILINEAR,
+            tile = layer.resize((u1 - u0, v1 - v0), Image.Resampling.BILINEAR,
                                 box=(u0 + ox, v0 + oy, u1 + ox, v1 + oy))
             frame.alpha_composite(tile, dest=(u0, v0))
         frames.append(frame.convert("RGB"))

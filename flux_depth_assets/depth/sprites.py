@@ -30,7 +30,8 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -160,10 +161,10 @@ def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSetting
             rgba[..., :3] = background
             rgba[..., 3] = 255
             png, box = _png(rgba, "RGBA"), (0, 0, w, h)
-        elif alphas[k] is None:
+        elif (entry := alphas[k]) is None:
             png, box = _png(np.zeros((1, 1, 4), np.uint8), "RGBA"), None
         else:
-            alpha, box = alphas[k]
+            alpha, box = entry
             x, y, bw, bh = box
             a8 = np.rint(alpha * 255.0).astype(np.uint8)
             rgba = np.zeros((bh, bw, 4), dtype=np.uint8)
@@ -278,9 +279,9 @@ def match_size(nearness: np.ndarray, width: int, height: int) -> np.ndarray:
     if n.shape == (height, width):
         return n
     valid = np.isfinite(n)
-    vals = Image.fromarray(np.where(valid, n, 0.0).astype(np.float32), "F").resize((width, height), Image.BILINEAR)
+    vals = Image.fromarray(np.where(valid, n, 0.0).astype(np.float32), "F").resize((width, height), Image.Resampling.BILINEAR)
     out = np.asarray(vals, dtype=np.float32).copy()
     if not valid.all():
-        v = Image.fromarray(valid.astype(np.uint8) * 255, "L").resize((width, height), Image.NEAREST)
+        v = Image.fromarray(valid.astype(np.uint8) * 255, "L").resize((width, height), Image.Resampling.NEAREST)
         out[np.asarray(v) == 0] = np.nan
     return out

@@ -68,7 +68,7 @@ def fake_depth(image: Image.Image) -> Image.Image:
     w, h = image.size
     scale = min(1.0, MAX_WORK_SIDE / max(w, h))
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = image.convert("L").resize((sw, sh), Image.BILINEAR) if scale < 1 else image.convert("L")
+    small = image.convert("L").resize((sw, sh), Image.Resampling.BILINEAR) if scale < 1 else image.convert("L")
     blurred = small.filter(ImageFilter.GaussianBlur(radius=max(1.0, max(sw, sh) / 48)))
     luma = np.asarray(blurred, dtype=np.float32) / 255.0
     ramp = np.linspace(0.0, 1.0, sh, dtype=np.float32)[:, None]
@@ -76,7 +76,7 @@ def fake_depth(image: Image.Image) -> Image.Image:
     lo, hi = float(depth.min()), float(depth.max())
     depth = (depth - lo) / (hi - lo) if hi > lo else np.full_like(depth, 0.5)
     out = Image.fromarray(np.round(depth * 255).astype(np.uint8), "L")
-    return out.resize((w, h), Image.BILINEAR) if (sw, sh) != (w, h) else out
+    return out.resize((w, h), Image.Resampling.BILINEAR) if (sw, sh) != (w, h) else out
 
 
 def fake_render(image: Image.Image, depth: Image.Image, prompt: str) -> Image.Image:

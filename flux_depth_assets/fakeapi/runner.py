@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 import uvicorn

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -192,7 +192,7 @@ class FakeEachlabs:
             answer["logs"] = f"step {int(elapsed / max(total, 1e-9) * 50)}/50"
             return answer
         answer["metrics"] = {"predict_time": round(total, 3)}
-        answer["completed_at"] = datetime.now(timezone.utc).isoformat()
+        answer["completed_at"] = datetime.now(UTC).isoformat()
         if cfg.report_cost:
             answer["cost"] = cfg.price_usd
         if pred.fails:
@@ -236,17 +236,17 @@ def _validate_inputs(inputs: dict[str, Any]) -> str | None:
     control = inputs.get("control_image")
     if not isinstance(control, str) or not control:
         return "input.control_image is required (a URL or a data URI)"
-    checks: list[tuple[str, type | tuple[type, ...], float | None, float | None]] = [
+    checks: list[tuple[str, type | tuple[type, ...], float, float]] = [
         ("steps", int, 15, 50), ("guidance", (int, float), 1, 100),
         ("safety_tolerance", int, 1, 6),
     ]
     for name, kind, lo, hi in checks:
         if name not in inputs:
             continue
-        value = inputs[name]
+        value: Any = inputs[name]
         if isinstance(value, bool) or not isinstance(value, kind):
             return f"input.{name} must be a number"
-        if not lo <= value <= hi:
+        if not lo <= inputs[name] <= hi:
             return f"input.{name} must be between {lo} and {hi}"
     if inputs.get("output_format", "jpg") not in ("jpg", "png"):
         return "input.output_format must be 'jpg' or 'png'"

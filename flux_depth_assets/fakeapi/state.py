@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Literal
 
 MiB = 1024 * 1024
@@ -208,7 +208,7 @@ class HostState:
             latency = cfg.latency_s + cfg.latency_jitter_s * unit(cfg.seed, "latency", n)
             pred = FakePrediction(
                 id=pid, image_key=image_key, created_at=now,
-                created_wall=datetime.now(timezone.utc).isoformat(), done_at=now + latency,
+                created_wall=datetime.now(UTC).isoformat(), done_at=now + latency,
                 fails=fails, fmt=fmt,
                 public_input={k: v for k, v in inputs.items() if k != "control_image"},
                 output=None if fails else output,
@@ -245,4 +245,4 @@ class HostState:
                 time.monotonic() >= pred.done_at and ext == pred.fmt
             if ready:
                 self._c.downloads += 1
-        return pred.output if ready else None
+        return pred.output if ready and pred is not None else None

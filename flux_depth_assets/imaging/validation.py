@@ -101,7 +101,7 @@ def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_BYTES,
 def _exif_orientation(im: Image.Image) -> int:
     try:
         value = int(im.getexif().get(EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # malformed EXIF must not reject an otherwise good image
+    except Exception:  # noqa: BLE001 - malformed EXIF must not reject an otherwise good image
         return 1
     return value if 1 <= value <= 8 else 1
 

@@ -22,7 +22,7 @@ import io
 import json
 import posixpath
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,7 +57,7 @@ def compact(store: Storage, tables: list[str] | None = None, catalog: str | None
             include_today: bool = False, dry_run: bool = False,
             today: date | None = None) -> list[PartitionCompaction]:
     """Compact every matching partition; returns one report per partition looked at."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     out = []
     for table in tables or list(TABLES):
         for cat_dir in store.list(table_dir(table)):
@@ -113,7 +113,7 @@ def compact_partition(store: Storage, table: str, rel_dir: str, report: Partitio
 
     tables = {n: conform(pq.read_table(io.BytesIO(blobs[n])), schema) for n in live}
     # Plain files win over older compacted copies of the same (run_id, asset).
-    fresh_keys = set()
+    fresh_keys: set[tuple[str, str]] = set()
     for n in live:
         if not n.startswith(COMPACTED_PREFIX):
             t = tables[n]

@@ -124,17 +124,15 @@ def _dry_scan(catalog: CatalogConfig, prev_rows: list[dict], est: Estimate) -> l
     seen: set[str] = set()
     for obj in list_objects(catalog.source):
         prev = by_uri.get(obj.uri)
-        if _unchanged(prev, obj.size, obj.mtime) and prev["status"] != "rejected" and prev["sha256"]:
+        if prev is not None and _unchanged(prev, obj.size, obj.mtime) and prev["status"] != "rejected" and prev["sha256"]:
             sha = prev["sha256"]
-        elif _unchanged(prev, obj.size, obj.mtime):
-            continue
-        elif obj.size > catalog.max_image_bytes:
+        elif _unchanged(prev, obj.size, obj.mtime) or obj.size > catalog.max_image_bytes:
             continue
         else:
             try:
                 result = validate_image_bytes(obj.read(), max_bytes=catalog.max_image_bytes,
                                               max_pixels=catalog.max_image_pixels)
-            except Exception:  # unreadable: the real scan rejects it too
+            except Exception:  # noqa: BLE001,S112 - unreadable: the real scan rejects it too
                 continue
             if isinstance(result, Rejected):
                 continue
@@ -156,7 +154,7 @@ def _verdict(est: Estimate) -> None:
     elif est.cost_usd <= est.budget_usd + 1e-9:
         est.verdict = f"within budget_usd_per_run ${est.budget_usd:.2f}"
     elif est.on_budget == "partial":
-        n = int(math.floor(est.budget_usd / est.price_usd + 1e-9))
+        n = math.floor(est.budget_usd / est.price_usd + 1e-9)
         est.would_process, est.would_skip = n, est.pending - n
         est.verdict = (f"over budget_usd_per_run ${est.budget_usd:.2f}: on_budget=partial would "
                        f"process {n} and record {est.pending - n} as skipped_budget")

@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Iterable, Mapping
 
-import dagster as dg
+import dagster as dg  # noqa: TID251 - moved to defs/ in the next commit (#18)
 
 from flux_depth_assets.lineage.writer import materialization_row, utc_day, write_rows
 from flux_depth_assets.storage.store import Storage
@@ -41,7 +42,7 @@ def record_materialization(store: Storage, context: dg.AssetExecutionContext | N
     `provider_calls`, `cached`, the lineage file paths, and `dagster/row_count` when `row_count`
     is given.
     """
-    finished_at = finished_at or datetime.now(timezone.utc)
+    finished_at = finished_at or datetime.now(UTC)
     run_id = run_id or context.run.run_id
     asset = asset or context.asset_key.to_user_string()
     catalog = catalog or context.partition_key
@@ -78,5 +79,5 @@ def record_materialization(store: Storage, context: dg.AssetExecutionContext | N
 def _code_version(context: dg.AssetExecutionContext) -> str | None:
     try:
         return context.assets_def.code_versions_by_key.get(context.asset_key)
-    except Exception:  # a directly-invoked op or a context without an assets def
+    except Exception:  # noqa: BLE001 - narrowed in the next commit (#18); a directly-invoked op or a context without an assets def
         return None

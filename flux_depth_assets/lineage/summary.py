@@ -7,7 +7,7 @@ exists (built by another asset; its absence only leaves the distribution columns
 from __future__ import annotations
 
 import posixpath
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,7 +38,7 @@ def _read_dir(store: Storage, rel_dir: str) -> pa.Table | None:
     if not store.fs.exists(full):
         return None
     prefix = store.base + "/"
-    files = sorted(p[len(prefix):] if p.startswith(prefix) else p for p in store.fs.find(full)
+    files = sorted(p.removeprefix(prefix) for p in store.fs.find(full)
                    if p.endswith(".parquet") and not posixpath.basename(p).startswith((".", "_")))
     if not files:
         return None
@@ -65,7 +65,7 @@ def stat_distributions(table: pa.Table) -> list[dict]:
 
 
 def summarize_catalog(store: Storage, catalog: str, now: datetime | None = None) -> dict:
-    row: dict = {"catalog": catalog, "summarized_at": now or datetime.now(timezone.utc)}
+    row: dict = {"catalog": catalog, "summarized_at": now or datetime.now(UTC)}
     src = store.read_partition("source_images", catalog)
     if src is not None:
         status = src.column("status")
@@ -91,7 +91,7 @@ def summarize_catalog(store: Storage, catalog: str, now: datetime | None = None)
 
 
 def summarize(store: Storage, catalogs: list[str]) -> pa.Table:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [summarize_catalog(store, c, now) for c in catalogs]
     return pa.Table.from_pylist([{f.name: r.get(f.name) for f in CATALOG_SUMMARY} for r in rows],
                                 schema=CATALOG_SUMMARY)

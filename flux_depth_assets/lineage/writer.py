@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import date, datetime, timezone
-from typing import Any, Iterable, Mapping
+from datetime import date, datetime, UTC
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 import pyarrow as pa
 
@@ -25,7 +26,7 @@ MAX_ERROR_CHARS = 1000
 def utc_day(ts: datetime) -> date:
     if ts.tzinfo is None:
         raise ValueError("lineage timestamps must be timezone-aware (UTC)")
-    return ts.astimezone(timezone.utc).date()
+    return ts.astimezone(UTC).date()
 
 
 def partition_rel(table: str, catalog: str, day: date) -> str:

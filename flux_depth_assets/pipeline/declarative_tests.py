@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,7 @@ def _rows(storage: Storage, asset: str, catalog: str) -> tuple[list[dict] | None
     rel = Storage.table_rel(asset, catalog)
     try:
         table = storage.read_partition(asset, catalog)
-    except Exception as exc:  # unreadable file: report it as the test's failure
+    except Exception as exc:  # noqa: BLE001 - unreadable file: report it as the test's failure
         return None, f"cannot read {storage.uri(rel)}: {type(exc).__name__}: {exc}"
     if table is None:
         return None, f"no {asset} table for catalog {catalog!r} at {storage.uri(rel)} (materialize {asset} first)"
@@ -154,7 +155,7 @@ def min_images(storage: Storage, catalog: str, args: MinImagesTest) -> CheckOutc
                        {"accepted": accepted, "threshold": args.min})
 
 
-_RUNNERS = {
+_RUNNERS: dict[str, Callable[[Storage, str, Any], CheckOutcome]] = {
     "valid_depth_ratio": valid_depth_ratio,
     "depth_range": depth_range,
     "max_rejected_ratio": max_rejected_ratio,

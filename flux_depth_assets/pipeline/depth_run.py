@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import datetime, UTC
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -56,18 +56,18 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
         if prev and prev["cache_key"] == key and prev["status"] in ("succeeded", "cached") \
                 and prev["depth_path"] in present \
                 and (not settings.write_npy or prev["npy_path"] in present):
-            at = datetime.now(timezone.utc)
+            at = datetime.now(UTC)
             rows[r["image_id"]] = {**prev, **common, "status": "cached", "seconds": 0.0,
                                    "cost_usd": 0.0, "attempts": 0, "error": None,
                                    "started_at": at, "finished_at": at}
             continue
         hit = cache.get(key)
         if hit is not None:
-            t1, at = time.perf_counter(), datetime.now(timezone.utc)
+            t1, at = time.perf_counter(), datetime.now(UTC)
             out = _write_outputs(storage, catalog, r["image_id"], hit.depth, settings)
             rows[r["image_id"]] = {**common, **out, **_meta_fields(hit.meta), "status": "cached",
                                    "seconds": time.perf_counter() - t1, "cost_usd": 0.0, "attempts": 0,
-                                   "started_at": at, "finished_at": datetime.now(timezone.utc)}
+                                   "started_at": at, "finished_at": datetime.now(UTC)}
             continue
         pending.append(pending_input(r, key, storage))
 
@@ -81,7 +81,7 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
         log(f"depth_maps: {len(pending)} image(s) to compute with {provider.name}/{provider.model}, "
             f"{len(rows)} cached")
         pending_by_id = {p.image_id: p for p in pending}
-        batch_started = datetime.now(timezone.utc)
+        batch_started = datetime.now(UTC)
         for pred in predict_in_chunks(provider, pending, log):
             item = pending_by_id[pred.image_id]
             rows[pred.image_id] = _row_for_prediction(pred, item, storage, cache, catalog, settings,
@@ -107,7 +107,7 @@ def _row_for_prediction(pred: DepthPrediction, item: ProviderInput, storage: Sto
     depth = pred.depth
     if depth.shape != (src["height"], src["width"]):
         depth = np.asarray(Image.fromarray(depth.astype(np.float32), "F")
-                           .resize((src["width"], src["height"]), Image.BILINEAR))
+                           .resize((src["width"], src["height"]), Image.Resampling.BILINEAR))
     nearness = to_nearness(depth, pred.metric)
     cache.put(item.cache_key, nearness, {"metric": pred.metric, "prediction_id": pred.prediction_id,
                                          "http_status": pred.http_status, "provider": base["provider"],

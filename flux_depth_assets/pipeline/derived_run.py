@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -158,13 +159,13 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
     previous = store.partition_rows(spec.asset, catalog)
     present = FileIndex(store, Storage.dir_rel(catalog, spec.asset))
     params_hash = spec.params_hash(settings)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows: list[dict] = []
     for n, inp in enumerate(inputs, 1):
         base = {"image_id": inp.image_id, "depth_sha256": inp.depth_sha256, "params_hash": params_hash,
                 "run_id": run_id}
         prev = previous.get(inp.image_id)
-        if stale_reason(prev, inp, spec, present, params_hash) is None:
+        if prev is not None and stale_reason(prev, inp, spec, present, params_hash) is None:
             rows.append({**prev, "status": "cached", "error": None, "run_id": run_id,
                          **({"seconds": 0.0} if "seconds" in spec.schema.names else {})})
             continue
@@ -172,7 +173,7 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
         try:
             out = spec.make(store, catalog, settings, inp)
             row = {**base, **out, "status": "succeeded", "error": None}
-        except Exception as exc:  # one bad image never fails the run
+        except Exception as exc:  # noqa: BLE001 - one bad image never fails the run
             row = {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
                    "width": inp.width, "height": inp.height}
         row["seconds"] = time.perf_counter() - t1

@@ -10,13 +10,15 @@ import io
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
+from collections.abc import Iterator
 from functools import partial
+from typing import Any
 
 import pyarrow as pa
 from PIL import Image
 
-from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProviderInput
+from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
 from flux_depth_assets.storage.schemas import table_from_rows
 from flux_depth_assets.storage.store import Storage
 
@@ -59,7 +61,7 @@ def pending_input(source_row: dict, cache_key: str, storage: Storage) -> Provide
                          source_uri=source_row.get("source_uri") or "")
 
 
-def skipped_row(base: dict, item: ProviderInput, **extra) -> dict:
+def skipped_row(base: dict, item: ProviderInput, **extra: Any) -> dict:
     return {**base, **extra, "image_id": item.image_id, "source_sha256": item.source_sha256,
             "cache_key": item.cache_key, "status": "skipped_budget",
             "error": "skipped: over budget_usd_per_run", "cost_usd": 0.0, "attempts": 0}
@@ -74,7 +76,7 @@ def apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: 
     if need <= budget + 1e-9:
         return pending, []
     if on_budget == "partial":
-        n = int(math.floor(budget / provider.price_usd + 1e-9))
+        n = math.floor(budget / provider.price_usd + 1e-9)
         return pending[:n], pending[n:]
     raise BudgetExceeded(
         f"budget exceeded before any paid call: {len(pending)} pending image(s) × "
@@ -82,8 +84,8 @@ def apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: 
         f"(set on_budget: partial to process up to the budget)")
 
 
-def predict_in_chunks(provider: DepthProvider, pending: list[ProviderInput], progress,
-                      chunk_size: int = 256):
+def predict_in_chunks(provider: DepthProvider, pending: list[ProviderInput], progress: ProgressFn,
+                      chunk_size: int = 256) -> Iterator[DepthPrediction]:
     """Yield predictions chunk by chunk, so a 100k-image run never holds every result in memory
     and each chunk's outputs are cached (and its journal cleared) before the next is sent."""
     for start in range(0, len(pending), chunk_size):
@@ -105,7 +107,7 @@ def call_cost(pred: DepthPrediction, price_usd: float) -> float:
 def call_times(pred: DepthPrediction, batch_started: datetime | None) -> tuple[datetime, datetime]:
     """(started_at, finished_at) of a call: the provider's own timestamps in `extra` when it
     reports them, else the batch's start and start + latency."""
-    start = pred.extra.get("started_at") or batch_started or datetime.now(timezone.utc)
+    start = pred.extra.get("started_at") or batch_started or datetime.now(UTC)
     end = pred.extra.get("finished_at") or start + timedelta(seconds=float(pred.latency_s or 0.0))
     return start, end
 
@@ -124,7 +126,7 @@ def tally(rows_by_id: dict[str, dict], accepted: list[dict], schema: pa.Schema,
           started: float) -> ProviderRunResult:
     """Order rows like the source, stamp new rows, count statuses and cost."""
     ordered = [rows_by_id[r["image_id"]] for r in accepted if r["image_id"] in rows_by_id]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for row in ordered:
         if row["status"] != "cached" or not row.get("materialized_at"):
             row["materialized_at"] = now

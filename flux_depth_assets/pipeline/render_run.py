@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import datetime, UTC
+from collections.abc import Callable
 
 from flux_depth_assets.pipeline.provider_run import (
     ProviderRunResult,
@@ -58,7 +58,7 @@ def run_renders(catalog: str, accepted: list[dict], provider: DepthProvider, sto
         provider.bind_storage(storage)
         log(f"depth_renders: {len(pending)} image(s) to render with {provider.name}/{provider.model}")
         keys: dict[str, ProviderInput] = {p.image_id: p for p in pending}
-        batch_started = datetime.now(timezone.utc)
+        batch_started = datetime.now(UTC)
         for pred in predict_in_chunks(provider, pending, log):
             item = keys[pred.image_id]
             row = {**base, "image_id": pred.image_id, "source_sha256": item.source_sha256,

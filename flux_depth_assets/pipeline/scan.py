@@ -12,8 +12,8 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import datetime, UTC
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -50,7 +50,7 @@ class ScanResult:
 
 
 def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch, tz=UTC)
 
 
 def _ts_or_none(epoch: float | None) -> datetime | None:
@@ -60,7 +60,7 @@ def _ts_or_none(epoch: float | None) -> datetime | None:
 def scan_catalog(catalog: CatalogConfig, storage: Storage,
                  log: Callable[[str], None] | None = None) -> ScanResult:
     t0 = time.perf_counter()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # With the schema, rows of a table written before a column was added have it (as None).
     previous = storage.partition_rows(ASSET, catalog.name, key="source_uri", schema=SOURCE_IMAGES)
     present = FileIndex(storage, Storage.dir_rel(catalog.name, ASSET))
@@ -73,10 +73,9 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
         if obj.conditional_read is not None:
             row, reused = _revalidate(prev, obj, catalog, storage, present, counts)
         else:
-            row = _reuse(prev, obj, present)
-            reused = row is not None
-            if row is None:
-                row = _check(obj, catalog, storage, present, counts)
+            kept = _reuse(prev, obj, present)
+            reused = kept is not None
+            row = kept if kept is not None else _check(obj, catalog, storage, present, counts)
             row["etag"] = obj.etag or None
         counts["unchanged"] += reused
         row["external_id"] = obj.external_id
@@ -85,7 +84,7 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
         if row["status"] == "accepted" and sha in seen:
             row = {**row, "status": "duplicate", "reason": f"same content as {seen[sha]}"}
         if row["status"] == "accepted":
-            seen[sha] = obj.uri
+            seen[row["sha256"]] = obj.uri
         counts[{"accepted": "accepted", "rejected": "rejected", "duplicate": "duplicates"}[row["status"]]] += 1
         rows.append(row)
         if log and (n % 100 == 0 or n == len(objects)):
@@ -128,17 +127,18 @@ def _revalidate(prev: dict | None, obj: SourceObject, catalog: CatalogConfig, st
     never points at a normalised copy that is gone; without validators the read is a plain GET.
     """
     held = Validators()
-    if _reusable(prev, present):
+    if prev is not None and _reusable(prev, present):
         mtime = prev["mtime"]
         held = Validators(etag=prev["etag"] or None,
                           # rows written before validators were kept have mtime 0 for URLs
                           last_modified=mtime.timestamp() if mtime and mtime.timestamp() > 0 else None)
     base = dict(source_uri=obj.uri, bytes=obj.size, mtime=None, etag=None)
+    assert obj.conditional_read is not None  # the caller's condition
     try:
         got = obj.conditional_read(held)
-    except Exception as exc:  # unreachable, refused or over a limit: reject it, keep going
+    except Exception as exc:  # noqa: BLE001 - unreachable, refused or over a limit: reject it, keep going
         return _unreadable(base, exc), False
-    if got.not_modified:
+    if got.data is None:  # not modified
         if prev is None or not held:  # a source that breaks its contract: do not trust it
             return {**base, "status": "rejected",
                     "reason": "the source said 'not modified' without a previous copy"}, False
@@ -161,7 +161,7 @@ def _check(obj: SourceObject, catalog: CatalogConfig, storage: Storage, present:
                 "reason": f"file is {obj.size:,} bytes, over the {catalog.max_image_bytes:,}-byte limit"}
     try:
         data = obj.read()
-    except Exception as exc:  # unreadable file: reject it, keep going
+    except Exception as exc:  # noqa: BLE001 - unreadable file: reject it, keep going
         return _unreadable(base, exc)
     base["bytes"] = len(data)
     return _validated(base, data, catalog, storage, present, counts)

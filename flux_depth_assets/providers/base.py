@@ -13,7 +13,8 @@ import abc
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image

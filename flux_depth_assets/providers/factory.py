@@ -24,7 +24,8 @@ class ProviderSecrets:
         return f"ProviderSecrets(eachlabs_api_key={'<set>' if self.eachlabs_api_key else None})"
 
 
-def build_provider(config: object, secrets: ProviderSecrets | None = None) -> DepthProvider:
+def build_provider(config: LocalProviderConfig | EachlabsProviderConfig | OnnxProviderConfig,
+                   secrets: ProviderSecrets | None = None) -> DepthProvider:
     secrets = secrets or ProviderSecrets()
     if isinstance(config, LocalProviderConfig):
         from flux_depth_assets.providers.local import LocalProvider

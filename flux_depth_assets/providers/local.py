@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from flux_depth_assets.config.models import LocalProviderConfig
 from flux_depth_assets.depth.local_estimator import DEFAULT_PARAMS, estimate_depth
@@ -35,7 +36,7 @@ class LocalProvider(DepthProvider):
                 depth = estimate_depth(item.load_image(), max_side=self.config.max_side)
                 out.append(DepthPrediction(item.image_id, depth=depth,
                                            latency_s=time.perf_counter() - t0))
-            except Exception as exc:  # one bad image never sinks the batch
+            except Exception as exc:  # noqa: BLE001 - one bad image never sinks the batch
                 out.append(DepthPrediction(item.image_id, status="failed",
                                            error=f"{type(exc).__name__}: {exc}",
                                            latency_s=time.perf_counter() - t0))

@@ -23,7 +23,8 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -72,7 +73,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _round_to_multiple(x: float, multiple: int) -> int:
-    return max(multiple, int(round(x / multiple)) * multiple)
+    return max(multiple, round(x / multiple) * multiple)
 
 
 def target_size(width: int, height: int, input_size: int, multiple: int,
@@ -97,8 +98,8 @@ def preprocess(image: Image.Image, size: tuple[int, int], recipe: FamilyRecipe) 
     """RGB image → (3, H, W) float32, resized (bicubic) to `size` = (width, height), normalised."""
     rgb = image.convert("RGB")
     if rgb.size != size:
-        rgb = rgb.resize(size, Image.BICUBIC)
-    x = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+        rgb = rgb.resize(size, Image.Resampling.BICUBIC)
+    x: np.ndarray = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
     x = (x - np.asarray(recipe.mean, np.float32)) / np.asarray(recipe.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
@@ -113,7 +114,7 @@ def postprocess(output: np.ndarray, width: int, height: int) -> np.ndarray:
                              f"or (1, H, W)")
     if (out.shape[1], out.shape[0]) != (width, height):
         out = np.asarray(Image.fromarray(np.ascontiguousarray(out), "F")
-                         .resize((width, height), Image.BILINEAR))
+                         .resize((width, height), Image.Resampling.BILINEAR))
     return out.astype(np.float32)
 
 
@@ -138,9 +139,9 @@ class OnnxProvider(DepthProvider):
         self.price_usd = config.price_usd
         self._sha256: str | None = None
         self._sha_stamp: tuple[int, int] | None = None
-        self._session = None
+        self._session: Any = None  # an onnxruntime InferenceSession (untyped)
         self._input_name = ""
-        self._input_dtype = np.float32
+        self._input_dtype: type[np.floating[Any]] = np.float32
         self._fixed_size: tuple[int, int] | None = None
         self._fixed_batch: int | None = None
         self.execution_providers: list[str] = []
@@ -188,7 +189,7 @@ class OnnxProvider(DepthProvider):
     def check_ready(self) -> None:
         self._ensure_session()
 
-    def _ensure_session(self):
+    def _ensure_session(self) -> Any:
         self.model_sha256()  # clear error when missing; drops a stale session when the file changed
         if self._session is not None:
             return self._session
@@ -202,7 +203,7 @@ class OnnxProvider(DepthProvider):
                                  f"onnxruntime build (available: {available})")
         try:
             session = ort.InferenceSession(str(self.path), providers=chosen)
-        except Exception as exc:  # onnxruntime raises its own exception types for a bad file
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for a bad file
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OnnxModelError(f"cannot load ONNX model {self.path}: not a valid ONNX model or "
                                  f"unsupported by onnxruntime {ort.__version__} ({msg})") from None
@@ -211,7 +212,7 @@ class OnnxProvider(DepthProvider):
         self.execution_providers = list(session.get_providers())
         return session
 
-    def _inspect_signature(self, session) -> None:
+    def _inspect_signature(self, session: Any) -> None:
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1:
             raise OnnxModelError(f"ONNX model {self.path} has {len(inputs)} inputs "
@@ -274,7 +275,7 @@ class OnnxProvider(DepthProvider):
                         items[i].image_id, depth=postprocess(out, w, h), latency_s=prep_s + share,
                         extra={"execution_provider": self.execution_providers[0]
                                if self.execution_providers else None})
-            except Exception as exc:  # a batch that fails: retry its images one by one
+            except Exception as exc:  # noqa: BLE001 - a batch that fails: retry its images one by one
                 if len(pending) > 1:
                     singles = list(pending)
                     pending.clear()
@@ -295,7 +296,7 @@ class OnnxProvider(DepthProvider):
                 w, h = image.size
                 size = target_size(w, h, self.config.input_size, self.recipe.multiple, self._fixed_size)
                 x = preprocess(image, size, self.recipe)
-            except Exception as exc:  # one bad image never sinks the batch
+            except Exception as exc:  # noqa: BLE001 - one bad image never sinks the batch
                 results[n - 1] = DepthPrediction(item.image_id, status="failed",
                                                  error=f"{type(exc).__name__}: {exc}",
                                                  latency_s=time.perf_counter() - t0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from flux_depth_assets.config.models import LocalDirSource, S3PrefixSource, UrlManifestSource
 
@@ -63,7 +64,8 @@ def matches(name: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(lower, p.lower()) for p in patterns)
 
 
-def list_objects(source, *, s3_client=None) -> list[SourceObject]:
+def list_objects(source: LocalDirSource | S3PrefixSource | UrlManifestSource, *,
+                 s3_client: Any = None) -> list[SourceObject]:
     """Every object the source holds that matches its `include` patterns, sorted by key.
 
     `s3_client`: a boto3 S3 client for `s3_prefix` sources (default: one from the environment).

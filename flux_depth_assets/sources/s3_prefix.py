@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from flux_depth_assets.config.models import S3PrefixSource
 from flux_depth_assets.sources.base import SourceError, SourceObject, matches
@@ -40,7 +41,7 @@ def _cached_client(_env: tuple) -> Any:
     return boto3.session.Session().client("s3")
 
 
-def _reader(client: Any, bucket: str, key: str):
+def _reader(client: Any, bucket: str, key: str) -> Callable[[], bytes]:
     def read() -> bytes:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read()
     return read
@@ -69,7 +70,7 @@ def iter_s3_prefix(source: S3PrefixSource, client: Any | None = None) -> Iterato
                     read=_reader(client, source.bucket, full))
     except SourceError:
         raise
-    except Exception as exc:  # botocore ClientError, endpoint/credential errors
+    except Exception as exc:  # noqa: BLE001 - botocore ClientError, endpoint/credential errors
         raise SourceError(f"s3_prefix source s3://{source.bucket}/{source.prefix}: cannot list: "
                           f"{type(exc).__name__}: {exc}") from None
 

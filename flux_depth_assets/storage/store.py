@@ -100,7 +100,7 @@ class Storage:
         if not self.fs.exists(full):
             return []
         prefix = self.base + "/"
-        return sorted(p[len(prefix):] if p.startswith(prefix) else p
+        return sorted(p.removeprefix(prefix)
                       for p in self.fs.ls(full, detail=False))
 
     def files_under(self, rel_dir: str) -> set[str]:
@@ -109,7 +109,7 @@ class Storage:
         if not self.fs.exists(full):
             return set()
         prefix = self.base + "/"
-        return {p[len(prefix):] if p.startswith(prefix) else p for p in self.fs.find(full)}
+        return {p.removeprefix(prefix) for p in self.fs.find(full)}
 
     # ------------------------------------------------------------------ tables
 
@@ -141,7 +141,7 @@ class Storage:
         """
         try:
             table = self.read_partition(asset, catalog, schema=schema)
-        except Exception:
+        except Exception:  # noqa: BLE001 - narrowed in the next commit (#18)
             return {}
         return {} if table is None else {r[key]: r for r in table.to_pylist()}
 

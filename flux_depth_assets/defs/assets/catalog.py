@@ -1,6 +1,6 @@
 """`source_images`: the validated manifest of a catalog's images."""
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import dagster as dg
 
@@ -28,7 +28,7 @@ from flux_depth_assets.sources import SourceError
 )
 def source_images(context: dg.AssetExecutionContext, storage: StorageResource,
                   catalogs: CatalogsResource) -> dg.MaterializeResult:
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     catalog = catalogs.load().catalog(context.partition_key)
     store = storage.get()
     try:

@@ -1,6 +1,6 @@
 """`depth_maps`: one depth map per accepted image, from the catalog's provider, cached per call."""
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import dagster as dg
 
@@ -21,7 +21,7 @@ from flux_depth_assets.pipeline.scan import accepted_rows
 )
 def depth_maps(context: dg.AssetExecutionContext, storage: StorageResource,
                catalogs: CatalogsResource, depth_provider: DepthProviderResource) -> dg.MaterializeResult:
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     project = catalogs.load()
     catalog = project.catalog(context.partition_key)
     settings = project.settings_for(catalog.name).depth_maps

@@ -1,6 +1,6 @@
 """`depth_renders`: prompt-driven, depth-guided re-renders for catalogs whose provider is in `render` mode."""
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import dagster as dg
 
@@ -21,7 +21,7 @@ from flux_depth_assets.pipeline.scan import accepted_rows
 )
 def depth_renders(context: dg.AssetExecutionContext, storage: StorageResource,
                   catalogs: CatalogsResource, depth_provider: DepthProviderResource) -> dg.MaterializeResult:
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     catalog = catalogs.load().catalog(context.partition_key)
     if getattr(catalog.provider, "mode", "depth") != "render":
         return dg.MaterializeResult(metadata={
@@ -30,7 +30,7 @@ def depth_renders(context: dg.AssetExecutionContext, storage: StorageResource,
             "note": dg.MetadataValue.text("catalog's provider is not in render mode: nothing to render")})
     store = storage.get()
     provider = depth_provider.for_catalog(catalog, purpose="render")
-    params = catalog.provider.params
+    params = catalog.provider.params  # type: ignore[union-attr]  # render mode: a hosted provider
     result = run_or_fail(catalog, lambda: run_renders(
         catalog.name, accepted_rows(store, catalog.name), provider, store, prompt=params.prompt,
         seed=params.seed, run_id=context.run.run_id, budget_usd=catalog.budget_usd_per_run,

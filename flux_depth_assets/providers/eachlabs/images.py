@@ -28,7 +28,7 @@ def prepare_control_image(image: Image.Image) -> tuple[str, tuple[int, int]]:
         size = (max(1, math.floor(w * scale)), max(1, math.floor(h * scale)))
         while size[0] * size[1] > MAX_INPUT_PIXELS:  # floor rounding can still land one row over
             size = (size[0], size[1] - 1)
-        im = im.resize(size, Image.BICUBIC, reducing_gap=3.0)
+        im = im.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
     for quality in JPEG_QUALITIES:
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=quality)
@@ -54,6 +54,6 @@ def decode_depth(data: bytes, size: tuple[int, int] | None) -> np.ndarray:
     """float32 nearness in [0, 1] (white = near) at `size` (w, h) when given."""
     nearness = depth_image_to_nearness(data)
     if size is not None and nearness.shape != (size[1], size[0]):
-        resized = Image.fromarray(nearness.astype(np.float32), "F").resize(size, Image.BILINEAR)
+        resized = Image.fromarray(nearness.astype(np.float32), "F").resize(size, Image.Resampling.BILINEAR)
         nearness = np.asarray(resized, dtype=np.float32)
     return np.ascontiguousarray(nearness, dtype=np.float32)

@@ -20,7 +20,7 @@ import base64
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Literal
 
 from flux_depth_assets.paths import safe_segment
@@ -33,7 +33,7 @@ SCHEMA_VERSION = 1
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -56,7 +56,7 @@ class JournalEntry:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "JournalEntry":
+    def from_bytes(cls, data: bytes) -> JournalEntry:
         raw = json.loads(data)
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         entry = cls(**known)

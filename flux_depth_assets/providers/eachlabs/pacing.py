@@ -89,7 +89,7 @@ class PollScheduler:
             try:
                 await asyncio.wait_for(self._learned.wait(),
                                        max(0.0, min(fallback, deadline) - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
         if last_poll is None:
             wake = started + self.first_delay()

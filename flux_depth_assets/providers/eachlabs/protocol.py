@@ -11,7 +11,7 @@ import email.utils
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Literal
 
 import httpx
@@ -75,8 +75,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now_ts = now if now is not None else datetime.now(timezone.utc).timestamp()
+        when = when.replace(tzinfo=UTC)
+    now_ts = now if now is not None else datetime.now(UTC).timestamp()
     return max(0.0, when.timestamp() - now_ts)
 
 

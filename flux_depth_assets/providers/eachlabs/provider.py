@@ -22,7 +22,8 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Coroutine, Sequence
 
 import httpx
 
@@ -40,19 +41,11 @@ from flux_depth_assets.providers.eachlabs.flow import predict_one
 from flux_depth_assets.providers.eachlabs.images import (
     MAX_INPUT_PIXELS,
     PREPROCESS_VERSION,
-    decode_depth,
-    prepare_control_image,
-    sniff_image_format,
 )
 from flux_depth_assets.providers.eachlabs.journal import PredictionJournal
 from flux_depth_assets.providers.eachlabs.pacing import PollScheduler, RetryPolicy
 from flux_depth_assets.providers.eachlabs.tracking import RunState, Track
 from flux_depth_assets.storage.store import Storage
-
-__all__ = [  # the helpers were defined here before the split; importers still find them
-    "API_KEY_ENV", "EachlabsNotReady", "EachlabsProvider", "MAX_INPUT_PIXELS", "PollScheduler",
-    "PREPROCESS_VERSION", "decode_depth", "prepare_control_image", "sniff_image_format",
-]
 
 API_KEY_ENV = "EACHLABS_API_KEY"
 
@@ -236,7 +229,7 @@ class EachlabsProvider(DepthProvider):
             list(pool.map(journal.clear, keys))
 
 
-def _run_loop(coro):
+def _run_loop(coro: Coroutine[Any, Any, list[DepthPrediction]]) -> list[DepthPrediction]:
     """Run `coro` on a fresh event loop: uvloop when installed (less CPU per request), else asyncio."""
     try:
         import uvloop

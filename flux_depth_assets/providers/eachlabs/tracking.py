@@ -52,7 +52,7 @@ class RunState:
         if self.progress is not None:
             try:
                 self.progress(line)
-            except Exception:  # noqa: BLE001 - a broken progress sink never stops the run
+            except Exception:
                 log.exception("eachlabs: progress callback failed")
 
     async def report_progress(self, interval_s: float) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
@@ -15,7 +15,7 @@ class _CountedStream(httpx.AsyncByteStream):
         self._stream, self._release = stream, release
         self._released = False
 
-    async def __aiter__(self):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._stream:
             yield chunk
 

@@ -4,7 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the `context` annota
 function at decoration time and needs the real class.
 """
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import dagster as dg
@@ -32,7 +32,7 @@ from flux_depth_assets.storage.schemas import table_from_rows
 
 def _materialize(spec: DerivedSpec, context: dg.AssetExecutionContext, storage: StorageResource,
                  catalogs: CatalogsResource) -> dg.MaterializeResult:
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     project = catalogs.load()
     catalog: CatalogConfig = project.catalog(context.partition_key)
     settings = project.settings_for(catalog.name)
