@@ -71,8 +71,29 @@ def test_client_round_trip_in_each_dialect(name):
         }[name]
     )
     assert seen[0].headers.get("user-agent") == f"flux-depth-assets/{name}"
-    if name == "replicate":
-        assert seen[0].headers["cancel-after"].endswith("s")
+    # a prediction past the deadline stays journaled for the next run: no host-side cancel
+    assert "cancel-after" not in seen[0].headers
+
+
+def test_cancel_at_deadline_sends_replicates_cancel_after():
+    seen: list[httpx.Request] = []
+
+    async def record(request: httpx.Request) -> None:
+        seen.append(request)
+
+    async def scenario(base_url: str) -> None:
+        client = EachlabsClient(
+            base_url, "k", adapter=ADAPTERS["replicate"], cancel_at_deadline=True
+        )
+        client._http.event_hooks["request"].append(record)
+        try:
+            await client.create(payload("replicate"), deadline=time.monotonic() + 90)
+        finally:
+            await client.aclose()
+
+    with running_fake_api(dialect="replicate", latency_s=0.1) as server:
+        asyncio.run(scenario(server.base_url))
+    assert seen[0].headers["cancel-after"] in ("89s", "90s")
 
 
 def test_replicate_429_body_delay_is_honoured_by_the_client():

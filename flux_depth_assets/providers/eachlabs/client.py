@@ -108,17 +108,24 @@ class EachlabsClient:
     `adapter` (default: Eachlabs) is the host's wire dialect (`providers.hosts`): it shapes the
     create and poll requests, names the key header and where the key may go, reads the answers
     and classifies errors; this class only sends, retries and follows redirects.
+
+    `cancel_at_deadline` (off by default) also hands the prediction deadline to hosts that take
+    one (Replicate's `Cancel-After`). Off, a prediction still running at the deadline stays
+    journaled and the next run collects it for free; on, the host cancels it (Replicate still
+    bills a canceled prediction, not an aborted one) and the next run pays for a new one.
     """
 
     def __init__(self, base_url: str, api_key: Secret | str | None, *, timeout_s: float = 30.0,
                  max_connections: int = 8, retry: RetryPolicy | None = None,
                  requests_per_second: float | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 rng: random.Random | None = None, adapter: HostAdapter | None = None):
+                 rng: random.Random | None = None, adapter: HostAdapter | None = None,
+                 cancel_at_deadline: bool = False):
         if adapter is None:
             from flux_depth_assets.providers.hosts.eachlabs import EachlabsAdapter
             adapter = EachlabsAdapter()
         self.adapter = adapter
+        self.cancel_at_deadline = cancel_at_deadline
         self._poll_urls: dict[str, str] = {}  # prediction id -> the host's poll URL, if it gave one
         self.base_url = base_url.rstrip("/")
         self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
@@ -153,8 +160,9 @@ class EachlabsClient:
         """(prediction id, attempts, HTTP status). Raises `EachlabsError`.
 
         `payload` is `{"model", "version", "input"}`; the adapter shapes its host's request from
-        it (and sends the deadline where the host takes one, e.g. Replicate's `Cancel-After`)."""
-        left = max(0.0, deadline - time.monotonic()) if deadline is not None else None
+        it (with `cancel_at_deadline`, also the deadline, where the host takes one)."""
+        left = max(0.0, deadline - time.monotonic()) \
+            if deadline is not None and self.cancel_at_deadline else None
         request = self.adapter.create_request(self.base_url, payload.get("model", ""),
                                               payload.get("version"), payload.get("input", {}),
                                               left)
