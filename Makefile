@@ -48,7 +48,9 @@ test-e2e: install
 # Formatting and import order are checked on FORMAT_PATHS only: the tree is formatted once, in one
 # commit, when the parallel branches have merged (`ruff format . && ruff check --select I --fix .`);
 # that commit sets `FORMAT_PATHS ?= .`. Until then it lists the files written ruff-formatted.
-FORMAT_PATHS ?= tests/test_plain_modules.py
+FORMAT_PATHS ?= tests/test_plain_modules.py flux_depth_assets/sources/netguard.py \
+	flux_depth_assets/sources/roots.py flux_depth_assets/sources/manifest.py \
+	tests/test_source_guards.py tests/test_url_guard.py
 lint: install
 	$(BIN)/ruff check --extend-ignore I001 .
 	$(BIN)/ruff check --select I001 $(FORMAT_PATHS)

@@ -160,11 +160,15 @@ def test_source_url_transport_sends_the_url(storage):
         # a public http(s) source: the fake does not fetch non-loopback URLs (gradient instead)
         items = make_items(provider, 1, source_uri="https://images.example.com/a.jpg")
         items += make_items(provider, 1, first=1, source_uri="s3://bucket/b.jpg")
+        # a url_manifest URL stored without its credentials/signature: the host gets the bytes
+        hidden = "https://images.example.com/c.jpg#url-sha256=0123456789abcdef"
+        items += make_items(provider, 1, first=2, source_uri=hidden)
         preds = provider.predict_many(items)
         stats = server.stats()
-    assert [p.status for p in preds] == ["succeeded", "succeeded"]
+    assert [p.status for p in preds] == ["succeeded"] * 3
     assert preds[0].extra["transport"] == "source_url" and preds[0].depth.shape == (48, 64)
     assert preds[1].extra["transport"] == "data_uri"  # s3:// is not a URL the host can fetch
+    assert preds[2].extra["transport"] == "data_uri"
     assert any(k.startswith("url:") for k in stats["creates_per_image"])
 
 

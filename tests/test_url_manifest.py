@@ -176,7 +176,7 @@ def test_csv_and_parquet_manifests_list_one_object_per_row(tmp_path, http_base):
     pq_path = tmp_path / "m.parquet"
     pq.write_table(pa.table({"url": [r[0] for r in rows], "external_id": ["sku-1", None]}), pq_path)
     for path in (csv_path, pq_path):
-        objs = list_objects(UrlManifestSource(path=str(path)))
+        objs = list_objects(UrlManifestSource(path=str(path), allow_private_networks=True))
         assert [o.key for o in objs] == [f"{http_base}/b.png", "sku-1"]
         assert {o.uri for o in objs} == {r[0] for r in rows}
         assert all(o.size == -1 for o in objs)
@@ -206,7 +206,7 @@ def test_manifest_errors_are_source_errors(tmp_path):
     ("/always-304", "HTTP 304 from"),  # "not modified" to a GET that was not conditional
 ])
 def test_fetch_limits(http_base, path, reason):
-    kw = dict(max_bytes=1_000_000, timeout_s=0.5, max_redirects=5)
+    kw = dict(max_bytes=1_000_000, timeout_s=0.5, max_redirects=5, allow_private_networks=True)
     if reason is None:
         assert fetch(http_base + path, **kw) == JPG
     else:
@@ -242,7 +242,8 @@ def test_scan_turns_each_failed_url_into_a_rejected_row(tmp_path, http_base):
         ("", "empty"),
     ])
     cat = CatalogConfig(name="web", source={"type": "url_manifest", "path": str(manifest),
-                                            "timeout_s": 5, "max_bytes": 1_000_000})
+                                            "timeout_s": 5, "max_bytes": 1_000_000,
+                                            "allow_private_networks": True})
     result = scan_catalog(cat, Storage(str(tmp_path / "home")))
     by_status = {}
     for row in result.rows:
@@ -270,7 +271,8 @@ def origin(http_base):
 
 def web_catalog(manifest, name: str = "web") -> CatalogConfig:
     return CatalogConfig(name=name, source=UrlManifestSource(path=str(manifest), timeout_s=5,
-                                                             max_bytes=1_000_000))
+                                                             max_bytes=1_000_000,
+                                                             allow_private_networks=True))
 
 
 def scan_and_write(cat: CatalogConfig, store: Storage):
@@ -453,7 +455,7 @@ def test_http_dates_round_trip():
 
 def test_conditional_fetch_keeps_the_safety_rules(http_base, origin):
     origin.put("a", JPG)
-    kw = dict(max_bytes=1_000_000, timeout_s=2)
+    kw = dict(max_bytes=1_000_000, timeout_s=2, allow_private_networks=True)
     got = fetch_if_changed(f"{http_base}/etag/a", Validators(etag='"stale"'), **kw)
     assert got.data == JPG and got.validators.etag == Origin.etag(JPG)
     assert fetch_if_changed(f"{http_base}/etag/a", got.validators, **kw).not_modified

@@ -123,6 +123,11 @@ def load_project(config_dir: str | os.PathLike[str] | None = None) -> Project:
                                   line=_line_of(node, ("catalogs", index, "name")), catalog=cat.name,
                                   field_path="name")
             catalogs[cat.name] = _resolve_paths(cat, root)
+            refused = _refused_source(catalogs[cat.name])  # a relative path judged once resolved
+            if refused:
+                raise ConfigError(path, refused, line=_line_of(node, ("catalogs", index, "source",
+                                                                      "path")),
+                                  catalog=cat.name, field_path="source.path")
             files[cat.name] = path
     return Project(config_dir=config_dir, root=root, project=project, catalogs=catalogs,
                    models=models, catalog_files=files)
@@ -230,6 +235,15 @@ def _resolve(path: str, root: Path) -> str:
         return path
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else (root / p).resolve())
+
+
+def _refused_source(cat: CatalogConfig) -> str | None:
+    from flux_depth_assets.sources.roots import system_root_reason
+
+    if not isinstance(cat.source, LocalDirSource):
+        return None
+    reason = system_root_reason(cat.source.path)
+    return f"refusing local_dir path: {reason}" if reason else None
 
 
 def _resolve_paths(cat: CatalogConfig, root: Path) -> CatalogConfig:

@@ -27,6 +27,16 @@ class LocalDirSource(StrictModel):
     include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE))
     recursive: bool = True
 
+    @field_validator("path")
+    @classmethod
+    def _not_a_system_root(cls, v: str) -> str:
+        from flux_depth_assets.sources.roots import system_root_reason  # lazy: sources import us
+
+        reason = system_root_reason(v)
+        if reason:
+            raise ValueError(f"refusing local_dir path: {reason}")
+        return v
+
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -68,6 +78,18 @@ class UrlManifestSource(StrictModel):
     timeout_s: float = Field(default=30.0, gt=0, le=600)  # whole download of one URL
     max_bytes: int = Field(default=50 * 1024 * 1024, gt=0, le=50 * 1024 * 1024)
     max_redirects: int = Field(default=5, ge=0, le=20)  # http(s) → http(s) only
+    # Fetch URLs that resolve to loopback/private/link-local/... addresses (off: refused).
+    allow_private_networks: bool = False
+    max_rows: int = Field(default=100_000, ge=1, le=10_000_000)  # more: the listing fails
+
+    @field_validator("path")
+    @classmethod
+    def _local_or_s3(cls, v: str) -> str:
+        scheme = v.split("://", 1)[0].lower() if "://" in v else ""
+        if scheme not in ("", "file", "s3"):
+            raise ValueError(f"manifest path scheme {scheme!r} is not supported "
+                             "(a local path or s3://bucket/key)")
+        return v
 
     @model_validator(mode="after")
     def _known_format(self) -> UrlManifestSource:

@@ -64,7 +64,7 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
     # With the schema, rows of a table written before a column was added have it (as None).
     previous = storage.partition_rows(ASSET, catalog.name, key="source_uri", schema=SOURCE_IMAGES)
     present = FileIndex(storage, Storage.dir_rel(catalog.name, ASSET))
-    objects = list_objects(catalog.source)
+    objects = list_objects(catalog.source, storage_root=storage.root)  # never our own outputs
     rows: list[dict] = []
     seen: dict[str, str] = {}  # sha256 → first uri
     counts = dict(files=len(objects), accepted=0, rejected=0, duplicates=0, new=0, unchanged=0)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from flux_depth_assets.config.models import LocalDirSource, S3PrefixSource, UrlManifestSource
@@ -31,7 +32,8 @@ class Validators:
 
 @dataclass(frozen=True)
 class Fetched:
-    """The answer to a conditional read: new bytes, or `data=None` when the caller's copy is current."""
+    """The answer to a conditional read: new bytes, or `data=None` if the caller's copy is
+    current."""
 
     data: bytes | None
     validators: Validators = Validators()
@@ -57,6 +59,23 @@ class SourceObject:
     # and mtime for the object. None: the listing's size and mtime decide, and `read` reads.
     conditional_read: Callable[[Validators], Fetched] | None = field(
         repr=False, compare=False, default=None)
+    # Listed but never read (a FIFO, a link out of the folder...): why. `read` raises it, so
+    # the scan records a rejected row; watchers that only look for changes may skip these.
+    rejected: str | None = None
+
+
+class RefusedEntry(OSError):
+    """A listed entry that is never read; the message is the rejection reason."""
+
+
+def _refuse(reason: str) -> bytes:
+    raise RefusedEntry(reason)
+
+
+def refused(uri: str, key: str, reason: str, mtime: float = 0.0) -> SourceObject:
+    """An object the scan records as a rejected row with `reason`, without reading anything."""
+    return SourceObject(uri=uri, key=key, size=0, mtime=mtime, read=partial(_refuse, reason),
+                        rejected=reason)
 
 
 def matches(name: str, patterns: list[str]) -> bool:
@@ -65,17 +84,18 @@ def matches(name: str, patterns: list[str]) -> bool:
 
 
 def list_objects(source: LocalDirSource | S3PrefixSource | UrlManifestSource, *,
-                 s3_client: Any = None) -> list[SourceObject]:
+                 s3_client: Any = None, storage_root: str | None = None) -> list[SourceObject]:
     """Every object the source holds that matches its `include` patterns, sorted by key.
 
     `s3_client`: a boto3 S3 client for `s3_prefix` sources (default: one from the environment).
+    `storage_root`: the run's storage root, never read as a source (nor `$FLUX_DEPTH_HOME`).
     """
     if isinstance(source, LocalDirSource):
         from flux_depth_assets.sources.local_dir import list_local_dir
-        return list_local_dir(source)
+        return list_local_dir(source, storage_root)
     if isinstance(source, S3PrefixSource):
         from flux_depth_assets.sources.s3_prefix import list_s3_prefix
-        return list_s3_prefix(source, client=s3_client)
+        return list_s3_prefix(source, client=s3_client, storage_root=storage_root)
     if isinstance(source, UrlManifestSource):
         from flux_depth_assets.sources.url_manifest import list_url_manifest
         return list_url_manifest(source)

@@ -2,11 +2,12 @@
 
 Credentials, region and endpoint come from boto3's usual chain (`AWS_ACCESS_KEY_ID`, profiles,
 instance roles, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` for MinIO or moto), which is also what
-dagster-aws's `S3Resource` uses when its fields are unset; pass `client=S3Resource(...).get_client()`
-to use a resource's settings instead.
+dagster-aws's `S3Resource` uses when its fields are unset; pass
+`client=S3Resource(...).get_client()` to use a resource's settings instead.
 
 Rules shared with `local_dir`: the include patterns match the file name (last key segment, case
-insensitive); keys with a hidden segment (`.tmp/x.jpg`, `a/.x.jpg`) and folder markers are skipped.
+insensitive); keys with a hidden segment (`.tmp/x.jpg`, `a/.x.jpg`) and folder markers are skipped;
+keys under the pipeline's own storage root are never listed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 from collections.abc import Callable, Iterator
 
 from flux_depth_assets.config.models import S3PrefixSource
-from flux_depth_assets.sources.base import SourceError, SourceObject, matches
+from flux_depth_assets.sources.base import SourceError, SourceObject, matches, refused
+from flux_depth_assets.sources.roots import STORAGE_ROOT_REASON, s3_storage_prefixes
 
 
 _ENV_KEYS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION",
@@ -47,8 +49,30 @@ def _reader(client: Any, bucket: str, key: str) -> Callable[[], bytes]:
     return read
 
 
-def iter_s3_prefix(source: S3PrefixSource, client: Any | None = None) -> Iterator[SourceObject]:
-    """Matching objects in listing order (S3 returns keys in UTF-8 binary order)."""
+def _storage_inside(source: S3PrefixSource, storage_root: str | None) -> list[str]:
+    """Key prefixes of the pipeline's storage under the source's prefix (to skip); raise
+    `SourceError` when the source is inside the storage."""
+    held: list[str] = []
+    for bucket, prefix in s3_storage_prefixes(storage_root):
+        if bucket != source.bucket:
+            continue
+        if source.prefix.startswith(prefix):
+            raise SourceError(f"s3_prefix source s3://{bucket}/{source.prefix} is inside the "
+                              f"pipeline's storage root s3://{bucket}/{prefix} ($FLUX_DEPTH_HOME): "
+                              "it would read its own outputs; use a prefix outside it")
+        if prefix.startswith(source.prefix):
+            held.append(prefix)
+    return held
+
+
+def iter_s3_prefix(source: S3PrefixSource, client: Any | None = None,
+                   storage_root: str | None = None) -> Iterator[SourceObject]:
+    """Matching objects in listing order (S3 returns keys in UTF-8 binary order).
+
+    Keys under the pipeline's storage root (`storage_root`, `$FLUX_DEPTH_HOME`) are not listed;
+    one rejected object says so.
+    """
+    skip, reported = _storage_inside(source, storage_root), set()
     client = client or s3_client()
     paginator = client.get_paginator("list_objects_v2")
     strip = len(source.prefix)
@@ -58,6 +82,13 @@ def iter_s3_prefix(source: S3PrefixSource, client: Any | None = None) -> Iterato
             for item in page.get("Contents", ()):
                 full = item["Key"]
                 key = full[strip:]
+                held = next((p for p in skip if full.startswith(p)), None)
+                if held is not None:
+                    if held not in reported:  # one row per storage root
+                        reported.add(held)
+                        yield refused(f"s3://{source.bucket}/{held}", held[strip:],
+                                      STORAGE_ROOT_REASON)
+                    continue
                 if not key or key.endswith("/"):
                     continue  # the prefix itself or a "folder" marker
                 if any(part.startswith(".") or part == "" for part in key.split("/")):
@@ -75,5 +106,6 @@ def iter_s3_prefix(source: S3PrefixSource, client: Any | None = None) -> Iterato
                           f"{type(exc).__name__}: {exc}") from None
 
 
-def list_s3_prefix(source: S3PrefixSource, client: Any | None = None) -> list[SourceObject]:
-    return sorted(iter_s3_prefix(source, client), key=lambda o: o.key)
+def list_s3_prefix(source: S3PrefixSource, client: Any | None = None,
+                   storage_root: str | None = None) -> list[SourceObject]:
+    return sorted(iter_s3_prefix(source, client, storage_root), key=lambda o: o.key)

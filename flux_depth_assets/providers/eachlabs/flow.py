@@ -31,6 +31,7 @@ from flux_depth_assets.providers.eachlabs.images import (
 from flux_depth_assets.providers.eachlabs.journal import JournalEntry
 from flux_depth_assets.providers.eachlabs.protocol import EachlabsError, PredictionState
 from flux_depth_assets.providers.eachlabs.tracking import PROVIDER_LOGGER, Track
+from flux_depth_assets.sources.url_manifest import hides_secrets
 
 log = logging.getLogger(PROVIDER_LOGGER)
 
@@ -110,7 +111,8 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
     run, cfg, item = track.run, track.run.config, track.item
     if run.fatal:
         return track.failed(f"not sent: an earlier create failed with {run.fatal}")
-    if cfg.image_transport == "source_url" and item.source_uri.startswith(("http://", "https://")):
+    if (cfg.image_transport == "source_url" and item.source_uri.startswith(("http://", "https://"))
+            and not hides_secrets(item.source_uri)):  # stored without its secrets: send bytes
         control, size = item.source_uri, None
         track.extra["transport"] = "source_url"
     else:
