@@ -50,7 +50,13 @@ test-e2e: install
 # that commit sets `FORMAT_PATHS ?= .`. Until then it lists the files written ruff-formatted.
 FORMAT_PATHS ?= tests/test_plain_modules.py flux_depth_assets/sources/netguard.py \
 	flux_depth_assets/sources/roots.py flux_depth_assets/sources/manifest.py \
-	tests/test_source_guards.py tests/test_url_guard.py
+	tests/test_source_guards.py tests/test_url_guard.py \
+	flux_depth_assets/providers/hosts flux_depth_assets/fakeapi/dialects.py \
+	flux_depth_assets/fakeapi/faults.py flux_depth_assets/fakeapi/options.py \
+	benchmarks/account_limits.py tests/test_host_adapters.py tests/test_host_plan.py \
+	tests/test_host_dispatch.py tests/test_host_client.py tests/test_account_limits.py \
+	tests/test_account_limits_processes.py tests/test_fakeapi_dialects.py tests/hostcalls.py \
+	tests/account_child.py tests/exclusive.py
 lint: install
 	$(BIN)/ruff check --extend-ignore I001 .
 	$(BIN)/ruff check --select I001 $(FORMAT_PATHS)
