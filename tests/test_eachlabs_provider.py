@@ -108,7 +108,10 @@ def test_happy_path_depth(storage):
     assert stats["creates"] == 5 and sorted(stats["creates_per_image"].values()) == [1] * 5
     assert stats["charged_usd"] == pytest.approx(0.25)
     assert stats["unauthorized"] == 0
-    assert journal_keys(storage) == []  # cleared once the results are handed over
+    # kept until the caller says the results are durable (cached), then cleared
+    assert len(journal_keys(storage)) == 5
+    provider.settle([i.cache_key for i in items])
+    assert journal_keys(storage) == []
     assert "finished 5/5" in lines[-1] and "$0.25" in lines[-1]
 
 
@@ -158,7 +161,8 @@ def test_source_url_transport_sends_the_url(storage):
     with running_fake_api(latency_s=0.1) as server:
         provider = make_provider(server.base_url, storage, image_transport="source_url")
         # a public http(s) source: the fake does not fetch non-loopback URLs (gradient instead)
-        items = make_items(provider, 1, source_uri="https://images.example.com/a.jpg")
+        items = make_items(provider, 1, size=(512, 512),
+                           source_uri="https://images.example.com/a.jpg")
         items += make_items(provider, 1, first=1, source_uri="s3://bucket/b.jpg")
         # a url_manifest URL stored without its credentials/signature: the host gets the bytes
         hidden = "https://images.example.com/c.jpg#url-sha256=0123456789abcdef"
@@ -166,7 +170,7 @@ def test_source_url_transport_sends_the_url(storage):
         preds = provider.predict_many(items)
         stats = server.stats()
     assert [p.status for p in preds] == ["succeeded"] * 3
-    assert preds[0].extra["transport"] == "source_url" and preds[0].depth.shape == (48, 64)
+    assert preds[0].extra["transport"] == "source_url" and preds[0].depth.shape == (512, 512)
     assert preds[1].extra["transport"] == "data_uri"  # s3:// is not a URL the host can fetch
     assert preds[2].extra["transport"] == "data_uri"
     assert any(k.startswith("url:") for k in stats["creates_per_image"])
@@ -215,7 +219,10 @@ def test_missing_key_fails_before_anything_is_sent(storage):
         with pytest.raises(EachlabsNotReady, match="EACHLABS_API_KEY"):
             provider.predict_many(make_items(provider, 2))
         assert server.stats()["requests"] == 0
-    assert make_provider("http://x", None, key="   ")._api_key.reveal() == ""
+    for bad in ("   ", "abc-123\nxyz-789", "abc-123 ", "abc\x00def"):
+        with pytest.raises(EachlabsNotReady, match="EACHLABS_API_KEY") as info:
+            make_provider("http://x", None, key=bad).check_ready()
+        assert "Nothing was sent" in str(info.value) and "abc" not in str(info.value)
 
 
 def test_429_retry_after_is_honoured(storage):
@@ -282,7 +289,8 @@ def test_unknown_model_404_is_not_retried(storage):
 def test_failed_prediction_is_recorded_not_retried(storage):
     with running_fake_api(latency_s=0.1, fail_ratio=1.0) as server:
         provider = make_provider(server.base_url, storage)
-        preds = provider.predict_many(make_items(provider, 3))
+        items = make_items(provider, 3)
+        preds = provider.predict_many(items)
         stats = server.stats()
     for p in preds:
         assert p.status == "failed" and p.depth is None
@@ -290,6 +298,7 @@ def test_failed_prediction_is_recorded_not_retried(storage):
         assert p.prediction_id and p.attempts == 1
         assert p.cost_usd == pytest.approx(0.05)  # charged unless the host says otherwise
     assert stats["creates"] == 3
+    provider.settle([i.cache_key for i in items])
     assert journal_keys(storage) == []  # final: a later run may try again
 
 
@@ -312,8 +321,11 @@ def test_deadline_keeps_the_prediction_journaled_and_the_next_run_resumes_it(sto
             assert "journaled" in p.error and p.cost_usd == pytest.approx(0.05)
             assert 0.35 < p.latency_s < 1.5
         assert sorted(journal_keys(storage)) == sorted(i.cache_key for i in items)
+        provider.settle([i.cache_key for i in items])  # not final: they stay journaled
+        assert len(journal_keys(storage)) == 2
 
-        again = make_provider(server.base_url, storage, prediction_deadline_s=10).predict_many(items)
+        second = make_provider(server.base_url, storage, prediction_deadline_s=10)
+        again = second.predict_many(items)
         stats = server.stats()
     assert stats["creates"] == 2  # nothing paid twice
     for before, after in zip(first, again):
@@ -321,6 +333,8 @@ def test_deadline_keeps_the_prediction_journaled_and_the_next_run_resumes_it(sto
         assert after.prediction_id == before.prediction_id
         assert after.extra["resumed"] and not after.extra["created"]
         assert after.cost_usd == 0 and after.attempts == 0
+        assert after.extra["journaled_predictions"] == {before.prediction_id: 0.05}
+    second.settle([i.cache_key for i in items])
     assert journal_keys(storage) == []
 
 
@@ -395,6 +409,7 @@ def test_a_journaled_prediction_is_polled_not_created_again(storage):
     assert preds[0].cost_usd == 0 and preds[0].attempts == 0
     assert [p.cost_usd for p in preds[1:]] == [0.05, 0.05]
     assert stats["creates"] == 3 and sorted(stats["creates_per_image"].values()) == [1, 1, 1]
+    provider.settle([i.cache_key for i in items])
     assert journal_keys(storage) == []
 
 
@@ -442,6 +457,7 @@ def test_a_downloaded_output_in_the_journal_is_used_without_calling_the_host(sto
     assert pred.status == "succeeded" and pred.prediction_id == "p-1" and pred.cost_usd == 0
     assert pred.extra["resumed"] and pred.depth.shape == (48, 64)
     assert pred.depth[-1].mean() > pred.depth[0].mean()
+    provider.settle([item.cache_key])
     assert journal_keys(storage) == []
 
 

@@ -78,6 +78,8 @@ def test_a_killed_run_resumes_without_paying_twice(tmp_path):
     assert all(p.cost_usd == pytest.approx(0.05) for p in created)
     assert stats["creates"] == images  # each image paid exactly once across both runs
     assert sorted(stats["creates_per_image"].values()) == [1] * images
+    assert len(journal.keys()) == images  # until the caller has cached the results
+    provider.settle([i.cache_key for i in items])
     assert journal.keys() == []
     assert any("resuming 3 journaled prediction(s)" in line for line in lines)
 

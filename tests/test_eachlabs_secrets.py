@@ -74,8 +74,10 @@ def test_key_never_leaks_on_success_deadline_and_errors(tmp_path, scan):
     storage = Storage(str(tmp_path / "root"))
     with running_fake_api(latency_s=0.3) as server:
         ok = make_provider(server.base_url, storage, key=KEY, progress_interval_s=0.05)
-        preds = run_and_collect(ok, make_items(ok, 3), scan)
+        done = make_items(ok, 3)
+        preds = run_and_collect(ok, done, scan)
         assert all(p.status == "succeeded" for p in preds)
+        ok.settle([i.cache_key for i in done])  # the caller cached them
 
         # deadline: entries stay in the journal, which is scanned below with every other file
         slow = make_provider(server.base_url, storage, key=KEY, prediction_deadline_s=0.1)

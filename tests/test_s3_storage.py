@@ -43,6 +43,24 @@ def test_storage_round_trip_and_single_put_writes(s3_env):
     assert not store.exists(rel)
 
 
+def test_create_exclusive_is_one_conditional_put(s3_env):
+    store = Storage(f"s3://{s3_env.bucket}/root")
+    assert store.create_exclusive("leases/c.json", b"first") is True
+    assert store.create_exclusive("leases/c.json", b"second") is False
+    assert store.read_bytes("leases/c.json") == b"first"
+    keys = [o["Key"] for o in s3_env.client.list_objects_v2(Bucket=s3_env.bucket)["Contents"]]
+    assert keys == ["root/leases/c.json"]
+    store.delete("leases/c.json")
+    assert store.create_exclusive("leases/c.json", b"third") is True  # free again once deleted
+
+
+def test_create_exclusive_does_not_hide_other_errors(s3_env):
+    store = Storage(f"s3://no-such-bucket-{s3_env.bucket}/root")
+    with pytest.raises(Exception) as info:
+        store.create_exclusive("x", b"y")
+    assert "NoSuchBucket" in repr(info.value) or isinstance(info.value, FileNotFoundError)
+
+
 @pytest.mark.parametrize("source_on_s3", [False, True], ids=["local-source", "s3-source"])
 def test_demo_catalog_materializes_into_an_s3_root(tmp_path, demo_dir, s3_env, source_on_s3):
     source = None

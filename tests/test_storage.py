@@ -94,3 +94,39 @@ def test_file_index_lists_nested_files_once_and_tracks_writes(tmp_path):
     assert "catalogs/c/a/sub/y.json" in index and "catalogs/c/b/z.png" not in index
     index.add("catalogs/c/a/new.png")
     assert "catalogs/c/a/new.png" in index
+
+
+def test_create_exclusive_creates_once_and_never_replaces(tmp_path):
+    store = Storage(str(tmp_path / "root"))
+    assert store.create_exclusive("leases/a.json", b"first") is True
+    assert store.create_exclusive("leases/a.json", b"second") is False
+    assert store.read_bytes("leases/a.json") == b"first"
+    assert os.listdir(tmp_path / "root" / "leases") == ["a.json"]  # no temp files left
+
+
+def test_create_exclusive_has_one_winner_among_racing_processes(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        wins = pool.starmap(_race_create, [(str(tmp_path), i) for i in range(8)])
+    assert sum(wins) == 1
+    winner = wins.index(True)
+    assert Storage(str(tmp_path)).read_bytes("claim") == f"racer {winner}".encode()
+
+
+def _race_create(root: str, i: int) -> bool:
+    return Storage(root).create_exclusive("claim", f"racer {i}".encode())
+
+
+def test_create_exclusive_without_hard_links_still_excludes(tmp_path, monkeypatch):
+    import errno
+
+    def no_link(src, dst):
+        raise OSError(errno.EPERM, "hard links not supported")
+    monkeypatch.setattr(os, "link", no_link)
+    store = Storage(str(tmp_path))
+    assert store.create_exclusive("x", b"one") is True
+    assert store.create_exclusive("x", b"two") is False
+    assert store.read_bytes("x") == b"one"
+    assert os.listdir(tmp_path) == ["x"]

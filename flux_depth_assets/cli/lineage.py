@@ -7,6 +7,7 @@ import csv
 import json
 import sys
 from datetime import date, datetime
+from typing import Any
 
 from flux_depth_assets.config import ConfigError, load_project
 
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--until", type=_date, help="last UTC day to include (YYYY-MM-DD)")
     c.add_argument("--root", help="storage root (default: $FLUX_DEPTH_HOME)")
     c.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    c.add_argument("--uncertain", action="store_true",
+                   help="list create attempts that were sent without an answer (the host may have "
+                        "charged them) instead of the spend table")
     c.set_defaults(func=_costs)
 
     k = sub.add_parser("compact", help="merge the lineage tables' small files (no row lost or duplicated)")
@@ -114,17 +118,52 @@ def _estimate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- costs
 
 
-def _costs(args: argparse.Namespace) -> int:
-    from flux_depth_assets.lineage.queries import COST_COLUMNS, costs
-    table = costs(_store(args.root), catalog=args.catalog, since=args.since, until=args.until)
-    rows = table.to_pylist()
-    if args.format == "json":
+def _print_machine_readable(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> bool:
+    """Print `rows` as JSON or CSV when `fmt` asks for it; False for the human table."""
+    if fmt == "json":
         print(json.dumps(rows, indent=2, default=str))
-        return 0
-    if args.format == "csv":
-        w = csv.DictWriter(sys.stdout, fieldnames=COST_COLUMNS)
+        return True
+    if fmt == "csv":
+        w = csv.DictWriter(sys.stdout, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
+        return True
+    return False
+
+
+UNCERTAIN_COLUMNS = ["date", "catalog", "asset", "run_id", "image_id", "uncertain_attempts",
+                     "uncertain_cost_usd"]
+
+
+def _uncertain(args: argparse.Namespace) -> int:
+    """Creates that may have been charged without the run learning their prediction id."""
+    import pyarrow.compute as pc
+
+    from flux_depth_assets.lineage.queries import read
+    table = read(_store(args.root), "provider_calls", args.catalog, args.since, args.until,
+                 columns=UNCERTAIN_COLUMNS)
+    table = table.filter(pc.fill_null(pc.greater(table["uncertain_attempts"], 0), False))
+    rows = table.sort_by([("date", "ascending"), ("run_id", "ascending")]).to_pylist()
+    if _print_machine_readable(rows, UNCERTAIN_COLUMNS, args.format):
+        return 0
+    if not rows:
+        print("no uncertain create attempts recorded")
+        return 0
+    for r in rows:
+        print("  ".join(_cell(r[c]) for c in UNCERTAIN_COLUMNS))
+    total = sum(r["uncertain_cost_usd"] or 0.0 for r in rows)
+    print(f"{sum(r['uncertain_attempts'] for r in rows)} uncertain attempt(s), up to "
+          f"${total:,.2f} more than the recorded cost (compare with the host's bill)")
+    return 0
+
+
+def _costs(args: argparse.Namespace) -> int:
+    from flux_depth_assets.lineage.queries import COST_COLUMNS, costs
+    if args.uncertain:
+        return _uncertain(args)
+    table = costs(_store(args.root), catalog=args.catalog, since=args.since, until=args.until)
+    rows = table.to_pylist()
+    if _print_machine_readable(rows, COST_COLUMNS, args.format):
         return 0
     if not rows:
         print("no materializations recorded"

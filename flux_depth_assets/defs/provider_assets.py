@@ -17,6 +17,7 @@ from flux_depth_assets.defs.metadata import counts_metadata, preview_table
 from flux_depth_assets.defs.resources import DepthProviderResource
 from flux_depth_assets.lineage.record import record_materialization
 from flux_depth_assets.lineage.writer import calls_from_rows, config_hash
+from flux_depth_assets.pipeline.paid import PaidRunError
 from flux_depth_assets.pipeline.provider_run import BudgetExceeded, ProviderRunResult
 from flux_depth_assets.providers.base import ProviderNotReady
 from flux_depth_assets.storage.store import Storage
@@ -35,7 +36,7 @@ def run_or_fail(catalog: CatalogConfig, fn: Callable[[], ProviderRunResult]) -> 
     a one-line Failure (nothing was paid in any of these cases)."""
     try:
         return fn()
-    except (BudgetExceeded, ProviderNotReady, FileNotFoundError) as exc:
+    except (BudgetExceeded, ProviderNotReady, PaidRunError, FileNotFoundError) as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy.exc
 
 from flux_depth_assets.config import load_project
 from flux_depth_assets.defs.build import PARTITIONED_ASSETS, build_definitions
@@ -26,7 +27,12 @@ class RunOutcome:
 
 def get_instance() -> dg.DagsterInstance:
     """`$DAGSTER_HOME`'s instance when set (runs show up in the UI), else an ephemeral one."""
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    if not os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.ephemeral()
+    try:
+        return dg.DagsterInstance.get()
+    except sqlalchemy.exc.IntegrityError:  # another process initialised a fresh DAGSTER_HOME
+        return dg.DagsterInstance.get()    # at the same instant: its schema is there now
 
 
 def asset_names() -> list[str]:
@@ -45,7 +51,11 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
         raise KeyError(f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(known)}")
     instance = instance or get_instance()
     if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, catalog):
-        instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, [catalog])
+        try:
+            instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, [catalog])
+        except Exception:  # another process registered it first (sqlite IntegrityError)
+            if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, catalog):
+                raise
     overrides = {"catalogs": CatalogsResource(config_dir=str(project.config_dir)), **(resources or {})}
     defs = build_definitions(overrides)
     job = defs.resolve_job_def("catalog_job")

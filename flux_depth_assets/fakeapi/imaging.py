@@ -97,6 +97,8 @@ def encode(image: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def make_output(image: Image.Image, prompt: str, fmt: str) -> bytes:
+def make_output(image: Image.Image, prompt: str, fmt: str, always_render: bool = False) -> bytes:
+    """A depth map for an empty prompt, else a render; `always_render`: a render every time."""
     depth = fake_depth(image)
-    return encode(fake_render(image, depth, prompt) if prompt.strip() else depth, fmt)
+    render = always_render or bool(prompt.strip())
+    return encode(fake_render(image, depth, prompt) if render else depth, fmt)

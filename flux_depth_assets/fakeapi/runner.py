@@ -198,6 +198,9 @@ def build_parser(prog: str = "flux-depth fake-api") -> argparse.ArgumentParser:
     p.add_argument("--output-style", choices=("string", "list"), default="string",
                    help="poll answer `output` as a URL string or a list of URLs")
     p.add_argument("--report-cost", action="store_true", help="add `cost` to finished poll answers")
+    p.add_argument("--bfl-like", action="store_true",
+                   help="answer like Black Forest Labs' flux-depth-pro: a colour render for "
+                        "every prompt, the empty one included (not a depth map)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     add_dialect_arguments(p)
     return p
@@ -209,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--"]:  # `flux-depth fake-api -- --port 8765` hands the separator through
         argv = argv[1:]
     args = build_parser().parse_args(argv)
-    summary = {"latency_s": args.latency, "fail_ratio": args.fail_ratio,
+    summary = {"latency_s": args.latency, "fail_ratio": args.fail_ratio, "bfl_like": args.bfl_like,
                "rate_limit": args.rate_limit or None, "error_rate": args.error_rate,
                "seed": args.seed}
 
@@ -221,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               args.error_rate, access_log=args.access_log, on_ready=announce,
               latency_jitter_s=args.latency_jitter, seed=args.seed,
               api_keys=args.api_key, price_usd=args.price, output_style=args.output_style,
-              report_cost=args.report_cost, **dialect_options(args))
+              report_cost=args.report_cost, bfl_like=args.bfl_like,
+              **dialect_options(args))
     except (OSError, ValueError, TypeError) as exc:
         print(f"fake-api: {exc}", file=sys.stderr)
         return 2

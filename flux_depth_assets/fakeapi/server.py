@@ -124,7 +124,8 @@ class FakeEachlabs:
             return self._reject(400, str(exc))
         fmt = inputs.get("output_format", "jpg")
         prompt = inputs.get("prompt", "") or ""
-        output = await run_in_threadpool(imaging.make_output, image, prompt, fmt)
+        output = await run_in_threadpool(imaging.make_output, image, prompt, fmt,
+                                         self.config.bfl_like)
         if (denial := self.faults.create_denial(arrived)) is not None:
             return self._error(*denial)  # checked and counted with no await in between
         pid = self.host_state.register(image_key, fmt, inputs, output)

@@ -41,6 +41,9 @@ class FakeApiConfig:
     max_image_bytes: int = 50 * MiB
     max_pixels: int = 4 * MiB  # "up to about 4 megapixels"
     fetch_loopback_urls: bool = True  # http(s) control images on loopback are fetched; others → gradient
+    # answer like Black Forest Labs' own flux-depth-pro: a colour depth-guided render for every
+    # prompt, the empty one included (the Eachlabs deployment returns a depth map for "")
+    bfl_like: bool = False
     # the host's dialect and its faults (fakeapi/dialects.py, fakeapi/faults.py)
     dialect: Literal["eachlabs", "replicate", "bfl"] = "eachlabs"
     retired_models: tuple[str, ...] = ()  # creates answer 404 "model not found"

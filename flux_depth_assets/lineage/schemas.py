@@ -41,6 +41,9 @@ PROVIDER_CALLS = pa.schema([
     pa.field("started_at", TS),
     pa.field("finished_at", TS),
     pa.field("error", pa.string()),                     # redacted: never holds a secret
+    pa.field("resumed", pa.bool_()),                    # finished a prediction an earlier run made
+    pa.field("uncertain_attempts", pa.int32()),         # creates sent without an answer (maybe paid)
+    pa.field("uncertain_cost_usd", pa.float64()),       # what those may have cost (not in cost_usd)
 ], metadata={"flux_depth.table": "provider_calls", "flux_depth.schema_version": SCHEMA_VERSION})
 
 MATERIALIZATIONS = pa.schema([

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from flux_depth_assets.lineage.schemas import CALL_STATUSES, ROOT, TABLES, conform
 from flux_depth_assets.paths import safe_segment
+from flux_depth_assets.redaction import mask
 from flux_depth_assets.storage.store import Storage
 
 MAX_ERROR_CHARS = 1000
@@ -85,10 +86,7 @@ def redact(text: str | None, secrets: Iterable[str | None] = ()) -> str | None:
     """`text` with known secret values and credential-looking pairs masked, cut to 1000 chars."""
     if text is None:
         return None
-    out = str(text)
-    for s in secrets:
-        if s and len(s) >= 4:
-            out = out.replace(s, "***")
+    out = mask(str(text), [s for s in secrets if s and len(s) >= 4])
     out = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}***", out)
     out = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)} ***", out)
     return out if len(out) <= MAX_ERROR_CHARS else out[:MAX_ERROR_CHARS - 1] + "…"
@@ -122,6 +120,9 @@ def calls_from_rows(rows: Iterable[Mapping[str, Any]], *, run_id: str, asset: st
             "cost_usd": 0.0 if status in ("cached", "skipped_budget") else float(r.get("cost_usd") or 0.0),
             "started_at": started, "finished_at": finished,
             "error": redact(r.get("error"), secrets),
+            "resumed": bool(r.get("resumed")),
+            "uncertain_attempts": int(r.get("uncertain_attempts") or 0),
+            "uncertain_cost_usd": float(r.get("uncertain_cost_usd") or 0.0),
         })
     return out
 

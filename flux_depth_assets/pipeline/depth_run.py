@@ -18,11 +18,12 @@ from PIL import Image
 from flux_depth_assets.config.models import DepthMapSettings
 from flux_depth_assets.depth.encoding import encode_png16, quantize, to_nearness
 from flux_depth_assets.lineage.writer import redact
+from flux_depth_assets.pipeline.paid import PaidRun, paid_run
 from flux_depth_assets.pipeline.provider_run import (
     ProviderRunResult,
     apply_budget,
     pending_input,
-    predict_in_chunks,
+    prediction_chunks,
     prediction_fields,
     skipped_row,
     tally,
@@ -33,13 +34,27 @@ from flux_depth_assets.storage.schemas import DEPTH_MAPS
 from flux_depth_assets.storage.store import FileIndex, Storage
 
 ASSET = "depth_maps"
+REJECTED_HINT = "delete cache/depth-rejected/ to ask the host again"
 
 
 def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, storage: Storage,
               settings: DepthMapSettings, *, run_id: str = "", budget_usd: float | None = None,
-              on_budget: str = "stop", log: Callable[[str], None] | None = None) -> ProviderRunResult:
-    t0 = time.perf_counter()
+              on_budget: str = "stop", log: Callable[[str], None] | None = None,
+              started_at: datetime | None = None) -> ProviderRunResult:
+    """Raises `PaidRunError` (one line) when a paid run may not start or had to stop early;
+    whatever was paid by then is cached or journaled, and recorded."""
     log = log or (lambda _m: None)
+    with paid_run(storage, catalog, ASSET, provider, run_id=run_id, started_at=started_at,
+                  images=len(accepted), log=log) as guard:
+        return _run_depth(guard, catalog, accepted, provider, storage, settings,
+                          budget_usd=budget_usd, on_budget=on_budget, log=log)
+
+
+def _run_depth(guard: PaidRun, catalog: str, accepted: list[dict], provider: DepthProvider,
+               storage: Storage, settings: DepthMapSettings, *, budget_usd: float | None,
+               on_budget: str, log: Callable[[str], None]) -> ProviderRunResult:
+    t0 = time.perf_counter()
+    run_id = guard.run_id
     cache = DepthCache(storage)
     previous = storage.partition_rows(ASSET, catalog)
     present = FileIndex(storage, Storage.dir_rel(catalog, ASSET))
@@ -69,25 +84,56 @@ def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, stora
                                    "seconds": time.perf_counter() - t1, "cost_usd": 0.0, "attempts": 0,
                                    "started_at": at, "finished_at": datetime.now(UTC)}
             continue
+        rejected = cache.rejection(key)
+        if rejected is not None:  # the same call returned something unusable: not paid again
+            rows[r["image_id"]] = {**common, "status": "failed", "cost_usd": 0.0, "attempts": 0,
+                                   "prediction_id": rejected.get("prediction_id"),
+                                   "error": f"{rejected.get('reason')} (an earlier run's result; "
+                                            f"not paid again: {REJECTED_HINT})"}
+            continue
         pending.append(pending_input(r, key, storage))
 
+    if provider.price_usd > 0 and rows:  # entries a killed run left for results it had cached
+        guard.settle([r["cache_key"] for r in rows.values()])
     pending, skipped = apply_budget(pending, provider, budget_usd, on_budget)
     for item in skipped:
         src = by_id[item.image_id]
         rows[item.image_id] = skipped_row(base, item, width=src["width"], height=src["height"])
     if pending:
         provider.check_ready()
-        provider.bind_storage(storage)
+        guard.probe("cache")
         log(f"depth_maps: {len(pending)} image(s) to compute with {provider.name}/{provider.model}, "
             f"{len(rows)} cached")
         pending_by_id = {p.image_id: p for p in pending}
         batch_started = datetime.now(UTC)
-        for pred in predict_in_chunks(provider, pending, log):
-            item = pending_by_id[pred.image_id]
-            rows[pred.image_id] = _row_for_prediction(pred, item, storage, cache, catalog, settings,
-                                                      base, by_id[pred.image_id],
-                                                      price_usd=provider.price_usd,
-                                                      batch_started=batch_started)
+        for chunk in prediction_chunks(provider, pending, log):
+            chunk = guard.resolve_costs(chunk)
+            for pred in chunk:  # the bill first: recorded before anything is cached
+                src = by_id[pred.image_id]
+                rows[pred.image_id] = {
+                    **base, "image_id": pred.image_id, "source_sha256": src["sha256"],
+                    "cache_key": pending_by_id[pred.image_id].cache_key,
+                    "status": "succeeded" if pred.status == "succeeded" else "failed",
+                    "error": pred.error,
+                    **prediction_fields(pred, provider.price_usd, batch_started)}
+            if provider.price_usd > 0:
+                guard.record(rows.values())
+            durable, store_errors = [], []
+            for pred in chunk:
+                item = pending_by_id[pred.image_id]
+                try:
+                    rows[pred.image_id] = _row_for_prediction(
+                        pred, item, storage, cache, catalog, settings, base,
+                        by_id[pred.image_id], price_usd=provider.price_usd,
+                        batch_started=batch_started)
+                except OSError as exc:  # storage full or read-only: the journal keeps it
+                    store_errors.append(f"{type(exc).__name__}: {exc}")
+                    rows[pred.image_id] = {**rows[pred.image_id], "status": "failed",
+                                           "error": redact(f"could not store the result: {exc}")}
+                    continue
+                durable.append(item.cache_key)
+            guard.settle(durable)
+            guard.check(store_errors)
     return tally(rows, accepted, DEPTH_MAPS, t0)
 
 
@@ -101,6 +147,9 @@ def _row_for_prediction(pred: DepthPrediction, item: ProviderInput, storage: Sto
     row = {**base, "image_id": pred.image_id, "source_sha256": item.source_sha256,
            "cache_key": item.cache_key, "width": src["width"], "height": src["height"],
            "metric": pred.metric, **prediction_fields(pred, price_usd, batch_started)}
+    if pred.extra.get("result_problem"):
+        cache.reject(item.cache_key, {"reason": pred.extra["result_problem"],
+                                      "prediction_id": pred.prediction_id})
     if pred.status != "succeeded" or pred.depth is None:
         # credential-looking text is masked here too: the depth_maps table keeps this error
         return {**row, "status": "failed", "error": redact(pred.error) or "provider returned no depth"}

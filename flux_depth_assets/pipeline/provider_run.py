@@ -84,12 +84,19 @@ def apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: 
         f"(set on_budget: partial to process up to the budget)")
 
 
+def prediction_chunks(provider: DepthProvider, pending: list[ProviderInput], progress: ProgressFn,
+                      chunk_size: int = 256) -> Iterator[list[DepthPrediction]]:
+    """Yield predictions chunk by chunk, so a 100k-image run never holds every result in memory
+    and each chunk's outputs are cached (and its journal settled) before the next is sent."""
+    for start in range(0, len(pending), chunk_size):
+        yield provider.predict_many(pending[start:start + chunk_size], progress=progress)
+
+
 def predict_in_chunks(provider: DepthProvider, pending: list[ProviderInput], progress: ProgressFn,
                       chunk_size: int = 256) -> Iterator[DepthPrediction]:
-    """Yield predictions chunk by chunk, so a 100k-image run never holds every result in memory
-    and each chunk's outputs are cached (and its journal cleared) before the next is sent."""
-    for start in range(0, len(pending), chunk_size):
-        yield from provider.predict_many(pending[start:start + chunk_size], progress=progress)
+    """`prediction_chunks`, one prediction at a time."""
+    for chunk in prediction_chunks(provider, pending, progress, chunk_size):
+        yield from chunk
 
 
 def call_cost(pred: DepthPrediction, price_usd: float) -> float:
@@ -119,7 +126,9 @@ def prediction_fields(pred: DepthPrediction, price_usd: float,
     return {"seconds": pred.latency_s, "prediction_id": pred.prediction_id,
             "attempts": pred.attempts, "http_status": pred.http_status,
             "cost_usd": call_cost(pred, price_usd), "started_at": started_at,
-            "finished_at": finished_at}
+            "finished_at": finished_at, "resumed": bool(pred.extra.get("resumed")),
+            "uncertain_attempts": int(pred.extra.get("uncertain_create_attempts") or 0),
+            "uncertain_cost_usd": float(pred.extra.get("uncertain_cost_usd") or 0.0)}
 
 
 def tally(rows_by_id: dict[str, dict], accepted: list[dict], schema: pa.Schema,

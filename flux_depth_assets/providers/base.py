@@ -80,8 +80,19 @@ class DepthProvider(abc.ABC):
     def check_ready(self) -> None:
         """Raise a clear error before any image is sent if the provider cannot run (no key, no model)."""
 
-    def bind_storage(self, storage: Any) -> None:
-        """Receive the run's storage root, for state that must outlive a crash (e.g. a journal)."""
+    def bind_storage(self, storage: Any, run_id: str = "") -> None:
+        """Receive the run's storage root (for state that must outlive a crash, e.g. a journal)
+        and the id of the run that pays."""
+
+    def settle(self, cache_keys: Sequence[str]) -> None:
+        """Called by the pipeline once these keys' results are cached and their cost recorded:
+        state kept for a crash (a journal) may go now. No-op for local providers."""
+
+    def stop_reason(self) -> str | None:
+        """Why the last `predict_many` stopped creating paid predictions early (journal not
+        writable, results that are not depth maps), or None. The pipeline caches what was
+        returned, then fails the run with this line."""
+        return None
 
     def params_hash(self) -> str:
         return params_hash(self.cache_params())

@@ -61,3 +61,19 @@ class DepthCache:
     def put_bytes(self, key: str, data: bytes, ext: str, meta: dict[str, Any]) -> None:
         self.storage.write_bytes(self._rel(key, ext), data)
         self.storage.write_bytes(self._rel(key, "json"), json.dumps({**meta, "ext": ext}, sort_keys=True).encode())
+
+    # A result that is known not to be usable (e.g. a host that answers depth mode with colour
+    # renders) is remembered too: the same call would return the same thing, so it is not paid
+    # for again. Delete `cache/<kind>-rejected/` to try again.
+
+    def _rejected_rel(self, key: str) -> str:
+        return f"cache/{self.kind}-rejected/{key[:2]}/{key}.json"
+
+    def reject(self, key: str, meta: dict[str, Any]) -> None:
+        self.storage.write_bytes(self._rejected_rel(key), json.dumps(meta, sort_keys=True).encode())
+
+    def rejection(self, key: str) -> dict[str, Any] | None:
+        rel = self._rejected_rel(key)
+        if not self.storage.exists(rel):
+            return None
+        return json.loads(self.storage.read_bytes(rel))

@@ -8,6 +8,7 @@ Layout contract (documented in the README):
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import posixpath
@@ -68,9 +69,7 @@ class Storage:
         """Atomically replace `rel`: temp file + rename locally, one PUT on object stores."""
         full = self.full(rel)
         if self.is_local:
-            directory = os.path.dirname(full)
-            os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".{os.path.basename(full)}.tmp-{uuid.uuid4().hex}")
+            tmp = _local_temp(full)
             try:
                 with open(tmp, "wb") as fh:
                     fh.write(data)
@@ -82,6 +81,61 @@ class Storage:
         else:
             self.fs.pipe_file(full, data)
         return rel
+
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """Create `rel` with `data` only if it does not exist yet; True if this call created it.
+
+        The building block for leases and claims: of several processes (or machines) racing to
+        create the same path, exactly one wins, and readers never see a partial file. Locally the
+        bytes go to a temp file that is hard-linked into place (`link` fails if the target
+        exists); on S3 it is one conditional PUT (`If-None-Match: *`, 412/409 when it exists).
+        """
+        full = self.full(rel)
+        if not self.is_local:
+            return self._create_exclusive_remote(full, data)
+        tmp = _local_temp(full)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, full)
+            except FileExistsError:
+                return False
+            except OSError as exc:  # a filesystem without hard links: exclusive create instead
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                return self._create_exclusive_no_link(full, data)
+            return True
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+    @staticmethod
+    def _create_exclusive_no_link(full: str, data: bytes) -> bool:
+        try:
+            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            os.unlink(full)
+            raise
+        return True
+
+    def _create_exclusive_remote(self, full: str, data: bytes) -> bool:
+        try:
+            self.fs.pipe_file(full, data, mode="create")
+        except FileExistsError:
+            return False
+        except OSError as exc:  # 412 without the condition named, or 409 (a concurrent write)
+            if _precondition_failed(exc):
+                return False
+            raise
+        return True
 
     def read_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self.full(rel))
@@ -144,6 +198,25 @@ class Storage:
         except Exception:  # noqa: BLE001 - narrowed in the next commit (#18)
             return {}
         return {} if table is None else {r[key]: r for r in table.to_pylist()}
+
+
+def _local_temp(full: str) -> str:
+    """A hidden temp path beside `full` (its folder created), for write-then-rename/link."""
+    directory = os.path.dirname(full)
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, f".{os.path.basename(full)}.tmp-{uuid.uuid4().hex}")
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether an S3 error says a conditional write lost (the object exists / a concurrent write)."""
+    for err in (exc, exc.__cause__, exc.__context__):
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                return True
+    return False
 
 
 class FileIndex:

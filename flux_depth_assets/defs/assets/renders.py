@@ -34,7 +34,7 @@ def depth_renders(context: dg.AssetExecutionContext, storage: StorageResource,
     result = run_or_fail(catalog, lambda: run_renders(
         catalog.name, accepted_rows(store, catalog.name), provider, store, prompt=params.prompt,
         seed=params.seed, run_id=context.run.run_id, budget_usd=catalog.budget_usd_per_run,
-        on_budget=catalog.on_budget, log=context.log.info))
+        on_budget=catalog.on_budget, log=context.log.info, started_at=started_at))
     return finish_provider_asset(
         context, store, catalog, ASSET, result, depth_provider, started_at=started_at,
         settings=params, preview_columns=["image_id", "status", "render_path", "prompt", "cost_usd", "error"])

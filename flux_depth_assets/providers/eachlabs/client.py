@@ -44,6 +44,7 @@ from flux_depth_assets.providers.eachlabs.protocol import (
     prediction_id_from,
 )
 from flux_depth_assets.providers.eachlabs.transport import ShardedPoolTransport
+from flux_depth_assets.redaction import mask
 
 if TYPE_CHECKING:
     from flux_depth_assets.providers.hosts.base import HostAdapter
@@ -80,17 +81,15 @@ class Secret:
 
 
 class Redactor:
-    """Replaces every occurrence of the secrets in a text with `***`."""
+    """Replaces every rendering of the secrets in a text (escaped, repr, percent-encoded, in
+    pieces, an identifying prefix) with `***`."""
 
     def __init__(self, *secrets: Secret | str | None):
         values = [s.reveal() if isinstance(s, Secret) else s for s in secrets]
-        self._values = sorted({v for v in values if v}, key=len, reverse=True)
+        self._values = [v for v in values if v]
 
     def __call__(self, text: object) -> str:
-        out = str(text)
-        for value in self._values:
-            out = out.replace(value, "***")
-        return out
+        return mask(str(text), self._values)
 
 
 RetryHook = Callable[[EachlabsError, float], None]
@@ -238,12 +237,18 @@ class EachlabsClient:
                 if api and self._limiter is not None:
                     await self._limiter.wait()
                 response = await self._follow(method, url, payload, headers or {})
+            except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+                # the request could not even be built (e.g. an illegal header value): it was
+                # never sent and can never succeed, so no retry; h11's text quotes the header
+                # value (the key), so it is not shown at all
+                raise EachlabsError(f"the request could not be sent ({type(exc).__name__}): "
+                                    "a header or the URL is not valid HTTP; nothing was sent",
+                                    attempts=attempt) from None
             except httpx.TransportError as exc:
                 connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
                 error = EachlabsError(
                     self.redact(f"{type(exc).__name__}: {clean_message(str(exc)) or 'no detail'}"),
-                    retryable=not isinstance(exc, httpx.UnsupportedProtocol),
-                    uncertain=not connect)
+                    retryable=True, uncertain=not connect)
             except EachlabsError:
                 raise
             else:

@@ -30,7 +30,8 @@ from flux_depth_assets.providers.eachlabs.images import (
 )
 from flux_depth_assets.providers.eachlabs.journal import JournalEntry
 from flux_depth_assets.providers.eachlabs.protocol import EachlabsError, PredictionState
-from flux_depth_assets.providers.eachlabs.tracking import PROVIDER_LOGGER, Track
+from flux_depth_assets.providers.eachlabs.tracking import PROVIDER_LOGGER, RunState, Track
+from flux_depth_assets.providers.result_check import ResultProblem, check_depth_result
 from flux_depth_assets.sources.url_manifest import hides_secrets
 
 log = logging.getLogger(PROVIDER_LOGGER)
@@ -50,11 +51,15 @@ async def predict_one(track: Track, entry: JournalEntry | None) -> DepthPredicti
     """The prediction for one image; never raises (an unexpected error becomes a failed one)."""
     try:
         replaced: list[str] = []
+        if entry is not None and entry.state == "sending":
+            # an earlier run sent a create and died before the answer: maybe charged, unknowable
+            track.uncertain(entry.cost_usd or track.run.config.price_usd, entry.run_id)
+            replaced, entry = list(entry.replaced_prediction_ids), None
         if entry is not None:
             pred = await _resume(track, entry)
             if pred is not None:
                 return pred
-            replaced = [*entry.replaced_prediction_ids, entry.prediction_id]
+            replaced = [*entry.replaced_prediction_ids, *filter(None, [entry.prediction_id])]
         return await _create(track, replaced)
     except asyncio.CancelledError:
         raise
@@ -65,6 +70,9 @@ async def predict_one(track: Track, entry: JournalEntry | None) -> DepthPredicti
                       track.run.client.redact(trace))
         note = "; its prediction stays journaled" if track.prediction_id and not track.terminal else ""
         return track.failed(f"{type(exc).__name__}: {exc}{note}")
+    finally:
+        await track.run.result_checked(counted=track.admitted)
+        track.admitted = False
 
 
 async def _resume(track: Track, entry: JournalEntry) -> DepthPrediction | None:
@@ -72,6 +80,7 @@ async def _resume(track: Track, entry: JournalEntry) -> DepthPrediction | None:
     run = track.run
     track.resumed = True
     track.prediction_id = entry.prediction_id
+    track.journaled(entry, run.config.price_usd)
     run.resumed += 1
     if entry.state == "downloaded" and entry.output_b64:
         track.host_status = "success"
@@ -109,8 +118,10 @@ async def _resume(track: Track, entry: JournalEntry) -> DepthPrediction | None:
 
 async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
     run, cfg, item = track.run, track.run.config, track.item
-    if run.fatal:
-        return track.failed(f"not sent: an earlier create failed with {run.fatal}")
+    refused = await run.admit_create()
+    if refused:
+        return track.failed(f"not sent: {refused}")
+    track.admitted = run.mode == "depth"
     if (cfg.image_transport == "source_url" and item.source_uri.startswith(("http://", "https://"))
             and not hides_secrets(item.source_uri)):  # stored without its secrets: send bytes
         control, size = item.source_uri, None
@@ -121,6 +132,17 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         track.extra["sent_size"] = list(sent)
     payload = {"model": cfg.model, "version": cfg.version,
                "input": _inputs(cfg, control), "webhook_url": ""}
+    entry = JournalEntry(cache_key=item.cache_key, image_id=item.image_id, prediction_id=None,
+                         host=run.host, model=cfg.model, version=cfg.version, state="sending",
+                         run_id=run.run_id, cost_usd=cfg.price_usd,
+                         replaced_prediction_ids=replaced)
+    # durable BEFORE the request leaves: a crash from here on is known to the next run
+    try:
+        await asyncio.to_thread(run.journal.write, entry)
+    except Exception as exc:  # noqa: BLE001 - whatever the store raises, nothing is sent
+        run.journal_failed(exc, "before a create")
+        return track.failed(f"not sent: {run.stop}")
+    track.journal_live = True
     try:
         pid, attempts, status = await run.client.create(payload, deadline=track.deadline,
                                                         on_retry=track.on_retry)
@@ -131,8 +153,10 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
             run.fatal = f"HTTP {exc.status}"
             run.emit(f"eachlabs: create answered {exc.message}; no further "
                      "predictions will be created in this run")
-        if exc.uncertain:
-            track.uncertain_create_attempts += 1
+        if exc.uncertain:  # reported by this run, so the entry must not be reported again
+            track.uncertain(cfg.price_usd, run.run_id)
+        await asyncio.to_thread(_forget, run, item.cache_key)
+        track.journal_live = False
         return track.failed(f"create failed: {exc.message}")
     del payload, control
     track.create_attempts, track.http_status = attempts, status
@@ -140,11 +164,12 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
     track.cost_usd = cfg.price_usd
     run.cost_usd += cfg.price_usd
     run.created += 1
-    entry = JournalEntry(cache_key=item.cache_key, image_id=item.image_id, prediction_id=pid,
-                         host=run.host, model=cfg.model, version=cfg.version,
-                         replaced_prediction_ids=replaced)
+    entry.prediction_id, entry.state = pid, "created"
     # durable BEFORE the first poll; on a thread, as a file create can stall for milliseconds
-    await asyncio.to_thread(run.journal.write, entry)
+    try:
+        await asyncio.to_thread(run.journal.write, entry)
+    except Exception as exc:  # noqa: BLE001 - paid already: finish it in memory, create no more
+        run.journal_failed(exc, f"after prediction {pid} was created")
     try:
         state = await _wait(track, fresh=True)
     except DeadlineExceeded as exc:
@@ -161,6 +186,14 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         return track.failed(f"host reported prediction {pid} {state.status}: "
                             f"{state.error or 'no error given'}")
     return await _download_and_deliver(track, entry, state, size)
+
+
+def _forget(run: RunState, cache_key: str) -> None:
+    """Remove this run's `sending` entry of a create that failed (best effort)."""
+    try:
+        run.journal.clear(cache_key)
+    except Exception:  # noqa: BLE001 - at worst the next run reports the attempt once more
+        log.debug("eachlabs: could not clear the journal entry of a failed create")
 
 
 def _prepare(item: ProviderInput) -> tuple[str, tuple[int, int], tuple[int, int]]:
@@ -255,13 +288,16 @@ async def _deliver(track: Track, entry: JournalEntry, data: bytes | None,
 
     def work() -> DepthPrediction:
         if not already_journaled:
-            track.run.journal.record_output(entry, data or b"", content_type)
+            try:
+                track.run.journal.record_output(entry, data or b"", content_type)
+            except Exception as exc:  # noqa: BLE001 - deliver from memory, create no more
+                track.run.journal_failed(exc, f"output of prediction {track.prediction_id}")
         track.terminal = True
-        if fmt is None:
-            return track.failed(f"the output of prediction {track.prediction_id} is not a "
-                                f"PNG/JPEG/WebP image ({len(data or b'')} bytes, "
-                                f"{content_type or 'no content type'})")
         if mode == "render":
+            if fmt is None:
+                return track.failed(f"the output of prediction {track.prediction_id} is not a "
+                                    f"PNG/JPEG/WebP image ({len(data or b'')} bytes, "
+                                    f"{content_type or 'no content type'})")
             return track.prediction(render_bytes=data, render_format=fmt, depth=None)
         target = size
         if target is None:
@@ -270,6 +306,13 @@ async def _deliver(track: Track, entry: JournalEntry, data: bytes | None,
                     target = im.size
             except Exception:  # noqa: BLE001 - keep the host's size; the caller resizes
                 target = None
+        problem = check_depth_result(data or b"", target) if fmt is not None else ResultProblem(
+            f"the host returned {len(data or b'')} bytes ({content_type or 'no content type'}) "
+            "that are not a PNG/JPEG/WebP image", "check the host's output format")
+        track.run.breaker.record(problem)
+        if problem is not None:
+            track.extra["result_problem"] = str(problem)
+            return track.failed(f"prediction {track.prediction_id}: {problem}")
         try:
             depth = decode_depth(data or b"", target)
         except Exception as exc:  # noqa: BLE001

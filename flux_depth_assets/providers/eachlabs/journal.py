@@ -1,17 +1,22 @@
-"""A durable journal of paid predictions, so a crashed run resumes instead of paying again.
+"""A durable journal of paid predictions: the source of truth until a result is durably cached.
 
 One JSON file per cache key, `journal/eachlabs/<cache_key>.json`, written atomically with
 `Storage.write_bytes` (temp file + rename locally, one PUT on S3):
 
-- `state: "created"`: written right after the host returned the prediction id and BEFORE the first
-  poll. A later run that meets this entry polls the id instead of creating a new prediction.
+- `state: "sending"`: written BEFORE a create request leaves. If the run dies before the host
+  answers, the next run finds this entry without an id: the host may or may not have created
+  (and charged) a prediction. That run reports it as an `uncertain` attempt, with its possible
+  cost, and creates again: the one double payment the protocol cannot prevent, counted.
+- `state: "created"`: the host returned the prediction id; written BEFORE the first poll. A later
+  run that meets this entry polls the id instead of creating a new prediction.
 - `state: "downloaded"`: the output was fetched; the bytes are kept in the entry (base64), so a run
-  that dies before handing its results over still never pays for them again.
+  that dies before caching them never pays for them again.
 
-The provider removes an entry once `predict_many` has returned the image's result (the caller
-then caches it). Entries for predictions that could not finish (deadline, lost contact) stay, and
-the next run resumes them. An entry never holds the API key or an output URL (signed URLs are
-credentials too): only ids, hosts, and the output bytes.
+An entry is removed only when the pipeline says the result is durable (`settle`, called after
+the result was cached and its cost recorded). Entries for predictions that could not finish
+(deadline, lost contact, storage trouble) stay, and the next run resumes them. An entry never
+holds the API key or an output URL (signed URLs are credentials too): only ids, hosts, the run
+that paid, and the output bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, UTC
 from typing import Literal
@@ -29,7 +35,8 @@ from flux_depth_assets.storage.store import Storage
 log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "journal/eachlabs"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+PROBE_PREFIX = ".probe-"
 
 
 def _now() -> str:
@@ -40,11 +47,13 @@ def _now() -> str:
 class JournalEntry:
     cache_key: str
     image_id: str
-    prediction_id: str
+    prediction_id: str | None  # None while `sending`
     host: str  # netloc of the API base URL the id belongs to
     model: str
     version: str
-    state: Literal["created", "downloaded"] = "created"
+    state: Literal["sending", "created", "downloaded"] = "created"
+    run_id: str = ""  # the run that sent the create (and paid)
+    cost_usd: float = 0.0  # what the create costs (the configured price when it was sent)
     created_at: str = field(default_factory=_now)
     updated_at: str = field(default_factory=_now)
     replaced_prediction_ids: list[str] = field(default_factory=list)
@@ -60,7 +69,7 @@ class JournalEntry:
         raw = json.loads(data)
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         entry = cls(**known)
-        if not entry.prediction_id or not entry.cache_key:
+        if not entry.cache_key or (not entry.prediction_id and entry.state != "sending"):
             raise ValueError("journal entry without prediction_id/cache_key")
         return entry
 
@@ -122,3 +131,10 @@ class PredictionJournal:
 
     def clear(self, cache_key: str) -> None:
         self.storage.delete(self.rel(cache_key))
+
+    def probe(self) -> None:
+        """Prove the journal can be written: write and remove a small file. Raises OSError (or the
+        store's error) when it cannot, before anything is paid."""
+        rel = f"{self.directory}/{PROBE_PREFIX}{uuid.uuid4().hex}"
+        self.storage.write_bytes(rel, b"probe")
+        self.storage.delete(rel)

@@ -9,8 +9,11 @@ Polling adapts to the host (`pacing.PollScheduler`): once a few predictions have
 first poll of a new one waits until about when most predictions finish, then polls every
 `poll_interval_s`. That keeps requests (and client CPU) per prediction low without delaying results.
 
-Journal entries are removed when `predict_many` returns an image's result; a prediction that
-passed its deadline or lost contact with the host stays journaled for the next run.
+Journal entries stay until the pipeline calls `settle(cache_keys)` after caching the results and
+recording their cost: a crash at any instant between create and cache costs nothing on the
+re-run. A prediction that passed its deadline or lost contact with the host stays journaled for
+the next run. If the journal cannot be written (probe before the first create, or any write
+mid-run), no further prediction is created; `stop_reason()` tells the pipeline why.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from flux_depth_assets.providers.eachlabs.images import (
 from flux_depth_assets.providers.eachlabs.journal import PredictionJournal
 from flux_depth_assets.providers.eachlabs.pacing import PollScheduler, RetryPolicy
 from flux_depth_assets.providers.eachlabs.tracking import RunState, Track
+from flux_depth_assets.redaction import unsafe_key_problem
 from flux_depth_assets.storage.store import Storage
 
 API_KEY_ENV = "EACHLABS_API_KEY"
@@ -73,7 +77,7 @@ class EachlabsProvider(DepthProvider):
         self.model_version = config.version
         self.price_usd = config.price_usd
         self.mode = config.mode
-        self._api_key = Secret((api_key or "").strip())
+        self._api_key = Secret(api_key or "")
         base_url = (base_url_override or "").strip() or config.base_url
         if not base_url.startswith(("http://", "https://")):
             raise EachlabsNotReady("EACHLABS_BASE_URL must start with http:// or https://")
@@ -83,6 +87,9 @@ class EachlabsProvider(DepthProvider):
         self.progress_interval_s = progress_interval_s
         self._transport = transport
         self._rng = random.Random(seed)
+        self.run_id = ""
+        self._unfinished: set[str] = set()  # keys of predictions that must stay journaled
+        self._stop: str | None = None
 
     def __repr__(self) -> str:
         key = "<set>" if self._api_key else "<unset>"
@@ -105,17 +112,49 @@ class EachlabsProvider(DepthProvider):
             raise EachlabsNotReady(
                 f"the eachlabs provider has no API key: set the environment variable {API_KEY_ENV} "
                 "(read at run time through Dagster's EnvVar; never logged). Nothing was sent.")
+        problem = unsafe_key_problem(self._api_key.reveal())
+        if problem:
+            raise EachlabsNotReady(
+                f"the API key in {API_KEY_ENV} cannot be used: {problem}. Set it again on one "
+                "line, without spaces. Nothing was sent.")
 
-    def bind_storage(self, storage: Storage) -> None:
+    def bind_storage(self, storage: Storage, run_id: str = "") -> None:
         """The journal lives with the run's storage root (on S3 in production)."""
         self.journal_storage = storage
+        self.run_id = run_id or self.run_id
+
+    def _journal(self) -> PredictionJournal:
+        return PredictionJournal(self.journal_storage or Storage(default_home()))
+
+    def settle(self, cache_keys: Sequence[str]) -> None:
+        """The pipeline cached these results and recorded their cost: their entries may go
+        (also stale ones a killed run left behind for results it had cached). Entries of this
+        run's predictions that are not final (deadline, lost contact) stay journaled."""
+        wanted = set(cache_keys) - self._unfinished
+        if not wanted:
+            return
+        journal = self._journal()
+        keys = sorted(wanted.intersection(journal.keys()))  # one listing, deletes only
+        if keys:
+            self._clear(journal, keys)
+
+    def stop_reason(self) -> str | None:
+        return self._stop
 
     def predict_many(self, items: Sequence[ProviderInput],
                      progress: ProgressFn | None = None) -> list[DepthPrediction]:
         self.check_ready()
         if not items:
             return []
-        journal = PredictionJournal(self.journal_storage or Storage(default_home()))
+        self._stop = None
+        journal = self._journal()
+        try:
+            journal.probe()
+        except Exception as exc:  # noqa: BLE001 - whatever the store raises, nothing is sent
+            raise EachlabsNotReady(
+                f"the prediction journal at {journal.storage.uri(journal.directory)} cannot be "
+                f"written ({type(exc).__name__}: {exc}); without it a crash could pay twice, so "
+                "nothing was sent. Fix the storage root and run again") from None
         # one prediction per cache key: an image listed twice is paid once
         unique: dict[str, ProviderInput] = {}
         for item in items:
@@ -169,17 +208,22 @@ class EachlabsProvider(DepthProvider):
             host = url_host(self.base_url)
             run = RunState(total=len(items), config=cfg, mode=self.mode, host=host, client=client,
                            journal=journal, schedule=PollScheduler(cfg.poll_interval_s),
-                           progress=progress)
+                           progress=progress, run_id=self.run_id)
             entries = await asyncio.to_thread(journal.load, {i.cache_key for i in items})
             entries = {k: e for k, e in entries.items() if e.host == host}
-            if entries:
-                run.emit(f"eachlabs: resuming {len(entries)} journaled prediction(s) "
+            live = {k for k, e in entries.items() if e.prediction_id}
+            if live:
+                run.emit(f"eachlabs: resuming {len(live)} journaled prediction(s) "
                          f"before creating new ones ({journal!r})")
+            if len(entries) > len(live):
+                run.emit(f"eachlabs: {len(entries) - len(live)} create(s) of an earlier run were "
+                         "sent without an answer (the run stopped); the host may have charged "
+                         "them: reported as uncertain")
             if origin(self.base_url)[0] == "http" and not _is_loopback(self.base_url):
                 run.emit(f"eachlabs: warning: {host} is plain http; the API key travels "
                          "unencrypted")
             # journaled images first: their ids are polled before anything new is created
-            order = sorted(range(len(items)), key=lambda i: items[i].cache_key not in entries)
+            order = sorted(range(len(items)), key=lambda i: items[i].cache_key not in live)
             queue = deque(order)
             results: list[DepthPrediction | None] = [None] * len(items)
             tracks: list[Track | None] = [None] * len(items)
@@ -207,8 +251,14 @@ class EachlabsProvider(DepthProvider):
             finally:
                 ticker.cancel()
             out = [r for r in results if r is not None]
-            done_keys = [t.item.cache_key for t in tracks if t is not None and t.terminal]
-            await asyncio.to_thread(self._clear, journal, done_keys)
+            for t in tracks:
+                if t is None:
+                    continue
+                if t.terminal or (t.prediction_id is None and not t.journal_live):
+                    self._unfinished.discard(t.item.cache_key)
+                else:
+                    self._unfinished.add(t.item.cache_key)
+            self._stop = run.stop
             kept = sum(1 for t in tracks if t is not None and not t.terminal and t.prediction_id)
             run.emit(f"eachlabs: finished {run.done}/{run.total}: "
                      f"{run.done - run.failed} succeeded, {run.failed} failed, "
