@@ -13,14 +13,14 @@ from typing import Any
 
 from flux_depth_assets.providers.hosts import ADAPTERS
 from flux_depth_assets.providers.hosts.limits import AccountGate, AccountLimits
-from tests.exclusive import ExclusiveStorage
+from flux_depth_assets.storage.store import Storage
 from tests.hostcalls import Driver
 
 
 async def run(opts: dict[str, Any]) -> dict[str, Any]:
     adapter = ADAPTERS[opts["host"]]
     gate = AccountGate(
-        ExclusiveStorage(opts["root"]),
+        Storage(opts["root"]),
         adapter.name,
         "acct",
         AccountLimits(

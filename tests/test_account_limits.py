@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from flux_depth_assets.providers.hosts.limits import AccountGate, AccountLimits, account_id
-from tests.exclusive import ExclusiveStorage
+from flux_depth_assets.storage.store import Storage
 from tests.moto_s3 import moto_endpoint, s3_env  # noqa: F401  (fixtures)
 
 
@@ -21,7 +21,7 @@ class Clock:
 
 @pytest.fixture
 def storage(tmp_path):
-    return ExclusiveStorage(str(tmp_path / "root"))
+    return Storage(str(tmp_path / "root"))
 
 
 def gate(storage, clock, **limits) -> AccountGate:
@@ -205,10 +205,6 @@ def test_keep_renewed_extends_the_lease(storage):
 
 
 def test_limits_on_an_s3_root(s3_env):  # noqa: F811  (the fixture imported above)
-    from flux_depth_assets.storage.store import Storage
-
-    if not hasattr(Storage, "create_exclusive"):
-        pytest.skip("Storage.create_exclusive (S3 conditional PUT) is not on this branch yet")
     root = f"s3://{s3_env.bucket}/root"
     options = {"client_kwargs": {"endpoint_url": s3_env.endpoint}}
     clock = Clock()

@@ -11,7 +11,7 @@ from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.providers.hosts import ADAPTERS, ErrorKind, HostError
 from flux_depth_assets.providers.hosts.dispatch import HostDispatch, Permit
 from flux_depth_assets.providers.hosts.plan import host_plan, with_environment
-from tests.exclusive import ExclusiveStorage
+from flux_depth_assets.storage.store import Storage
 
 
 def hosts(env: dict[str, str], names: list[object]):
@@ -27,7 +27,7 @@ def hosts(env: dict[str, str], names: list[object]):
 
 @pytest.fixture
 def storage(tmp_path):
-    return ExclusiveStorage(str(tmp_path / "root"))
+    return Storage(str(tmp_path / "root"))
 
 
 def dispatch(storage, env, names, warnings=None, **kw) -> HostDispatch:
