@@ -234,7 +234,7 @@ def test_roster_keeps_a_journaled_image_on_the_host_that_holds_its_prediction():
     assert roster.host_for(None) == "replicate"
 
 
-def test_factory_runs_hosted_eachlabs_as_the_eachlabs_provider_and_refuses_the_rest():
+def test_factory_builds_one_hosted_provider_per_host_and_refuses_lists_for_now():
     from flux_depth_assets.providers.base import ProviderNotReady
     from flux_depth_assets.providers.eachlabs import EachlabsProvider
     from flux_depth_assets.providers.factory import ProviderSecrets, build_provider
@@ -245,7 +245,29 @@ def test_factory_runs_hosted_eachlabs_as_the_eachlabs_provider_and_refuses_the_r
         mode="render",
     )
     built = build_provider(p, ProviderSecrets(eachlabs_api_key="k"))
-    assert isinstance(built, EachlabsProvider)
+    assert isinstance(built, EachlabsProvider) and built.name == "eachlabs"
     assert (built.base_url, built.price_usd, built.mode) == ("http://127.0.0.1:3", 0.04, "render")
-    with pytest.raises(ProviderNotReady, match=r"\['replicate'\].*Nothing was sent"):
-        build_provider(provider(name="hosted", hosts=["replicate"]))
+    # the same catalog as `name: eachlabs` keeps its cache keys
+    same = build_provider(
+        provider(name="eachlabs", base_url="http://127.0.0.1:3", price_usd=0.04, mode="render"),
+        ProviderSecrets("k"),
+    )
+    assert built.cache_key("a" * 64) == same.cache_key("a" * 64)
+
+    secrets = ProviderSecrets(
+        env={"REPLICATE_API_TOKEN": "r8_x", "REPLICATE_BASE_URL": "http://127.0.0.1:4"}
+    )
+    replicate = build_provider(provider(name="hosted", hosts=["replicate"]), secrets)
+    assert isinstance(replicate, EachlabsProvider) and replicate.name == "replicate"
+    assert replicate.model == "black-forest-labs/flux-depth-pro"
+    assert replicate.base_url == "http://127.0.0.1:4"
+    assert replicate.cache_key("a" * 64) != built.cache_key("a" * 64)
+    replicate.check_ready()
+    unset = build_provider(provider(name="hosted", hosts=["bfl"]), ProviderSecrets())
+    with pytest.raises(ProviderNotReady, match="set the environment variable BFL_API_KEY"):
+        unset.check_ready()
+    with pytest.raises(ProviderNotReady, match=r"one host at a time.*Nothing was sent"):
+        build_provider(provider(name="hosted", hosts=["replicate", "eachlabs"]), secrets)
+    with pytest.raises(ProviderNotReady, match="max_in_flight"):
+        build_provider(provider(name="hosted", hosts=[{"name": "bfl", "max_in_flight": 3}]))
+    assert "r8_x" in secrets.values() and "r8_x" not in repr(secrets)

@@ -53,7 +53,7 @@ def finish_provider_asset(context: dg.AssetExecutionContext, store: Storage, cat
         store, context, counts=result.counts, seconds=result.seconds, started_at=started_at,
         calls=calls_from_rows(result.rows, run_id=context.run.run_id, asset=asset,
                               default_time=started_at,
-                              secrets=[depth_provider.secrets().eachlabs_api_key]),
+                              secrets=depth_provider.secrets(catalog.provider).values()),
         status="failed" if over_ratio else "succeeded",
         config_hash=config_hash(catalog, settings))
     metadata = {

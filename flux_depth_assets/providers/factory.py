@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from flux_depth_assets.config.models import (
     EachlabsProviderConfig,
@@ -19,9 +20,31 @@ class ProviderSecrets:
 
     eachlabs_api_key: str | None = None
     eachlabs_base_url: str | None = None
+    env: Mapping[str, str | None] = field(default_factory=dict)  # other hosts' variables, by name
 
     def __repr__(self) -> str:  # keep keys out of reprs and tracebacks
         return f"ProviderSecrets(eachlabs_api_key={'<set>' if self.eachlabs_api_key else None})"
+
+    def value(self, name: str) -> str | None:
+        """The value of the environment variable `name` as resolved by the resources."""
+        if name == "EACHLABS_API_KEY":
+            return self.eachlabs_api_key
+        if name == "EACHLABS_BASE_URL":
+            return self.eachlabs_base_url
+        return self.env.get(name)
+
+    def values(self) -> list[str | None]:
+        """Every value held (for redaction)."""
+        return [self.eachlabs_api_key, self.eachlabs_base_url, *self.env.values()]
+
+
+def host_env_names(config: object) -> list[str]:
+    """The environment variables a hosted config reads besides EACHLABS_* (keys, base URLs)."""
+    if not isinstance(config, HostedProviderConfig):
+        return []
+    from flux_depth_assets.providers.hosts.plan import env_names, host_plan
+
+    return [n for n in env_names(host_plan(config)) if not n.startswith("EACHLABS_")]
 
 
 def build_provider(config: LocalProviderConfig | EachlabsProviderConfig | OnnxProviderConfig,
@@ -31,7 +54,7 @@ def build_provider(config: LocalProviderConfig | EachlabsProviderConfig | OnnxPr
         from flux_depth_assets.providers.local import LocalProvider
         return LocalProvider(config)
     if isinstance(config, HostedProviderConfig):
-        config = _eachlabs_only(config)
+        return _single_host(config, secrets)
     if isinstance(config, EachlabsProviderConfig):
         from flux_depth_assets.providers.eachlabs import EachlabsProvider
         return EachlabsProvider(config, api_key=secrets.eachlabs_api_key,
@@ -42,23 +65,30 @@ def build_provider(config: LocalProviderConfig | EachlabsProviderConfig | OnnxPr
     raise TypeError(f"unknown provider config {type(config).__name__}")
 
 
-def _eachlabs_only(config: HostedProviderConfig) -> EachlabsProviderConfig:
-    """`name: hosted` with Eachlabs as its only host is the eachlabs provider (the host list,
-    failover and the other hosts' adapters reach the client once it speaks through them)."""
+def _single_host(config: HostedProviderConfig, secrets: ProviderSecrets) -> DepthProvider:
+    """`name: hosted` with one host: the hosted client speaking that host's dialect.
+
+    A list of several hosts (failover) and per-host account limits are refused, with one line,
+    until the client dispatches between hosts (`providers.hosts.dispatch.HostDispatch`)."""
+    from flux_depth_assets.providers.eachlabs import EachlabsProvider
+    from flux_depth_assets.providers.hosts.plan import host_plan
+
     names = [h.name for h in config.hosts]
-    if names != ["eachlabs"]:
+    if len(names) != 1:
         raise ProviderNotReady(
-            f"provider hosts {names}: this version runs the hosted provider on eachlabs only; "
-            "use `hosts: [eachlabs]` (or `name: eachlabs`). Nothing was sent.")
-    host = config.hosts[0]
-    if host.api_key_env or host.base_url_env or host.account or host.max_in_flight or \
-            host.creates_per_minute:
-        raise ProviderNotReady("per-host api_key_env, base_url_env, account and limits are not "
-                               "used by this version; remove them. Nothing was sent.")
+            f"provider hosts {names}: this version runs the hosted provider on one host at a "
+            "time; list one (e.g. `hosts: [replicate]`). Nothing was sent.")
+    entry = config.hosts[0]
+    if entry.account or entry.max_in_flight or entry.creates_per_minute:
+        raise ProviderNotReady("per-host account and limits (account, max_in_flight, "
+                               "creates_per_minute) are not used by this version; remove them. "
+                               "Nothing was sent.")
+    (host,) = host_plan(config)
     shared = config.model_dump(exclude={"name", "hosts", "unavailable_after_s",
                                         "interchangeable_results"})
-    for field in ("base_url", "model", "version", "price_usd"):
-        value = getattr(host, field)
-        if value is not None:
-            shared[field] = value
-    return EachlabsProviderConfig.model_validate(shared)
+    shared.update(base_url=host.base_url, model=host.model, version=host.version or "",
+                  price_usd=host.price_usd)
+    return EachlabsProvider(EachlabsProviderConfig.model_validate(shared),
+                            api_key=secrets.value(host.api_key_env),
+                            base_url_override=secrets.value(host.base_url_env),
+                            adapter=host.adapter, key_env=host.api_key_env)

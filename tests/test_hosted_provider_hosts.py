@@ -1,0 +1,95 @@
+"""`provider: {name: hosted, hosts: [<host>]}` end to end against the loopback host in that
+host's dialect: one YAML line switches host; faults; a restart resumes on the same host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flux_depth_assets.config.models import CatalogConfig
+from flux_depth_assets.fakeapi import running_fake_api
+from flux_depth_assets.providers.base import DepthProvider
+from flux_depth_assets.providers.factory import ProviderSecrets, build_provider
+from flux_depth_assets.providers.hosts import ADAPTERS
+from flux_depth_assets.storage.store import Storage
+from tests.test_eachlabs_provider import make_items
+
+HOSTS = sorted(ADAPTERS)
+
+
+def hosted(name: str, base_url: str, key: str = "k", **settings: Any) -> DepthProvider:
+    fields = {
+        "name": "hosted",
+        "hosts": [name],
+        "poll_interval_s": 0.05,
+        "max_concurrency": 4,
+        "timeout_s": 5.0,
+        "prediction_deadline_s": 30.0,
+        "max_retries": 2,
+        **settings,
+    }
+    cat = CatalogConfig.model_validate(
+        {"name": "x", "source": {"type": "local_dir", "path": "p"}, "provider": fields}
+    )
+    adapter = ADAPTERS[name]
+    secrets = ProviderSecrets(
+        env={adapter.api_key_env: key, adapter.base_url_env: base_url},
+        eachlabs_api_key=key if name == "eachlabs" else None,
+        eachlabs_base_url=base_url if name == "eachlabs" else None,
+    )
+    return build_provider(cat.provider, secrets)
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_one_catalog_on_each_host(tmp_path, name):
+    with running_fake_api(dialect=name, latency_s=0.1) as server:
+        provider = hosted(name, server.base_url)
+        provider.bind_storage(Storage(str(tmp_path / "root")), "run-1")
+        preds = provider.predict_many(make_items(provider, 5))
+        stats = server.stats()
+    assert [p.status for p in preds] == ["succeeded"] * 5, [p.error for p in preds]
+    assert all(p.depth is not None and p.depth.shape == (48, 64) for p in preds)
+    assert stats["creates"] == 5 and max(stats["creates_per_image"].values()) == 1
+    assert sum(p.cost_usd for p in preds) == pytest.approx(stats["charged_usd"])
+    assert provider.name == name
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_out_of_credit_stops_the_run_after_one_answer(tmp_path, name):
+    with running_fake_api(dialect=name, latency_s=0.05, credit_usd=0.10) as server:
+        provider = hosted(name, server.base_url, max_concurrency=1)
+        provider.bind_storage(Storage(str(tmp_path / "root")), "run-1")
+        preds = provider.predict_many(make_items(provider, 6))
+        stats = server.stats()
+    assert [p.status for p in preds] == ["succeeded"] * 2 + ["failed"] * 4
+    assert stats["creates"] == 2 and stats["out_of_credit"] == 1  # one 402, then no more creates
+    assert "402" in (preds[2].error or "") and "not sent" in (preds[3].error or "")
+
+
+@pytest.mark.parametrize("name", ["replicate", "bfl"])
+def test_moderated_results_fail_the_image_with_the_hosts_word(tmp_path, name):
+    with running_fake_api(dialect=name, latency_s=0.05, moderation_ratio=1.0) as server:
+        provider = hosted(name, server.base_url)
+        provider.bind_storage(Storage(str(tmp_path / "root")), "run-1")
+        (pred,) = provider.predict_many(make_items(provider, 1))
+    assert pred.status == "failed" and pred.cost_usd == pytest.approx(0.05)
+    assert "moderated" in (pred.error or "").lower() or "flagged" in (pred.error or "")
+
+
+@pytest.mark.parametrize("name", ["replicate", "bfl"])
+def test_a_restart_resumes_on_the_same_host_without_paying_again(tmp_path, name):
+    root = Storage(str(tmp_path / "root"))
+    with running_fake_api(dialect=name, latency_s=0.3) as server:
+        first = hosted(name, server.base_url, prediction_deadline_s=0.1)  # gives up early
+        first.bind_storage(root, "run-1")
+        items = make_items(first, 3)
+        gave_up = first.predict_many(items)
+        assert all(p.status == "failed" and "stays journaled" in (p.error or "") for p in gave_up)
+        second = hosted(name, server.base_url)
+        second.bind_storage(root, "run-2")
+        done = second.predict_many(items)
+        stats = server.stats()
+    assert [p.status for p in done] == ["succeeded"] * 3, [p.error for p in done]
+    assert stats["creates"] == 3 and max(stats["creates_per_image"].values()) == 1
+    assert sum(p.cost_usd for p in done) == 0  # paid by the first run, resumed for free
