@@ -14,13 +14,14 @@ from flux_depth_assets.fakeapi import running_fake_api
 from flux_depth_assets.fakeapi.faults import max_in_window
 
 REPO = Path(__file__).resolve().parents[1]
+CHILDREN = {"": "tests.account_child", "p": "tests.provider_child"}  # option "module" picks
 
 
 def run_children(options: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Start the children, wait until both are ready, release them together, collect reports."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.account_child", json.dumps(o)],
+            [sys.executable, "-m", CHILDREN[o.get("module", "")], json.dumps(o)],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

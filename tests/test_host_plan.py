@@ -268,6 +268,7 @@ def test_factory_builds_one_hosted_provider_per_host_and_refuses_lists_for_now()
         unset.check_ready()
     with pytest.raises(ProviderNotReady, match=r"one host at a time.*Nothing was sent"):
         build_provider(provider(name="hosted", hosts=["replicate", "eachlabs"]), secrets)
-    with pytest.raises(ProviderNotReady, match="max_in_flight"):
-        build_provider(provider(name="hosted", hosts=[{"name": "bfl", "max_in_flight": 3}]))
+    bfl = build_provider(provider(name="hosted", hosts=[{"name": "bfl", "max_in_flight": 3}]))
+    assert isinstance(bfl, EachlabsProvider) and bfl.limits is not None
+    assert bfl.limits.max_in_flight == 3 and replicate.limits.per_window == 600
     assert "r8_x" in secrets.values() and "r8_x" not in repr(secrets)

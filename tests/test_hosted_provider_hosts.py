@@ -93,3 +93,60 @@ def test_a_restart_resumes_on_the_same_host_without_paying_again(tmp_path, name)
     assert [p.status for p in done] == ["succeeded"] * 3, [p.error for p in done]
     assert stats["creates"] == 3 and max(stats["creates_per_image"].values()) == 1
     assert sum(p.cost_usd for p in done) == 0  # paid by the first run, resumed for free
+
+
+def test_account_limits_and_stop_hold_across_two_runs_in_two_processes(tmp_path):
+    from tests.test_account_limits_processes import run_children
+
+    root = str(tmp_path / "root")
+    with running_fake_api(dialect="bfl", latency_s=0.3) as server:
+        common = {
+            "host": "bfl",
+            "base_url": server.base_url,
+            "root": root,
+            "n": 4,
+            "settings": {"hosts": [{"name": "bfl", "max_in_flight": 2}]},
+        }
+        reports = run_children(
+            [
+                {**common, "run_id": "a", "first": 0, "module": "p"},
+                {**common, "run_id": "b", "first": 10, "module": "p"},
+            ]
+        )
+        stats = server.stats()
+    assert all(r["status"] == ["succeeded"] * 4 for r in reports), reports
+    assert stats["creates"] == 8 and stats["max_active_predictions"] <= 2
+
+
+def test_a_stop_raised_by_another_run_stops_this_one_before_any_create(tmp_path):
+    import time
+
+    from flux_depth_assets.providers.hosts.limits import AccountGate, AccountLimits
+
+    root = Storage(str(tmp_path / "root"))
+    settings = {"hosts": [{"name": "replicate", "account": "team"}]}
+    with running_fake_api(dialect="replicate", latency_s=0.05) as server:
+        # another run on the account got a 402 "now" (a minute ahead: after this run starts)
+        other = AccountGate(
+            root, "replicate", "team", AccountLimits(), clock=lambda: time.time() + 60
+        )
+        other.stop("HTTP 402: You have insufficient credit")
+        provider = hosted("replicate", server.base_url, **settings)
+        provider.bind_storage(root, "run-1")
+        preds = provider.predict_many(make_items(provider, 3))
+        stats = server.stats()
+    assert stats["creates"] == 0 and stats["out_of_credit"] == 0
+    assert all(
+        p.status == "failed" and "stopped by another run" in (p.error or "") for p in preds
+    ), [p.error for p in preds]
+
+    old = AccountGate(root, "replicate", "team", AccountLimits(), clock=lambda: time.time() - 60)
+    old.stop("HTTP 402: You have insufficient credit")  # raised before the next run starts
+    with running_fake_api(dialect="replicate", latency_s=0.05, credit_usd=0.05) as server:
+        first = hosted("replicate", server.base_url, max_concurrency=1, **settings)
+        first.bind_storage(root, "run-2")  # a later run tries again: the credit may be back
+        preds = first.predict_many(make_items(first, 3, first=10))
+        assert server.stats()["creates"] == 1 and server.stats()["out_of_credit"] == 1
+    assert [p.status for p in preds] == ["succeeded", "failed", "failed"]
+    raised = AccountGate(root, "replicate", "team", AccountLimits())
+    assert "402" in (raised.stopped_since(0.0) or "")  # and it raised the flag again

@@ -68,8 +68,9 @@ def build_provider(config: LocalProviderConfig | EachlabsProviderConfig | OnnxPr
 def _single_host(config: HostedProviderConfig, secrets: ProviderSecrets) -> DepthProvider:
     """`name: hosted` with one host: the hosted client speaking that host's dialect.
 
-    A list of several hosts (failover) and per-host account limits are refused, with one line,
-    until the client dispatches between hosts (`providers.hosts.dispatch.HostDispatch`)."""
+    Its account limits (configured, else published) are held across runs sharing the account.
+    A list of several hosts (failover) is refused, with one line, until the client dispatches
+    between hosts (`providers.hosts.dispatch.HostDispatch`)."""
     from flux_depth_assets.providers.eachlabs import EachlabsProvider
     from flux_depth_assets.providers.hosts.plan import host_plan
 
@@ -78,11 +79,6 @@ def _single_host(config: HostedProviderConfig, secrets: ProviderSecrets) -> Dept
         raise ProviderNotReady(
             f"provider hosts {names}: this version runs the hosted provider on one host at a "
             "time; list one (e.g. `hosts: [replicate]`). Nothing was sent.")
-    entry = config.hosts[0]
-    if entry.account or entry.max_in_flight or entry.creates_per_minute:
-        raise ProviderNotReady("per-host account and limits (account, max_in_flight, "
-                               "creates_per_minute) are not used by this version; remove them. "
-                               "Nothing was sent.")
     (host,) = host_plan(config)
     shared = config.model_dump(exclude={"name", "hosts", "unavailable_after_s",
                                         "interchangeable_results"})
@@ -91,4 +87,5 @@ def _single_host(config: HostedProviderConfig, secrets: ProviderSecrets) -> Dept
     return EachlabsProvider(EachlabsProviderConfig.model_validate(shared),
                             api_key=secrets.value(host.api_key_env),
                             base_url_override=secrets.value(host.base_url_env),
-                            adapter=host.adapter, key_env=host.api_key_env)
+                            adapter=host.adapter, key_env=host.api_key_env,
+                            account=host.account, limits=host.limits())

@@ -73,6 +73,9 @@ async def predict_one(track: Track, entry: JournalEntry | None) -> DepthPredicti
     finally:
         await track.run.result_checked(counted=track.admitted)
         track.admitted = False
+        if track.slot is not None and track.run.gate is not None:
+            await asyncio.to_thread(track.run.gate.release, track.slot)
+            track.slot = None
 
 
 async def _resume(track: Track, entry: JournalEntry) -> DepthPrediction | None:
@@ -122,6 +125,9 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
     if refused:
         return track.failed(f"not sent: {refused}")
     track.admitted = run.mode == "depth"
+    refused = await _account_admit(track)
+    if refused:
+        return track.failed(f"not sent: {refused}")
     if (cfg.image_transport == "source_url" and item.source_uri.startswith(("http://", "https://"))
             and not hides_secrets(item.source_uri)):  # stored without its secrets: send bytes
         control, size = item.source_uri, None
@@ -149,6 +155,9 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
     except EachlabsError as exc:
         track.create_attempts = exc.attempts
         track.http_status = exc.status
+        if run.gate is not None and exc.kind in ("auth", "out_of_credit"):
+            # every run on this account stops at its next create, not after every image fails
+            await asyncio.to_thread(run.gate.stop, f"HTTP {exc.status}: {exc.message}")
         if exc.status in FATAL_CREATE_STATUSES and run.fatal is None:
             run.fatal = f"HTTP {exc.status}"
             run.emit(f"eachlabs: create answered {exc.message}; no further "
@@ -186,6 +195,21 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         return track.failed(f"host reported prediction {pid} {state.status}: "
                             f"{state.error or 'no error given'}")
     return await _download_and_deliver(track, entry, state, size)
+
+
+async def _account_admit(track: Track) -> str | None:
+    """Wait for the host account's in-flight slot and window of creates (shared by every run on
+    the account); the reason when the account was stopped by a 402 or a rejected key."""
+    run = track.run
+    if run.gate is None:
+        return None
+    reason = await asyncio.to_thread(run.gate.stopped_since, run.started_at)
+    if reason is not None:
+        run.fatal = run.fatal or "the account was stopped by another run"
+        return f"the {run.host} account was stopped by another run ({reason})"
+    track.slot = await run.gate.acquire()
+    await run.gate.claim()
+    return None
 
 
 def _forget(run: RunState, cache_key: str) -> None:

@@ -53,6 +53,7 @@ from flux_depth_assets.storage.store import Storage
 
 if TYPE_CHECKING:  # providers.hosts reads answers with this package's protocol module
     from flux_depth_assets.providers.hosts.base import HostAdapter
+    from flux_depth_assets.providers.hosts.limits import AccountGate, AccountLimits
 
 API_KEY_ENV = "EACHLABS_API_KEY"
 
@@ -75,13 +76,16 @@ class EachlabsProvider(DepthProvider):
                  base_url_override: str | None = None, journal_storage: Storage | None = None, *,
                  retry: RetryPolicy | None = None, progress_interval_s: float = 5.0,
                  transport: httpx.AsyncBaseTransport | None = None, seed: int | None = None,
-                 adapter: HostAdapter | None = None, key_env: str | None = None):
+                 adapter: HostAdapter | None = None, key_env: str | None = None,
+                 account: str | None = None, limits: AccountLimits | None = None):
         if adapter is None:
             from flux_depth_assets.providers.hosts.eachlabs import EachlabsAdapter
             adapter = EachlabsAdapter()
         self.adapter = adapter  # the host's wire dialect
         self.name = self.adapter.name
         self.key_env = key_env or self.adapter.api_key_env
+        self.account = account  # name of the account's shared limits (default: a key hash)
+        self.limits = limits  # in flight / creates per minute for the account (default: none)
         self.config = config
         self.model = config.model
         self.model_version = config.version
@@ -221,7 +225,8 @@ class EachlabsProvider(DepthProvider):
             host = url_host(self.base_url)
             run = RunState(total=len(items), config=cfg, mode=self.mode, host=host, client=client,
                            journal=journal, schedule=PollScheduler(cfg.poll_interval_s),
-                           progress=progress, run_id=self.run_id)
+                           progress=progress, run_id=self.run_id,
+                           gate=self._gate(journal.storage))
             entries = await asyncio.to_thread(journal.load, {i.cache_key for i in items})
             entries = {k: e for k, e in entries.items() if e.host == host}
             live = {k for k, e in entries.items() if e.prediction_id}
@@ -259,10 +264,13 @@ class EachlabsProvider(DepthProvider):
                     run.failed += pred.status != "succeeded"
 
             ticker = asyncio.create_task(run.report_progress(self.progress_interval_s))
+            renewer = asyncio.create_task(run.gate.keep_renewed()) if run.gate else None
             try:
                 await asyncio.gather(*(worker() for _ in range(min(cfg.max_concurrency, len(items)))))
             finally:
                 ticker.cancel()
+                if renewer is not None:
+                    renewer.cancel()
             out = [r for r in results if r is not None]
             for t in tracks:
                 if t is None:
@@ -281,6 +289,18 @@ class EachlabsProvider(DepthProvider):
             return out
         finally:
             await client.aclose()
+
+    def _gate(self, storage: Storage) -> AccountGate:
+        """The host account's shared limits and stop flag, kept in the storage root."""
+        from flux_depth_assets.providers.hosts.limits import (
+            AccountGate,
+            AccountLimits,
+            account_id,
+        )
+
+        return AccountGate(storage, self.name,
+                           self.account or account_id(self._api_key.reveal()),
+                           self.limits or AccountLimits())
 
     @staticmethod
     def _clear(journal: PredictionJournal, keys: list[str]) -> None:
