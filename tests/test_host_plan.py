@@ -272,3 +272,30 @@ def test_factory_builds_one_hosted_provider_per_host_and_refuses_lists_for_now()
     assert isinstance(bfl, EachlabsProvider) and bfl.limits is not None
     assert bfl.limits.max_in_flight == 3 and replicate.limits.per_window == 600
     assert "r8_x" in secrets.values() and "r8_x" not in repr(secrets)
+
+
+def test_costs_by_host_groups_provider_calls_by_catalog_and_provider(tmp_path, capsys):
+    import pyarrow as pa
+
+    from flux_depth_assets.cli import main as cli
+    from flux_depth_assets.lineage.queries import calls_by
+
+    rows = pa.table(
+        {
+            "catalog": ["shop", "shop", "shop", "shop", "lab"],
+            "provider": ["replicate", "replicate", "eachlabs", "eachlabs", "bfl"],
+            "status": ["succeeded", "failed", "succeeded", "succeeded", "skipped_budget"],
+            "cached": [False, False, True, False, False],
+            "cost_usd": [0.05, 0.05, 0.0, 0.05, 0.0],
+        }
+    )
+    out = {
+        (r["catalog"], r["provider"]): r
+        for r in calls_by(rows, ["catalog", "provider"]).to_pylist()
+    }
+    assert out[("shop", "replicate")]["paid_calls"] == 2
+    assert out[("shop", "replicate")]["cost_usd"] == pytest.approx(0.10)
+    assert out[("shop", "eachlabs")]["cached"] == 1 and out[("shop", "eachlabs")]["paid_calls"] == 1
+    assert out[("lab", "bfl")]["paid_calls"] == 0 and out[("shop", "replicate")]["failed"] == 1
+    assert cli(["costs", "--by-host", "--root", str(tmp_path / "empty")]) == 0
+    assert "no provider calls recorded" in capsys.readouterr().out
