@@ -266,8 +266,11 @@ def test_factory_builds_one_hosted_provider_per_host_and_refuses_lists_for_now()
     unset = build_provider(provider(name="hosted", hosts=["bfl"]), ProviderSecrets())
     with pytest.raises(ProviderNotReady, match="set the environment variable BFL_API_KEY"):
         unset.check_ready()
-    with pytest.raises(ProviderNotReady, match=r"one host at a time.*Nothing was sent"):
-        build_provider(provider(name="hosted", hosts=["replicate", "eachlabs"]), secrets)
+    from flux_depth_assets.providers.hosts.hosted import HostedProvider
+
+    listed = build_provider(provider(name="hosted", hosts=["replicate", "eachlabs"]), secrets)
+    assert isinstance(listed, HostedProvider)
+    assert [h.name for h in listed.hosts] == ["replicate", "eachlabs"]
     bfl = build_provider(provider(name="hosted", hosts=[{"name": "bfl", "max_in_flight": 3}]))
     assert isinstance(bfl, EachlabsProvider) and bfl.limits is not None
     assert bfl.limits.max_in_flight == 3 and replicate.limits.per_window == 600

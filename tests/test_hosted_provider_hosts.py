@@ -150,3 +150,75 @@ def test_a_stop_raised_by_another_run_stops_this_one_before_any_create(tmp_path)
     assert [p.status for p in preds] == ["succeeded", "failed", "failed"]
     raised = AccountGate(root, "replicate", "team", AccountLimits())
     assert "402" in (raised.stopped_since(0.0) or "")  # and it raised the flag again
+
+
+def listed(names: list[str], servers: dict[str, str], **settings: Any) -> DepthProvider:
+    fields = {
+        "name": "hosted",
+        "hosts": names,
+        "poll_interval_s": 0.05,
+        "max_concurrency": 2,
+        "timeout_s": 5.0,
+        "prediction_deadline_s": 30.0,
+        "max_retries": 2,
+        **settings,
+    }
+    cat = CatalogConfig.model_validate(
+        {"name": "x", "source": {"type": "local_dir", "path": "p"}, "provider": fields}
+    )
+    env: dict[str, str | None] = {}
+    for name, url in servers.items():
+        env[ADAPTERS[name].api_key_env] = "k"
+        env[ADAPTERS[name].base_url_env] = url
+    secrets = ProviderSecrets(
+        eachlabs_api_key=env.get("EACHLABS_API_KEY"),
+        eachlabs_base_url=env.get("EACHLABS_BASE_URL"),
+        env=env,
+    )
+    return build_provider(cat.provider, secrets)
+
+
+def test_failover_from_a_retired_host_to_the_next_without_paying_twice(tmp_path):
+    retired = ADAPTERS["bfl"].default_model
+    with (
+        running_fake_api(dialect="bfl", latency_s=0.05, retired_models=(retired,)) as bfl,
+        running_fake_api(dialect="replicate", latency_s=0.05) as replicate,
+    ):
+        provider = listed(
+            ["bfl", "replicate"], {"bfl": bfl.base_url, "replicate": replicate.base_url}
+        )
+        lines: list[str] = []
+        provider.bind_storage(Storage(str(tmp_path / "root")), "run-1")
+        preds = provider.predict_many(make_items(provider, 4), lines.append)
+        on_bfl, on_replicate = bfl.stats(), replicate.stats()
+    assert [p.status for p in preds] == ["succeeded"] * 4, [p.error for p in preds]
+    assert {p.extra["host"] for p in preds} == {"replicate"}
+    # one answer per create already in flight (max_concurrency 2), then no more requests
+    assert on_bfl["creates"] == 0 and 1 <= on_bfl["status_counts"].get("404", 0) <= 2
+    assert on_replicate["creates"] == 4 and max(on_replicate["creates_per_image"].values()) == 1
+    assert sum(1 for line in lines if "skipped for the rest of this run" in line) == 1
+
+
+def test_a_restart_resumes_failed_over_images_on_the_host_that_holds_them(tmp_path):
+    root = Storage(str(tmp_path / "root"))
+    with (
+        running_fake_api(dialect="replicate", latency_s=0.05, credit_usd=0.0) as replicate,
+        running_fake_api(dialect="bfl", latency_s=0.3) as bfl,
+    ):
+        servers = {"replicate": replicate.base_url, "bfl": bfl.base_url}
+        first = listed(["replicate", "bfl"], servers, prediction_deadline_s=0.1)
+        first.bind_storage(root, "run-1")
+        items = make_items(first, 3)
+        gave_up = first.predict_many(items)  # replicate: 402; bfl: created, deadline passed
+        assert all("stays journaled" in (p.error or "") for p in gave_up), gave_up
+        replicate.state.faults.config = replicate.state.config = type(replicate.state.config)(
+            dialect="replicate", latency_s=0.05
+        )  # credit is back
+        second = listed(["replicate", "bfl"], servers)
+        second.bind_storage(root, "run-2")
+        done = second.predict_many(items)
+        on_bfl, on_replicate = bfl.stats(), replicate.stats()
+    assert [p.status for p in done] == ["succeeded"] * 3, [p.error for p in done]
+    assert {p.extra["host"] for p in done} == {"bfl"}  # where they were paid
+    assert on_replicate["creates"] == 0 and on_bfl["creates"] == 3
+    assert max(on_bfl["creates_per_image"].values()) == 1

@@ -11,7 +11,7 @@ from flux_depth_assets.config.models import (
     LocalProviderConfig,
     OnnxProviderConfig,
 )
-from flux_depth_assets.providers.base import DepthProvider, ProviderNotReady
+from flux_depth_assets.providers.base import DepthProvider
 
 
 @dataclass(frozen=True)
@@ -66,26 +66,23 @@ def build_provider(config: LocalProviderConfig | EachlabsProviderConfig | OnnxPr
 
 
 def _single_host(config: HostedProviderConfig, secrets: ProviderSecrets) -> DepthProvider:
-    """`name: hosted` with one host: the hosted client speaking that host's dialect.
-
-    Its account limits (configured, else published) are held across runs sharing the account.
-    A list of several hosts (failover) is refused, with one line, until the client dispatches
-    between hosts (`providers.hosts.dispatch.HostDispatch`)."""
+    """`name: hosted`: the hosted client in one host's dialect, or, for a list of hosts, one per
+    host behind `HostedProvider` (failover in the list's order). Each host's account limits
+    (configured, else published) are held across runs sharing the account."""
     from flux_depth_assets.providers.eachlabs import EachlabsProvider
+    from flux_depth_assets.providers.hosts.hosted import HostedProvider
     from flux_depth_assets.providers.hosts.plan import host_plan
 
-    names = [h.name for h in config.hosts]
-    if len(names) != 1:
-        raise ProviderNotReady(
-            f"provider hosts {names}: this version runs the hosted provider on one host at a "
-            "time; list one (e.g. `hosts: [replicate]`). Nothing was sent.")
-    (host,) = host_plan(config)
     shared = config.model_dump(exclude={"name", "hosts", "unavailable_after_s",
                                         "interchangeable_results"})
-    shared.update(base_url=host.base_url, model=host.model, version=host.version or "",
-                  price_usd=host.price_usd)
-    return EachlabsProvider(EachlabsProviderConfig.model_validate(shared),
-                            api_key=secrets.value(host.api_key_env),
-                            base_url_override=secrets.value(host.base_url_env),
-                            adapter=host.adapter, key_env=host.api_key_env,
-                            account=host.account, limits=host.limits())
+    providers = []
+    for host in host_plan(config):
+        settings = {**shared, "base_url": host.base_url, "model": host.model,
+                    "version": host.version or "", "price_usd": host.price_usd}
+        providers.append(EachlabsProvider(
+            EachlabsProviderConfig.model_validate(settings),
+            api_key=secrets.value(host.api_key_env),
+            base_url_override=secrets.value(host.base_url_env),
+            adapter=host.adapter, key_env=host.api_key_env, account=host.account,
+            limits=host.limits()))
+    return providers[0] if len(providers) == 1 else HostedProvider(config, providers)

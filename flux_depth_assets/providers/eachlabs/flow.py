@@ -123,10 +123,13 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
     run, cfg, item = track.run, track.run.config, track.item
     refused = await run.admit_create()
     if refused:
+        if run.fatal:  # the host refuses every create: another host may take this image
+            track.extra["host_refused"] = run.fatal
         return track.failed(f"not sent: {refused}")
     track.admitted = run.mode == "depth"
     refused = await _account_admit(track)
     if refused:
+        track.extra["host_refused"] = refused
         return track.failed(f"not sent: {refused}")
     if (cfg.image_transport == "source_url" and item.source_uri.startswith(("http://", "https://"))
             and not hides_secrets(item.source_uri)):  # stored without its secrets: send bytes
@@ -153,20 +156,7 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         pid, attempts, status = await run.client.create(payload, deadline=track.deadline,
                                                         on_retry=track.on_retry)
     except EachlabsError as exc:
-        track.create_attempts = exc.attempts
-        track.http_status = exc.status
-        if run.gate is not None and exc.kind in ("auth", "out_of_credit"):
-            # every run on this account stops at its next create, not after every image fails
-            await asyncio.to_thread(run.gate.stop, f"HTTP {exc.status}: {exc.message}")
-        if exc.status in FATAL_CREATE_STATUSES and run.fatal is None:
-            run.fatal = f"HTTP {exc.status}"
-            run.emit(f"eachlabs: create answered {exc.message}; no further "
-                     "predictions will be created in this run")
-        if exc.uncertain:  # reported by this run, so the entry must not be reported again
-            track.uncertain(cfg.price_usd, run.run_id)
-        await asyncio.to_thread(_forget, run, item.cache_key)
-        track.journal_live = False
-        return track.failed(f"create failed: {exc.message}")
+        return await _create_failed(track, exc)
     del payload, control
     track.create_attempts, track.http_status = attempts, status
     track.prediction_id, track.created = pid, True
@@ -195,6 +185,31 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         return track.failed(f"host reported prediction {pid} {state.status}: "
                             f"{state.error or 'no error given'}")
     return await _download_and_deliver(track, entry, state, size)
+
+
+async def _create_failed(track: Track, exc: EachlabsError) -> DepthPrediction:
+    """A create that failed: note what the host refused (for the account, the run and failover)."""
+    run, cfg, item = track.run, track.run.config, track.item
+    track.create_attempts = exc.attempts
+    track.http_status = exc.status
+    if run.gate is not None and exc.kind in ("auth", "out_of_credit"):
+        # every run on this account stops at its next create, not after every image fails
+        await asyncio.to_thread(run.gate.stop, f"HTTP {exc.status}: {exc.message}")
+    if exc.kind == "model_unavailable" and run.fatal is None:
+        run.fatal = f"HTTP {exc.status} (the host does not serve the model)"
+        run.emit(f"eachlabs: create answered {exc.message}; no further "
+                 "predictions will be created on this host in this run")
+    if exc.kind in ("model_unavailable", "auth", "out_of_credit") and not exc.uncertain:
+        track.extra["host_refused"] = f"HTTP {exc.status}"  # nothing was created
+    if exc.status in FATAL_CREATE_STATUSES and run.fatal is None:
+        run.fatal = f"HTTP {exc.status}"
+        run.emit(f"eachlabs: create answered {exc.message}; no further "
+                 "predictions will be created in this run")
+    if exc.uncertain:  # reported by this run, so the entry must not be reported again
+        track.uncertain(cfg.price_usd, run.run_id)
+    await asyncio.to_thread(_forget, run, item.cache_key)
+    track.journal_live = False
+    return track.failed(f"create failed: {exc.message}")
 
 
 async def _account_admit(track: Track) -> str | None:
