@@ -222,3 +222,24 @@ def test_a_restart_resumes_failed_over_images_on_the_host_that_holds_them(tmp_pa
     assert {p.extra["host"] for p in done} == {"bfl"}  # where they were paid
     assert on_replicate["creates"] == 0 and on_bfl["creates"] == 3
     assert max(on_bfl["creates_per_image"].values()) == 1
+
+
+def test_an_unreachable_host_is_given_up_after_unavailable_after_s(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: every connection is refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with running_fake_api(dialect="replicate", latency_s=0.05) as replicate:
+        provider = listed(
+            ["eachlabs", "replicate"],
+            {"eachlabs": dead, "replicate": replicate.base_url},
+            unavailable_after_s=0.001,
+            max_retries=1,
+            max_concurrency=1,
+        )
+        provider.bind_storage(Storage(str(tmp_path / "root")), "run-1")
+        preds = provider.predict_many(make_items(provider, 3))
+        stats = replicate.stats()
+    assert [p.status for p in preds] == ["succeeded"] * 3, [p.error for p in preds]
+    assert {p.extra["host"] for p in preds} == {"replicate"} and stats["creates"] == 3

@@ -84,5 +84,6 @@ def _single_host(config: HostedProviderConfig, secrets: ProviderSecrets) -> Dept
             api_key=secrets.value(host.api_key_env),
             base_url_override=secrets.value(host.base_url_env),
             adapter=host.adapter, key_env=host.api_key_env, account=host.account,
-            limits=host.limits()))
+            limits=host.limits(),
+            unavailable_after_s=config.unavailable_after_s if len(config.hosts) > 1 else None))
     return providers[0] if len(providers) == 1 else HostedProvider(config, providers)

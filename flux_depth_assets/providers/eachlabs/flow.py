@@ -159,6 +159,7 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         return await _create_failed(track, exc)
     del payload, control
     track.create_attempts, track.http_status = attempts, status
+    run.failing_since = None
     track.prediction_id, track.created = pid, True
     track.cost_usd = cfg.price_usd
     run.cost_usd += cfg.price_usd
@@ -207,6 +208,17 @@ async def _create_failed(track: Track, exc: EachlabsError) -> DepthPrediction:
                  "predictions will be created in this run")
     if exc.uncertain:  # reported by this run, so the entry must not be reported again
         track.uncertain(cfg.price_usd, run.run_id)
+    else:
+        track.extra["not_created"] = True  # the host never had it: another host may take it
+    if not exc.uncertain and exc.retryable and run.unavailable_after_s is not None:  # unreachable, nothing created
+        now = time.monotonic()
+        run.failing_since = run.failing_since or now
+        if now - run.failing_since >= run.unavailable_after_s and run.fatal is None:
+            run.fatal = f"unavailable for {run.unavailable_after_s:g} s (unavailable_after_s)"
+            run.emit(f"eachlabs: {run.host} {run.fatal}; no further predictions will be "
+                     "created on this host in this run")
+        if run.fatal:
+            track.extra["host_refused"] = run.fatal
     await asyncio.to_thread(_forget, run, item.cache_key)
     track.journal_live = False
     return track.failed(f"create failed: {exc.message}")

@@ -77,7 +77,8 @@ class EachlabsProvider(DepthProvider):
                  retry: RetryPolicy | None = None, progress_interval_s: float = 5.0,
                  transport: httpx.AsyncBaseTransport | None = None, seed: int | None = None,
                  adapter: HostAdapter | None = None, key_env: str | None = None,
-                 account: str | None = None, limits: AccountLimits | None = None):
+                 account: str | None = None, limits: AccountLimits | None = None,
+                 unavailable_after_s: float | None = None):
         if adapter is None:
             from flux_depth_assets.providers.hosts.eachlabs import EachlabsAdapter
             adapter = EachlabsAdapter()
@@ -86,6 +87,7 @@ class EachlabsProvider(DepthProvider):
         self.key_env = key_env or self.adapter.api_key_env
         self.account = account  # name of the account's shared limits (default: a key hash)
         self.limits = limits  # in flight / creates per minute for the account (default: none)
+        self.unavailable_after_s = unavailable_after_s  # a host list's failover threshold
         self.config = config
         self.model = config.model
         self.model_version = config.version
@@ -226,7 +228,8 @@ class EachlabsProvider(DepthProvider):
             run = RunState(total=len(items), config=cfg, mode=self.mode, host=host, client=client,
                            journal=journal, schedule=PollScheduler(cfg.poll_interval_s),
                            progress=progress, run_id=self.run_id,
-                           gate=self._gate(journal.storage))
+                           gate=self._gate(journal.storage),
+                           unavailable_after_s=self.unavailable_after_s)
             entries = await asyncio.to_thread(journal.load, {i.cache_key for i in items})
             entries = {k: e for k, e in entries.items() if e.host == host}
             live = {k for k, e in entries.items() if e.prediction_id}

@@ -54,6 +54,8 @@ class RunState:
     unverified: int = 0  # depth mode: creates whose result was not checked yet
     checked: asyncio.Condition = field(default_factory=asyncio.Condition)
     gate: AccountGate | None = None  # the host account's limits, shared by every run on it
+    unavailable_after_s: float | None = None  # failing creates this long: the host is given up
+    failing_since: float | None = None  # monotonic time of the first create failure in a row
     started_at: float = field(default_factory=time.time)  # wall clock, for the account stop
 
     def halt(self, reason: str) -> None:

@@ -109,11 +109,16 @@ class HostedProvider(DepthProvider):
                 continue
             preds = host.predict_many([items[i] for i in queues[n]], progress)
             moved = 0
+            # the host was given up: images it never created (refused, unreachable) move on
+            refused = next(
+                (p.extra["host_refused"] for p in preds if p.extra.get("host_refused")), None
+            )
             for index, pred in zip(queues[n], preds):
                 pred.extra["host"] = host.name
-                refused = pred.extra.get("host_refused")
+                never_created = pred.extra.get("host_refused") or pred.extra.get("not_created")
                 if (
                     refused
+                    and never_created
                     and n + 1 < len(self._ready)
                     and pred.prediction_id is None
                     and not pred.extra.get("uncertain_create_attempts")
