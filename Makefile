@@ -54,7 +54,7 @@ FORMAT_PATHS ?= tests/test_plain_modules.py flux_depth_assets/sources/netguard.p
 	flux_depth_assets/providers/hosts flux_depth_assets/fakeapi/dialects.py \
 	flux_depth_assets/fakeapi/faults.py flux_depth_assets/fakeapi/options.py \
 	benchmarks/account_limits.py tests/test_host_adapters.py tests/test_host_plan.py \
-	tests/test_host_dispatch.py tests/test_host_client.py tests/test_account_limits.py \
+	tests/test_host_client.py tests/test_account_limits.py \
 	tests/test_account_limits_processes.py tests/test_fakeapi_dialects.py tests/hostcalls.py \
 	tests/account_child.py tests/test_hosted_provider_hosts.py tests/provider_child.py \
 	flux_depth_assets/providers/hosts/hosted.py

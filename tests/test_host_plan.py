@@ -13,8 +13,7 @@ from flux_depth_assets.config.models import (
     HostedProviderConfig,
     HostName,
 )
-from flux_depth_assets.providers.hosts import HOST_NAMES, ErrorKind
-from flux_depth_assets.providers.hosts.failover import HostRoster
+from flux_depth_assets.providers.hosts import HOST_NAMES
 from flux_depth_assets.providers.hosts.plan import (
     cache_identity,
     env_names,
@@ -184,54 +183,6 @@ def test_cache_identity_is_host_specific_unless_declared_interchangeable():
     assert cache_identity(a, host_plan(a)) == cache_identity(b, host_plan(b))
     moved = provider(name="hosted", hosts=[{"name": "replicate", "base_url": "http://127.0.0.1:1"}])
     assert cache_identity(moved, host_plan(moved)) != cache_identity(one, host_plan(one))
-
-
-class Clock:
-    t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_roster_skips_a_retired_host_once_with_one_warning():
-    warnings: list[str] = []
-    roster = HostRoster(["bfl", "replicate"], 300, warn=warnings.append)
-    assert roster.current() == "bfl"
-    roster.observe("bfl", ErrorKind.MODEL_UNAVAILABLE)
-    roster.observe("bfl", ErrorKind.MODEL_UNAVAILABLE)
-    assert roster.current() == "replicate"
-    assert warnings == [
-        ("bfl: does not serve the model; skipped for the rest of this run, using replicate")
-    ]
-    roster.observe("replicate", ErrorKind.OUT_OF_CREDIT)
-    assert roster.current() is None and warnings[-1].endswith("no host left")
-
-
-def test_roster_skips_a_host_unavailable_past_the_threshold_only():
-    clock = Clock()
-    roster = HostRoster(["eachlabs", "replicate"], 60, warn=lambda _: None, clock=clock)
-    roster.observe("eachlabs", ErrorKind.TRANSIENT)
-    clock.t = 59
-    roster.observe("eachlabs", ErrorKind.TRANSIENT)
-    assert roster.current() == "eachlabs"
-    roster.observe("eachlabs", None)  # it answered: the clock starts again
-    clock.t = 100
-    roster.observe("eachlabs", ErrorKind.TRANSIENT)
-    clock.t = 159
-    roster.observe("eachlabs", ErrorKind.RATE_LIMITED)
-    assert roster.current() == "eachlabs"
-    clock.t = 160
-    roster.observe("eachlabs", ErrorKind.TRANSIENT)
-    assert roster.current() == "replicate"
-    roster.observe("replicate", ErrorKind.BAD_REQUEST)  # one image's problem: no skip
-    assert roster.current() == "replicate"
-
-
-def test_roster_keeps_a_journaled_image_on_the_host_that_holds_its_prediction():
-    roster = HostRoster(["bfl", "replicate"], 300, warn=lambda _: None)
-    roster.skip("bfl", "does not serve the model")
-    assert roster.host_for("bfl") == "bfl"  # polling it is free; creating elsewhere pays twice
-    assert roster.host_for(None) == "replicate"
 
 
 def test_factory_builds_one_hosted_provider_per_host_and_refuses_lists_for_now():

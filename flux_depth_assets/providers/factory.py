@@ -54,7 +54,7 @@ def build_provider(config: LocalProviderConfig | EachlabsProviderConfig | OnnxPr
         from flux_depth_assets.providers.local import LocalProvider
         return LocalProvider(config)
     if isinstance(config, HostedProviderConfig):
-        return _single_host(config, secrets)
+        return _hosted(config, secrets)
     if isinstance(config, EachlabsProviderConfig):
         from flux_depth_assets.providers.eachlabs import EachlabsProvider
         return EachlabsProvider(config, api_key=secrets.eachlabs_api_key,
@@ -65,7 +65,7 @@ def build_provider(config: LocalProviderConfig | EachlabsProviderConfig | OnnxPr
     raise TypeError(f"unknown provider config {type(config).__name__}")
 
 
-def _single_host(config: HostedProviderConfig, secrets: ProviderSecrets) -> DepthProvider:
+def _hosted(config: HostedProviderConfig, secrets: ProviderSecrets) -> DepthProvider:
     """`name: hosted`: the hosted client in one host's dialect, or, for a list of hosts, one per
     host behind `HostedProvider` (failover in the list's order). Each host's account limits
     (configured, else published) are held across runs sharing the account."""
