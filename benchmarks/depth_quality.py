@@ -184,6 +184,61 @@ def leave_one_out(scenes: list[Scene], grid: dict[str, tuple], rule: str = "mean
     return held, chosen
 
 
+# --------------------------------------------------------------------------- normals
+
+
+def gt_normals(height: np.ndarray) -> np.ndarray:
+    """The fixed reference: plain differences of the measured disparity (its ¼-px terraces
+    smoothed by `dequantize`), no shape smoothing: GT has no texture to suppress."""
+    from flux_depth_assets.depth.normals import normals_from_depth
+
+    return normals_from_depth(height, smooth_px=0.0)
+
+
+def pipeline_normals(height: np.ndarray) -> np.ndarray:
+    """What the `normal_maps` asset does with a depth map (default settings)."""
+    from flux_depth_assets.config.models import NormalMapSettings
+    from flux_depth_assets.depth.normals import normals_from_depth
+
+    return normals_from_depth(height, smooth_px=NormalMapSettings().smooth * max(height.shape))
+
+
+def flat_normals(height: np.ndarray) -> np.ndarray:
+    out = np.zeros(height.shape + (3,), dtype=np.float32)
+    out[..., 2] = 1.0
+    return out
+
+
+def normal_errors(scenes: list[Scene], predict: Predictor) -> dict[str, dict[str, float]]:
+    """Mean angular error (degrees) per scene: normals of the prediction vs normals of the GT,
+    inside objects away from depth edges; the flat (0, 0, 1) map and the vertical gradient as
+    references."""
+    out: dict[str, dict[str, float]] = {}
+    for s in scenes:
+        pred = predict(s.image)
+        vert = quality.vertical_gradient_baseline(s.gt_disparity.shape)
+        out[s.name] = {
+            "pred": quality.normal_error_deg(pred, s.gt_disparity, pipeline_normals, gt_normals),
+            "flat": quality.normal_error_deg(pred, s.gt_disparity, flat_normals, gt_normals),
+            "vertical": quality.normal_error_deg(vert, s.gt_disparity, pipeline_normals, gt_normals),
+            "interior_share": float(quality.interior_mask(s.gt_disparity).mean()),
+        }
+    return out
+
+
+def format_normals(errors: dict[str, dict[str, float]], name: str) -> str:
+    head = (f"| scene | {name} normals error (°) ↓ | flat (0,0,1) error (°) | vertical error (°) "
+            "| pixels scored |")
+    lines = [head, "|---|---:|---:|---:|---:|"]
+    for n, e in errors.items():
+        lines.append(f"| {n} | {e['pred']:.1f} | {e['flat']:.1f} | {e['vertical']:.1f} "
+                     f"| {e['interior_share']:.0%} |")
+    mean = {k: float(np.mean([e[k] for e in errors.values()])) for k in ("pred", "flat", "vertical")}
+    lines.append(f"| **average** | **{mean['pred']:.1f}** | {mean['flat']:.1f} "
+                 f"| {mean['vertical']:.1f} | |")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- speed
 
 
@@ -274,8 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## {args.provider} (one parameter set for all scenes)\n")
     print(format_table(columns))
     print(f"\n{args.provider}: {elapsed:.2f} s for {len(scenes)} scenes (prediction + scoring)")
+    errors = normal_errors(scenes, predict)
+    print(f"\n## normal maps: {args.provider} depth → normals vs GT disparity → normals "
+          "(mean angle inside objects, ≥ 4 px from depth edges)\n")
+    print(format_normals(errors, args.provider))
     out: dict = {"command": sys.argv, "machine": machine_line(),
-                 "scores": {c: {n: vars(s) for n, s in col.items()} for c, col in columns.items()}}
+                 "scores": {c: {n: vars(s) for n, s in col.items()} for c, col in columns.items()},
+                 "normal_error_deg": errors}
 
     if args.loo:
         if args.provider != "local":

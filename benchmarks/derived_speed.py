@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/derived_speed.py            # the full run (~1 min)
     .venv/bin/python benchmarks/derived_speed.py --quick    # smaller inputs, fewer repeats
+    .venv/bin/python benchmarks/derived_speed.py --budget   # depth/normals/sprites at 1 MP
 
 Prints a Markdown report (the "Derived assets" section of benchmarks/README.md is made from it).
 
@@ -200,5 +201,33 @@ def main() -> None:
           f"{len(ss.preview) / 1024:.0f} KiB; all files {sum(map(len, files.values())) / 1e6:.1f} MB)")
 
 
+def kernel_budget(reps: int) -> None:
+    """Issue #16's CPU budget per 1 MP image (one core): local depth ≤ 60 ms, normals ≤ 30 ms,
+    sprites without encoding (cut + alpha/fills + background fill + preview frames) ≤ 80 ms."""
+    from flux_depth_assets.config.models import NormalMapSettings
+
+    print("\n## Kernel budget at 1 MP (1155×866), one core, median CPU seconds\n")
+    print("| photo | local depth (s) | normals, as the asset (s) | sprites w/o encoding (s) "
+          "| cut | alpha + layer fills | background fill | preview frames | (encoding: layers, preview) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    smooth = NormalMapSettings().smooth
+    for name in ("astronaut.jpg", "coffee.jpg", "chelsea.png"):
+        im = Image.open(REPO / "examples" / "demo_catalog" / name).convert("RGB")
+        im = im.resize((1155, 866), Image.Resampling.BICUBIC)
+        t_depth, near = timed(lambda im=im: estimate_depth(im), reps)
+        t_norm, _ = timed(lambda near=near: normals_from_depth(
+            near, smooth_px=smooth * max(near.shape)), reps)
+        rgb = np.asarray(im)
+        runs = [build_sprites(rgb, near, SpriteSettings()).seconds for _ in range(reps + 1)][1:]
+        sec = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        kernel = sec["cut"] + sec["alpha"] + sec["fill"] + sec["preview_frames"]
+        print(f"| {name} | {t_depth:.3f} | {t_norm:.3f} | {kernel:.3f} | {sec['cut']:.3f} "
+              f"| {sec['alpha']:.3f} | {sec['fill']:.3f} | {sec['preview_frames']:.3f} "
+              f"| {sec['encode_layers']:.3f}, {sec['preview_encode']:.3f} |")
+
+
 if __name__ == "__main__":
-    main()
+    if "--budget" in sys.argv:
+        kernel_budget(5)
+    else:
+        main()

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 def write_config(root: Path, catalogs_yaml: str, models_yaml: str | None = None) -> Path:
     cfg = root / "configs"
     (cfg / "catalogs").mkdir(parents=True)
-    (cfg / "flux_depth_project.yml").write_text("name: t\n")
+    (cfg / "flux_depth_project.yml").write_text("owners: [\"team:t\"]\n")
     (cfg / "catalogs" / "main.yml").write_text(textwrap.dedent(catalogs_yaml))
     if models_yaml:
         (cfg / "models").mkdir()

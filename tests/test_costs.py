@@ -227,6 +227,16 @@ def test_spend_of_a_failed_run_is_recorded_and_errors_hold_no_secret(tmp_path):
     assert SECRET.encode() not in blobs
 
 
+def test_render_errors_hold_no_secret_either(tmp_path):
+    from flux_depth_assets.imaging.validation import validate_image_bytes
+    cfg = make_catalog(tmp_path, 2, extra="    provider: {name: eachlabs, mode: render}\n")
+    run(cfg, fail_ids=[validate_image_bytes(images.jpeg(seed=0)).image_id])
+    rows = store(tmp_path).read_partition("depth_renders", "shop").to_pylist()
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and all(SECRET not in r["error"] for r in failed)
+    assert any("api_key=***" in r["error"] for r in failed)
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -150,6 +150,7 @@ def test_every_image_gets_normals_sprites_and_stats_and_every_check_passes(tmp_p
 
     evals = checks(result)
     assert set(evals) == {(NORMALS_ASSET, "unit_normals"), (SPRITES_ASSET, "recomposition_psnr"),
+                          (SPRITES_ASSET, "no_unfilled_pixels"),
                           *((a, "outputs_complete") for a in DERIVED)}
     assert all(e.passed for e in evals.values()), {k: e.description for k, e in evals.items()}
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 import respx
 
-from flux_depth_assets.providers.eachlabs.client import (
-    EachlabsClient,
+from flux_depth_assets.providers.eachlabs.client import EachlabsClient
+from flux_depth_assets.providers.eachlabs.pacing import RetryPolicy
+from flux_depth_assets.providers.eachlabs.protocol import (
     EachlabsError,
-    RetryPolicy,
     parse_prediction,
     parse_retry_after,
     prediction_id_from,

@@ -19,6 +19,7 @@ from PIL import Image
 
 from flux_depth_assets.config.models import EachlabsParams, EachlabsProviderConfig
 from flux_depth_assets.fakeapi import running_fake_api
+from tests.manual_clock import hold_predictions
 from flux_depth_assets.providers.base import ProviderInput
 from flux_depth_assets.providers.eachlabs import (
     EachlabsNotReady,
@@ -190,9 +191,16 @@ def test_predict_many_from_inside_a_running_event_loop(storage):
 
 def test_progress_lines_while_in_flight(storage):
     with running_fake_api(latency_s=0.6) as server:
+        clock = hold_predictions(server)  # they finish only once a progress line was seen
         provider = make_provider(server.base_url, storage, progress_interval_s=0.1)
         lines: list[str] = []
-        provider.predict_many(make_items(provider, 3), progress=lines.append)
+
+        def progress(line: str) -> None:
+            lines.append(line)
+            if "in flight" in line:
+                clock.advance(0.6)
+
+        provider.predict_many(make_items(provider, 3), progress=progress)
     ticks = [line for line in lines if "in flight" in line]
     assert ticks, lines
     assert "/3 done" in ticks[0] and "retries" in ticks[0] and "$0.15 so far" in ticks[-1]
@@ -241,7 +249,10 @@ def test_429_retry_after_is_honoured(storage):
 
 def test_500_and_502_are_retried(storage):
     with running_fake_api(latency_s=0.1, error_rate=0.3, seed=3) as server:
-        provider = make_provider(server.base_url, storage)
+        # Which request draws an error depends on how the requests interleave; with 12 retries a
+        # give-up (0.3^13 per request) never happens, whatever the machine's load.
+        patient = RetryPolicy(max_retries=12, backoff_base_s=0.01, backoff_max_s=0.05)
+        provider = make_provider(server.base_url, storage, retry=patient)
         preds = provider.predict_many(make_items(provider, 8))
         stats = server.stats()
     assert all(p.status == "succeeded" for p in preds), [p.error for p in preds]
@@ -313,16 +324,18 @@ def test_connection_errors_are_retried_then_reported(storage):
 
 def test_deadline_keeps_the_prediction_journaled_and_the_next_run_resumes_it(storage):
     with running_fake_api(latency_s=1.5) as server:
+        clock = hold_predictions(server)  # not done before the deadline, however slow the run
         provider = make_provider(server.base_url, storage, prediction_deadline_s=0.4)
         items = make_items(provider, 2)
         first = provider.predict_many(items)
         for p in first:
             assert p.status == "failed" and "prediction_deadline_s" in p.error
             assert "journaled" in p.error and p.cost_usd == pytest.approx(0.05)
-            assert 0.35 < p.latency_s < 1.5
+            assert p.latency_s >= 0.35  # it waited for the deadline
         assert sorted(journal_keys(storage)) == sorted(i.cache_key for i in items)
         provider.settle([i.cache_key for i in items])  # not final: they stay journaled
         assert len(journal_keys(storage)) == 2
+        clock.advance(1.5)
 
         second = make_provider(server.base_url, storage, prediction_deadline_s=10)
         again = second.predict_many(items)
@@ -474,6 +487,7 @@ def test_journal_entries_of_another_host_are_ignored(storage):
 
 def test_journal_defaults_to_flux_depth_home(tmp_path):
     with running_fake_api(latency_s=0.3) as server:
+        hold_predictions(server)  # never done: the deadline always journals it
         provider = make_provider(server.base_url, None, prediction_deadline_s=0.1)
         provider.predict_many(make_items(provider, 1))
     assert PredictionJournal(Storage(str(tmp_path / "home"))).keys()  # conftest's FLUX_DEPTH_HOME

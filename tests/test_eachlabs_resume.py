@@ -35,10 +35,12 @@ def test_a_killed_run_resumes_without_paying_twice(tmp_path):
     from flux_depth_assets.fakeapi import running_fake_api
     from flux_depth_assets.providers.eachlabs import PredictionJournal
     from flux_depth_assets.storage.store import Storage
+    from tests.manual_clock import hold_predictions
 
     root = str(tmp_path / "root")
     images, concurrency = 6, 3
     with running_fake_api(latency_s=4.0) as server:
+        clock = hold_predictions(server)  # nothing finishes before the kill, however slow the child
         child = subprocess.Popen(
             [sys.executable, __file__, "--base-url", server.base_url, "--root", root,
              "--images", str(images), "--concurrency", str(concurrency)],
@@ -66,7 +68,12 @@ def test_a_killed_run_resumes_without_paying_twice(tmp_path):
 
         provider, items = _items_and_provider(server.base_url, root, concurrency, images)
         lines: list[str] = []
-        preds = provider.predict_many(items, progress=lines.append)
+
+        def progress(line: str) -> None:  # the host moves on as the resumed run polls
+            lines.append(line)
+            clock.advance(4.0)
+
+        preds = provider.predict_many(items, progress=progress)
         stats = server.stats()
 
     assert all(p.status == "succeeded" for p in preds), [p.error for p in preds]

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from flux_depth_assets.fakeapi import build_parser, fake_api_process, main, running_fake_api
+from tests.manual_clock import hold_predictions
 
 KEY = {"X-API-Key": "any-key"}
 
@@ -46,6 +47,7 @@ def wait_done(client: httpx.Client, pid: str, timeout: float = 5.0) -> dict:
 
 def test_create_poll_download_round_trip():
     with running_fake_api(latency_s=0.3) as server, httpx.Client(base_url=server.base_url) as c:
+        clock = hold_predictions(server)
         created = create(c, control=data_uri((90, 70)))
         assert created.status_code == 200
         answer = created.json()
@@ -54,6 +56,7 @@ def test_create_poll_download_round_trip():
         first = c.get(f"/v1/prediction/{pid}", headers=KEY).json()
         assert first["status"] in ("starting", "processing") and first["output"] is None
         assert "control_image" not in first["input"]  # never echoes the (large) image back
+        clock.advance(0.3)
         done = wait_done(c, pid)
         assert done["status"] == "success" and done["error"] is None
         assert done["metrics"]["predict_time"] == pytest.approx(0.3, abs=0.01)
@@ -124,6 +127,7 @@ def test_unknown_prediction_and_output_are_404():
 
 def test_output_is_not_served_before_success():
     with running_fake_api(latency_s=2.0) as server, httpx.Client(base_url=server.base_url) as c:
+        hold_predictions(server)  # never done: whatever the machine's speed
         pid = create(c).json()["predictionID"]
         assert c.get(f"/outputs/{pid}.png").status_code == 404
 
@@ -191,11 +195,12 @@ def test_loopback_urls_are_fetched_and_others_are_not():
 
 def test_counts_predictions_running_at_once():
     with running_fake_api(latency_s=0.5) as server, httpx.Client(base_url=server.base_url) as c:
+        clock = hold_predictions(server)
         for i in range(3):
             create(c, control=data_uri((20 + i, 20)))
         stats = server.stats()
         assert stats["active_predictions"] == 3 and stats["max_active_predictions"] == 3
-        time.sleep(0.6)
+        clock.advance(0.6)
         create(c)
         stats = server.stats()
         assert stats["active_predictions"] == 1 and stats["max_active_predictions"] == 3

@@ -335,7 +335,7 @@ def test_summary_reads_depth_stats_when_present(store):
 def test_record_materialization_from_any_partitioned_asset(tmp_path):
     import dagster as dg
 
-    from flux_depth_assets.lineage.record import record_materialization
+    from flux_depth_assets.defs.lineage import record_materialization
 
     root = str(tmp_path / "rec")
 

@@ -11,7 +11,7 @@ import pytest
 from flux_depth_assets.cli import main as cli_main
 from flux_depth_assets.defs.resources import CatalogsResource
 from flux_depth_assets.defs.sensors import catalog_registry_sensor
-from tests.conftest import REPO
+from tests.commands import REPO, console_script, subprocess_env
 
 
 def config_with(tmp_path, names):
@@ -72,9 +72,9 @@ def test_definitions_load_with_the_contract_names():
 
 @pytest.mark.slow
 def test_dagster_definitions_validate_passes():
-    proc = subprocess.run([str(REPO / ".venv" / "bin" / "dagster"), "definitions", "validate",
+    proc = subprocess.run([console_script("dagster"), "definitions", "validate",
                            "-w", str(REPO / "workspace.yaml")], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env=subprocess_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -95,16 +95,16 @@ def test_cli_validate_ok_and_error(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_materialize_runs_and_reports_failures(tmp_path):
-    env_bin = REPO / ".venv" / "bin" / "flux-depth"
-    ok = subprocess.run([str(env_bin), "materialize", "--catalog", "demo", "--quiet"],
-                        cwd=REPO, capture_output=True, text=True, timeout=300,
-                        env={"PATH": "/usr/bin:/bin", "FLUX_DEPTH_HOME": str(tmp_path / "h")})
+    env_bin = console_script("flux-depth")
+    # No DAGSTER_HOME: an ephemeral instance, never the developer's.
+    env = subprocess_env(unset=["DAGSTER_HOME"], FLUX_DEPTH_HOME=str(tmp_path / "h"))
+    ok = subprocess.run([env_bin, "materialize", "--catalog", "demo", "--quiet"],
+                        cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert ok.returncode == 0, ok.stderr
     assert "depth_maps" in ok.stdout and str(tmp_path / "h") in ok.stdout
     cfg = config_with(tmp_path, ["broken"])  # its source folder does not exist
-    bad = subprocess.run([str(env_bin), "materialize", "--catalog", "broken", "--config-dir", str(cfg),
-                          "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={"PATH": "/usr/bin:/bin", "FLUX_DEPTH_HOME": str(tmp_path / "h")})
+    bad = subprocess.run([env_bin, "materialize", "--catalog", "broken", "--config-dir", str(cfg),
+                          "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 1
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("flux-depth: error: run ") and "does not exist" in last

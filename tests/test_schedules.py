@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from datetime import datetime, UTC
 
 import dagster as dg
@@ -42,10 +41,8 @@ def write(tmp_path, text: str):
 def test_each_catalog_gets_the_sensor_and_schedule_it_declares(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # loading must not call S3
     cfg = write(tmp_path, CATALOGS)
-    started = time.perf_counter()
     defs = build_definitions({"catalogs": CatalogsResource(config_dir=str(cfg))})
-    dg.Definitions.validate_loadable(defs)
-    assert time.perf_counter() - started < 5
+    dg.Definitions.validate_loadable(defs)  # its load time: benchmarks/definitions_load.py
     schedules = {s.name: s for s in defs.schedules}
     sensors = {s.name: s for s in defs.sensors}
     assert set(schedules) == {"nightly__schedule", "both__schedule"}
@@ -87,6 +84,8 @@ def _check_ticks(schedule, instance, repo):
 
 @pytest.mark.parametrize("line, field", [
     ('    schedule: "61 * * * *"', "schedule"),
+    ('    schedule: "0 0 30 2 *"', "schedule"),  # February 30th never comes
+    ('    schedule: "0 0 3 * * *"', "schedule"),  # a seconds field: Dagster takes five
     ("    schedule_timezone: Mars/Olympus", "schedule_timezone"),
     ("    upload_sensor: {settle_secs: 5}", "upload_sensor.settle_secs"),
     ("    upload_sensor: {minimum_interval_seconds: 1}", "upload_sensor.minimum_interval_seconds"),

@@ -8,10 +8,33 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# What Dagster takes as an owner: an email address or `team:<name>`.
+_OWNER_RE = re.compile(r"^(team:\S+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 DEFAULT_INCLUDE = ["*.jpg", "*.jpeg", "*.png", "*.webp"]
+
+
+def is_valid_cron(expr: str) -> bool:
+    """A cron string Dagster schedules accept: five fields (or a macro such as `@daily`), and not
+    a day that never comes (February 30/31)."""
+    if not croniter.is_valid(expr):
+        return False
+    fields = croniter.expand(expr)[0]
+    if len(fields) != 5:  # croniter also takes a seconds field; Dagster does not
+        return False
+    days, months = fields[2], fields[3]
+    return not (list(months) == [2] and set(days) <= {30, 31})
+
+
+def check_owners(owners: list[str]) -> list[str]:
+    """Refuse at load time, naming the file and field, an owner Dagster would refuse later."""
+    bad = [o for o in owners if not _OWNER_RE.match(o)]
+    if bad:
+        raise ValueError(f"owner {bad[0]!r} is not an email address or `team:<name>`")
+    return owners
 
 
 class StrictModel(BaseModel):
@@ -250,12 +273,16 @@ ProviderConfig = Annotated[
 
 class DepthMapSettings(StrictModel):
     write_npy: bool = False
+    # catalog: derived assets read every map on the catalog's common range (image sequences)
+    normalization: Literal["per_image", "catalog"] = "per_image"
 
 
 class NormalMapSettings(StrictModel):
     strength: float = Field(default=1.0, gt=0)
     convention: Literal["opengl", "directx"] = "opengl"
     bit_depth: Literal[8, 16] = 8
+    # edge-aware smoothing before differentiation, × the long side (0 = off; see depth.normals)
+    smooth: float = Field(default=0.2, ge=0, le=0.5)
 
 
 class SpriteSettings(StrictModel):
@@ -299,7 +326,7 @@ class _TestArgs(StrictModel):
 
 
 class ValidDepthRatioTest(_TestArgs):
-    """depth_stats.valid_ratio (share of valid depth pixels) is at least `min`."""
+    """depth_stats.valid_fraction (share of valid depth pixels) is at least `min`."""
 
     min: float = Field(ge=0, le=1)
     aggregate: Literal["each", "mean"] = "each"  # every image, or the catalog mean
@@ -354,7 +381,7 @@ class DeclaredTest(StrictModel):
 
 class CatalogConfig(StrictModel):
     name: str
-    description: str = ""
+    description: str = ""  # listed in every asset's description, and the sensor's and schedule's
     source: SourceConfig
     provider: ProviderConfig = Field(default_factory=LocalProviderConfig)
     max_failure_ratio: float = Field(default=0.2, ge=0, le=1)
@@ -367,8 +394,8 @@ class CatalogConfig(StrictModel):
     schedule_timezone: str = "UTC"
     tests: list[DeclaredTest] = Field(default_factory=list)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    owners: list[str] = Field(default_factory=list)
-    tags: dict[str, str] = Field(default_factory=dict)
+    owners: list[str] = Field(default_factory=list)  # added to every asset's owners
+    tags: dict[str, str] = Field(default_factory=dict)  # on the catalog's runs, sensor and schedule
 
     @field_validator("name")
     @classmethod
@@ -377,14 +404,17 @@ class CatalogConfig(StrictModel):
             raise ValueError(f"catalog name {v!r} is not a slug ([a-z0-9][a-z0-9_-]*)")
         return v
 
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, v: list[str]) -> list[str]:
+        return check_owners(v)
+
     @field_validator("schedule")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from dagster._utils.schedules import is_valid_cron_string  # noqa: TID251 - replaced next commit (#18); lazy: only when used
-
-        if not is_valid_cron_string(v.strip()):
+        if not is_valid_cron(v.strip()):
             raise ValueError(f"{v!r} is not a valid cron string (e.g. \"0 3 * * *\" or \"@daily\")")
         return v.strip()
 
@@ -416,11 +446,14 @@ class CatalogFile(StrictModel):
 class ProjectFile(StrictModel):
     """`flux_depth_project.yml`: where catalogs live and project-wide defaults."""
 
-    name: str = "flux_depth_assets"
-    version: str = "1"
     catalog_paths: list[str] = Field(default_factory=lambda: ["catalogs"])
     model_paths: list[str] = Field(default_factory=lambda: ["models"])
-    owners: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list)  # every asset's owners (Dagster `owners`)
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, v: list[str]) -> list[str]:
+        return check_owners(v)
 
 
 class ModelsFile(StrictModel):

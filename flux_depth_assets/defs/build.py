@@ -7,6 +7,7 @@ import dagster as dg
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
+from flux_depth_assets.defs.assets.gallery import catalog_gallery
 from flux_depth_assets.defs.assets.renders import depth_renders
 from flux_depth_assets.defs.assets.summary import catalog_summary
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, CATALOG_TAG
@@ -15,8 +16,9 @@ from flux_depth_assets.defs.resources import CatalogsResource, default_resources
 from flux_depth_assets.defs.schedules import build_schedules
 from flux_depth_assets.defs.sensors import catalog_registry_sensor
 from flux_depth_assets.defs.upload_sensors import build_upload_sensors
+from flux_depth_assets.defs.yaml_attributes import with_yaml_attributes
 
-PARTITIONED_ASSETS = [source_images, depth_maps, depth_renders, *DERIVED_ASSETS]
+PARTITIONED_ASSETS = [source_images, depth_maps, depth_renders, *DERIVED_ASSETS, catalog_gallery]
 # Not partitioned, so never in catalog_job: runs by automation after depth_maps/depth_stats update.
 UNPARTITIONED_ASSETS = [catalog_summary]
 
@@ -40,13 +42,12 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     # Per-catalog sensors, schedules and YAML tests come from the YAML (local files only: no
     # network at load time; a config error names its file and line and stops the load).
     catalogs_resource = resources["catalogs"]
-    catalogs = list(catalogs_resource.load().catalogs.values()) \
-        if isinstance(catalogs_resource, CatalogsResource) else []
-    assets = [*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS]
+    project = catalogs_resource.load() if isinstance(catalogs_resource, CatalogsResource) else None
+    catalogs = list(project.catalogs.values()) if project else []
+    assets = with_yaml_attributes([*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS], project)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*DERIVED_CHECKS,
-                      *build_declarative_checks(catalogs, [k for a in assets for k in a.keys])],
+        asset_checks=[*DERIVED_CHECKS, *build_declarative_checks(catalogs)],
         jobs=[catalog_job],
         sensors=[catalog_registry_sensor, *build_upload_sensors(catalogs, catalog_job)],
         schedules=build_schedules(catalogs, catalog_job),

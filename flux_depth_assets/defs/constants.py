@@ -1,4 +1,4 @@
-"""Names shared by every Dagster definition: partitions, groups, owners, tags."""
+"""Names shared by every Dagster definition: partitions, groups, tags (owners come from the YAML)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ DEPTH_GROUP = "depth"
 DERIVED_GROUP = "derived"
 ANALYTICS_GROUP = "analytics"
 
-OWNERS = ["team:data-engineering"]
 HOSTED_API_POOL = "flux_depth_hosted_api"
 CATALOG_TAG = "flux_depth/catalog"
 TRIGGER_TAG = "flux_depth/trigger"  # what started a run: schedule, upload_sensor, ...

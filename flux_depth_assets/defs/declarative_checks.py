@@ -31,22 +31,15 @@ def _describe(test_name: str, catalogs: list[CatalogConfig]) -> str:
             f"Declared by {'; '.join(declared)}.")
 
 
-def build_declarative_checks(catalogs: Iterable[CatalogConfig],
-                             asset_keys: Iterable[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
-    """One multi-check per target asset, with a partitioned spec per declared test name.
-
-    Tests whose asset is not among `asset_keys` (e.g. `depth_stats` not defined yet) are left out.
-    """
-    available = {k.to_user_string() for k in asset_keys}
+def build_declarative_checks(catalogs: Iterable[CatalogConfig]) -> list[dg.AssetChecksDefinition]:
+    """One multi-check per target asset, with a partitioned spec per declared test name."""
     by_test: dict[str, list[CatalogConfig]] = defaultdict(list)
     for cat in catalogs:
         for test in cat.tests:
             by_test[test.name].append(cat)
     by_asset: dict[str, list[str]] = defaultdict(list)
     for test_name in sorted(by_test):
-        asset = TEST_ASSETS[test_name]
-        if asset in available:
-            by_asset[asset].append(test_name)
+        by_asset[TEST_ASSETS[test_name]].append(test_name)
     with warnings.catch_warnings():  # partitioned check specs are a Dagster "preview" feature
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return [_checks_for_asset(asset, names, by_test) for asset, names in sorted(by_asset.items())]

@@ -12,10 +12,10 @@ import dagster as dg
 
 from flux_depth_assets.config import CatalogConfig
 from flux_depth_assets.defs.assets.catalog import source_images
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DEPTH_GROUP, HOSTED_API_POOL, OWNERS
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DEPTH_GROUP, HOSTED_API_POOL
 from flux_depth_assets.defs.metadata import counts_metadata, preview_table
 from flux_depth_assets.defs.resources import DepthProviderResource
-from flux_depth_assets.lineage.record import record_materialization
+from flux_depth_assets.defs.lineage import record_materialization
 from flux_depth_assets.lineage.writer import calls_from_rows, config_hash
 from flux_depth_assets.pipeline.paid import PaidRunError
 from flux_depth_assets.pipeline.provider_run import BudgetExceeded, ProviderRunResult
@@ -23,11 +23,12 @@ from flux_depth_assets.providers.base import ProviderNotReady
 from flux_depth_assets.storage.store import Storage
 
 
-def provider_asset(name: str, description: str):
+def provider_asset(name: str,
+                   description: str) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """The `@dg.asset` of a per-catalog asset that calls a depth provider (and may pay for it)."""
     return dg.asset(name=name, description=description, deps=[source_images],
                     partitions_def=CATALOG_PARTITIONS, group_name=DEPTH_GROUP,
-                    kinds={"python", "parquet", "png"}, owners=OWNERS, code_version="1",
+                    kinds={"python", "parquet", "png"}, code_version="1",
                     pool=HOSTED_API_POOL)
 
 

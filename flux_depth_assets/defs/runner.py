@@ -11,8 +11,9 @@ import sqlalchemy.exc
 
 from flux_depth_assets.config import load_project
 from flux_depth_assets.defs.build import PARTITIONED_ASSETS, build_definitions
-from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME
+from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME, CATALOG_TAG
 from flux_depth_assets.defs.resources import CatalogsResource
+from flux_depth_assets.defs.yaml_attributes import catalog_tags
 
 
 @dataclass
@@ -44,7 +45,7 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
                         instance: dg.DagsterInstance | None = None,
                         resources: dict | None = None, log_level: str = "INFO") -> RunOutcome:
     project = load_project(config_dir)  # fail fast on bad config, before touching the instance
-    project.catalog(catalog)
+    declared = project.catalog(catalog)
     known = asset_names()
     unknown = [a for a in assets or [] if a not in known]
     if unknown:
@@ -63,7 +64,7 @@ def materialize_catalog(catalog: str, assets: list[str] | None = None,
         partition_key=catalog, instance=instance, raise_on_error=False,
         asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        tags={"flux_depth/catalog": catalog},
+        tags=catalog_tags(declared, {CATALOG_TAG: catalog}),
     )
     outcome = RunOutcome(success=result.success, run_id=result.run_id)
     for ev in result.get_asset_materialization_events():

@@ -14,6 +14,7 @@ import dagster as dg
 
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME, CATALOG_TAG, TRIGGER_TAG
+from flux_depth_assets.defs.yaml_attributes import catalog_tags
 
 
 def schedule_name(catalog: str) -> str:
@@ -30,8 +31,10 @@ def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
         execution_timezone=catalog.schedule_timezone,
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Refreshes catalog {name!r} on `{catalog.schedule}` ({catalog.schedule_timezone}).",
-        tags={CATALOG_TAG: name},
+        description=f"Refreshes catalog {name!r} on `{catalog.schedule}` ({catalog.schedule_timezone}). "
+                    f"{catalog.description}".strip(),
+        tags=catalog_tags(catalog, {CATALOG_TAG: name}),
+        owners=catalog.owners or None,
     )
     def _catalog_schedule(context: dg.ScheduleEvaluationContext):
         if not context.instance.has_dynamic_partition(CATALOG_PARTITION_NAME, name):
@@ -42,7 +45,7 @@ def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
         return dg.RunRequest(
             run_key=f"schedule:{name}:{stamp}",  # one run per scheduled time, even if retried
             partition_key=name,
-            tags={CATALOG_TAG: name, TRIGGER_TAG: "schedule"},
+            tags=catalog_tags(catalog, {CATALOG_TAG: name, TRIGGER_TAG: "schedule"}),
         )
 
     return _catalog_schedule

@@ -23,6 +23,7 @@ from flux_depth_assets.defs.constants import (
     TRIGGER_TAG,
 )
 from flux_depth_assets.defs.resources import CatalogsResource
+from flux_depth_assets.defs.yaml_attributes import catalog_tags
 from flux_depth_assets.pipeline.upload_watch import UploadCursor, evaluate_tick, list_fingerprints
 
 NEW_OBJECTS_TAG = "flux_depth/new_objects"
@@ -47,8 +48,9 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
         description=(
             f"Watches catalog {name!r}'s {catalog.source.type} source and requests a run of its "
             f"partition when objects are added, changed or deleted, once uploads have settled "
-            f"({declared.settle_seconds:g} s)."),
-        tags={CATALOG_TAG: name},
+            f"({declared.settle_seconds:g} s). {catalog.description}").strip(),
+        tags=catalog_tags(catalog, {CATALOG_TAG: name}),
+        owners=catalog.owners or None,
     )
     def _upload_sensor(context: dg.SensorEvaluationContext, catalogs: CatalogsResource):
         try:
@@ -78,8 +80,8 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
         run = dg.RunRequest(
             run_key=decision.run_key,
             partition_key=name,
-            tags={CATALOG_TAG: name, TRIGGER_TAG: "upload_sensor",
-                  NEW_OBJECTS_TAG: str(decision.new)},
+            tags=catalog_tags(config, {CATALOG_TAG: name, TRIGGER_TAG: "upload_sensor",
+                                       NEW_OBJECTS_TAG: str(decision.new)}),
         )
         return dg.SensorResult(run_requests=[run], cursor=cursor,
                                dynamic_partitions_requests=partition_requests)

@@ -135,6 +135,72 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+#: default edge-aware smoothing before differentiation, as a fraction of the long side
+SMOOTH_FRAC = 0.2
+#: depth steps larger than about this fraction of the map's range are edges the smoothing keeps
+SMOOTH_RANGE_FRAC = 0.3
+#: long side of the copy the smoothing runs on
+SMOOTH_WORK_SIDE = 256
+
+
+def shape_smooth(nearness: np.ndarray, sigma_px: float,
+                 range_frac: float = SMOOTH_RANGE_FRAC) -> np.ndarray:
+    """Edge-aware smoothing of a depth map so normals follow shape, not texture.
+
+    A bilateral filter of the depth itself, computed on a bilateral grid (Chen, Paris & Durand
+    2007): values are splatted into a coarse (y, x, depth) grid with cells of `sigma_px` and
+    `range_frac` of the map's range, the grid is blurred, and each pixel reads its value back
+    with a cubic spline (smooth normals: no facets at cell borders). It averages over surfaces
+    but not across depth steps, at a cost independent of the sigma. It runs on a copy
+    `SMOOTH_WORK_SIDE` px long; back at full size, where the upsampled map departs from the input
+    by more than a depth step (the pixels next to a silhouette) the input, median-filtered, is
+    blended in, so silhouettes stay sharp. NaN stays NaN. OpenCV has no bilateral grid, and its
+    bilateral filter costs grow with the square of the sigma (10-20 % of the image here).
+    """
+    import cv2
+    from scipy import ndimage
+
+    n = np.asarray(nearness, dtype=np.float32)
+    valid = np.isfinite(n)
+    if sigma_px <= 0 or not valid.any():
+        return n
+    h, w = n.shape
+    x = n if valid.all() else np.where(valid, n, np.float32(np.nanmedian(n)))
+    f = max(1.0, max(h, w) / SMOOTH_WORK_SIDE)
+    sw, sh = max(1, round(w / f)), max(1, round(h / f))
+    small = cv2.resize(x, (sw, sh), interpolation=cv2.INTER_AREA) if f > 1 else x
+    lo, hi = (float(v) for v in np.percentile(small, [1, 99]))
+    if not hi > lo:
+        return n
+    ss, sr = max(1.0, sigma_px / f), range_frac * (hi - lo)
+    zlo = float(small.min())
+    ny, nx = int(sh / ss) + 4, int(sw / ss) + 4
+    nz = int((float(small.max()) - zlo) / sr) + 4
+    cy = np.repeat((np.arange(sh, dtype=np.float32) / np.float32(ss) + 1.5)[:, None], sw, axis=1)
+    cx = np.repeat((np.arange(sw, dtype=np.float32) / np.float32(ss) + 1.5)[None, :], sh, axis=0)
+    cz = (small - np.float32(zlo)) / np.float32(sr) + np.float32(1.5)
+    idx = ((np.rint(cy).astype(np.int64) * nx + np.rint(cx).astype(np.int64)) * nz
+           + np.rint(cz).astype(np.int64)).ravel()
+    cells = ny * nx * nz
+    weight = np.bincount(idx, minlength=cells).astype(np.float64).reshape(ny, nx, nz)
+    value = np.bincount(idx, weights=small.ravel().astype(np.float64),
+                        minlength=cells).reshape(ny, nx, nz)
+    weight = ndimage.gaussian_filter(weight, 1.0, mode="constant")
+    value = ndimage.gaussian_filter(value, 1.0, mode="constant")
+    coords = np.stack([cy.ravel(), cx.ravel(), cz.ravel()])
+    num = ndimage.map_coordinates(value, coords, order=3, mode="nearest")
+    den = ndimage.map_coordinates(weight, coords, order=3, mode="nearest")
+    smooth = (num / np.maximum(den, 1e-6)).reshape(sh, sw).astype(np.float32)
+    up = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_CUBIC) if f > 1 else smooth
+    keep = np.clip(np.abs(up - x) * np.float32(1.0 / (2.0 * sr)) - np.float32(1.0), 0.0, 1.0)
+    out = np.asarray(cv2.medianBlur(x, 5), dtype=np.float32)
+    out -= up
+    out *= keep
+    out += up
+    out[~valid] = np.nan
+    return out
+
+
 def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float | np.float32,
                 has_nan: bool = True) -> np.ndarray:
     """Slope at interior pixels from forward and backward one-sided slopes (same shape).
@@ -204,13 +270,17 @@ def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
 
 
 def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
-                       convention: Convention = "opengl", *, smooth_quantized: bool = True) -> np.ndarray:
+                       convention: Convention = "opengl", *, smooth_quantized: bool = True,
+                      smooth_px: float = 0.0) -> np.ndarray:
     """Unit surface normals (H, W, 3) float32 of the height field `strength * nearness`.
 
     Slopes are measured per image width (see the module docstring), so the result does not
     depend on the resolution the same scene is sampled at. A coarsely quantised map (e.g. from
     an 8-bit provider image, where one value step would tilt a normal by more than ~6°) is
-    first smoothed by `dequantize` unless `smooth_quantized` is False.
+    first smoothed by `dequantize` unless `smooth_quantized` is False. With `smooth_px` > 0,
+    `shape_smooth` (edge-aware, over ~`smooth_px` pixels) first removes the texture an
+    *estimated* depth map carries, keeping silhouettes: the `normal_maps` asset passes
+    `smooth × long side` (default `SMOOTH_FRAC`); a measured map needs none.
     """
     n = np.asarray(nearness, dtype=np.float32)
     if n.ndim != 2 or n.size == 0:
@@ -224,6 +294,8 @@ def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
         step = quantization_step(n)
         if step * w * strength > QUANT_STEP_SLOPE:
             n = dequantize(n, step, radius=max(2, round(w / 400)))
+    if smooth_px and smooth_px > 0 and min(h, w) >= 8:
+        n = shape_smooth(n, smooth_px)
     scale = np.float32(strength * w)  # nearness step per pixel → slope per image width
     has_nan = bool(np.isnan(n).any())
     tan_edge = np.float32(math.tan(math.radians(EDGE_ANGLE_DEG)))

@@ -19,10 +19,13 @@ Every function is pure (numpy in, numbers out) so tests and the benchmark share 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 
 DELTA1_THRESHOLD = 1.25
+
+NormalsFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -116,3 +119,58 @@ def vertical_gradient_baseline(shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     col = np.linspace(0.0, 1.0, h, dtype=np.float32) if h > 1 else np.zeros(1, np.float32)
     return np.repeat(col[:, None], w, axis=1)
+
+
+# --------------------------------------------------------------------------- normal maps
+
+
+#: a GT disparity step larger than this between neighbours (in pixels of disparity) is a depth edge
+NORMAL_EDGE_DISPARITY = 1.0
+#: pixels within this many pixels of a depth edge, an unknown pixel or the border are not scored
+NORMAL_EDGE_MARGIN = 4
+
+
+def interior_mask(gt_disparity: np.ndarray, edge_step: float = NORMAL_EDGE_DISPARITY,
+                  margin: int = NORMAL_EDGE_MARGIN) -> np.ndarray:
+    """Pixels inside objects: known GT, at least `margin` pixels from any depth edge, unknown
+    pixel or image border (where a normal is not defined by one surface)."""
+    from scipy import ndimage
+
+    gt = np.asarray(gt_disparity, dtype=np.float64)
+    known = valid_mask(gt)
+    bad = ~known
+    with np.errstate(invalid="ignore"):
+        jx = np.abs(np.diff(gt, axis=1)) > edge_step
+        jy = np.abs(np.diff(gt, axis=0)) > edge_step
+    bad[:, :-1] |= jx
+    bad[:, 1:] |= jx
+    bad[:-1] |= jy
+    bad[1:] |= jy
+    if margin > 0:
+        bad = ndimage.binary_dilation(bad, iterations=margin)
+        bad[:margin] = bad[-margin:] = True
+        bad[:, :margin] = bad[:, -margin:] = True
+    return ~bad
+
+
+def normal_error_deg(pred: np.ndarray, gt_disparity: np.ndarray, normals_fn: NormalsFn,
+                     gt_normals_fn: NormalsFn, mask: np.ndarray | None = None) -> float:
+    """Mean angle (degrees) between normals of an aligned prediction and normals of the GT.
+
+    The prediction is aligned to the GT disparity (least-squares scale and shift), then both are
+    divided by the GT's valid range so they are height fields on one scale. The prediction's
+    normals come from `normals_fn(height) -> (H, W, 3)` (what the pipeline does), the reference
+    from `gt_normals_fn` (kept fixed across versions; unknown GT pixels are NaN). Scored on
+    `mask` (default `interior_mask`): inside objects, away from depth edges.
+    """
+    gt = np.asarray(gt_disparity, dtype=np.float64)
+    known = valid_mask(gt, pred)
+    s, t = align_scale_shift(pred, gt, known)
+    span = float(gt[known].max() - gt[known].min()) or 1.0
+    aligned = ((s * np.asarray(pred, dtype=np.float64) + t) / span).astype(np.float32)
+    truth = np.where(known, gt / span, np.nan).astype(np.float32)
+    m = interior_mask(gt) if mask is None else mask
+    a, b = normals_fn(aligned), gt_normals_fn(truth)
+    dot = np.clip((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)),
+                  -1.0, 1.0)
+    return float(np.degrees(np.arccos(dot[m])).mean())

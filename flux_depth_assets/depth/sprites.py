@@ -127,16 +127,18 @@ def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSetting
         clock = now
 
     cuts = depth_cuts(n, n_layers, cut_method)
-    labels = layer_labels(n, cuts)
+    labels = keep_faces_whole(img, layer_labels(n, cuts))
     coverage = np.bincount(labels.ravel(), minlength=n_layers)[:n_layers] / labels.size
     near_stats = layer_nearness(n, labels, n_layers)
     boxes = label_boxes(labels, n_layers)
     lap("cut")
 
     alphas: list[tuple[np.ndarray, Box] | None] = [None] * n_layers
+    colours: list[np.ndarray | None] = [None] * n_layers
+    reach = fill_reach(w, h, settings)
     for k in range(1, n_layers):
-        if boxes[k] is not None:
-            alphas[k] = feathered_alpha(labels, k, settings.feather_px, boxes[k])
+        if (box_k := boxes[k]) is not None:
+            alphas[k], colours[k] = filled_layer(img, labels, k, settings.feather_px, box_k, reach)
     lap("alpha")
 
     # the background: its own pixels as they are; pixels under nearer layers filled from
@@ -165,10 +167,12 @@ def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSetting
             png, box = _png(np.zeros((1, 1, 4), np.uint8), "RGBA"), None
         else:
             alpha, box = entry
-            x, y, bw, bh = box
+            _, _, bw, bh = box
             a8 = np.rint(alpha * 255.0).astype(np.uint8)
             rgba = np.zeros((bh, bw, 4), dtype=np.uint8)
-            np.copyto(rgba[..., :3], img[y:y + bh, x:x + bw], where=(a8 > 0)[..., None])
+            colour = colours[k]
+            assert colour is not None
+            np.copyto(rgba[..., :3], colour, where=(a8 > 0)[..., None])
             rgba[..., 3] = a8
             png = _png(rgba, "RGBA")
         st = near_stats[k]
@@ -180,15 +184,87 @@ def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSetting
             parallax_factor=factors[k], coverage=float(coverage[k])))
     lap("encode_layers")
 
-    preview, preview_info = sway_preview(img, background, alphas, factors, settings)
+    timings: dict[str, float] = {}
+    preview, preview_info = sway_preview(img, background, alphas, factors, settings, colours, timings)
     preview_file = f"preview.{settings.preview_format}"
     preview_info["file"] = preview_file
-    lap("preview")
+    lap("preview")  # frames + encoding; the split below
+    seconds["preview_encode"] = timings.get("preview_encode", 0.0)
+    seconds["preview_frames"] = round(seconds["preview"] - seconds["preview_encode"], 4)
 
     manifest = _manifest(layers, cuts, preview_info, settings, width=w, height=h, image_id=image_id,
                          depth_sha256=depth_sha256, cut_method=cut_method)
     return SpriteSet(layers=layers, manifest=manifest, preview=preview,
                      preview_file=preview_file, seconds=seconds)
+
+
+def keep_faces_whole(img: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """No cut runs through a detected face: the ellipse inside each face box (OpenCV cascade,
+    `depth.subjects`) goes whole to the layer most of it is in."""
+    import cv2
+
+    from flux_depth_assets.depth.subjects import detect_faces, scale_box
+
+    h, w = labels.shape
+    f = min(1.0, 256 / max(h, w))
+    small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))),
+                       interpolation=cv2.INTER_AREA)
+    faces = detect_faces(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+    if not faces:
+        return labels
+    out = labels.copy()
+    for face in faces:
+        x, y, bw, bh = scale_box(face.box, 1 / f, 1 / f)
+        ellipse = np.zeros((h, w), dtype=np.uint8)
+        cv2.ellipse(ellipse, (x + bw // 2, y + bh // 2), (bw // 2, int(bh * 0.6)), 0, 0, 360, 1, -1)
+        inside = ellipse.astype(bool)
+        if inside.any():
+            out[inside] = np.bincount(labels[inside]).argmax()
+    return out
+
+
+def fill_reach(w: int, h: int, settings: SpriteSettings) -> int:
+    """How far (full-frame pixels) a nearer layer can slide over a farther one in the preview:
+    the farther layer is filled that far under the nearer ones."""
+    long_out = min(settings.preview_max_side, max(h, w))
+    return math.ceil(SWAY_AMPLITUDE * long_out * max(h, w) / long_out) + 2
+
+
+def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float, box: Box,
+                 reach: int) -> tuple[tuple[np.ndarray, Box] | None, np.ndarray]:
+    """Layer k's alpha (cropped, with its bbox) and colours: its own pixels with a feathered
+    edge, plus every nearer layer's pixel within `reach` of them, opaque and inpainted from
+    layer k's own colours (push-pull, `fill_holes`: one pass for any hole size), so a
+    nearer layer moving away uncovers layer k, not the background."""
+    import cv2
+
+    h, w = labels.shape
+    own = labels == k
+    # within `reach` of an own pixel: a distance transform, O(pixels) whatever the reach
+    dist = cv2.distanceTransform((~own).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_3)
+    under = (dist <= reach) & (labels > k)
+    base = feathered_alpha(labels, k, feather_px, box)
+    alpha_full = np.zeros((h, w), dtype=np.float32)
+    if base is not None:
+        a, (x, y, bw, bh) = base
+        alpha_full[y:y + bh, x:x + bw] = a
+    alpha_full[under] = 1.0
+    colour = img
+    if under.any():
+        colour = fill_holes(img, own, fill=under, work_side=256)  # smooth: a coarse grid will do
+    sub = _bbox_of(alpha_full >= (0.5 / 255))
+    if sub is None:
+        return None, np.zeros((1, 1, 3), np.uint8)
+    x, y, bw, bh = sub
+    return (alpha_full[y:y + bh, x:x + bw], sub), colour[y:y + bh, x:x + bw]
+
+
+def _bbox_of(mask: np.ndarray) -> Box | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
 def _manifest(layers: list[SpriteLayer], cuts: np.ndarray, preview_info: dict[str, Any],
@@ -223,7 +299,7 @@ def _manifest(layers: list[SpriteLayer], cuts: np.ndarray, preview_info: dict[st
                 },
                 "parallax_factor": L.parallax_factor,
                 "coverage": round(L.coverage, 6),
-                "inpainted": L.index == 0,
+                "inpainted": L.index == 0 or (L.bbox is not None and L.index < len(layers) - 1),
             }
             for L in layers
         ],

@@ -102,7 +102,7 @@ class FakeReplicate(_Dialect):
         return JSONResponse(body, status_code=status, headers=headers or None)
 
     async def create_for_model(self, request: Request) -> Response:
-        arrived = time.monotonic()
+        arrived = self.host_state.clock()
         if (denied := self._gate(request)) is not None:
             return denied
         body = await self._json_object(request)
@@ -121,7 +121,9 @@ class FakeReplicate(_Dialect):
             self._deadlines[outcome] = deadline
         pred = self.host_state.prediction(outcome)
         assert pred is not None
-        return JSONResponse(self._describe(pred, time.monotonic(), _base(request)), status_code=201)
+        return JSONResponse(
+            self._describe(pred, self.host_state.clock(), _base(request)), status_code=201
+        )
 
     def _canceled(self, pred: FakePrediction) -> float | None:
         """The deadline that cancels this prediction, if it runs past it."""
@@ -172,7 +174,7 @@ class FakeReplicate(_Dialect):
             pred is None
             or self.faults.moderated(pred)
             or self._canceled(pred) is not None
-            or self.faults.output_expired(pred, time.monotonic())
+            or self.faults.output_expired(pred, self.host_state.clock())
         ):
             return self._error(404, "output not found (outputs are deleted after an hour)")
         return await super().output(request)
@@ -202,7 +204,7 @@ class FakeBfl(_Dialect):
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
     async def create_task(self, request: Request) -> Response:
-        arrived = time.monotonic()
+        arrived = self.host_state.clock()
         if (denied := self._gate(request)) is not None:
             return denied
         body = await self._json_object(request)
@@ -229,7 +231,7 @@ class FakeBfl(_Dialect):
         pred = self.host_state.poll(pid)
         if pred is None:
             return JSONResponse({"id": pid, "status": "Task not found", "result": None})
-        now = time.monotonic()
+        now = self.host_state.clock()
         answer: dict[str, Any] = {"id": pid, "status": "Pending", "result": None, "progress": None}
         if now < pred.done_at:
             answer["progress"] = round(
@@ -261,7 +263,7 @@ class FakeBfl(_Dialect):
         ).hexdigest()[:32]
 
     def _signed(self, pred: FakePrediction, base: str) -> str:
-        expires = f"{time.time() + (pred.done_at + self._ttl() - time.monotonic()):.3f}"
+        expires = f"{time.time() + (pred.done_at + self._ttl() - self.host_state.clock()):.3f}"
         name = f"{pred.id}.{pred.fmt}"
         return f"{base}/delivery/{name}?exp={expires}&sig={self._signature(name, expires)}"
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import time
 from datetime import datetime, UTC
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,8 +35,6 @@ from starlette.routing import Route
 from flux_depth_assets.fakeapi import imaging
 from flux_depth_assets.fakeapi.faults import Faults
 from flux_depth_assets.fakeapi.state import FakeApiConfig, FakePrediction, HostState
-
-__all__ = ["FakeApiConfig", "FakeEachlabs", "build_app"]  # FakeApiConfig: defined here before
 
 
 class FakeEachlabs:
@@ -89,7 +86,7 @@ class FakeEachlabs:
     # ------------------------------------------------------------------ handlers
 
     async def create(self, request: Request) -> Response:
-        arrived = time.monotonic()
+        arrived = self.host_state.clock()
         if (denied := self._gate(request)) is not None:
             return denied
         try:
@@ -166,7 +163,7 @@ class FakeEachlabs:
         if (denied := self._gate(request)) is not None:
             return denied
         pid = request.path_params["pid"]
-        now = time.monotonic()
+        now = self.host_state.clock()
         pred = self.host_state.poll(pid)
         if pred is None:
             return self._error(404, f"prediction {pid!r} not found")

@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from typing import Any, Literal
@@ -119,6 +120,8 @@ class HostState:
         self._window: deque[float] = deque()  # API request times in the last second (rate limit)
         self._active: list[float] = []  # heap of done_at of predictions not finished yet
         self._error_rng = random.Random(f"{config.seed}:errors")
+        # Prediction and rate-limit time; tests swap in a clock they move (no races with sleeps).
+        self.clock: Callable[[], float] = time.monotonic
 
     # ------------------------------------------------------------------ accounting
 
@@ -141,7 +144,7 @@ class HostState:
                 "failed_predictions": c.failed_predictions,
                 "inflight_requests": c.inflight_requests,
                 "max_inflight_requests": c.max_inflight_requests,
-                "active_predictions": self._active_now(time.monotonic()),
+                "active_predictions": self._active_now(self.clock()),
                 "max_active_predictions": c.max_active_predictions,
                 "status_counts": dict(c.status_counts),
                 "predictions": len(self._predictions),
@@ -178,7 +181,7 @@ class HostState:
     def admit(self) -> Denial | None:
         """Count an API request; a denial when the rate limit or an injected error stops it."""
         cfg = self.config
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._c.api_requests += 1
             if cfg.rate_limit:
@@ -198,7 +201,7 @@ class HostState:
     def register(self, image_key: str, fmt: str, inputs: dict[str, Any], output: bytes) -> str:
         """Create (and charge) a prediction; its id. Its fate and latency are seeded."""
         cfg = self.config
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             n = self._c.creates
             self._c.creates += 1
@@ -245,7 +248,7 @@ class HostState:
         with self._lock:
             pred = self._predictions.get(pid)
             ready = pred is not None and pred.output is not None and \
-                time.monotonic() >= pred.done_at and ext == pred.fmt
+                self.clock() >= pred.done_at and ext == pred.fmt
             if ready:
                 self._c.downloads += 1
         return pred.output if ready and pred is not None else None

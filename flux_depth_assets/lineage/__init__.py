@@ -2,7 +2,7 @@
 
 - `schemas`: the Arrow schemas and hive partitioning, declared once.
 - `writer`: append one file per run/asset/table/partition, atomically.
-- `record.record_materialization`: the one call an asset makes (imports Dagster; import it directly).
+- `record.record_lineage`: one step's rows (`defs/lineage.py` calls it from an asset's context).
 - `compact`: merge small files without losing or duplicating a row.
 - `queries`: spend by catalog/asset/day, per-catalog totals.
 - `estimate`: pending images and their cost, without calling a provider.

@@ -93,6 +93,71 @@ def _sources(data: bytes) -> dict[str, str]:
     return json.loads(raw) if raw else {}
 
 
+def _is_compacted(name: str) -> bool:
+    return name.startswith(COMPACTED_PREFIX)
+
+
+def _leftovers(blobs: dict[str, bytes], shas: dict[str, str]) -> list[str]:
+    """Files a compacted file absorbed with these very bytes: an interrupted compaction's inputs."""
+    listed: dict[str, set[str]] = {}  # absorbed file name -> shas it had when absorbed
+    for name, data in blobs.items():
+        if _is_compacted(name):
+            for src, sha in _sources(data).items():
+                listed.setdefault(src, set()).add(sha)
+    return sorted(n for n in blobs if shas[n] in listed.get(n, ()))
+
+
+def _run_assets(t: pa.Table) -> list[tuple[str, str]]:
+    return list(zip(t["run_id"].to_pylist(), t["asset"].to_pylist(), strict=True))
+
+
+def _drop_superseded(tables: dict[str, pa.Table]) -> int:
+    """Plain files win over older compacted copies of the same (run_id, asset): drop those
+    copies' rows in place; how many were dropped."""
+    fresh = {k for n, t in tables.items() if not _is_compacted(n) for k in _run_assets(t)}
+    dropped = 0
+    for name, t in tables.items():
+        if fresh and _is_compacted(name):
+            keep = pa.array([k not in fresh for k in _run_assets(t)], type=pa.bool_())
+            dropped += t.num_rows - int(pc.sum(keep).as_py() or 0)
+            tables[name] = t.filter(keep)
+    return dropped
+
+
+def _write_verified(store: Storage, rel_dir: str, schema: pa.Schema, merged: pa.Table,
+                    sources: dict[str, str]) -> str:
+    """Write the merged table under a name derived from its inputs, read it back and compare."""
+    listing = json.dumps(sources, sort_keys=True)
+    out_rel = f"{rel_dir}/{COMPACTED_PREFIX}{hashlib.sha256(listing.encode()).hexdigest()[:16]}.parquet"
+    meta = {**(schema.metadata or {}), SOURCES_KEY: listing.encode()}
+    store.write_table(out_rel, merged.replace_schema_metadata(meta))
+    if not conform(store.read_table(out_rel), schema).equals(merged):
+        store.delete(out_rel)
+        raise RuntimeError(f"compaction of {rel_dir} failed verification; inputs kept")
+    return out_rel
+
+
+def _merged(tables: dict[str, pa.Table], schema: pa.Schema) -> pa.Table:
+    merged = pa.concat_tables(list(tables.values())) if tables else schema.empty_table()
+    return merged.sort_by([("started_at", "ascending"), ("run_id", "ascending"),
+                           ("asset", "ascending")])
+
+
+def _replace_inputs(store: Storage, rel_dir: str, schema: pa.Schema, merged: pa.Table,
+                    sources: dict[str, str], leftovers: list[str]) -> str | None:
+    """Write the merged file (when there are two inputs or more), then delete what it holds;
+    the partition's one remaining file."""
+    if len(sources) >= 2:
+        output: str | None = _write_verified(store, rel_dir, schema, merged, sources)
+        removed = [n for n in sources if f"{rel_dir}/{n}" != output]
+    else:  # only leftovers to clean: the one compacted file left already holds every row
+        output = next((f"{rel_dir}/{n}" for n in sources), None)
+        removed = []
+    for n in leftovers + removed:
+        store.delete(f"{rel_dir}/{n}")
+    return output
+
+
 def compact_partition(store: Storage, table: str, rel_dir: str, report: PartitionCompaction,
                       dry_run: bool = False) -> PartitionCompaction:
     schema = TABLES[table]
@@ -100,56 +165,18 @@ def compact_partition(store: Storage, table: str, rel_dir: str, report: Partitio
     report.files_before = len(files)
     blobs = {posixpath.basename(f): store.read_bytes(f) for f in files}
     shas = {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()}
-    listed: dict[str, set[str]] = {}  # absorbed file name -> shas it had when absorbed
-    for n, b in blobs.items():
-        if n.startswith(COMPACTED_PREFIX):
-            for src, sha in _sources(b).items():
-                listed.setdefault(src, set()).add(sha)
-    leftovers = sorted(n for n in blobs if shas[n] in listed.get(n, ()))
+    leftovers = _leftovers(blobs, shas)
     live = [n for n in sorted(blobs) if n not in leftovers]
     if len(live) < 2 and not leftovers:
         report.skipped = "nothing to merge" if live else "empty partition"
         return report
 
     tables = {n: conform(pq.read_table(io.BytesIO(blobs[n])), schema) for n in live}
-    # Plain files win over older compacted copies of the same (run_id, asset).
-    fresh_keys: set[tuple[str, str]] = set()
-    for n in live:
-        if not n.startswith(COMPACTED_PREFIX):
-            t = tables[n]
-            fresh_keys.update(zip(t["run_id"].to_pylist(), t["asset"].to_pylist()))
-    if fresh_keys:
-        for n in live:
-            if n.startswith(COMPACTED_PREFIX):
-                t = tables[n]
-                keep = pa.array([(r, a) not in fresh_keys for r, a in
-                                 zip(t["run_id"].to_pylist(), t["asset"].to_pylist())])
-                report.superseded_rows += t.num_rows - int(pc.sum(keep).as_py() or 0)
-                tables[n] = t.filter(keep)
-    merged = pa.concat_tables([tables[n] for n in live]) if live else schema.empty_table()
-    merged = merged.sort_by([("started_at", "ascending"), ("run_id", "ascending"),
-                             ("asset", "ascending")])
+    report.superseded_rows += _drop_superseded(tables)
+    merged = _merged(tables, schema)
     report.rows = merged.num_rows
     report.leftovers_removed = leftovers
-    if dry_run:
-        return report
-
-    sources = {n: shas[n] for n in live}
-    digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
-    out_name = f"{COMPACTED_PREFIX}{digest}.parquet"
-    out_rel = f"{rel_dir}/{out_name}"
-    if len(live) >= 2:
-        meta = {**(schema.metadata or {}), SOURCES_KEY: json.dumps(sources, sort_keys=True).encode()}
-        store.write_table(out_rel, merged.replace_schema_metadata(meta))
-        check = conform(store.read_table(out_rel), schema)
-        if not check.equals(merged):
-            store.delete(out_rel)
-            raise RuntimeError(f"compaction of {rel_dir} failed verification; inputs kept")
-        report.output = out_rel
-        removed = [n for n in live if n != out_name]
-    else:  # only leftovers to clean: the one compacted file left already holds every row
-        report.output = f"{rel_dir}/{live[0]}" if live else None
-        removed = []
-    for n in leftovers + removed:
-        store.delete(f"{rel_dir}/{n}")
+    if not dry_run:
+        sources = {n: shas[n] for n in live}
+        report.output = _replace_inputs(store, rel_dir, schema, merged, sources, leftovers)
     return report

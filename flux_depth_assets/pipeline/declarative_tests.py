@@ -9,7 +9,6 @@ never an exception, because a check that crashes tells the reader less than one 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,20 +20,19 @@ from flux_depth_assets.config.models import (
     MinImagesTest,
     ValidDepthRatioTest,
 )
+from flux_depth_assets.pipeline.derived_run import OK, STATS_ASSET
+from flux_depth_assets.pipeline.scan import ASSET as SOURCES_ASSET
 from flux_depth_assets.storage.store import Storage
 
 # Which table (= asset) each test reads; the asset check is attached to that asset.
 TEST_ASSETS: dict[str, str] = {
-    "valid_depth_ratio": "depth_stats",
-    "depth_range": "depth_stats",
-    "max_rejected_ratio": "source_images",
-    "min_images": "source_images",
+    "valid_depth_ratio": STATS_ASSET,
+    "depth_range": STATS_ASSET,
+    "max_rejected_ratio": SOURCES_ASSET,
+    "min_images": SOURCES_ASSET,
 }
 WORST_SHOWN = 5
-VALID_RATIO_COLUMNS = ("valid_ratio", "valid_fraction")  # share of valid depth pixels per image
-
-_P1_RE = re.compile(r"^(depth_)?p0?1(_depth)?$")
-_P99_RE = re.compile(r"^(depth_)?p99(_depth)?$")
+VALID_COLUMN = "valid_fraction"  # share of valid depth pixels per image (storage.schemas)
 
 
 @dataclass
@@ -66,9 +64,16 @@ def _number(v: Any) -> float | None:
 
 
 def _succeeded(rows: list[dict]) -> list[dict]:
-    """Rows of images with statistics: drop failed ones when the table says which they are."""
-    ok = {"succeeded", "cached", "ok", "accepted", None}
-    return [r for r in rows if r.get("status") in ok]
+    """Rows of images with statistics (failed and skipped images have none)."""
+    return [r for r in rows if r.get("status") in OK]
+
+
+def _missing(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """Why the test fails when the table lacks a column it reads; empty when it has them all."""
+    absent = [c for c in columns if rows and c not in rows[0]]
+    if not absent:
+        return ""
+    return f"{STATS_ASSET} has no {'/'.join(absent)} column (columns: {', '.join(rows[0])})"
 
 
 def _per_image(values: list[tuple[dict, float]], threshold: float,
@@ -94,37 +99,27 @@ def _per_image(values: list[tuple[dict, float]], threshold: float,
 
 
 def valid_depth_ratio(storage: Storage, catalog: str, args: ValidDepthRatioTest) -> CheckOutcome:
-    rows, problem = _rows(storage, "depth_stats", catalog)
-    if rows is None:
+    rows, problem = _rows(storage, STATS_ASSET, catalog)
+    if rows is None or (problem := _missing(rows, (VALID_COLUMN,))):
         return CheckOutcome(False, f"valid_depth_ratio: {problem}")
-    column = next((c for c in VALID_RATIO_COLUMNS if rows and c in rows[0]), None)
-    if rows and column is None:
-        return CheckOutcome(False, "valid_depth_ratio: depth_stats has none of the columns "
-                            f"{', '.join(VALID_RATIO_COLUMNS)} (columns: {', '.join(rows[0])})")
-    values = [(r, v) for r in _succeeded(rows) if (v := _number(r.get(column))) is not None]
-    return _per_image(values, args.min, args.aggregate, column or "valid_ratio", "valid_depth_ratio")
+    values = [(r, v) for r in _succeeded(rows) if (v := _number(r.get(VALID_COLUMN))) is not None]
+    return _per_image(values, args.min, args.aggregate, VALID_COLUMN, "valid_depth_ratio")
 
 
 def depth_range(storage: Storage, catalog: str, args: DepthRangeTest) -> CheckOutcome:
-    rows, problem = _rows(storage, "depth_stats", catalog)
-    if rows is None:
+    rows, problem = _rows(storage, STATS_ASSET, catalog)
+    if rows is None or (problem := _missing(rows, ("p1", "p99"))):
         return CheckOutcome(False, f"depth_range: {problem}")
-    columns = list(rows[0]) if rows else []
-    p1 = next((c for c in columns if _P1_RE.match(c)), None)
-    p99 = next((c for c in columns if _P99_RE.match(c)), None)
-    if rows and (p1 is None or p99 is None):
-        return CheckOutcome(False, "depth_range: depth_stats has no p1/p99 columns "
-                           f"(columns: {', '.join(columns)})")
     values = []
     for r in _succeeded(rows):
-        lo, hi = _number(r.get(p1)), _number(r.get(p99))
+        lo, hi = _number(r.get("p1")), _number(r.get("p99"))
         if lo is not None and hi is not None:
             values.append((r, hi - lo))
     return _per_image(values, args.p99_minus_p1_min, args.aggregate, "p99 - p1", "depth_range")
 
 
 def max_rejected_ratio(storage: Storage, catalog: str, args: MaxRejectedRatioTest) -> CheckOutcome:
-    rows, problem = _rows(storage, "source_images", catalog)
+    rows, problem = _rows(storage, SOURCES_ASSET, catalog)
     if rows is None:
         return CheckOutcome(False, f"max_rejected_ratio: {problem}")
     files = len(rows)
@@ -145,7 +140,7 @@ def max_rejected_ratio(storage: Storage, catalog: str, args: MaxRejectedRatioTes
 
 
 def min_images(storage: Storage, catalog: str, args: MinImagesTest) -> CheckOutcome:
-    rows, problem = _rows(storage, "source_images", catalog)
+    rows, problem = _rows(storage, SOURCES_ASSET, catalog)
     if rows is None:
         return CheckOutcome(False, f"min_images: {problem}")
     accepted = sum(r.get("status") == "accepted" for r in rows)

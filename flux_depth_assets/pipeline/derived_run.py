@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, UTC
 from typing import Any
 from collections.abc import Callable
@@ -24,7 +24,9 @@ import pyarrow as pa
 
 from flux_depth_assets.config.models import ModelSettings
 from flux_depth_assets.depth.encoding import decode_png16
+from flux_depth_assets.depth.normalization import catalog_range, to_catalog_scale
 from flux_depth_assets.lineage.writer import config_hash
+from flux_depth_assets.pipeline.depth_run import ASSET as DEPTH_ASSET
 from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.pipeline.provider_run import load_normalized
 from flux_depth_assets.storage.store import FileIndex, Storage
@@ -32,10 +34,9 @@ from flux_depth_assets.storage.store import FileIndex, Storage
 NORMALS_ASSET = "normal_maps"
 SPRITES_ASSET = "parallax_sprites"
 STATS_ASSET = "depth_stats"
-DEPTH_ASSET = "depth_maps"
 
 #: bump when an algorithm's output changes: part of `params_hash`, so cached rows are redone
-ALGORITHM_VERSION = {NORMALS_ASSET: "1", SPRITES_ASSET: "1", STATS_ASSET: "1"}
+ALGORITHM_VERSION = {NORMALS_ASSET: "2", SPRITES_ASSET: "2", STATS_ASSET: "1"}
 OK = ("succeeded", "cached")
 
 
@@ -55,9 +56,11 @@ class DepthInput:
     depth_max: float | None
     width: int
     height: int
+    catalog_range: tuple[float, float] | None = None  # set with `normalization: catalog`
 
 
-def derived_inputs(store: Storage, catalog: str) -> tuple[list[DepthInput], list[dict]]:
+def derived_inputs(store: Storage, catalog: str,
+                   normalization: str = "per_image") -> tuple[list[DepthInput], list[dict]]:
     """The accepted images with a depth map, and a `skipped_no_depth` row for every other one."""
     accepted = accepted_rows(store, catalog)
     table = store.read_partition(DEPTH_ASSET, catalog)
@@ -82,12 +85,19 @@ def derived_inputs(store: Storage, catalog: str) -> tuple[list[DepthInput], list
             normalized_path=src["normalized_path"], depth_path=d["depth_path"], depth_sha256=sha,
             depth_min=d.get("depth_min"), depth_max=d.get("depth_max"),
             width=src["width"], height=src["height"]))
+    if normalization == "catalog":
+        common = catalog_range((i.depth_min, i.depth_max) for i in inputs)
+        inputs = [replace(i, catalog_range=common) for i in inputs]
     return inputs, skipped
 
 
 def load_nearness(store: Storage, inp: DepthInput) -> np.ndarray:
-    """float32 (H, W) in [0, 1], larger = nearer, NaN = invalid."""
-    return decode_png16(store.read_bytes(inp.depth_path))
+    """float32 (H, W) in [0, 1], larger = nearer, NaN = invalid; on the catalog's common range
+    when the input carries one (`depth_maps.normalization: catalog`, see depth.normalization)."""
+    near = decode_png16(store.read_bytes(inp.depth_path))
+    if inp.catalog_range is not None and inp.depth_min is not None and inp.depth_max is not None:
+        near = to_catalog_scale(near, (inp.depth_min, inp.depth_max), inp.catalog_range)
+    return near
 
 
 def load_rgb(store: Storage, rel: str) -> np.ndarray:
@@ -155,10 +165,12 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
     """Make `spec.asset` for every accepted image of a catalog; reuse rows whose inputs are unchanged."""
     t0 = time.perf_counter()
     log = log or (lambda _m: None)
-    inputs, skipped = derived_inputs(store, catalog)
+    inputs, skipped = derived_inputs(store, catalog, settings.depth_maps.normalization)
     previous = store.partition_rows(spec.asset, catalog)
     present = FileIndex(store, Storage.dir_rel(catalog, spec.asset))
     params_hash = spec.params_hash(settings)
+    if inputs and inputs[0].catalog_range is not None:  # a new catalog range redoes every image
+        params_hash = config_hash({"params": params_hash, "catalog_range": inputs[0].catalog_range})
     now = datetime.now(UTC)
     rows: list[dict] = []
     for n, inp in enumerate(inputs, 1):

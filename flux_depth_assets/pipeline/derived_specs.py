@@ -36,12 +36,8 @@ from flux_depth_assets.storage.schemas import DEPTH_STATS, NORMAL_MAPS, PARALLAX
 from flux_depth_assets.storage.store import Storage
 
 
-def asset_dir(catalog: str, asset: str) -> str:
-    return f"catalogs/{safe_segment(catalog)}/{asset}"
-
-
 def sprite_dir(catalog: str, image_id: str) -> str:
-    return f"{asset_dir(catalog, SPRITES_ASSET)}/{safe_segment(image_id)}"
+    return f"{Storage.dir_rel(catalog, SPRITES_ASSET)}/{safe_segment(image_id)}"
 
 
 def max_unit_error(normals: np.ndarray) -> float:
@@ -52,7 +48,8 @@ def max_unit_error(normals: np.ndarray) -> float:
 def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
     s = settings.normal_maps
     near = load_nearness(store, inp)
-    normals = normals_from_depth(near, s.strength, s.convention)
+    normals = normals_from_depth(near, s.strength, s.convention,
+                                 smooth_px=s.smooth * max(near.shape))
     png = encode_normals_png(normals, s.bit_depth)
     rel = store.file_rel(catalog, NORMALS_ASSET, inp.image_id, "png")
     store.write_bytes(rel, png)
@@ -105,14 +102,14 @@ SPECS = {
         outputs=lambda r: [r["normal_path"]],
         preview_columns=["image_id", "status", "normal_path", "mean_tilt_deg", "seconds", "error"],
         preview_path=lambda r: r.get("normal_path"),
-        out_dir=lambda c: asset_dir(c, NORMALS_ASSET)),
+        out_dir=lambda c: Storage.dir_rel(c, NORMALS_ASSET)),
     SPRITES_ASSET: DerivedSpec(
         asset=SPRITES_ASSET, schema=PARALLAX_SPRITES, make=make_sprites,
         params=lambda s: s.parallax_sprites,
         outputs=lambda r: [r["manifest_path"], r["preview_path"]],
         preview_columns=["image_id", "status", "preview_path", "nonempty_layers", "seconds", "error"],
         preview_path=lambda r: r.get("preview_path"),
-        out_dir=lambda c: asset_dir(c, SPRITES_ASSET)),
+        out_dir=lambda c: Storage.dir_rel(c, SPRITES_ASSET)),
     STATS_ASSET: DerivedSpec(
         asset=STATS_ASSET, schema=DEPTH_STATS, make=make_stats,
         params=lambda s: {"normal_strength": s.normal_maps.strength},

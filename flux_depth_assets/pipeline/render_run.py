@@ -11,6 +11,7 @@ import time
 from datetime import datetime, UTC
 from collections.abc import Callable
 
+from flux_depth_assets.lineage.writer import redact
 from flux_depth_assets.pipeline.paid import PaidRun, paid_run
 from flux_depth_assets.pipeline.provider_run import (
     ProviderRunResult,
@@ -82,7 +83,7 @@ def _run_renders(guard: PaidRun, catalog: str, accepted: list[dict], provider: D
                 rows[pred.image_id] = {
                     **base, "image_id": pred.image_id, "source_sha256": item.source_sha256,
                     "cache_key": item.cache_key, "status": "succeeded" if ok else "failed",
-                    "error": None if ok else pred.error or "provider returned no image",
+                    "error": None if ok else redact(pred.error) or "provider returned no image",
                     **prediction_fields(pred, provider.price_usd, batch_started)}
             if provider.price_usd > 0:
                 guard.record(rows.values())

@@ -238,58 +238,70 @@ class TickDecision:
 
 
 @dataclass
+class _Tally:
+    """How many objects, and their order-independent digest (Σ hash mod 2^64)."""
+
+    count: int = 0
+    digest: int = 0
+
+    def add(self, h: int) -> None:
+        self.count += 1
+        self.digest = (self.digest + h) & _MASK
+
+
+@dataclass
 class _Listing:
     """One pass over the listing: the settled state, and how it sits against the previous mark."""
 
-    total: int = 0
-    n: int = 0
-    digest: int = 0
+    total: int = 0  # objects listed
+    settled: _Tally = field(default_factory=_Tally)
     hw: float = 0.0
-    hn: int = 0
-    hs: int = 0
-    at_hw: list[int] = field(default_factory=list)  # hashes at hw (trimmed to the smallest)
-    above: int = 0  # objects newer than the previous mark
-    above_sum: int = 0
-    bcount: int = 0  # objects exactly at the previous mark
-    bsum: int = 0
-    bnew: int = 0
-    bseen: int = 0
+    at_hw: _Tally = field(default_factory=_Tally)
+    hw_hashes: list[int] = field(default_factory=list)  # at hw, trimmed to the smallest
+    above: _Tally = field(default_factory=_Tally)  # newer than the previous mark
+    at_mark: _Tally = field(default_factory=_Tally)  # exactly at the previous mark
+    mark_new: int = 0  # of those, not in the previous edge
+    mark_seen: int = 0  # of those, in the previous edge
     unsettled: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.settled.count
+
+    @property
+    def digest(self) -> int:
+        return self.settled.digest
 
     def add(self, fp: Fingerprint, h: int) -> None:
         """Count a settled object into the new state."""
-        self.n += 1
-        self.digest = (self.digest + h) & _MASK
+        self.settled.add(h)
         if fp.mtime > self.hw:
-            self.hw, self.hn, self.hs, self.at_hw = fp.mtime, 1, h, [h]
+            self.hw, self.at_hw, self.hw_hashes = fp.mtime, _Tally(1, h), [h]
         elif fp.mtime == self.hw:
-            self.hn += 1
-            self.hs = (self.hs + h) & _MASK
-            self.at_hw.append(h)
-            if len(self.at_hw) > 4 * EDGE_CAP:
-                self.at_hw = sorted(self.at_hw)[:EDGE_CAP]
+            self.at_hw.add(h)
+            self.hw_hashes.append(h)
+            if len(self.hw_hashes) > 4 * EDGE_CAP:
+                self.hw_hashes = sorted(self.hw_hashes)[:EDGE_CAP]
 
     def compare(self, fp: Fingerprint, h: int, base: UploadCursor, edge: set[str]) -> None:
         """Place a settled object against the previous mark `base.hw`."""
         if fp.mtime > base.hw:
-            self.above += 1
-            self.above_sum = (self.above_sum + h) & _MASK
+            self.above.add(h)
         elif fp.mtime == base.hw:
-            self.bcount += 1
-            self.bsum = (self.bsum + h) & _MASK
+            self.at_mark.add(h)
             if _hash_id(h) in edge:
-                self.bseen += 1
+                self.mark_seen += 1
             elif base.hn <= EDGE_CAP:
-                self.bnew += 1
+                self.mark_new += 1
 
     def state(self, gen: int) -> UploadCursor:
         return UploadCursor(
             n=self.n,
             digest=self.digest,
             hw=self.hw,
-            hn=self.hn,
-            hs=self.hs,
-            edge=tuple(_hash_id(h) for h in sorted(self.at_hw)[:EDGE_CAP]),
+            hn=self.at_hw.count,
+            hs=self.at_hw.digest,
+            edge=tuple(_hash_id(h) for h in sorted(self.hw_hashes)[:EDGE_CAP]),
             pending=dict(sorted(self.unsettled.items())[:PENDING_CAP]),
             gen=gen,
         )
@@ -300,11 +312,11 @@ class _Listing:
             return self.n, False
         edge_complete = base.hn <= EDGE_CAP
         # too many objects shared the mark to list them: count them
-        bnew = self.bnew if edge_complete else max(0, self.bcount - base.hn)
-        below = (self.digest - self.bsum - self.above_sum) & _MASK
+        mark_new = self.mark_new if edge_complete else max(0, self.at_mark.count - base.hn)
+        below = (self.digest - self.at_mark.digest - self.above.digest) & _MASK
         below_changed = below != (base.digest - base.hs) & _MASK
-        boundary_lost = (self.bseen if edge_complete else self.bcount) < base.hn
-        return self.above + bnew, below_changed or boundary_lost
+        boundary_lost = (self.mark_seen if edge_complete else self.at_mark.count) < base.hn
+        return self.above.count + mark_new, below_changed or boundary_lost
 
 
 def _scan(

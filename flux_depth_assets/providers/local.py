@@ -10,8 +10,9 @@ from flux_depth_assets.config.models import LocalProviderConfig
 from flux_depth_assets.depth.local_estimator import DEFAULT_PARAMS, estimate_depth
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
 
-# Bump when the estimator's output changes, so caches refresh. 2: geodesic edge-aware ground prior.
-ESTIMATOR_VERSION = "2"
+# Bump when the estimator's output changes, so caches refresh. 2: geodesic edge-aware ground prior;
+# 3: faces (OpenCV cascades + GrabCut), upright regions, soft horizon.
+ESTIMATOR_VERSION = "3"
 
 
 class LocalProvider(DepthProvider):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import posixpath
 import uuid
@@ -21,6 +22,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from flux_depth_assets.paths import safe_segment
+
+_log = logging.getLogger(__name__)
 
 
 class Storage:
@@ -188,14 +191,20 @@ class Storage:
 
     def partition_rows(self, asset: str, catalog: str, key: str = "image_id",
                        schema: pa.Schema | None = None) -> dict[str, dict]:
-        """The last snapshot's rows by `key`; empty when absent or unreadable (a recompute, no loss).
+        """The last snapshot's rows by `key`; empty when absent or not a readable Parquet table
+        (logged with its cause: a recompute, no loss). Any other error (S3 credentials, network)
+        propagates: a silent full rescan would hide it.
 
         With `schema`, every row has all of its columns: those a table written before they were
         added lacks are None.
         """
         try:
             table = self.read_partition(asset, catalog, schema=schema)
-        except Exception:  # noqa: BLE001 - narrowed in the next commit (#18)
+        except FileNotFoundError:  # deleted since the existence check
+            return {}
+        except pa.ArrowException as exc:  # corrupt, truncated, or not castable to `schema`
+            _log.warning("%s: unreadable snapshot, its rows are recomputed (%s: %s)",
+                         self.uri(self.table_rel(asset, catalog)), type(exc).__name__, exc)
             return {}
         return {} if table is None else {r[key]: r for r in table.to_pylist()}
 

@@ -4,10 +4,10 @@ from datetime import datetime, UTC
 
 import dagster as dg
 
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, INGEST_GROUP, OWNERS
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, INGEST_GROUP
 from flux_depth_assets.defs.metadata import counts_metadata, preview_table
 from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
-from flux_depth_assets.lineage.record import record_materialization
+from flux_depth_assets.defs.lineage import record_materialization
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.scan import ASSET, scan_catalog
 from flux_depth_assets.sources import SourceError
@@ -18,7 +18,6 @@ from flux_depth_assets.sources import SourceError
     partitions_def=CATALOG_PARTITIONS,
     group_name=INGEST_GROUP,
     kinds={"python", "parquet", "pillow"},
-    owners=OWNERS,
     code_version="1",
     description=(
         "One row per file in the catalog's source: accepted images (id = first 16 hex of the "

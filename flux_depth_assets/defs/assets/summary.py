@@ -8,14 +8,13 @@ automation sensor must be on), or on demand.
 import dagster as dg
 
 from flux_depth_assets.defs.assets.depth import depth_maps
-from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS
-from flux_depth_assets.defs.constants import ANALYTICS_GROUP, OWNERS
+from flux_depth_assets.defs.assets.derived import depth_stats
+from flux_depth_assets.defs.constants import ANALYTICS_GROUP
 from flux_depth_assets.defs.metadata import preview_table
 from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
 from flux_depth_assets.lineage.summary import known_catalogs, summarize, write_summary
 
 ASSET = "catalog_summary"
-STATS_ASSET = "depth_stats"
 
 # Like `eager()`, but without "no dependency partition missing": with one upstream partition per
 # catalog, a catalog that has never run must not block the summary of the others.
@@ -26,25 +25,17 @@ SUMMARY_AUTOMATION = (
 ).with_label("after depth_maps / depth_stats update")
 
 
-def _summary_deps() -> list[dg.AssetKey]:
-    """depth_maps, plus depth_stats when that asset is defined."""
-    stats = [k for a in DERIVED_ASSETS for k in getattr(a, "keys", ())
-             if k.to_user_string() == STATS_ASSET]
-    return [depth_maps.key, *stats]
-
-
 @dg.asset(
     name=ASSET,
-    deps=_summary_deps(),
+    deps=[depth_maps, depth_stats],
     group_name=ANALYTICS_GROUP,
     kinds={"python", "parquet"},
-    owners=OWNERS,
     code_version="1",
     automation_condition=SUMMARY_AUTOMATION,
     description=(
         "One row per catalog: accepted images, depth maps and coverage, all-time provider spend "
         "and cost per image (from tables/lineage/), last run, and distributions (mean, p10/p50/p90) "
-        "of every depth_stats column when that table exists. Table: "
+        "of every depth_stats column. Table: "
         "tables/catalog_summary/part-0.parquet (`catalog` is a column)."
     ),
 )

@@ -12,8 +12,10 @@ bounded concurrency, retries, deadline, a durable prediction-id journal, cost pe
 - `journal.PredictionJournal`: `journal/eachlabs/<cache_key>.json` on a `Storage`.
 """
 
-from flux_depth_assets.providers.eachlabs.client import EachlabsClient, EachlabsError, RetryPolicy
+from flux_depth_assets.providers.eachlabs.client import EachlabsClient
 from flux_depth_assets.providers.eachlabs.journal import JournalEntry, PredictionJournal
+from flux_depth_assets.providers.eachlabs.pacing import RetryPolicy
+from flux_depth_assets.providers.eachlabs.protocol import EachlabsError
 from flux_depth_assets.providers.eachlabs.provider import EachlabsNotReady, EachlabsProvider
 
 __all__ = [

@@ -37,23 +37,13 @@ from flux_depth_assets.providers.eachlabs.protocol import (
     EachlabsError,
     PredictionState,
     clean_message,
-    host_message,
     message_from,
-    parse_prediction,
-    parse_retry_after,
-    prediction_id_from,
 )
 from flux_depth_assets.providers.eachlabs.transport import ShardedPoolTransport
 from flux_depth_assets.redaction import mask
 
 if TYPE_CHECKING:
     from flux_depth_assets.providers.hosts.base import HostAdapter
-
-__all__ = [  # the protocol names were defined here before the split; importers still find them
-    "EachlabsClient", "EachlabsError", "PredictionState", "RateLimiter", "Redactor", "RetryHook",
-    "RetryPolicy", "Secret", "ShardedPoolTransport", "host_message", "origin", "parse_prediction",
-    "parse_retry_after", "prediction_id_from", "url_host",
-]
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5

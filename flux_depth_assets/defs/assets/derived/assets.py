@@ -12,10 +12,10 @@ import dagster as dg
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP, OWNERS
+from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP
 from flux_depth_assets.defs.metadata import counts_metadata, preview_table
 from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
-from flux_depth_assets.lineage.record import record_materialization
+from flux_depth_assets.defs.lineage import record_materialization
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.derived_run import (
     ALGORITHM_VERSION,
@@ -78,7 +78,7 @@ def _derived_asset(asset: str, *, deps: list, kinds: set[str], description: str)
     spec = SPECS[asset]
 
     @dg.asset(name=asset, deps=deps, kinds=kinds, code_version=ALGORITHM_VERSION[asset],
-              partitions_def=CATALOG_PARTITIONS, group_name=DERIVED_GROUP, owners=OWNERS,
+              partitions_def=CATALOG_PARTITIONS, group_name=DERIVED_GROUP,
               automation_condition=dg.AutomationCondition.eager(), description=description)
     def _asset(context: dg.AssetExecutionContext, storage: StorageResource,
                catalogs: CatalogsResource) -> dg.MaterializeResult:

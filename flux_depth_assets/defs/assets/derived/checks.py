@@ -16,6 +16,7 @@ from flux_depth_assets.defs.assets.derived.assets import depth_stats, normal_map
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
 from flux_depth_assets.defs.resources import StorageResource
 from flux_depth_assets.depth.normals import decode_normals_png
+from flux_depth_assets.depth.parallax_check import unfilled_pixels
 from flux_depth_assets.depth.sprites import psnr, recompose
 from flux_depth_assets.pipeline.derived_run import (
     NORMALS_ASSET,
@@ -105,6 +106,33 @@ def check_recomposition(store: Storage, catalog: str) -> dg.AssetCheckResult:
                   "min_psnr_db": round(worst, 2) if np.isfinite(worst) else 999.0})
 
 
+def check_parallax_holes(store: Storage, catalog: str) -> dg.AssetCheckResult:
+    """At the preview's largest camera offset no pixel of any sampled sprite set is unfilled."""
+    rows = _check_rows(store, SPRITES_ASSET, catalog)
+    if rows is None:
+        return _missing_table(SPRITES_ASSET, catalog)
+    sample, bad, worst = _sample(rows), [], 0
+    for r in sample:
+        folder: str = r["sprite_dir"]
+
+        def read(name: str, folder: str = folder) -> bytes:
+            return store.read_bytes(f"{folder}/{name}")
+
+        try:
+            holes = unfilled_pixels(json.loads(store.read_bytes(r["manifest_path"])), read)
+        except Exception as exc:  # noqa: BLE001 - any failure is this image's check finding
+            bad.append(f"{r['image_id']}: {type(exc).__name__}: {exc}")
+            continue
+        worst = max(worst, holes)
+        if holes:
+            bad.append(f"{r['image_id']}: {holes} unfilled pixel(s) at the largest offset")
+    return dg.AssetCheckResult(
+        passed=not bad,
+        description=(f"{len(sample)} sprite set(s): every pixel covered at the preview's largest "
+                     "camera offset") if not bad else "; ".join(bad[:10]),
+        metadata={"checked": len(sample), "failed": len(bad), "max_unfilled_pixels": worst})
+
+
 def check_complete(store: Storage, asset: str, catalog: str) -> dg.AssetCheckResult:
     """Every accepted image has this asset's outputs, made from its current depth map.
 
@@ -154,6 +182,13 @@ with warnings.catch_warnings():
                                        storage: StorageResource) -> dg.AssetCheckResult:
         return check_recomposition(storage.get(), context.partition_key)
 
+    @dg.asset_check(asset=parallax_sprites, name="no_unfilled_pixels", partitions_def=CATALOG_PARTITIONS,
+                    description="At the preview's largest camera offset every pixel is covered by a "
+                                f"layer (no hole); up to {CHECK_SAMPLE} images.")
+    def parallax_sprites_no_holes(context: dg.AssetCheckExecutionContext,
+                                  storage: StorageResource) -> dg.AssetCheckResult:
+        return check_parallax_holes(storage.get(), context.partition_key)
+
     def _complete_check(asset_def: dg.AssetsDefinition, asset: str) -> dg.AssetChecksDefinition:
         @dg.asset_check(asset=asset_def, name="outputs_complete", partitions_def=CATALOG_PARTITIONS,
                         description=f"Every accepted image has its {asset} outputs, made from its "
@@ -166,6 +201,7 @@ with warnings.catch_warnings():
     DERIVED_CHECKS: list = [
         normal_maps_unit_normals,
         parallax_sprites_recomposition,
+        parallax_sprites_no_holes,
         _complete_check(normal_maps, NORMALS_ASSET),
         _complete_check(parallax_sprites, SPRITES_ASSET),
         _complete_check(depth_stats, STATS_ASSET),

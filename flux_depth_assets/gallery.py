@@ -1,0 +1,208 @@
+"""A static gallery per catalog: one HTML page to browse every image's outputs, offline.
+
+Layout under the storage root (everything relative, so the folder opens from file:// or any
+static host, with no network):
+
+    galleries/<catalog>/index.html           the page (inline CSS/JS, no external script)
+    galleries/<catalog>/data/page-0001.js    rows of one page, `galleryPage(n, rows)` (JSON in
+                                             a script: file:// pages cannot fetch JSON)
+    galleries/<catalog>/data/meta.js         counts, page count, rejected files with reasons
+    galleries/<catalog>/thumbs/<kind>-<key>.* source/depth/normals JPEG thumbnails and the sway
+                                             preview as a small animated WebP (by content)
+
+Only the page being viewed is loaded and its images carry `loading="lazy"`, so 10,000 images
+cost one small script per page. Thumbnails are named by a hash of their inputs and made only
+when missing. The viewer moves the parallax layers (files of `parallax_sprites`) with the mouse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from flux_depth_assets.paths import safe_segment
+from flux_depth_assets.storage.store import FileIndex, Storage
+
+PAGE_SIZE = 100
+THUMB_SIDE = 160
+_TEMPLATE = Path(__file__).with_name("gallery_page.html")
+
+
+@dataclass(frozen=True)
+class GalleryResult:
+    page_rel: str
+    images: int
+    rejected: int
+    pages: int
+    thumbs_made: int
+
+
+def gallery_dir(catalog: str) -> str:
+    return f"galleries/{safe_segment(catalog)}"
+
+
+def _rows(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
+    table = store.read_partition(asset, catalog)
+    return (
+        {} if table is None else {r["image_id"]: r for r in table.to_pylist() if r.get("image_id")}
+    )
+
+
+def _thumb(data: bytes, kind: str) -> bytes:
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        im: Image.Image = opened
+        if kind == "depth" and im.mode.startswith("I"):
+            im = im.point(lambda v: v / 256).convert("L")  # 16-bit → 8-bit for the browser
+        im = im.convert("RGB")
+        im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=80)
+        return buf.getvalue()
+
+
+def _preview_thumb(data: bytes) -> bytes:
+    """The animated sway preview at thumbnail size: every other frame, THUMB_SIDE px, WebP
+    (a page of 100 rows then loads ~2 MB of previews instead of ~40)."""
+    frames, durations = [], []
+    with Image.open(io.BytesIO(data)) as im:
+        n = getattr(im, "n_frames", 1)
+        step = 2 if n > 8 else 1
+        for i in range(0, n, step):
+            im.seek(i)
+            frame = im.convert("RGB")
+            frame.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+            frames.append(frame)
+            durations.append(int(im.info.get("duration", 60)) * step)
+    buf = io.BytesIO()
+    frames[0].save(
+        buf,
+        format="WEBP",
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=0,
+        quality=60,
+        method=0,
+    )
+    return buf.getvalue()
+
+
+def _js(name: str, *args: Any) -> bytes:
+    body = ",".join(json.dumps(a, separators=(",", ":"), default=str) for a in args)
+    return f"{name}({body});\n".encode()
+
+
+def build_gallery(store: Storage, catalog: str) -> GalleryResult:
+    """Write (or refresh) the catalog's gallery; returns where the page is and what it holds."""
+    base = gallery_dir(catalog)
+    sources = store.read_partition("source_images", catalog)
+    if sources is None:
+        raise FileNotFoundError(f"no source_images table for catalog {catalog!r}")
+    src_rows = sources.to_pylist()
+    depth = _rows(store, "depth_maps", catalog)
+    normals = _rows(store, "normal_maps", catalog)
+    sprites = _rows(store, "parallax_sprites", catalog)
+    present = FileIndex(store, f"{base}/thumbs")
+    made = 0
+    items: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for r in src_rows:
+        if r["status"] != "accepted":
+            rejected.append(
+                {"source": r.get("source_uri"), "status": r["status"], "reason": r.get("reason")}
+            )
+            continue
+        iid = r["image_id"]
+        d, n, s = depth.get(iid, {}), normals.get(iid, {}), sprites.get(iid, {})
+        thumbs: dict[str, str | None] = {}
+        for kind, rel, key in (
+            ("src", r.get("normalized_path"), r.get("sha256")),
+            ("depth", d.get("depth_path"), d.get("output_sha256")),
+            ("normals", n.get("normal_path"), n.get("output_sha256")),
+            ("preview", s.get("preview_path"), s.get("depth_sha256")),
+        ):
+            if not rel or not key:
+                thumbs[kind] = None
+                continue
+            ext = "webp" if kind == "preview" else "jpg"
+            tag = hashlib.sha256(f"{rel}:{key}".encode()).hexdigest()[:10]
+            name = f"thumbs/{kind}-{tag}.{ext}"  # by content: shared outputs share a file
+            if f"{base}/{name}" not in present:
+                try:
+                    data = store.read_bytes(rel)
+                    small = _preview_thumb(data) if kind == "preview" else _thumb(data, kind)
+                    store.write_bytes(f"{base}/{name}", small)
+                    made += 1
+                except (OSError, ValueError) as exc:  # a missing/corrupt output: shown as such
+                    thumbs[kind] = None
+                    s = {**s, "error": s.get("error") or f"{kind}: {exc}"}
+                    continue
+            thumbs[kind] = name
+        items.append(
+            {
+                "id": iid,
+                "source": r.get("source_uri"),
+                "w": r.get("width"),
+                "h": r.get("height"),
+                "thumbs": thumbs,
+                "provider": d.get("provider"),
+                "model": d.get("model"),
+                "cost": d.get("cost_usd"),
+                "checks": {
+                    a: {"status": row.get("status"), "error": row.get("error")}
+                    for a, row in (("depth_maps", d), ("normal_maps", n), ("parallax_sprites", s))
+                    if row
+                },
+                "layers": _layers(store, s),
+            }
+        )
+    pages = max(1, -(-len(items) // PAGE_SIZE))
+    for p in range(pages):
+        chunk = items[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]
+        store.write_bytes(f"{base}/data/page-{p + 1:04d}.js", _js("galleryPage", p + 1, chunk))
+    meta = {
+        "catalog": catalog,
+        "images": len(items),
+        "rejected": rejected,
+        "pages": pages,
+        "page_size": PAGE_SIZE,
+        "cost_usd": round(sum(float(i["cost"] or 0.0) for i in items), 4),
+    }
+    store.write_bytes(f"{base}/data/meta.js", _js("galleryMeta", meta))
+    page_rel = f"{base}/index.html"
+    store.write_bytes(page_rel, _TEMPLATE.read_bytes().replace(b"{{CATALOG}}", catalog.encode()))
+    return GalleryResult(
+        page_rel=page_rel, images=len(items), rejected=len(rejected), pages=pages, thumbs_made=made
+    )
+
+
+def _layers(store: Storage, sprite_row: dict) -> dict[str, Any] | None:
+    """The viewer's layer list (files relative to the gallery page) from the sprite row; the
+    manifest is read here because a file:// page cannot fetch it."""
+    folder, manifest_rel = sprite_row.get("sprite_dir"), sprite_row.get("manifest_path")
+    if not folder or not manifest_rel or sprite_row.get("status") not in ("succeeded", "cached"):
+        return None
+    try:
+        m = json.loads(store.read_bytes(manifest_rel))
+    except (OSError, ValueError):
+        return None
+    return {
+        "w": m["image"]["width"],
+        "h": m["image"]["height"],
+        "list": [
+            {
+                "file": f"../../{folder}/{layer['file']}",
+                "bbox": layer["bbox"],
+                "f": layer["parallax_factor"],
+            }
+            for layer in m["layers"]
+            if not layer["empty"]
+        ],
+    }
