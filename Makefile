@@ -34,6 +34,7 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 demo: install
 	$(BIN)/flux-depth validate
 	$(BIN)/flux-depth materialize --catalog demo
+	$(BIN)/flux-depth materialize --assets catalog_summary
 	@echo "Outputs are under $(FLUX_DEPTH_HOME) (catalogs/demo/..., tables/...). Open the UI with: make dev"
 
 test: install
@@ -95,8 +96,11 @@ lint: install
 	$(BIN)/ruff format --check $(FORMAT_PATHS)
 	$(BIN)/mypy
 
+
+# `flux-depth dev` runs dagster dev in its own process group and forwards Ctrl-C/SIGTERM to it,
+# so it stops (webserver, daemon, code server) within seconds; see flux_depth_assets/cli/dev.py.
 dev: install
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	exec $(BIN)/flux-depth dev -w workspace.yaml --host 127.0.0.1 -p 3000
 
 # deploy/postgres/dagster.yaml as the instance; the database is created if missing.
 PG_ENV = FLUX_DEPTH_PG_HOST=$(or $(FLUX_DEPTH_PG_HOST),127.0.0.1) \
@@ -109,7 +113,7 @@ PG_HOME = $(CURDIR)/.dagster_home/postgres
 dev-postgres: install
 	mkdir -p $(PG_HOME) && cp deploy/postgres/dagster.yaml $(PG_HOME)/dagster.yaml
 	$(PG_ENV) deploy/postgres/create_db.sh
-	$(PG_ENV) DAGSTER_HOME=$(PG_HOME) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(PG_ENV) DAGSTER_HOME=$(PG_HOME) exec $(BIN)/flux-depth dev -w workspace.yaml --host 127.0.0.1 -p 3000
 
 validate: install
 	$(BIN)/flux-depth validate

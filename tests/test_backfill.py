@@ -20,10 +20,11 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 from dagster_graphql.test.utils import execute_dagster_graphql, infer_repository_selector
 
-from flux_depth_assets.defs.constants import CATALOG_TAG
 from tests import images
 from tests.fakes import CALLS
 from tests.test_concurrency import QUEUE_LIMITS
+
+CATALOG_TAG = "dagster/partition"  # what the run queue's per-catalog limit keys on
 
 pytestmark = pytest.mark.slow
 

@@ -37,6 +37,7 @@ class ValidImage:
     exif_orientation: int
     has_alpha: bool
     image: Image.Image  # RGB, orientation applied, alpha composited on white
+    alpha: Image.Image | None = None  # "L", orientation applied, when the source has transparency
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,14 @@ def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_BYTES,
     orientation = _exif_orientation(im)
     mode = im.mode
     try:
-        rgb, has_alpha = to_rgb(ImageOps.exif_transpose(im))
+        upright = ImageOps.exif_transpose(im)
+        rgb, has_alpha = to_rgb(upright)
+        alpha = upright.convert("RGBA").getchannel("A") if has_alpha else None
     except (OSError, ValueError) as exc:
         return Rejected(f"cannot convert {fmt} mode {mode} to RGB: {exc}", sha, size, fmt)
     return ValidImage(sha256=sha, image_id=image_id_for(sha), format=fmt, mode=mode,
                       width=rgb.width, height=rgb.height, bytes=size,
-                      exif_orientation=orientation, has_alpha=has_alpha, image=rgb)
+                      exif_orientation=orientation, has_alpha=has_alpha, image=rgb, alpha=alpha)
 
 
 def _exif_orientation(im: Image.Image) -> int:

@@ -28,6 +28,7 @@ from flux_depth_assets.pipeline.provider_run import (
     skipped_row,
     tally,
 )
+from flux_depth_assets.pipeline.source_mask import apply_mask
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProviderInput
 from flux_depth_assets.storage.cache import DepthCache
 from flux_depth_assets.storage.schemas import DEPTH_MAPS
@@ -79,7 +80,8 @@ def _run_depth(guard: PaidRun, catalog: str, accepted: list[dict], provider: Dep
         hit = cache.get(key)
         if hit is not None:
             t1, at = time.perf_counter(), datetime.now(UTC)
-            out = _write_outputs(storage, catalog, r["image_id"], hit.depth, settings)
+            out = _write_outputs(storage, catalog, r["image_id"],
+                                 apply_mask(storage, r, hit.depth), settings)
             rows[r["image_id"]] = {**common, **out, **_meta_fields(hit.meta), "status": "cached",
                                    "seconds": time.perf_counter() - t1, "cost_usd": 0.0, "attempts": 0,
                                    "started_at": at, "finished_at": datetime.now(UTC)}
@@ -161,7 +163,8 @@ def _row_for_prediction(pred: DepthPrediction, item: ProviderInput, storage: Sto
     cache.put(item.cache_key, nearness, {"metric": pred.metric, "prediction_id": pred.prediction_id,
                                          "http_status": pred.http_status, "provider": base["provider"],
                                          "model": base["model"], "params_hash": base["params_hash"]})
-    out = _write_outputs(storage, catalog, pred.image_id, nearness, settings)
+    out = _write_outputs(storage, catalog, pred.image_id, apply_mask(storage, src, nearness),
+                         settings)
     return {**row, **out, "status": "succeeded", "error": None}
 
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.imaging.validation import Rejected, validate_image_bytes
+from flux_depth_assets.pipeline.source_mask import write_mask
 from flux_depth_assets.sources import SourceObject, Validators, list_objects
 from flux_depth_assets.storage.schemas import SOURCE_IMAGES, table_from_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
@@ -180,6 +181,7 @@ def _validated(base: dict, data: bytes, catalog: CatalogConfig, storage: Storage
         buf = io.BytesIO()
         result.image.save(buf, format="PNG", compress_level=3)
         storage.write_bytes(rel, buf.getvalue())
+        write_mask(storage, rel, result.alpha)  # transparent pixels: invalid depth downstream
         present.add(rel)
         counts["new"] += 1
     return {**base, "status": "accepted", "reason": None, "image_id": result.image_id,

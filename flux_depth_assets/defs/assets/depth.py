@@ -30,9 +30,8 @@ def depth_maps(context: dg.AssetExecutionContext, storage: StorageResource,
     result = run_or_fail(catalog, lambda: run_depth(
         catalog.name, accepted_rows(store, catalog.name), provider, store, settings,
         run_id=context.run.run_id, budget_usd=catalog.budget_usd_per_run,
-        on_budget=catalog.on_budget, log=context.log.info, started_at=started_at))
+        on_budget=catalog.on_budget, log=context.log.info, started_at=started_at), store)
     return finish_provider_asset(
         context, store, catalog, ASSET, result, depth_provider, started_at=started_at,
         settings=settings, preview_columns=["image_id", "status", "depth_path", "seconds", "cost_usd", "error"],
-        extra_metadata={"provider": dg.MetadataValue.text(f"{provider.name}/{provider.model}"),
-                        "depth_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{ASSET}"))})
+        extra_metadata={"provider": dg.MetadataValue.text(f"{provider.name}/{provider.model}")})

@@ -15,6 +15,7 @@ import numpy as np
 from flux_depth_assets.defs.assets.derived.assets import depth_stats, normal_maps, parallax_sprites
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
 from flux_depth_assets.defs.resources import StorageResource
+from flux_depth_assets.depth.encoding import decode_png16
 from flux_depth_assets.depth.normals import decode_normals_png
 from flux_depth_assets.depth.parallax_check import unfilled_pixels
 from flux_depth_assets.depth.sprites import psnr, recompose
@@ -27,7 +28,7 @@ from flux_depth_assets.pipeline.derived_run import (
     load_rgb,
     stale_reason,
 )
-from flux_depth_assets.pipeline.derived_specs import SPECS, max_unit_error
+from flux_depth_assets.pipeline.derived_specs import NO_NORMAL_BELOW, SPECS, max_unit_error
 from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
 
@@ -54,6 +55,19 @@ def _missing_table(asset: str, catalog: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=False, description=f"no {asset} table for catalog {catalog!r}")
 
 
+def _normals_missing_on_valid_depth(store: Storage, catalog: str, image_id: str,
+                                    present: np.ndarray) -> int:
+    """Pixels whose depth is valid but whose normal is the "no normal" marker."""
+    rel = Storage.file_rel(catalog, "depth_maps", image_id, "png")
+    try:
+        valid = np.isfinite(decode_png16(store.read_bytes(rel)))
+    except Exception:  # noqa: BLE001 - no depth map to compare with: only the unit test applies
+        valid = np.ones(present.shape, bool)
+    if valid.shape != present.shape:
+        return int(present.size)
+    return int((valid & ~present).sum())
+
+
 def check_unit_normals(store: Storage, catalog: str) -> dg.AssetCheckResult:
     rows = _check_rows(store, NORMALS_ASSET, catalog)
     if rows is None:
@@ -66,8 +80,13 @@ def check_unit_normals(store: Storage, catalog: str) -> dg.AssetCheckResult:
         except Exception as exc:  # noqa: BLE001 - any decode failure is this image's check finding
             bad.append(f"{r['image_id']}: unreadable ({exc})")
             continue
-        err = max_unit_error(n)
-        z = float(n[..., 2].min())
+        err = max_unit_error(n)  # "no normal" pixels (invalid depth) are not unit by design
+        present = np.linalg.norm(n, axis=-1) >= NO_NORMAL_BELOW
+        z = float(n[..., 2][present].min()) if present.any() else 1.0
+        missing = _normals_missing_on_valid_depth(store, catalog, r["image_id"], present)
+        if missing:
+            bad.append(f"{r['image_id']}: {missing} pixel(s) with valid depth have no normal")
+            continue
         worst, min_z = max(worst, err), min(min_z, z)
         if err > UNIT_TOLERANCE or z <= 0:
             bad.append(f"{r['image_id']}: max | |n| - 1 | = {err:.4f}, min z = {z:.4f}")
