@@ -77,7 +77,22 @@ FORMAT_PATHS ?= tests/test_plain_modules.py \
                 benchmarks/depth_figures.py \
 	flux_depth_assets/pipeline/parallel.py flux_depth_assets/pipeline/depth_pool.py \
 	benchmarks/pipeline_throughput.py benchmarks/profile_run.py tests/test_parallel.py \
-	tests/dask_cluster.py tests/test_working_size.py tests/test_incremental.py
+	tests/dask_cluster.py tests/test_working_size.py tests/test_incremental.py \
+                flux_depth_assets/providers/hosts \
+                flux_depth_assets/fakeapi/dialects.py \
+                flux_depth_assets/fakeapi/faults.py \
+                flux_depth_assets/fakeapi/options.py \
+                benchmarks/account_limits.py \
+                tests/test_host_adapters.py \
+                tests/test_host_plan.py \
+                tests/test_host_client.py \
+                tests/test_account_limits.py \
+                tests/test_account_limits_processes.py \
+                tests/test_fakeapi_dialects.py \
+                tests/hostcalls.py \
+                tests/account_child.py \
+                tests/test_hosted_provider_hosts.py \
+                tests/provider_child.py
 lint: install
 	$(BIN)/ruff check --extend-ignore I001 .
 	$(BIN)/ruff check --select I001 $(FORMAT_PATHS)

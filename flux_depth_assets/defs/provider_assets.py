@@ -57,7 +57,7 @@ def finish_provider_asset(context: dg.AssetExecutionContext, store: Storage, cat
                   for r in result.rows if r["status"] == "failed"][:20],
         calls=calls_from_rows(result.rows, run_id=context.run.run_id, asset=asset,
                               default_time=started_at,
-                              secrets=[depth_provider.secrets().eachlabs_api_key]),
+                              secrets=depth_provider.secrets(catalog.provider).values()),
         metadata={**(extra_metadata or {}),
                   "output_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{asset}")),
                   "preview": preview_table(result.rows, preview_columns)},

@@ -15,7 +15,7 @@ from flux_depth_assets.config.models import LocalProviderConfig
 from flux_depth_assets.paths import HOME_ENV, default_home
 from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.providers.base import DepthProvider
-from flux_depth_assets.providers.factory import ProviderSecrets, build_provider
+from flux_depth_assets.providers.factory import ProviderSecrets, build_provider, host_env_names
 from flux_depth_assets.storage.store import Storage
 
 
@@ -53,10 +53,13 @@ class DepthProviderResource(dg.ConfigurableResource):
     eachlabs_api_key: str | None = None  # default: EnvVar("EACHLABS_API_KEY") at run time
     eachlabs_base_url: str | None = None  # default: EnvVar("EACHLABS_BASE_URL") at run time
 
-    def secrets(self) -> ProviderSecrets:
+    def secrets(self, config: object = None) -> ProviderSecrets:
+        """EACHLABS_* always; with a hosted `config`, its hosts' variables too (REPLICATE_API_TOKEN,
+        BFL_API_KEY, their base URLs, or the names the catalog sets)."""
         return ProviderSecrets(
             eachlabs_api_key=self.eachlabs_api_key or dg.EnvVar("EACHLABS_API_KEY").get_value(),
             eachlabs_base_url=self.eachlabs_base_url or dg.EnvVar("EACHLABS_BASE_URL").get_value(),
+            env={name: dg.EnvVar(name).get_value() for name in host_env_names(config)},
         )
 
     def for_catalog(self, catalog: CatalogConfig, purpose: str = "depth") -> DepthProvider:
@@ -64,7 +67,7 @@ class DepthProviderResource(dg.ConfigurableResource):
         config = catalog.provider
         if purpose == "depth" and getattr(config, "mode", "depth") == "render":
             config = LocalProviderConfig()
-        return build_provider(config, self.secrets())
+        return build_provider(config, self.secrets(config))
 
 
 class ComputeResource(dg.ConfigurableResource):

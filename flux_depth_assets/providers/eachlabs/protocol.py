@@ -32,8 +32,10 @@ class EachlabsError(Exception):
     """
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 retry_after: float | None = None, attempts: int = 1, uncertain: bool = False):
+                 retry_after: float | None = None, attempts: int = 1, uncertain: bool = False,
+                 kind: str | None = None):
         super().__init__(message)
+        self.kind = kind  # an error answer's `providers.hosts.ErrorKind` value
         self.message = message
         self.status = status
         self.retryable = retryable
