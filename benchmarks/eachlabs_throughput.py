@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/eachlabs_throughput.py            # 1,000 images, 2 s, 64 at once
     .venv/bin/python benchmarks/eachlabs_throughput.py --images 200 --readme benchmarks/README.md
+    # realistic: 4 MP inputs, 15-19 s per prediction; compare with a fixed poll schedule
+    .venv/bin/python benchmarks/eachlabs_throughput.py --images 72 --concurrency 24 --side 2000 \
+        --latency 15 --jitter 4 --poll-interval 2 [--schedule fixed --first-poll 15]
 
 Reports wall time against the ideal (N × latency / concurrency), client CPU per prediction
 (user + system time of this process, all threads, during `predict_many` only) and peak memory
@@ -32,6 +35,8 @@ from flux_depth_assets.config.models import EachlabsProviderConfig  # noqa: E402
 from flux_depth_assets.fakeapi import fake_api_process  # noqa: E402
 from flux_depth_assets.providers.base import ProviderInput  # noqa: E402
 from flux_depth_assets.providers.eachlabs import EachlabsProvider  # noqa: E402
+from flux_depth_assets.providers.eachlabs import provider as eachlabs_provider  # noqa: E402
+from flux_depth_assets.providers.eachlabs.pacing import PollScheduler  # noqa: E402
 from flux_depth_assets.storage.store import Storage  # noqa: E402
 
 SECTION = "## Hosted API throughput"
@@ -76,6 +81,18 @@ def make_items(n: int, side: int) -> list[ProviderInput]:
     return items
 
 
+class FixedSchedule(PollScheduler):
+    """The plain alternative to the adaptive schedule: first poll after a fixed delay, then every
+    interval; learns nothing."""
+
+    def __init__(self, interval_s: float, first_s: float):
+        super().__init__(interval_s)
+        self.estimate_s = first_s  # "known" from the start: every prediction is planned
+
+    def observe(self, running_until_s: float | None, done_by_s: float) -> None:
+        return None
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -100,11 +117,15 @@ def machine() -> str:
 
 def run(args: argparse.Namespace) -> dict:
     items = make_items(args.images, args.side)
-    with fake_api_process(latency_s=args.latency, seed=0) as server, \
+    if args.schedule == "fixed":
+        eachlabs_provider.PollScheduler = lambda interval: FixedSchedule(  # type: ignore[misc,assignment]
+            interval, args.first_poll)
+    jitter = ["--latency-jitter", str(args.jitter)] if args.jitter else []
+    with fake_api_process(latency_s=args.latency, seed=0, extra_args=jitter) as server, \
             tempfile.TemporaryDirectory(prefix=".tmp-eachlabs-bench-", dir=REPO) as root:
         config = EachlabsProviderConfig(max_concurrency=args.concurrency,
                                         poll_interval_s=args.poll_interval, timeout_s=30,
-                                        prediction_deadline_s=max(60.0, args.latency * 10))
+                                        prediction_deadline_s=max(60.0, (args.latency + args.jitter) * 10))
         provider = EachlabsProvider(config, api_key="bench-key", base_url_override=server.base_url,
                                     journal_storage=Storage(root), progress_interval_s=10.0)
         lines: list[str] = []
@@ -116,9 +137,11 @@ def run(args: argparse.Namespace) -> dict:
         stats = server.stats()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ok = sum(r.status == "succeeded" for r in results)
-    ideal = args.images * args.latency / args.concurrency
+    ideal = args.images * (args.latency + args.jitter / 2) / args.concurrency
     return {
-        "images": args.images, "succeeded": ok, "latency": args.latency,
+        "images": args.images, "succeeded": ok, "latency": args.latency, "jitter": args.jitter,
+        "schedule": args.schedule if args.schedule == "adaptive" else
+        f"fixed, first poll at {args.first_poll:g} s",
         "concurrency": args.concurrency, "poll_interval": args.poll_interval, "side": args.side,
         "wall": wall, "ideal": ideal, "efficiency": ideal / wall,
         "cpu_ms_per_prediction": cpu / args.images * 1000, "cpu_total": cpu,
@@ -139,7 +162,9 @@ def table(r: dict, command: str) -> str:
         ("command", f"`{command}`"),
         ("images / succeeded", f"{r['images']} / {r['succeeded']} ({r['side']}×{r['side']} px)"),
         ("server latency, max_concurrency, poll_interval_s",
-         f"{r['latency']:g} s, {r['concurrency']}, {r['poll_interval']:g} s"),
+         (f"{r['latency']:g}–{r['latency'] + r['jitter']:g} s, {r['concurrency']}, "
+          f"{r['poll_interval']:g} s")),
+        ("poll schedule", r["schedule"]),
         ("wall time / ideal (N × latency / concurrency)", f"{r['wall']:.1f} s / {r['ideal']:.1f} s"),
         ("throughput vs ideal (target ≥ 90 %)", f"{r['efficiency'] * 100:.1f} %"),
         ("client CPU per prediction (target ≤ 2 ms)",
@@ -175,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=64, help="max_concurrency")
     p.add_argument("--poll-interval", type=float, default=0.1, help="poll_interval_s")
     p.add_argument("--side", type=int, default=64, help="image side in pixels")
+    p.add_argument("--jitter", type=float, default=0.0,
+                   help="extra server latency drawn uniformly from [0, J] per prediction")
+    p.add_argument("--schedule", choices=("adaptive", "fixed"), default="adaptive",
+                   help="adaptive PollScheduler, or a fixed first-poll delay then every interval")
+    p.add_argument("--first-poll", type=float, default=0.0,
+                   help="first-poll delay of --schedule fixed (at least one interval)")
     p.add_argument("--readme", type=Path, default=None,
                    help="also write the table into this README's 'Hosted API throughput' section")
     args = p.parse_args(argv)

@@ -7,7 +7,7 @@ bounded concurrency, retries, deadline, a durable prediction-id journal, cost pe
   per-run counters, each image's record and the progress lines.
 - `client.EachlabsClient`: the wire protocol (create, poll, download) on one `httpx.AsyncClient`;
   `protocol`: reading the host's answers (pure); `pacing`: retry backoff, rate limit, poll
-  schedule; `transport`: the sharded connection pool.
+  schedule.
 - `images`: the control image sent and the output read back (pure).
 - `journal.PredictionJournal`: `journal/eachlabs/<cache_key>.json` on a `Storage`.
 """

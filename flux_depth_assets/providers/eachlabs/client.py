@@ -8,7 +8,7 @@ Protocol (design/API_NOTES.md):
 - the output URL is downloaded at once (it may expire).
 
 Answers are read by the pure functions in `protocol`; retry timing and the rate limit live in
-`pacing`, connection pooling in `transport`. This module only sends.
+`pacing`. This module only sends.
 
 Retries (`RetryPolicy`): 429, 5xx, connection errors and timeouts, with exponential backoff and
 jitter, honouring `Retry-After`. Any other 4xx raises at once with the HTTP status and the host's
@@ -39,7 +39,6 @@ from flux_depth_assets.providers.eachlabs.protocol import (
     clean_message,
     message_from,
 )
-from flux_depth_assets.providers.eachlabs.transport import ShardedPoolTransport
 from flux_depth_assets.redaction import mask
 
 if TYPE_CHECKING:
@@ -125,7 +124,9 @@ class EachlabsClient:
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,  # redirects are followed by hand so the key never leaves its origin
-            transport=transport or ShardedPoolTransport(max_connections),
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
             headers={"Accept": "application/json",
                      "User-Agent": f"flux-depth-assets/{adapter.name}"},
         )

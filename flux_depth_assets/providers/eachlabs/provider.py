@@ -7,7 +7,7 @@ is created.
 
 Polling adapts to the host (`pacing.PollScheduler`): once a few predictions have finished, the
 first poll of a new one waits until about when most predictions finish, then polls every
-`poll_interval_s`. That keeps requests (and client CPU) per prediction low without delaying results.
+`poll_interval_s`. That keeps polls per prediction (which hosts rate-limit) low.
 
 Journal entries stay until the pipeline calls `settle(cache_keys)` after caching the results and
 recording their cost: a crash at any instant between create and cache costs nothing on the
@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -195,13 +195,13 @@ class EachlabsProvider(DepthProvider):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return _run_loop(coro)
+            return asyncio.run(coro)
         # called from inside a running loop (a notebook, an async op): run ours on a thread
         box: dict[str, Any] = {}
 
         def runner() -> None:
             try:
-                box["result"] = _run_loop(coro)
+                box["result"] = asyncio.run(coro)
             except BaseException as exc:  # noqa: BLE001 - re-raised below on the caller's thread
                 box["error"] = exc
 
@@ -313,16 +313,6 @@ class EachlabsProvider(DepthProvider):
             return
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(journal.clear, keys))
-
-
-def _run_loop(coro: Coroutine[Any, Any, list[DepthPrediction]]) -> list[DepthPrediction]:
-    """Run `coro` on a fresh event loop: uvloop when installed (less CPU per request), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 def _is_loopback(url: str) -> bool:
