@@ -54,7 +54,8 @@ JPEG encode, PNG decode and thread hops, ~0.3 ms. With the journal in memory a r
 2.2–2.4 ms, so ≤ 2 ms would need a lighter HTTP stack than httpx, not more tuning here.
 
 Fixed on the way: httpcore's pool does work quadratic in its connections on every request (26 ms per
-prediction with 64 connections in one pool; now pools of 4 behind one client); without `sniffio`,
+prediction with 64 connections in one pool; pools of 4 behind one client, removed again in
+issue 18 with uvloop: see "Hosted client at realistic latency"); without `sniffio`,
 httpcore retries a failing import on every request; polling adapts to the host's run time (from
 ~20 polls per prediction at a 0.1 s interval to ~1.4). Peak RSS grows ~26 MiB for 1,000 predictions.
 """
