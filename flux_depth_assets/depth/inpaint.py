@@ -1,11 +1,14 @@
-"""Push-pull inpainting: fills the background where nearer layers hide it, fast at any size."""
+"""Push-pull inpainting: fills the background where nearer layers hide it, fast at any size.
+
+The pyramid is numpy; the block means, the final upsampling and the masked copy are OpenCV
+(SIMD, several times cheaper than the numpy/PIL equivalents at 1 MP)."""
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
-from PIL import Image
 
 
 def as_rgb8(rgb: np.ndarray) -> np.ndarray:
@@ -56,8 +59,6 @@ def _push_pull(p: np.ndarray, w: np.ndarray) -> np.ndarray:
 def _block_means(x: np.ndarray, f: int, hs: int, ws: int) -> np.ndarray:
     """float32 mean of the f×f blocks of a uint8 (H, W[, C]) array zero-padded to (hs·f, ws·f):
     OpenCV's area resize, which takes exact block means for an integer factor."""
-    import cv2
-
     h, w = x.shape[:2]
     padded = cv2.copyMakeBorder(x, 0, hs * f - h, 0, ws * f - w, cv2.BORDER_CONSTANT, value=0)
     if f == 1:
@@ -76,8 +77,6 @@ def fill_holes(rgb: np.ndarray, known: np.ndarray, fill: np.ndarray | None = Non
     With `box` (x, y, width, height) only that window of the result is made and returned (the
     grid still sees every known pixel): callers that crop anyway skip the full-frame work.
     """
-    import cv2
-
     img = as_rgb8(rgb)
     k = np.asarray(known, dtype=bool)
     target = ~k if fill is None else np.asarray(fill, dtype=bool)
