@@ -127,6 +127,9 @@ def subject_masks(rgb: np.ndarray, faces: list[Face], iterations: int = 1) -> li
             out[fy : fy + fh, fx : fx + fw] = 1.0
             continue
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        # GrabCut's k-means draws from OpenCV's per-thread RNG: seed it, so a mask depends on
+        # this image only, not on what the process segmented before (same input, same bytes)
+        cv2.setRNGSeed(0x5EED)
         try:
             cv2.grabCut(
                 img,
