@@ -34,6 +34,7 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 demo: install
 	$(BIN)/flux-depth validate
 	$(BIN)/flux-depth materialize --catalog demo
+	$(BIN)/flux-depth materialize --assets catalog_summary
 	@echo "Outputs are under $(FLUX_DEPTH_HOME) (catalogs/demo/..., tables/...). Open the UI with: make dev"
 
 test: install
@@ -73,15 +74,36 @@ FORMAT_PATHS ?= tests/test_plain_modules.py \
                 tests/test_normalization.py \
                 tests/e2e/test_gallery_browser.py \
                 tests/test_parallax_holes_check.py \
-                benchmarks/depth_figures.py
+                benchmarks/depth_figures.py \
+	flux_depth_assets/pipeline/parallel.py flux_depth_assets/pipeline/depth_pool.py \
+	benchmarks/pipeline_throughput.py benchmarks/profile_run.py tests/test_parallel.py \
+	tests/dask_cluster.py tests/test_working_size.py tests/test_incremental.py \
+                flux_depth_assets/providers/hosts \
+                flux_depth_assets/fakeapi/dialects.py \
+                flux_depth_assets/fakeapi/faults.py \
+                flux_depth_assets/fakeapi/options.py \
+                benchmarks/account_limits.py \
+                tests/test_host_adapters.py \
+                tests/test_host_plan.py \
+                tests/test_host_client.py \
+                tests/test_account_limits.py \
+                tests/test_account_limits_processes.py \
+                tests/test_fakeapi_dialects.py \
+                tests/hostcalls.py \
+                tests/account_child.py \
+                tests/test_hosted_provider_hosts.py \
+                tests/provider_child.py
 lint: install
 	$(BIN)/ruff check --extend-ignore I001 .
 	$(BIN)/ruff check --select I001 $(FORMAT_PATHS)
 	$(BIN)/ruff format --check $(FORMAT_PATHS)
 	$(BIN)/mypy
 
+
+# `flux-depth dev` runs dagster dev in its own process group and forwards Ctrl-C/SIGTERM to it,
+# so it stops (webserver, daemon, code server) within seconds; see flux_depth_assets/cli/dev.py.
 dev: install
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	exec $(BIN)/flux-depth dev -w workspace.yaml --host 127.0.0.1 -p 3000
 
 # deploy/postgres/dagster.yaml as the instance; the database is created if missing.
 PG_ENV = FLUX_DEPTH_PG_HOST=$(or $(FLUX_DEPTH_PG_HOST),127.0.0.1) \
@@ -94,7 +116,7 @@ PG_HOME = $(CURDIR)/.dagster_home/postgres
 dev-postgres: install
 	mkdir -p $(PG_HOME) && cp deploy/postgres/dagster.yaml $(PG_HOME)/dagster.yaml
 	$(PG_ENV) deploy/postgres/create_db.sh
-	$(PG_ENV) DAGSTER_HOME=$(PG_HOME) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(PG_ENV) DAGSTER_HOME=$(PG_HOME) exec $(BIN)/flux-depth dev -w workspace.yaml --host 127.0.0.1 -p 3000
 
 validate: install
 	$(BIN)/flux-depth validate

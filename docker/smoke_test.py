@@ -179,8 +179,7 @@ class Stack:
             "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
                          "jobName": "catalog_job"},
             "runConfigData": {},
-            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo"},
-                                           {"key": "flux_depth/catalog", "value": "demo"}]},
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo"}]},
         }
         result = self.graphql(LAUNCH_MUTATION, {"params": params})["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from flux_depth_assets.defs.resources import DepthProviderResource
-from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
+from flux_depth_assets.providers.base import (
+    DepthPrediction,
+    DepthProvider,
+    ProgressFn,
+    ProviderInput,
+)
 
 CALLS: Counter = Counter()  # image_id → predictions computed; reset by the `calls` fixture
 

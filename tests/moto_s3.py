@@ -8,8 +8,8 @@ Registered for every test module by `pytest_plugins` in tests/conftest.py.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest

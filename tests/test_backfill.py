@@ -14,16 +14,17 @@ import dagster as dg
 import pytest
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
-from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 from dagster_graphql.test.utils import execute_dagster_graphql, infer_repository_selector
 
-from flux_depth_assets.defs.constants import CATALOG_TAG
 from tests import images
 from tests.fakes import CALLS
 from tests.test_concurrency import QUEUE_LIMITS
+
+CATALOG_TAG = "dagster/partition"  # what the run queue's per-catalog limit keys on
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,6 @@ import yaml
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
-from flux_depth_assets.defs.constants import CATALOG_TAG
 from flux_depth_assets.defs.runner import materialize_catalog
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "sensors_and_s3.md"
@@ -29,15 +28,14 @@ def documented_queue_limits() -> dict:
     return yaml.safe_load(block[:block.index("```")])
 
 
-# At most one run per catalog at a time. Asset backfills launched from the asset graph run
-# Dagster's implicit asset job, whose runs carry `dagster/partition` (= the catalog) but not our
-# tag, hence the second limit.
+# At most one run per catalog at a time, keyed on Dagster's own `dagster/partition` tag (= the
+# catalog), which runs of catalog_job and of the implicit asset job (asset-graph backfills) carry.
 QUEUE_LIMITS = documented_queue_limits()
 
 
 def test_documented_limits_key_on_the_catalog_tag():
     limits = QUEUE_LIMITS["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert {lim["key"] for lim in limits} == {CATALOG_TAG, "dagster/partition"}
+    assert [lim["key"] for lim in limits] == ["dagster/partition"]
     assert all(lim["limit"] == 1 and lim["value"] == {"applyLimitPerUniqueValue": True}
                for lim in limits)
 
@@ -63,7 +61,7 @@ def test_run_queue_allows_one_run_per_catalog(tmp_path):
             RegisteredCodeLocationOrigin("flux_depth_assets"), "__repository__"), "catalog_job")
         runs = {}
         for name, catalog in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("other", None)]:
-            tags = {CATALOG_TAG: catalog, "dagster/partition": catalog} if catalog else {}
+            tags = {"dagster/partition": catalog} if catalog else {}
             runs[name] = create_run_for_test(instance, job_name="catalog_job", tags=tags,
                                              status=DagsterRunStatus.QUEUED, remote_job_origin=origin)
         with WorkspaceProcessContext(instance, EmptyWorkspaceTarget()) as wpc:

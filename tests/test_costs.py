@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, UTC
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 import dagster as dg
 import numpy as np
@@ -21,11 +21,20 @@ import pytest
 from flux_depth_assets.cli import main as cli
 from flux_depth_assets.defs.assets.summary import catalog_summary
 from flux_depth_assets.defs.build import build_definitions
-from flux_depth_assets.defs.resources import CatalogsResource, DepthProviderResource, StorageResource
+from flux_depth_assets.defs.resources import (
+    CatalogsResource,
+    DepthProviderResource,
+    StorageResource,
+)
 from flux_depth_assets.defs.runner import materialize_catalog
 from flux_depth_assets.lineage import queries
 from flux_depth_assets.pipeline.provider_run import BudgetExceeded, apply_budget, call_cost
-from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
+from flux_depth_assets.providers.base import (
+    DepthPrediction,
+    DepthProvider,
+    ProgressFn,
+    ProviderInput,
+)
 from flux_depth_assets.storage.store import Storage
 from tests import images
 from tests.catalogs import shop_catalog as make_catalog

@@ -18,7 +18,6 @@ from flux_depth_assets.storage.store import Storage
 from tests import images
 from tests.fakes import CountingProviderResource
 
-
 TESTS = set(TEST_ASSETS)  # the checks built from YAML (other modules add their own checks)
 
 
@@ -156,7 +155,7 @@ def test_checks_run_with_the_catalogs_partition_and_arguments(tmp_path):
     assert evals["min_images"].passed and evals["valid_depth_ratio"].passed
     assert evals["depth_range"].passed
     assert all(e.partition == "shop" for e in evals.values())
-    assert shop.dagster_run.tags["flux_depth/catalog"] == "shop"
+    assert shop.dagster_run.tags["dagster/partition"] == "shop"
 
     other = job.execute_in_process(partition_key="other", instance=instance, raise_on_error=False)
     [only] = [e for e in other.get_asset_check_evaluations() if e.check_name in TESTS]

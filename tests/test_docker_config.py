@@ -278,8 +278,8 @@ def test_dagster_yaml_validates_and_builds_its_run_launcher_and_log_manager(tmp_
     coordinator = ref.run_coordinator_data.rehydrate(as_type=RunCoordinator)
     assert isinstance(coordinator, QueuedRunCoordinator)
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert {"key": "flux_depth/catalog", "value": {"applyLimitPerUniqueValue": True},
-            "limit": 1} in limits
+    assert limits == [{"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True},
+                       "limit": 1}]
     assert config["concurrency"]["pools"]["default_limit"] >= 1
 
     log_manager = ref.compute_logs_data.rehydrate(as_type=ComputeLogManager)

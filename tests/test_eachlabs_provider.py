@@ -7,10 +7,10 @@ are a fraction of a second so the module stays quick.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 import hashlib
 import io
 import socket
+from typing import Any
 
 import httpx
 import numpy as np
@@ -19,7 +19,6 @@ from PIL import Image
 
 from flux_depth_assets.config.models import EachlabsParams, EachlabsProviderConfig
 from flux_depth_assets.fakeapi import running_fake_api
-from tests.manual_clock import hold_predictions
 from flux_depth_assets.providers.base import ProviderInput
 from flux_depth_assets.providers.eachlabs import (
     EachlabsNotReady,
@@ -32,6 +31,7 @@ from flux_depth_assets.providers.eachlabs.client import EachlabsClient
 from flux_depth_assets.providers.eachlabs.images import prepare_control_image
 from flux_depth_assets.providers.eachlabs.pacing import PollScheduler
 from flux_depth_assets.storage.store import Storage
+from tests.manual_clock import hold_predictions
 
 FAST_RETRY = RetryPolicy(max_retries=4, backoff_base_s=0.01, backoff_max_s=0.05)
 

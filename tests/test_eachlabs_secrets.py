@@ -16,9 +16,9 @@ import httpx
 import pytest
 import respx
 
+from flux_depth_assets.fakeapi import running_fake_api
 from flux_depth_assets.providers.eachlabs import EachlabsNotReady, EachlabsProvider, RetryPolicy
 from flux_depth_assets.providers.eachlabs.client import EachlabsClient
-from flux_depth_assets.fakeapi import running_fake_api
 from flux_depth_assets.storage.store import Storage
 from tests.test_eachlabs_provider import make_items, make_provider
 

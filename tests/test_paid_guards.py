@@ -220,8 +220,8 @@ def test_a_create_sent_without_answer_is_reported_uncertain_once(tmp_path):
     with running_fake_api(latency_s=0.05) as server:
         assert run(cfg, root, server.base_url, assets=["source_images"]).success
         store = Storage(str(root))
-        from flux_depth_assets.defs.resources import DepthProviderResource
         from flux_depth_assets.config import load_project
+        from flux_depth_assets.defs.resources import DepthProviderResource
 
         catalog = load_project(cfg).catalog("faults")
         provider = DepthProviderResource(

@@ -14,9 +14,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
 import dagster as dg
 import pyarrow.compute as pc
@@ -30,7 +31,6 @@ from flux_depth_assets.providers.eachlabs.journal import PredictionJournal
 from flux_depth_assets.storage.store import Storage
 from tests import images
 from tests.paid_driver import CATALOG, KEY, PHASES
-from datetime import UTC
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "paid_driver.py"
@@ -464,9 +464,10 @@ def test_bfl_like_switch_on_the_fake_cli(tmp_path):
 
 
 def test_costs_lists_uncertain_attempts(tmp_path, capsys):
+    from datetime import date, datetime
+
     from flux_depth_assets.cli import main
     from flux_depth_assets.lineage.writer import write_rows
-    from datetime import date, datetime
 
     store = Storage(str(tmp_path / "root"))
     now = datetime.now(UTC)

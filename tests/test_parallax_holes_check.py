@@ -13,7 +13,7 @@ from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
 from flux_depth_assets.defs.assets.derived.checks import check_parallax_holes
-from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
+from flux_depth_assets.defs.resources import CatalogsResource, ComputeResource, StorageResource
 from flux_depth_assets.storage.store import Storage
 from tests.catalogs import shop_catalog
 from tests.fakes import CountingProviderResource
@@ -32,6 +32,7 @@ def test_the_check_passes_on_made_sprites_and_fails_on_a_background_hole(tmp_pat
             "storage": StorageResource(root=str(home)),
             "catalogs": CatalogsResource(config_dir=str(cfg)),
             "depth_provider": CountingProviderResource(),
+            "compute": ComputeResource(),
         },
     )
     assert result.success

@@ -18,8 +18,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flux_depth_assets.defs.constants import CATALOG_TAG, HOSTED_API_POOL
+from flux_depth_assets.defs.constants import HOSTED_API_POOL
 from flux_depth_assets.defs.runner import materialize_catalog
+
+CATALOG_TAG = "dagster/partition"  # the run queue's per-catalog limit keys on it
 
 psycopg2 = pytest.importorskip("psycopg2")
 
@@ -110,7 +112,11 @@ def _query(dbname: str, sql: str, params: tuple = ()) -> list[tuple]:
 
 def test_profile_builds_a_postgres_instance_with_the_run_queue_and_pool(pg_instance):
     from dagster._core.run_coordinator import QueuedRunCoordinator
-    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+    from dagster_postgres import (
+        PostgresEventLogStorage,
+        PostgresRunStorage,
+        PostgresScheduleStorage,
+    )
 
     assert isinstance(pg_instance.run_storage, PostgresRunStorage)
     assert isinstance(pg_instance.event_log_storage, PostgresEventLogStorage)
@@ -120,9 +126,9 @@ def test_profile_builds_a_postgres_instance_with_the_run_queue_and_pool(pg_insta
 
     config = pg_instance.get_concurrency_config()
     limits = {limit["key"]: limit for limit in config.run_queue_config.tag_concurrency_limits}
+    assert list(limits) == [CATALOG_TAG]
     assert limits[CATALOG_TAG] == {"key": CATALOG_TAG, "value": {"applyLimitPerUniqueValue": True},
                                    "limit": 1}
-    assert limits["dagster/partition"]["limit"] == 1
     assert config.pool_config.default_pool_limit == 2
     assert pg_instance.get_settings("telemetry") == {"enabled": False}
 

@@ -96,18 +96,20 @@ def test_cli_validate_ok_and_error(tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_materialize_runs_and_reports_failures(tmp_path):
     env_bin = console_script("flux-depth")
-    # No DAGSTER_HOME: an ephemeral instance, never the developer's.
-    env = subprocess_env(unset=["DAGSTER_HOME"], FLUX_DEPTH_HOME=str(tmp_path / "h"))
+    env = subprocess_env(FLUX_DEPTH_HOME=str(tmp_path / "h"),
+                         DAGSTER_HOME=str(tmp_path / "dh"))  # created if missing
     ok = subprocess.run([env_bin, "materialize", "--catalog", "demo", "--quiet"],
                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert ok.returncode == 0, ok.stderr
     assert "depth_maps" in ok.stdout and str(tmp_path / "h") in ok.stdout
+    assert f"instance: {tmp_path / 'dh'}" in ok.stdout
     cfg = config_with(tmp_path, ["broken"])  # its source folder does not exist
     bad = subprocess.run([env_bin, "materialize", "--catalog", "broken", "--config-dir", str(cfg),
                           "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # refused by the preflight, before any run
+    assert "nothing was run" in bad.stderr and "Traceback" not in bad.stderr
     last = bad.stderr.strip().splitlines()[-1]
-    assert last.startswith("flux-depth: error: run ") and "does not exist" in last
+    assert "field 'source.path'" in last and "does not exist" in last
 
 
 def test_environment_selector_makes_prod_secrets_required(monkeypatch):

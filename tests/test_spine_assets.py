@@ -144,11 +144,13 @@ def test_unknown_catalog_and_asset_are_refused(tmp_path):
                             instance=dg.DagsterInstance.ephemeral())
 
 
-def test_missing_source_folder_fails_with_its_path(tmp_path):
+def test_missing_source_folder_is_refused_before_the_run_with_its_path(tmp_path):
+    from flux_depth_assets.config import ConfigErrors
     cfg = make_catalog(tmp_path, {})
     shutil.rmtree(tmp_path / "photos")
-    outcome, _ = run(cfg)
-    assert not outcome.success and "does not exist" in outcome.error and "photos" in outcome.error
+    with pytest.raises(ConfigErrors, match="does not exist") as err:
+        run(cfg)
+    assert "photos" in str(err.value) and "field 'source.path'" in str(err.value)
 
 
 def test_declared_tests_run_with_the_catalog_and_report_failures(tmp_path):
@@ -168,8 +170,8 @@ def test_local_instance_profile_limits_one_run_per_catalog(tmp_path, monkeypatch
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
-        assert {"key": "flux_depth/catalog", "value": {"applyLimitPerUniqueValue": True},
-                "limit": 1} in limits
+        assert limits == [{"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True},
+                           "limit": 1}]
 
 
 def test_a_deleted_npy_is_restored_from_the_cache_without_a_call(tmp_path):

@@ -14,7 +14,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flux_depth_assets.defs.constants import CATALOG_TAG
 from flux_depth_assets.defs.resources import CatalogsResource
 from flux_depth_assets.defs.upload_sensors import build_upload_sensor
 from flux_depth_assets.sources import SourceError
@@ -87,7 +86,7 @@ def test_local_folder_across_first_run_nothing_new_some_new_uploading_all_new_de
     r = ticker()
     [req] = r.run_requests
     assert req.partition_key == "shop" and req.run_key.startswith("upload:shop:1:")
-    assert req.tags[CATALOG_TAG] == "shop" and req.tags["flux_depth/new_objects"] == "3"
+    assert req.partition_key == "shop" and req.tags["flux_depth/new_objects"] == "3"
     assert [p.partition_keys for p in r.dynamic_partitions_requests] == [["shop"]]
     instance.add_dynamic_partitions("catalog", ["shop"])  # what the daemon does with the request
 
@@ -233,7 +232,7 @@ def test_sensor_daemon_launches_one_run_and_a_retried_tick_does_not_double_it(tm
             tick_at(0)
             [run] = runs()
             assert run.status == DagsterRunStatus.SUCCESS
-            assert run.tags[CATALOG_TAG] == "shop" and run.tags["dagster/partition"] == "shop"
+            assert run.tags["dagster/partition"] == "shop" and "flux_depth/catalog" not in run.tags
             assert instance.has_dynamic_partition("catalog", "shop")
 
             tick_at(1)  # nothing new

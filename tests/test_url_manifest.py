@@ -17,8 +17,15 @@ import pytest
 from flux_depth_assets.config.models import CatalogConfig, UrlManifestSource
 from flux_depth_assets.pipeline.scan import ASSET, scan_catalog
 from flux_depth_assets.sources import SourceError, Validators, list_objects
-from flux_depth_assets.sources.url_manifest import (FetchError, fetch, fetch_if_changed, http_date,
-                                                    parse_http_date, redact, response_validators)
+from flux_depth_assets.sources.url_manifest import (
+    FetchError,
+    fetch,
+    fetch_if_changed,
+    http_date,
+    parse_http_date,
+    redact,
+    response_validators,
+)
 from flux_depth_assets.storage.schemas import SOURCE_IMAGES
 from flux_depth_assets.storage.store import Storage
 from tests import images
@@ -403,7 +410,8 @@ def test_external_id_lands_in_the_table(tmp_path, http_base, origin):
                        f"{http_base}/etag/b": (None, "accepted"),
                        f"{http_base}/missing": ("sku-gone", "rejected")}
         table = store.read_partition(ASSET, "web")
-        assert table.schema == SOURCE_IMAGES and SOURCE_IMAGES.names[-2:] == ["external_id", "etag"]
+        assert table.schema == SOURCE_IMAGES
+        assert SOURCE_IMAGES.names[-4:] == ["external_id", "etag", "original_width", "original_height"]
 
 
 def test_a_table_written_before_the_new_columns_still_loads(tmp_path, http_base, origin):

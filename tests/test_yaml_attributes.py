@@ -11,7 +11,7 @@ import pytest
 
 from flux_depth_assets.config import ConfigError, load_project
 from flux_depth_assets.defs.build import build_definitions
-from flux_depth_assets.defs.constants import CATALOG_TAG
+from flux_depth_assets.defs.constants import TRIGGER_TAG
 from flux_depth_assets.defs.resources import CatalogsResource
 
 CATALOGS = """
@@ -20,7 +20,7 @@ catalogs:
     description: Product shots from the studio
     source: {type: local_dir, path: a}
     owners: ["ana@example.com", "team:vision"]
-    tags: {cost_center: "42", flux_depth/catalog: not-this}
+    tags: {cost_center: "42", flux_depth/trigger: not-this}
     schedule: "0 3 * * *"
     upload_sensor: {enabled: false}
   - name: plain
@@ -63,7 +63,7 @@ def test_a_catalogs_tags_owners_and_description_on_its_schedule_sensor_and_runs(
     schedule = defs.resolve_schedule_def("shop__schedule")
     sensor = defs.resolve_sensor_def("shop__upload_sensor")
     for definition in (schedule, sensor):
-        assert definition.tags == {"cost_center": "42", CATALOG_TAG: "shop"}  # system tag wins
+        assert definition.tags == {"cost_center": "42", TRIGGER_TAG: "not-this"}
         assert list(definition.owners or []) == ["ana@example.com", "team:vision"]
         assert definition.description and "Product shots from the studio" in definition.description
     with dg.instance_for_test() as instance:
@@ -74,7 +74,9 @@ def test_a_catalogs_tags_owners_and_description_on_its_schedule_sensor_and_runs(
             repository_def=defs.get_repository_def(),
         )
         [request] = schedule.evaluate_tick(context).run_requests or []
-    assert request.tags["cost_center"] == "42" and request.tags[CATALOG_TAG] == "shop"
+    assert request.tags["cost_center"] == "42"
+    assert request.tags[TRIGGER_TAG] == "schedule"  # the system tag wins over the YAML's
+    assert request.tags["dagster/partition"] == "shop"  # the run queue's per-catalog limit key
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "flux_depth_assets.cli.run",
     "flux_depth_assets.cli.fakeapi",
     "flux_depth_assets.cli.lineage",
+    "flux_depth_assets.cli.dev",
 ]
 
 

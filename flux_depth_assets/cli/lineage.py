@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--until", type=_date, help="last UTC day to include (YYYY-MM-DD)")
     c.add_argument("--root", help="storage root (default: $FLUX_DEPTH_HOME)")
     c.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    c.add_argument("--by-host", action="store_true",
+                   help="spend per catalog and host (the provider that served each call)")
     c.add_argument("--uncertain", action="store_true",
                    help="list create attempts that were sent without an answer (the host may have "
                         "charged them) instead of the spend table")
@@ -157,10 +159,32 @@ def _uncertain(args: argparse.Namespace) -> int:
     return 0
 
 
+HOST_COLUMNS = ["catalog", "provider", "calls", "paid_calls", "cached", "failed", "cost_usd"]
+
+
+def _by_host(args: argparse.Namespace) -> int:
+    """Spend per catalog and host, from the `provider_calls` rows."""
+    from flux_depth_assets.lineage.queries import calls_by, read
+    table = read(_store(args.root), "provider_calls", args.catalog, args.since, args.until,
+                 columns=["catalog", "provider", "status", "cached", "cost_usd"])
+    rows = calls_by(table, ["catalog", "provider"]).to_pylist()
+    if _print_machine_readable(rows, HOST_COLUMNS, args.format):
+        return 0
+    if not rows:
+        print("no provider calls recorded")
+        return 0
+    print("  ".join(HOST_COLUMNS))
+    for r in rows:
+        print("  ".join(_cell(r[c]) for c in HOST_COLUMNS))
+    return 0
+
+
 def _costs(args: argparse.Namespace) -> int:
     from flux_depth_assets.lineage.queries import COST_COLUMNS, costs
     if args.uncertain:
         return _uncertain(args)
+    if args.by_host:
+        return _by_host(args)
     table = costs(_store(args.root), catalog=args.catalog, since=args.since, until=args.until)
     rows = table.to_pylist()
     if _print_machine_readable(rows, COST_COLUMNS, args.format):

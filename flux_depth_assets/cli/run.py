@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flux_depth_assets.config import ConfigError, load_project
+from flux_depth_assets.config import ConfigError, ConfigErrors, load_project
+
+#: where `make dev` serves the UI
+UI_URL = "http://127.0.0.1:3000"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    m = sub.add_parser("materialize", help="run a catalog's assets in-process")
-    m.add_argument("--catalog", required=True, help="catalog name (a `catalog` partition)")
-    m.add_argument("--assets", help="comma-separated asset names (default: every per-catalog asset)")
+    m = sub.add_parser("materialize", help="validate, then run a catalog's assets in-process on "
+                                           "the UI's instance ($DAGSTER_HOME or .dagster_home)")
+    m.add_argument("--catalog", help="catalog name (a `catalog` partition); required unless "
+                                     "--assets is only catalog_summary")
+    m.add_argument("--assets", help="comma-separated asset names (default: every per-catalog "
+                                    "asset; catalog_summary runs after them when listed)")
     m.add_argument("--config-dir", help="config directory (default: $FLUX_DEPTH_CONFIG_DIR or dbt_like_configs/)")
     m.add_argument("--quiet", action="store_true", help="only warnings and the summary")
     m.set_defaults(func=_materialize)
@@ -20,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--config-dir")
     c.set_defaults(func=_catalogs)
 
-    v = sub.add_parser("validate", help="check dbt_like_configs/ without running anything")
+    v = sub.add_parser("validate", help="check dbt_like_configs/ and every catalog's source "
+                                        "without running anything (all errors at once)")
     v.add_argument("--config-dir")
     v.set_defaults(func=_validate)
 
@@ -30,12 +37,27 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _print_errors(errors: list[ConfigError]) -> int:
+    print(f"flux-depth: error: {len(errors)} problem(s) in the config; nothing was run:",
+          file=sys.stderr)
+    for err in errors:
+        print(f"  {err}", file=sys.stderr)
+    return 2
+
+
 def _materialize(args: argparse.Namespace) -> int:
     from flux_depth_assets.defs.runner import materialize_catalog  # dagster import only when needed
     assets = [a.strip() for a in args.assets.split(",") if a.strip()] if args.assets else None
+
+    def started(instance) -> None:
+        print(f"instance: {instance.root_directory} (the UI of `make dev` shows these runs)")
+
     try:
         outcome = materialize_catalog(args.catalog, assets=assets, config_dir=args.config_dir,
-                                      log_level="WARNING" if args.quiet else "INFO")
+                                      log_level="WARNING" if args.quiet else "INFO",
+                                      on_start=started)
+    except ConfigErrors as exc:
+        return _print_errors(exc.errors)
     except ConfigError as exc:
         return _fail(str(exc), 2)
     except KeyError as exc:
@@ -54,6 +76,8 @@ def _materialize(args: argparse.Namespace) -> int:
         failed = [(n, sev) for n, ok, sev in outcome.checks if not ok]
         print(f"checks             {len(outcome.checks) - len(failed)}/{len(outcome.checks)} passed"
               + "".join(f"\n{'':18s} ✗ {n} ({sev.lower()})" for n, sev in failed))
+    for run_id in outcome.run_ids:
+        print(f"run {run_id}: {UI_URL}/runs/{run_id} (while `make dev` runs)")
     if not outcome.success:
         return _fail(f"run {outcome.run_id} failed: {outcome.error}")
     print(f"run {outcome.run_id} succeeded")
@@ -73,12 +97,11 @@ def _catalogs(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    try:
-        project = load_project(args.config_dir)
-        for name in project.catalogs:
-            project.settings_for(name)
-    except ConfigError as exc:
-        return _fail(str(exc), 2)
-    print(f"OK: {len(project.catalogs)} catalog(s) in {project.config_dir}: "
+    from flux_depth_assets.config.preflight import preflight
+
+    project, errors = preflight(args.config_dir)
+    if errors or project is None:
+        return _print_errors(errors)
+    print(f"OK: {len(project.catalogs)} catalog(s) in {project.config_dir}, sources readable: "
           f"{', '.join(sorted(project.catalogs)) or '(none)'}")
     return 0

@@ -7,10 +7,10 @@ is looking at the YAML, not at a Python traceback.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
-from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -47,6 +47,19 @@ class ConfigError(ValueError):
         super().__init__(f"{': '.join(parts)}: {message}")
 
 
+class ConfigErrors(ConfigError):
+    """Every error found in one pass over the config (each one a `ConfigError` line)."""
+
+    def __init__(self, errors: list[ConfigError]):
+        first = errors[0]
+        self.errors = errors
+        self.file, self.line, self.catalog, self.field_path = (
+            first.file, first.line, first.catalog, first.field_path)
+        lines = [str(e) for e in errors]
+        ValueError.__init__(self, lines[0] if len(lines) == 1 else
+                            f"{len(lines)} config errors:\n  " + "\n  ".join(lines))
+
+
 @dataclass(frozen=True)
 class Project:
     """Everything `dbt_like_configs/` declares, validated and with paths resolved."""
@@ -57,6 +70,10 @@ class Project:
     catalogs: dict[str, CatalogConfig]
     models: ModelSettings
     catalog_files: dict[str, Path] = field(default_factory=dict)
+    #: catalog → its merged model settings (project defaults + the catalog's `models:`)
+    catalog_settings: dict[str, ModelSettings] = field(default_factory=dict)
+    #: catalog → line of its `source:` key (for errors about the source itself)
+    source_lines: dict[str, int | None] = field(default_factory=dict)
 
     def catalog(self, name: str) -> CatalogConfig:
         try:
@@ -67,18 +84,7 @@ class Project:
 
     def settings_for(self, catalog: str) -> ModelSettings:
         """Project model settings with the catalog's `models:` overrides merged on top."""
-        overrides = self.catalogs[catalog].models
-        if not overrides:
-            return self.models
-        merged = self.models.model_dump()
-        for key, values in overrides.items():
-            merged.setdefault(key, {}).update(values)
-        try:
-            return ModelSettings.model_validate(merged)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(self.catalog_files[catalog], err["msg"], catalog=catalog,
-                              field_path="models." + ".".join(map(str, err["loc"]))) from None
+        return self.catalog_settings.get(catalog, self.models)
 
 
 def default_config_dir() -> Path:
@@ -93,35 +99,55 @@ def default_config_dir() -> Path:
 
 
 def load_project(config_dir: str | os.PathLike[str] | None = None) -> Project:
+    """The validated project; raises `ConfigErrors` naming every error of every file at once."""
+    project, errors = collect_project(config_dir)
+    if errors or project is None:
+        raise ConfigErrors(errors)
+    return project
+
+
+def collect_project(config_dir: str | os.PathLike[str] | None = None
+                    ) -> tuple[Project | None, list[ConfigError]]:
+    """Load what is valid and collect every error (no exception): what `validate` reports."""
     config_dir = Path(config_dir).expanduser().resolve() if config_dir else default_config_dir()
     if not config_dir.is_dir():
-        raise ConfigError(config_dir, "config directory does not exist")
+        return None, [ConfigError(config_dir, "config directory does not exist")]
+    errors: list[ConfigError] = []
     root = config_dir.parent
     project_path = config_dir / PROJECT_FILE
-    project = (_validate(project_path, _read_yaml(project_path)[0], ProjectFile)
-               if project_path.exists() else ProjectFile())
+    project = ProjectFile()
+    if project_path.exists():
+        data, node = _read_yaml(project_path, errors)
+        project = _validate(project_path, data, ProjectFile, node, errors) or project
 
     models = ModelSettings()
     for path in _yaml_files(config_dir, project.model_paths):
-        data, node = _read_yaml(path)
-        parsed = _validate(path, data, ModelsFile, node)
+        data, node = _read_yaml(path, errors)
+        parsed = _validate(path, data, ModelsFile, node, errors)
+        if parsed is None:
+            continue
         try:
             models = ModelSettings.model_validate({**models.model_dump(), **parsed.models})
         except ValidationError as exc:
-            _raise_from_validation(path, exc, node, prefix=("models",))
+            errors.extend(_errors_from_validation(path, exc, node, data, prefix=("models",)))
 
     catalogs: dict[str, CatalogConfig] = {}
     files: dict[str, Path] = {}
+    settings: dict[str, ModelSettings] = {}
+    source_lines: dict[str, int | None] = {}
     for path in _yaml_files(config_dir, project.catalog_paths):
-        data, node = _read_yaml(path)
+        data, node = _read_yaml(path, errors)
         if data is None:
             continue
-        catalog_file = _validate(path, data, CatalogFile, node)
-        for index, cat in enumerate(catalog_file.catalogs):
+        for index, cat in _catalog_entries(path, data, node, errors):
+            where = ("catalogs", index)
             if cat.name in catalogs:
-                raise ConfigError(path, f"duplicate catalog name (first declared in {files[cat.name]})",
-                                  line=_line_of(node, ("catalogs", index, "name")), catalog=cat.name,
-                                  field_path="name")
+                errors.append(ConfigError(
+                    path, f"duplicate catalog name (first declared in {files[cat.name]})",
+                    line=_line_of(node, (*where, "name")), catalog=cat.name, field_path="name"))
+                continue
+            # a bad override is reported; the catalog stays so its source is checked too
+            merged = _merge_overrides(path, models, cat, data, node, where, errors) or models
             catalogs[cat.name] = _resolve_paths(cat, root)
             refused = _refused_source(catalogs[cat.name])  # a relative path judged once resolved
             if refused:
@@ -129,11 +155,57 @@ def load_project(config_dir: str | os.PathLike[str] | None = None) -> Project:
                                                                       "path")),
                                   catalog=cat.name, field_path="source.path")
             files[cat.name] = path
+            settings[cat.name] = merged
+            source_lines[cat.name] = _line_of(node, (*where, "source"))
     return Project(config_dir=config_dir, root=root, project=project, catalogs=catalogs,
-                   models=models, catalog_files=files)
+                   models=models, catalog_files=files, catalog_settings=settings,
+                   source_lines=source_lines), errors
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _catalog_entries(path: Path, data: Any, node: yaml.Node | None,
+                     errors: list[ConfigError]) -> list[tuple[int, CatalogConfig]]:
+    """Each entry of `catalogs:` validated on its own, so one bad catalog hides no other."""
+    if not isinstance(data, dict):
+        errors.append(ConfigError(path, "expected a mapping at the top level, "
+                                        f"got {type(data).__name__}"))
+        return []
+    unknown = sorted(set(data) - set(CatalogFile.model_fields))
+    for key in unknown:
+        errors.append(ConfigError(path, "unknown field (check the spelling)",
+                                  line=_line_of(node, (key,)), field_path=str(key)))
+    entries = data.get("catalogs")
+    if not isinstance(entries, list):
+        errors.append(ConfigError(path, "`catalogs:` must be a list of catalogs",
+                                  line=_line_of(node, ("catalogs",)), field_path="catalogs"))
+        return []
+    out = []
+    for index, entry in enumerate(entries):
+        try:
+            out.append((index, CatalogConfig.model_validate(entry)))
+        except ValidationError as exc:
+            errors.extend(_errors_from_validation(path, exc, node, data, prefix=("catalogs", index)))
+    return out
+
+
+def _merge_overrides(path: Path, models: ModelSettings, cat: CatalogConfig, data: Any,
+                     node: yaml.Node | None, where: tuple, errors: list[ConfigError]
+                     ) -> ModelSettings | None:
+    """Project settings + the catalog's `models:`; errors worded and located like any field."""
+    if not cat.models:
+        return models
+    merged = models.model_dump()
+    for key, values in cat.models.items():
+        base = merged.get(key)
+        merged[key] = {**base, **values} if isinstance(base, dict) and isinstance(values, dict) \
+            else values
+    try:
+        return ModelSettings.model_validate(merged)
+    except ValidationError as exc:
+        errors.extend(_errors_from_validation(path, exc, node, data, prefix=(*where, "models")))
+        return None
 
 
 def _yaml_files(config_dir: Path, subdirs: Iterable[str]) -> list[Path]:
@@ -145,49 +217,89 @@ def _yaml_files(config_dir: Path, subdirs: Iterable[str]) -> list[Path]:
     return out
 
 
-def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+def _read_yaml(path: Path, errors: list[ConfigError]) -> tuple[Any, yaml.Node | None]:
+    """The file's data and node tree; an unreadable or malformed file adds an error, gives None."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, f"cannot read file: {exc}") from None
+        errors.append(ConfigError(path, f"cannot read file: {exc}"))
+        return None, None
     try:
-        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(path, f"malformed YAML: {problem}", line=line) from None
+        errors.append(ConfigError(path, f"malformed YAML: {problem}", line=line))
+        return None, None
+    errors.extend(_duplicate_keys(path, node, data))
+    return data, node
 
 
-def _validate(path: Path, data: Any, model: type[_M],
-              node: yaml.Node | None = None) -> _M:
+def _duplicate_keys(path: Path, node: yaml.Node | None, data: Any, trail: tuple = ()
+                    ) -> list[ConfigError]:
+    """A key given twice in one mapping (YAML keeps the last one silently): an error, with both lines."""
+    out: list[ConfigError] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else None
+            if key is not None and key in first:
+                out.append(ConfigError(
+                    path, f"duplicate key {key!r} (first at line {first[key]}; YAML would keep "
+                          "only the last one)", line=k.start_mark.line + 1,
+                    catalog=_catalog_name(data, trail), field_path=_dotted((*trail, key))))
+            elif key is not None:
+                first[key] = k.start_mark.line + 1
+            out.extend(_duplicate_keys(path, v, data, (*trail, key)))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.extend(_duplicate_keys(path, item, data, (*trail, i)))
+    return out
+
+
+def _catalog_name(data: Any, loc: tuple) -> str | None:
+    if len(loc) >= 2 and loc[0] == "catalogs" and isinstance(loc[1], int) and isinstance(data, dict):
+        try:
+            name = data["catalogs"][loc[1]].get("name")
+            return name if isinstance(name, str) else None
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return None
+    return None
+
+
+def _dotted(loc: tuple) -> str:
+    parts = loc[2:] if len(loc) >= 2 and loc[0] == "catalogs" and isinstance(loc[1], int) else loc
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in parts).replace(".[", "[")
+
+
+def _validate(path: Path, data: Any, model: type[_M], node: yaml.Node | None,
+              errors: list[ConfigError]) -> _M | None:
+    if data is None and node is None:
+        return None  # unreadable: already reported
     if not isinstance(data, dict):
-        raise ConfigError(path, f"expected a mapping at the top level, got {type(data).__name__}")
+        errors.append(ConfigError(path, "expected a mapping at the top level, "
+                                        f"got {type(data).__name__}"))
+        return None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        _raise_from_validation(path, exc, node, data=data)
+        errors.extend(_errors_from_validation(path, exc, node, data))
+        return None
 
 
-def _raise_from_validation(path: Path, exc: ValidationError, node: yaml.Node | None,
-                           data: Any = None, prefix: tuple = ()) -> NoReturn:
-    err = exc.errors()[0]
-    loc = prefix + tuple(err["loc"])
-    catalog = None
-    if len(loc) >= 2 and loc[0] == "catalogs" and isinstance(loc[1], int) and isinstance(data, dict):
-        try:
-            catalog = data["catalogs"][loc[1]].get("name")
-        except (AttributeError, IndexError, KeyError, TypeError):
-            catalog = None
-    field_path = _field_path(loc, data)
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field (check the spelling)"
-    more = len(exc.errors()) - 1
-    if more:
-        msg += f" (and {more} more error{'s' if more > 1 else ''})"
-    raise ConfigError(path, msg, line=_line_of(node, loc), catalog=catalog,
-                      field_path=field_path) from None
+def _errors_from_validation(path: Path, exc: ValidationError, node: yaml.Node | None,
+                            data: Any = None, prefix: tuple = ()) -> list[ConfigError]:
+    """One `ConfigError` per pydantic error, each with its own line, catalog and field."""
+    out = []
+    for err in exc.errors():
+        loc = prefix + tuple(err["loc"])
+        msg = "unknown field (check the spelling)" if err["type"] == "extra_forbidden" \
+            else err["msg"]
+        out.append(ConfigError(path, msg, line=_line_of(node, loc),
+                               catalog=_catalog_name(data, loc), field_path=_field_path(loc, data)))
+    return out
 
 
 def _field_path(loc: tuple, data: Any) -> str:

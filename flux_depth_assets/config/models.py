@@ -177,6 +177,79 @@ class EachlabsProviderConfig(StrictModel):
         return v.rstrip("/")
 
 
+HostName = Literal["eachlabs", "replicate", "bfl"]  # = providers.hosts.HOST_NAMES (tested)
+_ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+class HostEntry(StrictModel):
+    """One host in a hosted provider's list; what is left unset comes from the host's adapter
+    (its base URL, key variable, model name, price and published limits). A bare name is enough:
+    `hosts: [replicate, eachlabs]`."""
+
+    name: HostName
+    base_url: str | None = None
+    api_key_env: str | None = None  # default: EACHLABS_API_KEY / REPLICATE_API_TOKEN / BFL_API_KEY
+    base_url_env: str | None = None  # default: EACHLABS_BASE_URL / REPLICATE_BASE_URL / ...
+    model: str | None = None
+    version: str | None = None
+    price_usd: float | None = Field(default=None, ge=0)
+    account: str | None = None  # name for the shared limits; default: a hash of the key
+    max_in_flight: int | None = Field(default=None, ge=1)  # default: what the host publishes
+    creates_per_minute: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_only(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://", v):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/") if v else v
+
+    @field_validator("api_key_env", "base_url_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name (A-Z, 0-9, _)")
+        return v
+
+    @field_validator("account")
+    @classmethod
+    def _account_slug(cls, v: str | None) -> str | None:
+        if v is not None and not SLUG_RE.match(v):
+            raise ValueError(f"account {v!r} is not a slug ([a-z0-9][a-z0-9_-]*)")
+        return v
+
+
+class HostedProviderConfig(EachlabsProviderConfig):
+    """flux-depth-pro on one of several hosts, in order of preference (`hosts`). Switching host is
+    one line (`hosts: [replicate]`); a host that does not serve the model, or stays unavailable
+    for `unavailable_after_s`, is skipped for the rest of the run. The shared settings (mode,
+    params, concurrency, polling, deadlines, retries) are `eachlabs`'; per-host ones go in `hosts`."""
+
+    name: Literal["hosted"] = "hosted"  # type: ignore[assignment]  # the union's discriminator
+    hosts: list[HostEntry] = Field(default_factory=lambda: [HostEntry(name="eachlabs")],
+                                   min_length=1)
+    unavailable_after_s: float = Field(default=300.0, gt=0)
+    # true: a result from any listed host passes for the others' (one cache key for all hosts)
+    interchangeable_results: bool = False
+
+    @model_validator(mode="after")
+    def _per_host_settings(self) -> HostedProviderConfig:
+        names = [h.name for h in self.hosts]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"host(s) listed more than once: {', '.join(twice)}")
+        misplaced = sorted({"base_url", "model", "version", "price_usd"} & self.model_fields_set)
+        if misplaced:
+            raise ValueError(f"{', '.join(misplaced)} differ by host: set them per host, e.g. "
+                             f"hosts: [{{name: {names[0]}, {misplaced[0]}: ...}}]")
+        return self
+
+
 class OnnxProviderConfig(StrictModel):
     """A local learned model (Depth Anything V2 / MiDaS-style ONNX export)."""
 
@@ -190,7 +263,7 @@ class OnnxProviderConfig(StrictModel):
 
 
 ProviderConfig = Annotated[
-    LocalProviderConfig | EachlabsProviderConfig | OnnxProviderConfig,
+    LocalProviderConfig | EachlabsProviderConfig | HostedProviderConfig | OnnxProviderConfig,
     Field(discriminator="name"),
 ]
 

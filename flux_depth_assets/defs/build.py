@@ -8,9 +8,9 @@ from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS, DERIVED_CHECKS
 from flux_depth_assets.defs.assets.gallery import catalog_gallery
+from flux_depth_assets.defs.assets.output_checks import OUTPUT_CHECKS
 from flux_depth_assets.defs.assets.renders import depth_renders
 from flux_depth_assets.defs.assets.summary import catalog_summary
-from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, CATALOG_TAG
 from flux_depth_assets.defs.declarative_checks import build_declarative_checks
 from flux_depth_assets.defs.resources import CatalogsResource, default_resources
 from flux_depth_assets.defs.schedules import build_schedules
@@ -27,13 +27,8 @@ catalog_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*PARTITIONED_ASSETS),
     description="Every per-catalog asset for one `catalog` partition.",
     executor_def=dg.in_process_executor,
-    # Every run of the job (UI, sensors, schedules, job backfills) carries the catalog tag that
-    # the run queue's per-catalog concurrency limit keys on (docs/sensors_and_s3.md).
-    config=dg.PartitionedConfig(
-        partitions_def=CATALOG_PARTITIONS,
-        run_config_for_partition_key_fn=lambda _key: {},
-        tags_for_partition_key_fn=lambda key: {CATALOG_TAG: key},
-    ),
+    # The run queue limits runs per catalog on Dagster's own `dagster/partition` tag, which every
+    # partitioned run carries (UI, sensors, schedules, job and asset-graph backfills).
 )
 
 
@@ -45,11 +40,14 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     project = catalogs_resource.load() if isinstance(catalogs_resource, CatalogsResource) else None
     catalogs = list(project.catalogs.values()) if project else []
     assets = with_yaml_attributes([*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS], project)
+    checks = [*DERIVED_CHECKS, *OUTPUT_CHECKS, *build_declarative_checks(catalogs)]
+    job_assets = [k for a in PARTITIONED_ASSETS for k in a.keys]
+    check_keys = [k for c in [*assets, *checks] for k in c.check_keys if k.asset_key in job_assets]
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*DERIVED_CHECKS, *build_declarative_checks(catalogs)],
+        asset_checks=checks,
         jobs=[catalog_job],
         sensors=[catalog_registry_sensor, *build_upload_sensors(catalogs, catalog_job)],
-        schedules=build_schedules(catalogs, catalog_job),
+        schedules=build_schedules(catalogs, catalog_job, job_assets, check_keys),
         resources=resources,
     )

@@ -13,5 +13,4 @@ DERIVED_GROUP = "derived"
 ANALYTICS_GROUP = "analytics"
 
 HOSTED_API_POOL = "flux_depth_hosted_api"
-CATALOG_TAG = "flux_depth/catalog"
 TRIGGER_TAG = "flux_depth/trigger"  # what started a run: schedule, upload_sensor, ...

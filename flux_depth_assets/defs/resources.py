@@ -13,8 +13,9 @@ import dagster as dg
 from flux_depth_assets.config import CatalogConfig, Project, load_project
 from flux_depth_assets.config.models import LocalProviderConfig
 from flux_depth_assets.paths import HOME_ENV, default_home
+from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.providers.base import DepthProvider
-from flux_depth_assets.providers.factory import ProviderSecrets, build_provider
+from flux_depth_assets.providers.factory import ProviderSecrets, build_provider, host_env_names
 from flux_depth_assets.storage.store import Storage
 
 
@@ -52,10 +53,13 @@ class DepthProviderResource(dg.ConfigurableResource):
     eachlabs_api_key: str | None = None  # default: EnvVar("EACHLABS_API_KEY") at run time
     eachlabs_base_url: str | None = None  # default: EnvVar("EACHLABS_BASE_URL") at run time
 
-    def secrets(self) -> ProviderSecrets:
+    def secrets(self, config: object = None) -> ProviderSecrets:
+        """EACHLABS_* always; with a hosted `config`, its hosts' variables too (REPLICATE_API_TOKEN,
+        BFL_API_KEY, their base URLs, or the names the catalog sets)."""
         return ProviderSecrets(
             eachlabs_api_key=self.eachlabs_api_key or dg.EnvVar("EACHLABS_API_KEY").get_value(),
             eachlabs_base_url=self.eachlabs_base_url or dg.EnvVar("EACHLABS_BASE_URL").get_value(),
+            env={name: dg.EnvVar(name).get_value() for name in host_env_names(config)},
         )
 
     def for_catalog(self, catalog: CatalogConfig, purpose: str = "depth") -> DepthProvider:
@@ -63,7 +67,28 @@ class DepthProviderResource(dg.ConfigurableResource):
         config = catalog.provider
         if purpose == "depth" and getattr(config, "mode", "depth") == "render":
             config = LocalProviderConfig()
-        return build_provider(config, self.secrets())
+        return build_provider(config, self.secrets(config))
+
+
+class ComputeResource(dg.ConfigurableResource):
+    """Where per-image CPU work runs: every local core by default, or a Dask cluster.
+
+    One setting moves a deployment onto a cluster: `dask_scheduler` here (run config YAML:
+    `resources: {compute: {config: {dask_scheduler: tcp://host:8786}}}`) or the environment
+    variable `FLUX_DEPTH_DASK_SCHEDULER`. `workers: 1` runs everything in the run's process
+    (same outputs, byte for byte). See docs/deployment.md.
+    """
+
+    workers: int | None = None  # default: $FLUX_DEPTH_WORKERS, else every core
+    dask_scheduler: str | None = None  # default: $FLUX_DEPTH_DASK_SCHEDULER, else local
+    chunk_size: int = 8  # images per unit of work sent to a worker
+    min_pool_tasks: int = 16  # fewer images run in the run's process (a pool's start-up costs)
+
+    def pool(self) -> PoolConfig:
+        env = PoolConfig.from_env()
+        return PoolConfig(workers=self.workers if self.workers is not None else env.workers,
+                          dask_scheduler=self.dask_scheduler or env.dask_scheduler,
+                          chunk_size=max(1, self.chunk_size), min_tasks=self.min_pool_tasks)
 
 
 ENV_SELECTOR = "FLUX_DEPTH_ENV"
@@ -84,9 +109,11 @@ def default_resources(env: str | None = None) -> dict[str, dg.ConfigurableResour
             "storage": StorageResource(root=dg.EnvVar(HOME_ENV)),
             "catalogs": CatalogsResource(),
             "depth_provider": DepthProviderResource(eachlabs_api_key=dg.EnvVar("EACHLABS_API_KEY")),
+            "compute": ComputeResource(),
         }
     return {
         "storage": StorageResource(),
         "catalogs": CatalogsResource(),
         "depth_provider": DepthProviderResource(),
+        "compute": ComputeResource(),
     }

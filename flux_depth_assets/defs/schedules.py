@@ -7,13 +7,14 @@ provider call is cached), so a schedule over an unchanged catalog costs a listin
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Iterable
+from typing import Any
 
 import dagster as dg
 
 from flux_depth_assets.config.models import CatalogConfig
-from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME, CATALOG_TAG, TRIGGER_TAG
+from flux_depth_assets.defs.constants import CATALOG_PARTITION_NAME, TRIGGER_TAG
+from flux_depth_assets.defs.declarative_checks import check_selection
 from flux_depth_assets.defs.yaml_attributes import catalog_tags
 
 
@@ -21,8 +22,12 @@ def schedule_name(catalog: str) -> str:
     return f"{catalog}__schedule"
 
 
-def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
+def build_schedule(catalog: CatalogConfig, job: Any, assets: Iterable[dg.AssetKey] = (),
+                   check_keys: Iterable[dg.AssetCheckKey] = ()) -> dg.ScheduleDefinition:
+    """`assets`/`check_keys`: the job's; each run selects them minus the tests not declared."""
     name = catalog.name
+    asset_keys = sorted(assets, key=lambda k: k.to_user_string()) or None
+    checks = sorted(check_selection(check_keys, catalog), key=lambda k: k.to_user_string())
     assert catalog.schedule is not None  # built only for catalogs that declare one
 
     @dg.schedule(
@@ -33,7 +38,7 @@ def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Refreshes catalog {name!r} on `{catalog.schedule}` ({catalog.schedule_timezone}). "
                     f"{catalog.description}".strip(),
-        tags=catalog_tags(catalog, {CATALOG_TAG: name}),
+        tags=catalog_tags(catalog, {}),
         owners=catalog.owners or None,
     )
     def _catalog_schedule(context: dg.ScheduleEvaluationContext):
@@ -45,11 +50,18 @@ def build_schedule(catalog: CatalogConfig, job: Any) -> dg.ScheduleDefinition:
         return dg.RunRequest(
             run_key=f"schedule:{name}:{stamp}",  # one run per scheduled time, even if retried
             partition_key=name,
-            tags=catalog_tags(catalog, {CATALOG_TAG: name, TRIGGER_TAG: "schedule"}),
+            # only the checks this catalog declares (none planned, so none "skipped")
+            asset_selection=asset_keys,
+            asset_check_keys=checks if asset_keys else None,
+            # the run queue's per-catalog limit keys on dagster/partition, set by partition_key
+            tags=catalog_tags(catalog, {TRIGGER_TAG: "schedule"}),
         )
 
     return _catalog_schedule
 
 
-def build_schedules(catalogs: Iterable[CatalogConfig], job: Any) -> list[dg.ScheduleDefinition]:
-    return [build_schedule(c, job) for c in catalogs if c.schedule]
+def build_schedules(catalogs: Iterable[CatalogConfig], job: Any,
+                    assets: Iterable[dg.AssetKey] = (),
+                    check_keys: Iterable[dg.AssetCheckKey] = ()) -> list[dg.ScheduleDefinition]:
+    asset_keys, keys = list(assets), list(check_keys)
+    return [build_schedule(c, job, asset_keys, keys) for c in catalogs if c.schedule]

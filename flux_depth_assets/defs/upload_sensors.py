@@ -19,7 +19,6 @@ from flux_depth_assets.config.models import CatalogConfig, UploadSensorConfig
 from flux_depth_assets.defs.constants import (
     CATALOG_PARTITION_NAME,
     CATALOG_PARTITIONS,
-    CATALOG_TAG,
     TRIGGER_TAG,
 )
 from flux_depth_assets.defs.resources import CatalogsResource
@@ -49,7 +48,7 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
             f"Watches catalog {name!r}'s {catalog.source.type} source and requests a run of its "
             f"partition when objects are added, changed or deleted, once uploads have settled "
             f"({declared.settle_seconds:g} s). {catalog.description}").strip(),
-        tags=catalog_tags(catalog, {CATALOG_TAG: name}),
+        tags=catalog_tags(catalog, {}),
         owners=catalog.owners or None,
     )
     def _upload_sensor(context: dg.SensorEvaluationContext, catalogs: CatalogsResource):
@@ -80,7 +79,7 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
         run = dg.RunRequest(
             run_key=decision.run_key,
             partition_key=name,
-            tags=catalog_tags(config, {CATALOG_TAG: name, TRIGGER_TAG: "upload_sensor",
+            tags=catalog_tags(config, {TRIGGER_TAG: "upload_sensor",
                                        NEW_OBJECTS_TAG: str(decision.new)}),
         )
         return dg.SensorResult(run_requests=[run], cursor=cursor,

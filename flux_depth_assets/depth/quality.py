@@ -18,8 +18,8 @@ Every function is pure (numpy in, numbers out) so tests and the benchmark share 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 

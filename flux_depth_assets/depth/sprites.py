@@ -29,15 +29,16 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from collections.abc import Callable
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from flux_depth_assets.config.models import SpriteSettings
+from flux_depth_assets.depth.encoding import encode_png
 from flux_depth_assets.depth.inpaint import as_rgb8, fill_holes
 from flux_depth_assets.depth.layers import (
     Box,
@@ -99,10 +100,7 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
 
 
 def _png(arr: np.ndarray, mode: str) -> bytes:
-    buf = io.BytesIO()
-    # zlib level 1 with the RLE strategy: faster and smaller than the default on photo layers
-    Image.fromarray(arr, mode).save(buf, format="PNG", compress_level=1, compress_type=3)
-    return buf.getvalue()
+    return encode_png(arr)  # the pipeline's PNG writer (depth.encoding): Up filter, zlib RLE 1
 
 
 def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSettings | None = None,

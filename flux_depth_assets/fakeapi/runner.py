@@ -13,13 +13,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
-from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 import uvicorn
 
+from flux_depth_assets.fakeapi.options import add_dialect_arguments, dialect_options
 from flux_depth_assets.fakeapi.server import FakeEachlabs, build_app
 from flux_depth_assets.fakeapi.state import FakeApiConfig
 
@@ -201,6 +202,7 @@ def build_parser(prog: str = "flux-depth fake-api") -> argparse.ArgumentParser:
                    help="answer like Black Forest Labs' flux-depth-pro: a colour render for "
                         "every prompt, the empty one included (not a depth map)")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    add_dialect_arguments(p)
     return p
 
 
@@ -222,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               args.error_rate, access_log=args.access_log, on_ready=announce,
               latency_jitter_s=args.latency_jitter, seed=args.seed,
               api_keys=args.api_key, price_usd=args.price, output_style=args.output_style,
-              report_cost=args.report_cost, bfl_like=args.bfl_like)
+              report_cost=args.report_cost, bfl_like=args.bfl_like,
+              **dialect_options(args))
     except (OSError, ValueError, TypeError) as exc:
         print(f"fake-api: {exc}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flux_depth_assets.fakeapi import imaging
+from flux_depth_assets.fakeapi.faults import Faults
 from flux_depth_assets.fakeapi.state import FakeApiConfig, FakePrediction, HostState
 
 
@@ -42,11 +43,12 @@ class FakeEachlabs:
     def __init__(self, config: FakeApiConfig | None = None):
         self.config = config or FakeApiConfig()
         self.host_state = HostState(self.config)
+        self.faults = Faults(self.config)  # per-host faults and create timestamps (dialects)
 
     # ------------------------------------------------------------------ accounting
 
     def stats(self) -> dict[str, Any]:
-        return self.host_state.stats()
+        return {**self.host_state.stats(), **self.faults.stats()}
 
     def request_started(self) -> None:
         self.host_state.request_started()
@@ -66,19 +68,25 @@ class FakeEachlabs:
         denial = self.host_state.admit()
         if denial is not None:
             return self._error(*denial)
-        key = request.headers.get("x-api-key", "")
+        key = self.api_key_of(request)
         if not key:
             self.host_state.count_unauthorized()
-            return self._error(401, "missing X-API-Key header")
+            return self._error(401, f"missing {self.KEY_HEADER} header")
         if cfg.api_keys is not None and key not in cfg.api_keys:
             self.host_state.count_unauthorized()
             shown = f" {key!r}" if cfg.echo_key_in_errors else ""
             return self._error(401, f"invalid API key{shown}")
         return None
 
+    KEY_HEADER = "X-API-Key"
+
+    def api_key_of(self, request: Request) -> str:
+        return request.headers.get(self.KEY_HEADER, "")
+
     # ------------------------------------------------------------------ handlers
 
     async def create(self, request: Request) -> Response:
+        arrived = self.host_state.clock()
         if (denied := self._gate(request)) is not None:
             return denied
         try:
@@ -87,10 +95,20 @@ class FakeEachlabs:
             return self._reject(400, "request body is not valid JSON")
         if not isinstance(body, dict):
             return self._reject(400, "request body must be a JSON object")
-        model = body.get("model")
-        if model not in self.config.models:
+        outcome = await self.new_prediction(body.get("model"), body.get("input"), arrived)
+        if isinstance(outcome, Response):
+            return outcome
+        return JSONResponse({"status": "success", "message": "Prediction created successfully",
+                             "predictionID": outcome})
+
+    def serves(self, model: Any) -> bool:
+        return model in self.config.models and model not in self.config.retired_models
+
+    async def new_prediction(self, model: Any, inputs: Any, arrived: float) -> str | Response:
+        """Validate, run the host's create faults, register: the prediction id or the refusal.
+        `arrived`: when the request reached the host (what its per-window limits count)."""
+        if not self.serves(model):
             return self._reject(404, f"model {model!r} not found")
-        inputs = body.get("input")
         if not isinstance(inputs, dict):
             return self._reject(422, "'input' must be an object")
         problem = _validate_inputs(inputs)
@@ -105,9 +123,11 @@ class FakeEachlabs:
         prompt = inputs.get("prompt", "") or ""
         output = await run_in_threadpool(imaging.make_output, image, prompt, fmt,
                                          self.config.bfl_like)
+        if (denial := self.faults.create_denial(arrived)) is not None:
+            return self._error(*denial)  # checked and counted with no await in between
         pid = self.host_state.register(image_key, fmt, inputs, output)
-        return JSONResponse({"status": "success", "message": "Prediction created successfully",
-                             "predictionID": pid})
+        self.faults.created(self.host_state.prediction(pid), arrived)
+        return pid
 
     def _reject(self, status: int, message: str) -> JSONResponse:
         self.host_state.count_rejected()
@@ -198,6 +218,16 @@ class FakeEachlabs:
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "service": "fake-eachlabs"})
 
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/prediction/", self.create, methods=["POST"]),
+            Route("/v1/prediction", self.create, methods=["POST"]),
+            Route("/v1/prediction/{pid}", self.get, methods=["GET"]),
+            Route("/outputs/{name}", self.output, methods=["GET"]),
+            Route("/stats", self.stats_endpoint, methods=["GET"]),
+            Route("/", self.health, methods=["GET"]),
+        ]
+
 
 def _validate_inputs(inputs: dict[str, Any]) -> str | None:
     """The host's documented input ranges; None when the inputs are acceptable."""
@@ -262,16 +292,12 @@ class _Accounting:
 
 
 def build_app(config: FakeApiConfig | None = None):
-    """(ASGI app, state). The app is a Starlette application wrapped with request accounting."""
-    state = FakeEachlabs(config)
-    routes = [
-        Route("/v1/prediction/", state.create, methods=["POST"]),
-        Route("/v1/prediction", state.create, methods=["POST"]),
-        Route("/v1/prediction/{pid}", state.get, methods=["GET"]),
-        Route("/outputs/{name}", state.output, methods=["GET"]),
-        Route("/stats", state.stats_endpoint, methods=["GET"]),
-        Route("/", state.health, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes)
+    """(ASGI app, state). The app is a Starlette application wrapped with request accounting;
+    `config.dialect` picks the protocol it speaks (eachlabs, replicate, bfl)."""
+    from flux_depth_assets.fakeapi.dialects import dialect_class  # the dialects subclass ours
+
+    config = config or FakeApiConfig()
+    state = dialect_class(config.dialect)(config)
+    app = Starlette(routes=state.routes())
     app.router.redirect_slashes = False
     return _Accounting(app, state), state

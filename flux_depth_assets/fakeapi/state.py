@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 MiB = 1024 * 1024
@@ -45,9 +45,18 @@ class FakeApiConfig:
     # answer like Black Forest Labs' own flux-depth-pro: a colour depth-guided render for every
     # prompt, the empty one included (the Eachlabs deployment returns a depth map for "")
     bfl_like: bool = False
+    # the host's dialect and its faults (fakeapi/dialects.py, fakeapi/faults.py)
+    dialect: Literal["eachlabs", "replicate", "bfl"] = "eachlabs"
+    retired_models: tuple[str, ...] = ()  # creates answer 404 "model not found"
+    credit_usd: float | None = None  # creates beyond this charge answer 402 (None: unlimited)
+    creates_per_window: int | None = None  # accepted creates per window_s, then 429
+    window_s: float = 60.0
+    max_active: int | None = None  # predictions running at once, then 429 (BFL: 24)
+    moderation_ratio: float = 0.0  # share of predictions ending moderated (replicate, bfl)
+    output_ttl_s: float | None = None  # output URLs stop working this long after success
 
     def __post_init__(self) -> None:
-        for name in ("fail_ratio", "error_rate"):
+        for name in ("fail_ratio", "error_rate", "moderation_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
         if self.latency_s < 0 or self.latency_jitter_s < 0:
@@ -228,6 +237,11 @@ class HostState:
                 self._c.polls += 1
                 self._c.polled_ids.add(pid)
         return pred
+
+    def prediction(self, pid: str) -> FakePrediction | None:
+        """The prediction, not counted as a poll (for the dialects' bookkeeping)."""
+        with self._lock:
+            return self._predictions.get(pid)
 
     def take_output(self, pid: str, ext: str) -> bytes | None:
         """The output bytes (counted as a download) once the prediction succeeded, else None."""

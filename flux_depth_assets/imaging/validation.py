@@ -16,6 +16,10 @@ from PIL import Image, ImageOps
 
 MAX_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 64_000_000
+#: the normalised copy every provider and derived asset reads is at most this many pixels (the
+#: hosted model's ~4 MP input; the local estimator works at 1024 px): a bigger file is decoded
+#: reduced (JPEG draft) or reduced right after decoding, once, so no later step ever holds it
+WORKING_MAX_PIXELS = 2048 * 2048
 MIN_SIDE = 16
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -36,7 +40,10 @@ class ValidImage:
     bytes: int
     exif_orientation: int
     has_alpha: bool
-    image: Image.Image  # RGB, orientation applied, alpha composited on white
+    image: Image.Image  # RGB, orientation applied, alpha composited on white, ≤ working bound
+    alpha: Image.Image | None = None  # "L", orientation applied, when the source has transparency
+    original_width: int = 0  # the file's size after orientation (width/height: `image`'s)
+    original_height: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,9 @@ def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_BYTES,
             if width * height > max_pixels:
                 return Rejected(f"{width}x{height} = {width * height:,} pixels exceeds the "
                                 f"{max_pixels:,}-pixel limit (decompression-bomb guard)", sha, size, fmt)
+            if width * height > WORKING_MAX_PIXELS and fmt == "JPEG":
+                # decode at 1/2, 1/4 or 1/8 scale, never below the working bound
+                im.draft(im.mode, _bounded_size(width, height))
             im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return Rejected(f"decompression-bomb guard: {exc}", sha, size, fmt)
@@ -90,12 +100,60 @@ def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_BYTES,
     orientation = _exif_orientation(im)
     mode = im.mode
     try:
-        rgb, has_alpha = to_rgb(ImageOps.exif_transpose(im))
+        if width * height > WORKING_MAX_PIXELS:
+            upright = _transpose(_reduce(im), orientation)
+        else:
+            upright = ImageOps.exif_transpose(im)
+        rgb, has_alpha = to_rgb(upright)
+        alpha = upright.convert("RGBA").getchannel("A") if has_alpha else None
     except (OSError, ValueError) as exc:
         return Rejected(f"cannot convert {fmt} mode {mode} to RGB: {exc}", sha, size, fmt)
+    ow, oh = (height, width) if orientation in _SWAPS_SIDES else (width, height)
     return ValidImage(sha256=sha, image_id=image_id_for(sha), format=fmt, mode=mode,
                       width=rgb.width, height=rgb.height, bytes=size,
-                      exif_orientation=orientation, has_alpha=has_alpha, image=rgb)
+                      exif_orientation=orientation, has_alpha=has_alpha, image=rgb, alpha=alpha,
+                      original_width=ow, original_height=oh)
+
+
+_SWAPS_SIDES = (5, 6, 7, 8)
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+def _bounded_size(width: int, height: int, bound: int = WORKING_MAX_PIXELS) -> tuple[int, int]:
+    """The largest size with the same aspect ratio and at most `bound` pixels."""
+    scale = min(1.0, (bound / (width * height)) ** 0.5)
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _reduce(im: Image.Image) -> Image.Image:
+    """`im` at most WORKING_MAX_PIXELS: an integer box reduction (cheap, in the decoded mode's
+    own bytes, so a 62 MP bilevel image never becomes a 190 MB RGB one), then an exact resize."""
+    if im.mode == "1":
+        im = im.convert("L")
+    elif im.mode in ("P", "PA") or "transparency" in im.info:
+        im = im.convert("RGBA")  # a colour key or palette alpha would not survive the reduction
+    elif im.mode == "CMYK":
+        im = im.convert("RGB")
+    elif im.mode.startswith("I;16"):
+        im = im.convert("I")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        im = im.convert("RGBA")
+    target = _bounded_size(*im.size)
+    factor = min(im.width // target[0], im.height // target[1])
+    if factor > 1:
+        im = im.reduce(factor)
+    if im.width * im.height > WORKING_MAX_PIXELS:
+        im = im.resize(_bounded_size(*im.size), Image.Resampling.BOX)
+    return im
+
+
+def _transpose(im: Image.Image, orientation: int) -> Image.Image:
+    """What `ImageOps.exif_transpose` does, for an image already separated from its EXIF."""
+    method = _TRANSPOSE.get(orientation)
+    return im if method is None else im.transpose(method)
 
 
 def _exif_orientation(im: Image.Image) -> int:

@@ -22,7 +22,7 @@ import io
 import json
 import posixpath
 from dataclasses import dataclass, field
-from datetime import date, datetime, UTC
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc

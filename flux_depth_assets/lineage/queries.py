@@ -86,19 +86,25 @@ def costs(store: Storage, catalog: str | None = None, since: date | None = None,
 
 def calls_by_catalog_day(data: ds.Dataset | pa.Table) -> pa.Table:
     """`provider_calls` aggregated by catalog and day: rows, paid calls, cached, failed, cost."""
-    t = data.to_table(columns=["catalog", "date", "status", "cached", "cost_usd"]) \
+    return calls_by(data, ["catalog", "date"])
+
+
+def calls_by(data: ds.Dataset | pa.Table, keys: list[str]) -> pa.Table:
+    """`provider_calls` aggregated by `keys` (e.g. catalog and day, or catalog and `provider`,
+    the host that served the call): rows, paid calls, cached, failed, cost."""
+    t = data.to_table(columns=[*keys, "status", "cached", "cost_usd"]) \
         if isinstance(data, ds.Dataset) else data
     t = t.append_column("paid", pc.and_(pc.invert(t["cached"]),
                                         pc.not_equal(t["status"], "skipped_budget")))
     t = t.append_column("failed", pc.equal(t["status"], "failed"))
-    out = t.group_by(["catalog", "date"]).aggregate([
+    out = t.group_by(keys).aggregate([
         ("cost_usd", "count"), ("cost_usd", "sum"), ("paid", "sum"), ("cached", "sum"),
         ("failed", "sum")])
     return out.rename_columns({"cost_usd_count": "calls", "cost_usd_sum": "cost_usd",
                                "paid_sum": "paid_calls", "cached_sum": "cached",
                                "failed_sum": "failed"}) \
-        .select(["catalog", "date", "calls", "paid_calls", "cached", "failed", "cost_usd"]) \
-        .sort_by([("catalog", "ascending"), ("date", "ascending")])
+        .select([*keys, "calls", "paid_calls", "cached", "failed", "cost_usd"]) \
+        .sort_by([(k, "ascending") for k in keys])
 
 
 def catalog_totals(store: Storage, catalog: str) -> dict:

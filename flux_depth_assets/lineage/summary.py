@@ -7,7 +7,7 @@ exists (built by another asset; its absence only leaves the distribution columns
 from __future__ import annotations
 
 import posixpath
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc

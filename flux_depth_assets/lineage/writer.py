@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import date, datetime, UTC
-from typing import Any
 from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
 
 import pyarrow as pa
 

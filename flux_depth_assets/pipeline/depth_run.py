@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from datetime import datetime, UTC
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import numpy as np
 from PIL import Image
@@ -18,7 +18,9 @@ from PIL import Image
 from flux_depth_assets.config.models import DepthMapSettings
 from flux_depth_assets.depth.encoding import encode_png16, quantize, to_nearness
 from flux_depth_assets.lineage.writer import redact
+from flux_depth_assets.pipeline.depth_pool import depth_rows_on_pool, pool_config_of
 from flux_depth_assets.pipeline.paid import PaidRun, paid_run
+from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.pipeline.provider_run import (
     ProviderRunResult,
     apply_budget,
@@ -28,6 +30,7 @@ from flux_depth_assets.pipeline.provider_run import (
     skipped_row,
     tally,
 )
+from flux_depth_assets.pipeline.source_mask import apply_mask
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProviderInput
 from flux_depth_assets.storage.cache import DepthCache
 from flux_depth_assets.storage.schemas import DEPTH_MAPS
@@ -40,19 +43,21 @@ REJECTED_HINT = "delete cache/depth-rejected/ to ask the host again"
 def run_depth(catalog: str, accepted: list[dict], provider: DepthProvider, storage: Storage,
               settings: DepthMapSettings, *, run_id: str = "", budget_usd: float | None = None,
               on_budget: str = "stop", log: Callable[[str], None] | None = None,
-              started_at: datetime | None = None) -> ProviderRunResult:
+              started_at: datetime | None = None, pool: PoolConfig | None = None
+              ) -> ProviderRunResult:
     """Raises `PaidRunError` (one line) when a paid run may not start or had to stop early;
     whatever was paid by then is cached or journaled, and recorded."""
     log = log or (lambda _m: None)
     with paid_run(storage, catalog, ASSET, provider, run_id=run_id, started_at=started_at,
                   images=len(accepted), log=log) as guard:
         return _run_depth(guard, catalog, accepted, provider, storage, settings,
-                          budget_usd=budget_usd, on_budget=on_budget, log=log)
+                          budget_usd=budget_usd, on_budget=on_budget, log=log, pool=pool)
 
 
 def _run_depth(guard: PaidRun, catalog: str, accepted: list[dict], provider: DepthProvider,
                storage: Storage, settings: DepthMapSettings, *, budget_usd: float | None,
-               on_budget: str, log: Callable[[str], None]) -> ProviderRunResult:
+               on_budget: str, log: Callable[[str], None],
+               pool: PoolConfig | None = None) -> ProviderRunResult:
     t0 = time.perf_counter()
     run_id = guard.run_id
     cache = DepthCache(storage)
@@ -79,7 +84,8 @@ def _run_depth(guard: PaidRun, catalog: str, accepted: list[dict], provider: Dep
         hit = cache.get(key)
         if hit is not None:
             t1, at = time.perf_counter(), datetime.now(UTC)
-            out = _write_outputs(storage, catalog, r["image_id"], hit.depth, settings)
+            out = _write_outputs(storage, catalog, r["image_id"],
+                                 apply_mask(storage, r, hit.depth), settings)
             rows[r["image_id"]] = {**common, **out, **_meta_fields(hit.meta), "status": "cached",
                                    "seconds": time.perf_counter() - t1, "cost_usd": 0.0, "attempts": 0,
                                    "started_at": at, "finished_at": datetime.now(UTC)}
@@ -106,6 +112,12 @@ def _run_depth(guard: PaidRun, catalog: str, accepted: list[dict], provider: Dep
             f"{len(rows)} cached")
         pending_by_id = {p.image_id: p for p in pending}
         batch_started = datetime.now(UTC)
+        local = pool_config_of(provider) if provider.price_usd == 0 else None
+        if local is not None:  # free CPU work (local/onnx): on the work pool, pipeline.depth_pool
+            rows.update(depth_rows_on_pool(local, pending, by_id, storage, catalog, settings, base,
+                                           price_usd=0.0, pool=pool, log=log,
+                                           batch_started=batch_started))
+            pending = []
         for chunk in prediction_chunks(provider, pending, log):
             chunk = guard.resolve_costs(chunk)
             for pred in chunk:  # the bill first: recorded before anything is cached
@@ -161,7 +173,8 @@ def _row_for_prediction(pred: DepthPrediction, item: ProviderInput, storage: Sto
     cache.put(item.cache_key, nearness, {"metric": pred.metric, "prediction_id": pred.prediction_id,
                                          "http_status": pred.http_status, "provider": base["provider"],
                                          "model": base["model"], "params_hash": base["params_hash"]})
-    out = _write_outputs(storage, catalog, pred.image_id, nearness, settings)
+    out = _write_outputs(storage, catalog, pred.image_id, apply_mask(storage, src, nearness),
+                         settings)
     return {**row, **out, "status": "succeeded", "error": None}
 
 

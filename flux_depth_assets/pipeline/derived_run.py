@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime, UTC
-from typing import Any
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,8 +27,9 @@ from flux_depth_assets.depth.encoding import decode_png16
 from flux_depth_assets.depth.normalization import catalog_range, to_catalog_scale
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.depth_run import ASSET as DEPTH_ASSET
-from flux_depth_assets.pipeline.scan import accepted_rows
+from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
 from flux_depth_assets.pipeline.provider_run import load_normalized
+from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
 
 NORMALS_ASSET = "normal_maps"
@@ -160,11 +161,39 @@ class DerivedRun:
         return self.counts.get("failed", 0) / attempted if attempted else 0.0
 
 
+@dataclass(frozen=True)
+class DeriveTask:
+    """One image's work for a pool worker: `make` is a module-level function (sent by name)."""
+
+    make: Callable[[Storage, str, ModelSettings, DepthInput], dict]
+    store: Storage
+    catalog: str
+    settings: ModelSettings
+    inp: DepthInput
+    base: dict
+
+
+def derive_one(task: DeriveTask) -> dict:
+    """The row of one image; a failure is a `failed` row, never an exception."""
+    t1 = time.perf_counter()
+    inp = task.inp
+    try:
+        out = task.make(task.store, task.catalog, task.settings, inp)
+        row = {**task.base, **out, "status": "succeeded", "error": None}
+    except Exception as exc:  # noqa: BLE001 - one bad image never fails the run
+        row = {**task.base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
+               "width": inp.width, "height": inp.height}
+    row["seconds"] = time.perf_counter() - t1
+    return row
+
+
 def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: ModelSettings, *,
-                run_id: str = "", log: Callable[[str], None] | None = None) -> DerivedRun:
-    """Make `spec.asset` for every accepted image of a catalog; reuse rows whose inputs are unchanged."""
+                run_id: str = "", log: Callable[[str], None] | None = None,
+                pool: PoolConfig | None = None) -> DerivedRun:
+    """Make `spec.asset` for every accepted image of a catalog; reuse rows whose inputs are
+    unchanged. New work runs on the work pool (`pool`); rows come back in input order."""
     t0 = time.perf_counter()
-    log = log or (lambda _m: None)
+    say = log or (lambda _m: None)
     inputs, skipped = derived_inputs(store, catalog, settings.depth_maps.normalization)
     previous = store.partition_rows(spec.asset, catalog)
     present = FileIndex(store, Storage.dir_rel(catalog, spec.asset))
@@ -172,31 +201,32 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
     if inputs and inputs[0].catalog_range is not None:  # a new catalog range redoes every image
         params_hash = config_hash({"params": params_hash, "catalog_range": inputs[0].catalog_range})
     now = datetime.now(UTC)
-    rows: list[dict] = []
-    for n, inp in enumerate(inputs, 1):
-        base = {"image_id": inp.image_id, "depth_sha256": inp.depth_sha256, "params_hash": params_hash,
-                "run_id": run_id}
+    rows: list[dict | None] = []
+    stale: list[int] = []
+    for inp in inputs:
         prev = previous.get(inp.image_id)
         if prev is not None and stale_reason(prev, inp, spec, present, params_hash) is None:
             rows.append({**prev, "status": "cached", "error": None, "run_id": run_id,
                          **({"seconds": 0.0} if "seconds" in spec.schema.names else {})})
-            continue
-        t1 = time.perf_counter()
-        try:
-            out = spec.make(store, catalog, settings, inp)
-            row = {**base, **out, "status": "succeeded", "error": None}
-        except Exception as exc:  # noqa: BLE001 - one bad image never fails the run
-            row = {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
-                   "width": inp.width, "height": inp.height}
-        row["seconds"] = time.perf_counter() - t1
+        else:
+            stale.append(len(rows))
+            rows.append(None)
+    tasks = (DeriveTask(spec.make, store, catalog, settings, inputs[i],
+                        {"image_id": inputs[i].image_id, "depth_sha256": inputs[i].depth_sha256,
+                         "params_hash": params_hash, "run_id": run_id})
+             for i in stale)
+    if stale:
+        say(f"{spec.asset}: {len(stale)} image(s) to make, {len(inputs) - len(stale)} cached")
+    made = map_ordered(derive_one, tasks, total=len(stale), config=pool,
+                       progress=lambda done, total: say(f"{spec.asset}: {done}/{total} image(s) done"))
+    for i, row in zip(stale, made):
         row["materialized_at"] = now
-        rows.append(row)
-        if n % 25 == 0 or n == len(inputs):
-            log(f"{spec.asset}: {n}/{len(inputs)} image(s) done")
+        rows[i] = row
+    done = [r for r in rows if r is not None]
     for row in skipped:
-        rows.append({**row, "params_hash": params_hash, "run_id": run_id, "materialized_at": now})
-    counts = {"images": len(rows)}
+        done.append({**row, "params_hash": params_hash, "run_id": run_id, "materialized_at": now})
+    counts = {"images": len(done)}
     for status in ("succeeded", "cached", "failed", "skipped_no_depth"):
-        counts[status] = sum(r["status"] == status for r in rows)
+        counts[status] = sum(r["status"] == status for r in done)
     counts["new"] = counts.pop("succeeded")
-    return DerivedRun(rows=rows, counts=counts, seconds=time.perf_counter() - t0)
+    return DerivedRun(rows=done, counts=counts, seconds=time.perf_counter() - t0)

@@ -14,8 +14,8 @@ import hashlib
 import numpy as np
 
 from flux_depth_assets.config.models import ModelSettings
+from flux_depth_assets.depth.encoding import encode_png
 from flux_depth_assets.depth.normals import (
-    encode_normals_png,
     normals_from_depth,
     quantize_normals,
     tilt_deg,
@@ -40,22 +40,31 @@ def sprite_dir(catalog: str, image_id: str) -> str:
     return f"{Storage.dir_rel(catalog, SPRITES_ASSET)}/{safe_segment(image_id)}"
 
 
+#: a decoded normal shorter than this is the "no normal" marker (the zero vector, rgb 128) that
+#: invalid depth (e.g. a transparent source pixel) gets
+NO_NORMAL_BELOW = 0.5
+
+
 def max_unit_error(normals: np.ndarray) -> float:
-    """max | |n| - 1 | over (H, W, 3) normals as decoded from their PNG: what quantizing cost."""
-    return float(np.abs(np.linalg.norm(normals, axis=-1) - 1.0).max())
+    """max | |n| - 1 | over the (H, W, 3) normals that exist, as decoded from their PNG."""
+    length = np.linalg.norm(normals, axis=-1)
+    present = length >= NO_NORMAL_BELOW
+    return float(np.abs(length[present] - 1.0).max()) if present.any() else 0.0
 
 
 def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
     s = settings.normal_maps
     near = load_nearness(store, inp)
-    normals = normals_from_depth(near, s.strength, s.convention,
-                                 smooth_px=s.smooth * max(near.shape))
-    png = encode_normals_png(normals, s.bit_depth)
+    # invalid depth has no surface: the zero vector ("no normal", rgb 128) instead of NaN
+    normals = np.nan_to_num(normals_from_depth(near, s.strength, s.convention,
+                                               smooth_px=s.smooth * max(near.shape)), nan=0.0)
+    normals[~np.isfinite(near)] = 0.0
+    q = quantize_normals(normals, s.bit_depth)  # once: the file's pixels and the error check
+    png = encode_png(q)
     rel = store.file_rel(catalog, NORMALS_ASSET, inp.image_id, "png")
     store.write_bytes(rel, png)
     top = 255.0 if s.bit_depth == 8 else 65535.0
-    decoded = quantize_normals(normals, s.bit_depth).astype(np.float32) * np.float32(2.0 / top) - 1.0
-    unit_err = max_unit_error(decoded)
+    unit_err = max_unit_error(q.astype(np.float32) * np.float32(2.0 / top) - 1.0)
     valid = np.isfinite(near)
     return {"normal_path": rel, "output_sha256": hashlib.sha256(png).hexdigest(),
             "convention": s.convention, "bit_depth": s.bit_depth, "strength": s.strength,

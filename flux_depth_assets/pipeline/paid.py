@@ -20,9 +20,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from datetime import datetime, UTC
-from typing import Any
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds

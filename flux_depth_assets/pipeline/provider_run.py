@@ -9,16 +9,21 @@ from __future__ import annotations
 import io
 import math
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, UTC
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import pyarrow as pa
 from PIL import Image
 
-from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
+from flux_depth_assets.providers.base import (
+    DepthPrediction,
+    DepthProvider,
+    ProgressFn,
+    ProviderInput,
+)
 from flux_depth_assets.storage.schemas import table_from_rows
 from flux_depth_assets.storage.store import Storage
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import datetime, UTC
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flux_depth_assets.lineage.writer import redact
 from flux_depth_assets.pipeline.paid import PaidRun, paid_run

@@ -9,16 +9,20 @@ listing cannot say that (URLs) are read conditionally on the validators of their
 
 from __future__ import annotations
 
-import io
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, UTC
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
+from PIL import Image
 
 from flux_depth_assets.config.models import CatalogConfig
-from flux_depth_assets.imaging.validation import Rejected, validate_image_bytes
+from flux_depth_assets.depth.encoding import encode_png
+from flux_depth_assets.imaging.validation import WORKING_MAX_PIXELS, Rejected, validate_image_bytes
+from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
+from flux_depth_assets.pipeline.source_mask import write_mask
 from flux_depth_assets.sources import SourceObject, Validators, list_objects
 from flux_depth_assets.storage.schemas import SOURCE_IMAGES, table_from_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
@@ -58,39 +62,88 @@ def _ts_or_none(epoch: float | None) -> datetime | None:
 
 
 def scan_catalog(catalog: CatalogConfig, storage: Storage,
-                 log: Callable[[str], None] | None = None) -> ScanResult:
+                 log: Callable[[str], None] | None = None,
+                 pool: PoolConfig | None = None) -> ScanResult:
+    """Rows in source order. Unchanged files are reused here; new or changed files are read here
+    and validated + normalised on the work pool (`pool`), `chunk` files at a time."""
     t0 = time.perf_counter()
     now = datetime.now(UTC)
     # With the schema, rows of a table written before a column was added have it (as None).
     previous = storage.partition_rows(ASSET, catalog.name, key="source_uri", schema=SOURCE_IMAGES)
     present = FileIndex(storage, Storage.dir_rel(catalog.name, ASSET))
     objects = list_objects(catalog.source, storage_root=storage.root)  # never our own outputs
-    rows: list[dict] = []
-    seen: dict[str, str] = {}  # sha256 → first uri
     counts = dict(files=len(objects), accepted=0, rejected=0, duplicates=0, new=0, unchanged=0)
-    for n, obj in enumerate(objects, 1):
+    limits = Limits(catalog.name, catalog.max_image_bytes, catalog.max_image_pixels)
+    rows: list[dict | None] = []
+    todo: list[int] = []  # indexes of objects to read and validate
+    for obj in objects:
         prev = previous.get(obj.uri)
-        if obj.conditional_read is not None:
-            row, reused = _revalidate(prev, obj, catalog, storage, present, counts)
+        kept: dict | None
+        if obj.conditional_read is not None:  # network revalidation stays in this process
+            kept, reused = _revalidate(prev, obj, limits, storage, present, counts)
         else:
             kept = _reuse(prev, obj, present)
             reused = kept is not None
-            row = kept if kept is not None else _check(obj, catalog, storage, present, counts)
-            row["etag"] = obj.etag or None
+            if kept is None:
+                todo.append(len(rows))
         counts["unchanged"] += reused
+        rows.append(kept)
+    tasks = (_task(objects[i], limits, storage) for i in todo)
+    for i, (made, rel) in zip(todo, map_ordered(validate_task, tasks, total=len(todo), config=pool,
+                                                 progress=_progress(log, len(objects))),
+                              strict=True):
+        if rel is not None and rel not in present:
+            present.add(rel)
+            counts["new"] += 1
+        rows[i] = made
+    seen: dict[str, str] = {}  # sha256 → first uri
+    out: list[dict] = []
+    for obj, maybe in zip(objects, rows, strict=True):
+        assert maybe is not None
+        row = maybe
+        if obj.conditional_read is None:
+            row["etag"] = obj.etag or None
         row["external_id"] = obj.external_id
         row["scanned_at"] = now
-        sha = row.get("sha256")
+        sha = str(row.get("sha256"))
         if row["status"] == "accepted" and sha in seen:
             row = {**row, "status": "duplicate", "reason": f"same content as {seen[sha]}"}
         if row["status"] == "accepted":
-            seen[row["sha256"]] = obj.uri
-        counts[{"accepted": "accepted", "rejected": "rejected", "duplicate": "duplicates"}[row["status"]]] += 1
-        rows.append(row)
-        if log and (n % 100 == 0 or n == len(objects)):
-            log(f"source_images: scanned {n}/{len(objects)} files "
-                f"({counts['accepted']} accepted, {counts['rejected']} rejected)")
-    return ScanResult(rows=rows, counts=counts, seconds=time.perf_counter() - t0)
+            seen[sha] = obj.uri
+        counts[_COUNTED[row["status"]]] += 1
+        out.append(row)
+    if log:
+        log(f"source_images: {len(objects)} file(s): {counts['accepted']} accepted, "
+            f"{counts['rejected']} rejected, {counts['new']} new")
+    return ScanResult(rows=out, counts=counts, seconds=time.perf_counter() - t0)
+
+
+_COUNTED = {"accepted": "accepted", "rejected": "rejected", "duplicate": "duplicates"}
+
+
+def _progress(log: Callable[[str], None] | None, files: int) -> Callable[[int, int], None] | None:
+    if log is None:
+        return None
+    return lambda done, total: log(f"source_images: validated {done}/{total} new or changed "
+                                   f"file(s) of {files}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    catalog: str
+    max_bytes: int
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class ScanTask:
+    """One file to validate on a worker: its bytes (read here), or the row already decided."""
+
+    base: dict
+    limits: Limits
+    storage: Storage
+    data: bytes | None = None
+    row: dict | None = None
 
 
 def _reusable(prev: dict | None, present: FileIndex) -> bool:
@@ -100,6 +153,8 @@ def _reusable(prev: dict | None, present: FileIndex) -> bool:
         return False
     if prev["status"] == "rejected":
         return True
+    if (prev["width"] or 0) * (prev["height"] or 0) > WORKING_MAX_PIXELS:
+        return False  # normalised before copies were bounded: make the bounded one
     return bool(prev["normalized_path"]) and prev["normalized_path"] in present
 
 
@@ -119,7 +174,7 @@ def _reuse(prev: dict | None, obj: SourceObject, present: FileIndex) -> dict | N
     return _as_current(prev) if _reusable(prev, present) else None
 
 
-def _revalidate(prev: dict | None, obj: SourceObject, catalog: CatalogConfig, storage: Storage,
+def _revalidate(prev: dict | None, obj: SourceObject, limits: Limits, storage: Storage,
                 present: FileIndex, counts: dict[str, int]) -> tuple[dict, bool]:
     """(row, reused) for an object with a conditional read: the server says whether it changed.
 
@@ -146,47 +201,63 @@ def _revalidate(prev: dict | None, obj: SourceObject, catalog: CatalogConfig, st
                 "mtime": _ts_or_none(got.validators.last_modified)}, True
     base.update(bytes=len(got.data), mtime=_ts_or_none(got.validators.last_modified),
                 etag=got.validators.etag)
-    return _validated(base, got.data, catalog, storage, present, counts), False
+    row, rel = _validated(base, got.data, limits, storage, present)
+    if rel is not None and rel not in present:
+        present.add(rel)
+        counts["new"] += 1
+    return row, False
 
 
 def _unreadable(base: dict, exc: Exception) -> dict:
     return {**base, "status": "rejected", "reason": f"cannot read: {type(exc).__name__}: {exc}"}
 
 
-def _check(obj: SourceObject, catalog: CatalogConfig, storage: Storage, present: FileIndex,
-           counts: dict[str, int]) -> dict:
+def _task(obj: SourceObject, limits: Limits, storage: Storage) -> ScanTask:
+    """Read a file for validation; a file over the byte limit or unreadable is rejected unread."""
     base = dict(source_uri=obj.uri, bytes=obj.size, mtime=_ts(obj.mtime))
-    if obj.size > catalog.max_image_bytes:
-        return {**base, "status": "rejected",
-                "reason": f"file is {obj.size:,} bytes, over the {catalog.max_image_bytes:,}-byte limit"}
+    if obj.size > limits.max_bytes:
+        return ScanTask(base, limits, storage, row={
+            **base, "status": "rejected",
+            "reason": f"file is {obj.size:,} bytes, over the {limits.max_bytes:,}-byte limit"})
     try:
         data = obj.read()
     except Exception as exc:  # noqa: BLE001 - unreadable file: reject it, keep going
-        return _unreadable(base, exc)
+        return ScanTask(base, limits, storage, row=_unreadable(base, exc))
     base["bytes"] = len(data)
-    return _validated(base, data, catalog, storage, present, counts)
+    return ScanTask(base, limits, storage, data=data)
 
 
-def _validated(base: dict, data: bytes, catalog: CatalogConfig, storage: Storage,
-               present: FileIndex, counts: dict[str, int]) -> dict:
+def validate_task(task: ScanTask) -> tuple[dict, str | None]:
+    """(row, normalised copy's path or None): runs on a pool worker; pure but for the write of
+    the normalised copy, which is content-addressed (the same bytes whoever writes it)."""
+    if task.row is not None:
+        return task.row, None
+    assert task.data is not None
+    return _validated(task.base, task.data, task.limits, task.storage)
+
+
+def _validated(base: dict, data: bytes, limits: Limits, storage: Storage,
+               present: FileIndex | None = None) -> tuple[dict, str | None]:
     """Validate the bytes; store the normalised copy of an accepted image once per content."""
-    result = validate_image_bytes(data, max_bytes=catalog.max_image_bytes,
-                                  max_pixels=catalog.max_image_pixels)
+    result = validate_image_bytes(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
     if isinstance(result, Rejected):
         return {**base, "status": "rejected", "reason": result.reason, "sha256": result.sha256,
-                "format": result.format}
-    rel = Storage.file_rel(catalog.name, ASSET, result.image_id, "png")
-    if rel not in present:
-        buf = io.BytesIO()
-        result.image.save(buf, format="PNG", compress_level=3)
-        storage.write_bytes(rel, buf.getvalue())
-        present.add(rel)
-        counts["new"] += 1
+                "format": result.format}, None
+    rel = Storage.file_rel(limits.catalog, ASSET, result.image_id, "png")
+    if (rel not in present) if present is not None else not storage.exists(rel):
+        storage.write_bytes(rel, encode_normalized(result.image))
+        write_mask(storage, rel, result.alpha)  # transparent pixels: invalid depth downstream
     return {**base, "status": "accepted", "reason": None, "image_id": result.image_id,
             "format": result.format, "mode": result.mode, "width": result.width,
             "height": result.height, "sha256": result.sha256,
             "exif_orientation": result.exif_orientation, "has_alpha": result.has_alpha,
-            "normalized_path": rel}
+            "normalized_path": rel, "original_width": result.original_width,
+            "original_height": result.original_height}, rel
+
+
+def encode_normalized(image: Image.Image) -> bytes:
+    """The normalised copy: a lossless 8-bit RGB PNG, with the pipeline's fast encoder."""
+    return encode_png(np.asarray(image.convert("RGB")))
 
 
 def accepted_rows(storage: Storage, catalog: str) -> list[dict]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image

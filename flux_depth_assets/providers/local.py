@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 from flux_depth_assets.config.models import LocalProviderConfig
 from flux_depth_assets.depth.local_estimator import DEFAULT_PARAMS, estimate_depth
-from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProgressFn, ProviderInput
+from flux_depth_assets.providers.base import (
+    DepthPrediction,
+    DepthProvider,
+    ProgressFn,
+    ProviderInput,
+)
 
 # Bump when the estimator's output changes, so caches refresh. 2: geodesic edge-aware ground prior;
 # 3: faces (OpenCV cascades + GrabCut), upright regions, soft horizon.

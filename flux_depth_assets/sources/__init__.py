@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from flux_depth_assets.sources.base import (Fetched, SourceError, SourceObject, Validators,
-                                           list_objects)
+from flux_depth_assets.sources.base import (
+                                           Fetched,
+                                           SourceError,
+                                           SourceObject,
+                                           Validators,
+                                           list_objects,
+)
 
 __all__ = ["Fetched", "SourceError", "SourceObject", "Validators", "list_objects"]

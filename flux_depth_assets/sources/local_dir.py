@@ -17,11 +17,13 @@ from functools import partial
 from pathlib import Path
 
 from flux_depth_assets.config.models import LocalDirSource
-from flux_depth_assets.sources.base import (RefusedEntry, SourceError, SourceObject, matches,
-                                           refused)
-from flux_depth_assets.sources.roots import (STORAGE_ROOT_REASON, inside, storage_folders,
-                                            system_root_reason)
-
+from flux_depth_assets.sources.base import RefusedEntry, SourceError, SourceObject, matches, refused
+from flux_depth_assets.sources.roots import (
+    STORAGE_ROOT_REASON,
+    inside,
+    storage_folders,
+    system_root_reason,
+)
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),

@@ -15,13 +15,12 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-from typing import Any
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from flux_depth_assets.config.models import S3PrefixSource
 from flux_depth_assets.sources.base import SourceError, SourceObject, matches, refused
 from flux_depth_assets.sources.roots import STORAGE_ROOT_REASON, s3_storage_prefixes
-
 
 _ENV_KEYS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION",
              "AWS_REGION", "AWS_ACCESS_KEY_ID")

@@ -27,9 +27,9 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any
-from collections.abc import Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 from flux_depth_assets.config.models import UrlManifestSource

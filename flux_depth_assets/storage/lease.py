@@ -20,9 +20,9 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, UTC
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Self
 
 from flux_depth_assets.paths import safe_segment

@@ -30,6 +30,10 @@ SOURCE_IMAGES = pa.schema([
     pa.field("external_id", pa.string()),       # url_manifest's id column; null for other sources
     pa.field("etag", pa.string()),              # S3 ETag, or the HTTP ETag verbatim (sent back
                                                 # in If-None-Match); null when none was given
+    # the file's own size after EXIF orientation; `width`/`height` are the normalised copy's,
+    # smaller only when the file is over the working bound (imaging.validation.WORKING_MAX_PIXELS)
+    pa.field("original_width", pa.int32()),
+    pa.field("original_height", pa.int32()),
 ])
 
 DEPTH_MAPS = pa.schema([

@@ -100,10 +100,26 @@ def test_materialize_demo_partition_from_the_asset_graph(dagster_dev, page, tmp_
     assert rows["images"] == "6"
     assert rows["new"] == "6" and rows["cached"] == "0" and rows["failed"] == "0"
     assert rows["cost_usd"] == "0"  # the embedded local provider is free
+    assert rows["cost"] == "$0.00 USD"  # and what a person reads, beside the number Dagster sums
     assert rows["provider"] == "local/local-monocular-cues"
-    assert "catalogs/demo/depth_maps" in rows["depth_dir"]
+    assert "catalogs/demo/depth_maps" in rows["output_dir"]
     metadata.get_by_text("provider_calls", exact=True).scroll_into_view_if_needed()
     shot("06_asset_page_metadata")
+
+    # 6. The demo partition's own page: its materialization shows the contact sheet picture.
+    # Dagster lists Markdown metadata as "[Show Markdown]"; a click opens it, picture included.
+    page.goto(f"{dagster_dev.url}/assets/depth_maps?view=partitions&partition=demo")
+    row = page.locator("tr", has=page.get_by_text("contact_sheet", exact=True)).last
+    expect(row).to_be_visible()
+    expect(page.get_by_text("$0.00 USD").first).to_be_visible()
+    row.get_by_text("Show Markdown").click()
+    sheet = page.locator('img[src^="data:image/jpeg;base64,"]').first
+    expect(sheet).to_be_visible()
+    sheet.scroll_into_view_if_needed()
+    size = sheet.evaluate("img => [img.naturalWidth, img.naturalHeight, img.clientWidth]")
+    print("contact sheet (natural w, h; shown w):", size)
+    assert size[0] > 300 and size[1] > 200 and size[2] > 0  # decoded and laid out
+    shot("07_partition_contact_sheet")
     print(f"UI flow took {time.monotonic() - started:.1f}s")
 
     # What the UI showed is what happened: the run in the instance, the files on disk.

@@ -1,13 +1,13 @@
 """`source_images`: the validated manifest of a catalog's images."""
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, INGEST_GROUP
-from flux_depth_assets.defs.metadata import counts_metadata, preview_table
-from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
-from flux_depth_assets.defs.lineage import record_materialization
+from flux_depth_assets.defs.finish import finish_asset, gate_spec
+from flux_depth_assets.defs.metadata import preview_table
+from flux_depth_assets.defs.resources import CatalogsResource, ComputeResource, StorageResource
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.scan import ASSET, scan_catalog
 from flux_depth_assets.sources import SourceError
@@ -19,6 +19,7 @@ from flux_depth_assets.sources import SourceError
     group_name=INGEST_GROUP,
     kinds={"python", "parquet", "pillow"},
     code_version="1",
+    check_specs=[gate_spec(ASSET)],
     description=(
         "One row per file in the catalog's source: accepted images (id = first 16 hex of the "
         "content SHA-256, format, size, EXIF orientation; a normalised RGB PNG is stored) and "
@@ -26,39 +27,25 @@ from flux_depth_assets.sources import SourceError
     ),
 )
 def source_images(context: dg.AssetExecutionContext, storage: StorageResource,
-                  catalogs: CatalogsResource) -> dg.MaterializeResult:
+                  catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
     catalog = catalogs.load().catalog(context.partition_key)
     store = storage.get()
     try:
-        result = scan_catalog(catalog, store, log=context.log.info)
+        result = scan_catalog(catalog, store, log=context.log.info, pool=compute.pool())
     except SourceError as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
-    table_path = store.write_partition(ASSET, catalog.name, result.table())
-    for row in result.rejected[:20]:
-        context.log.warning(f"rejected {row['source_uri']}: {row['reason']}")
-    over_ratio = bool(result.counts["files"]) and result.reject_ratio > catalog.max_failure_ratio
-    lineage = record_materialization(
-        store, context, seconds=result.seconds, started_at=started_at,
+    return finish_asset(
+        context, store, catalog, ASSET, table=result.table(), rows=result.rows,
         counts={"images": result.counts["files"], "new": result.counts["new"],
                 "cached": result.counts["unchanged"], "rejected": result.counts["rejected"],
                 "failed": 0},
-        status="failed" if over_ratio else "succeeded",
-        config_hash=config_hash(catalog.source, catalog.max_image_bytes, catalog.max_image_pixels))
-    metadata = {
-        **counts_metadata(result.counts, result.seconds, len(result.rows)),
-        **lineage,
-        "images": dg.MetadataValue.int(len(result.accepted)),
-        "table": dg.MetadataValue.path(store.uri(table_path)),
-        "preview": preview_table(result.rows, ["image_id", "status", "format", "width", "height",
-                                               "source_uri", "reason"]),
-    }
-    if over_ratio:
-        raise dg.Failure(
-            description=(f"catalog {catalog.name!r}: {result.counts['rejected']} of "
-                         f"{result.counts['files']} files rejected ({result.reject_ratio:.0%}), over "
-                         f"max_failure_ratio {catalog.max_failure_ratio:.0%}; reasons are in "
-                         f"{store.uri(table_path)}"),
-            metadata=metadata,
-        )
-    return dg.MaterializeResult(metadata=metadata)
+        seconds=result.seconds, started_at=started_at,
+        config_hash=config_hash(catalog.source, catalog.max_image_bytes, catalog.max_image_pixels),
+        problems=[f"rejected {r['source_uri']}: {r['reason']}" for r in result.rejected[:20]],
+        metadata={
+            **{k: dg.MetadataValue.int(int(v)) for k, v in result.counts.items()},
+            "images": dg.MetadataValue.int(len(result.accepted)),
+            "preview": preview_table(result.rows, ["image_id", "status", "format", "width",
+                                                   "height", "source_uri", "reason"]),
+        })

@@ -1,11 +1,20 @@
 """`depth_maps`: one depth map per accepted image, from the catalog's provider, cached per call."""
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from flux_depth_assets.defs.provider_assets import finish_provider_asset, provider_asset, run_or_fail
-from flux_depth_assets.defs.resources import CatalogsResource, DepthProviderResource, StorageResource
+from flux_depth_assets.defs.provider_assets import (
+    finish_provider_asset,
+    provider_asset,
+    run_or_fail,
+)
+from flux_depth_assets.defs.resources import (
+    CatalogsResource,
+    ComputeResource,
+    DepthProviderResource,
+    StorageResource,
+)
 from flux_depth_assets.pipeline.depth_run import ASSET, run_depth
 from flux_depth_assets.pipeline.scan import accepted_rows
 
@@ -20,7 +29,8 @@ from flux_depth_assets.pipeline.scan import accepted_rows
     ),
 )
 def depth_maps(context: dg.AssetExecutionContext, storage: StorageResource,
-               catalogs: CatalogsResource, depth_provider: DepthProviderResource) -> dg.MaterializeResult:
+               catalogs: CatalogsResource, depth_provider: DepthProviderResource,
+               compute: ComputeResource) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
     project = catalogs.load()
     catalog = project.catalog(context.partition_key)
@@ -30,9 +40,9 @@ def depth_maps(context: dg.AssetExecutionContext, storage: StorageResource,
     result = run_or_fail(catalog, lambda: run_depth(
         catalog.name, accepted_rows(store, catalog.name), provider, store, settings,
         run_id=context.run.run_id, budget_usd=catalog.budget_usd_per_run,
-        on_budget=catalog.on_budget, log=context.log.info, started_at=started_at))
+        on_budget=catalog.on_budget, log=context.log.info, started_at=started_at,
+        pool=compute.pool()), store)
     return finish_provider_asset(
         context, store, catalog, ASSET, result, depth_provider, started_at=started_at,
         settings=settings, preview_columns=["image_id", "status", "depth_path", "seconds", "cost_usd", "error"],
-        extra_metadata={"provider": dg.MetadataValue.text(f"{provider.name}/{provider.model}"),
-                        "depth_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{ASSET}"))})
+        extra_metadata={"provider": dg.MetadataValue.text(f"{provider.name}/{provider.model}")})

@@ -1,11 +1,21 @@
 """`depth_renders`: prompt-driven, depth-guided re-renders for catalogs whose provider is in `render` mode."""
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from flux_depth_assets.defs.provider_assets import finish_provider_asset, provider_asset, run_or_fail
-from flux_depth_assets.defs.resources import CatalogsResource, DepthProviderResource, StorageResource
+from flux_depth_assets.defs.finish import gate_result
+from flux_depth_assets.defs.provider_assets import (
+    finish_provider_asset,
+    provider_asset,
+    run_or_fail,
+)
+from flux_depth_assets.defs.resources import (
+    CatalogsResource,
+    DepthProviderResource,
+    StorageResource,
+)
+from flux_depth_assets.pipeline.gate import evaluate_gate
 from flux_depth_assets.pipeline.render_run import ASSET, run_renders
 from flux_depth_assets.pipeline.scan import accepted_rows
 
@@ -27,14 +37,17 @@ def depth_renders(context: dg.AssetExecutionContext, storage: StorageResource,
         return dg.MaterializeResult(metadata={
             "images": dg.MetadataValue.int(0), "cost_usd": dg.MetadataValue.float(0.0),
             "dagster/row_count": dg.MetadataValue.int(0),
-            "note": dg.MetadataValue.text("catalog's provider is not in render mode: nothing to render")})
+            "note": dg.MetadataValue.text("catalog's provider is not in render mode: nothing to render")},
+            check_results=[gate_result(ASSET, evaluate_gate(
+                [], asset=ASSET, catalog=catalog.name, threshold=catalog.max_failure_ratio,
+                where="(no rows)"))])
     store = storage.get()
     provider = depth_provider.for_catalog(catalog, purpose="render")
     params = catalog.provider.params  # type: ignore[union-attr]  # render mode: a hosted provider
     result = run_or_fail(catalog, lambda: run_renders(
         catalog.name, accepted_rows(store, catalog.name), provider, store, prompt=params.prompt,
         seed=params.seed, run_id=context.run.run_id, budget_usd=catalog.budget_usd_per_run,
-        on_budget=catalog.on_budget, log=context.log.info, started_at=started_at))
+        on_budget=catalog.on_budget, log=context.log.info, started_at=started_at), store)
     return finish_provider_asset(
         context, store, catalog, ASSET, result, depth_provider, started_at=started_at,
         settings=params, preview_columns=["image_id", "status", "render_path", "prompt", "cost_usd", "error"])

@@ -26,9 +26,9 @@ import base64
 import binascii
 import random
 import time
-from typing import Any, Self
-from collections.abc import Callable
-from urllib.parse import quote, urlsplit
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Self
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -37,14 +37,13 @@ from flux_depth_assets.providers.eachlabs.protocol import (
     EachlabsError,
     PredictionState,
     clean_message,
-    host_message,
     message_from,
-    parse_prediction,
-    parse_retry_after,
-    prediction_id_from,
 )
 from flux_depth_assets.providers.eachlabs.transport import ShardedPoolTransport
 from flux_depth_assets.redaction import mask
+
+if TYPE_CHECKING:
+    from flux_depth_assets.providers.hosts.base import HostAdapter
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
@@ -93,25 +92,42 @@ def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
 
 
 class EachlabsClient:
-    """Async protocol client: one per run, one connection pool, HTTP/1.1 keep-alive."""
+    """Async protocol client: one per run, one connection pool, HTTP/1.1 keep-alive.
+
+    `adapter` (default: Eachlabs) is the host's wire dialect (`providers.hosts`): it shapes the
+    create and poll requests, names the key header and where the key may go, reads the answers
+    and classifies errors; this class only sends, retries and follows redirects.
+
+    `cancel_at_deadline` (off by default) also hands the prediction deadline to hosts that take
+    one (Replicate's `Cancel-After`). Off, a prediction still running at the deadline stays
+    journaled and the next run collects it for free; on, the host cancels it (Replicate still
+    bills a canceled prediction, not an aborted one) and the next run pays for a new one.
+    """
 
     def __init__(self, base_url: str, api_key: Secret | str | None, *, timeout_s: float = 30.0,
                  max_connections: int = 8, retry: RetryPolicy | None = None,
                  requests_per_second: float | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, adapter: HostAdapter | None = None,
+                 cancel_at_deadline: bool = False):
+        if adapter is None:
+            from flux_depth_assets.providers.hosts.eachlabs import EachlabsAdapter
+            adapter = EachlabsAdapter()
+        self.adapter = adapter
+        self.cancel_at_deadline = cancel_at_deadline
+        self._poll_urls: dict[str, str] = {}  # prediction id -> the host's poll URL, if it gave one
         self.base_url = base_url.rstrip("/")
         self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
         self.redact = Redactor(self._key)
         self.retry = retry or RetryPolicy()
-        self._origin = origin(self.base_url)
         self._limiter = RateLimiter(requests_per_second) if requests_per_second else None
         self._rng = rng or random.Random()
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,  # redirects are followed by hand so the key never leaves its origin
             transport=transport or ShardedPoolTransport(max_connections),
-            headers={"Accept": "application/json", "User-Agent": "flux-depth-assets/eachlabs"},
+            headers={"Accept": "application/json",
+                     "User-Agent": f"flux-depth-assets/{adapter.name}"},
         )
 
     def __repr__(self) -> str:
@@ -130,12 +146,23 @@ class EachlabsClient:
 
     async def create(self, payload: dict[str, Any], *, deadline: float | None = None,
                      on_retry: RetryHook | None = None) -> tuple[str, int, int]:
-        """(prediction id, attempts, HTTP status). Raises `EachlabsError`."""
-        response, attempts = await self._send("POST", f"{self.base_url}/v1/prediction/",
-                                              payload=payload, api=True, deadline=deadline,
-                                              on_retry=on_retry)
+        """(prediction id, attempts, HTTP status). Raises `EachlabsError`.
+
+        `payload` is `{"model", "version", "input"}`; the adapter shapes its host's request from
+        it (with `cancel_at_deadline`, also the deadline, where the host takes one)."""
+        left = max(0.0, deadline - time.monotonic()) \
+            if deadline is not None and self.cancel_at_deadline else None
+        request = self.adapter.create_request(self.base_url, payload.get("model", ""),
+                                              payload.get("version"), payload.get("input", {}),
+                                              left)
+        response, attempts = await self._send(request.method, request.url, payload=request.json,
+                                              api=True, deadline=deadline, on_retry=on_retry,
+                                              phase="create", headers=request.headers)
         data = self._json(response, attempts)
-        pid = prediction_id_from(data)
+        created = self.adapter.parse_create(data)
+        pid = created.prediction_id if created is not None else None
+        if created is not None and created.poll_url:
+            self._poll_urls[created.prediction_id] = created.poll_url
         if pid is None:
             what = message_from(data) if isinstance(data, dict) else None
             raise EachlabsError(self.redact(
@@ -147,10 +174,17 @@ class EachlabsClient:
     async def get(self, prediction_id: str, *, deadline: float | None = None,
                   on_retry: RetryHook | None = None) -> tuple[PredictionState, int, int]:
         """(normalised state, attempts, HTTP status). Raises `EachlabsError` (404: unknown id)."""
-        url = f"{self.base_url}/v1/prediction/{quote(prediction_id, safe='')}"
-        response, attempts = await self._send("GET", url, api=True, deadline=deadline,
-                                              on_retry=on_retry)
-        return parse_prediction(self._json(response, attempts)), attempts, response.status_code
+        from flux_depth_assets.providers.hosts.base import Created
+
+        request = self.adapter.poll_request(
+            self.base_url, Created(prediction_id, self._poll_urls.get(prediction_id)))
+        response, attempts = await self._send("GET", request.url, api=True, deadline=deadline,
+                                              on_retry=on_retry, phase="poll")
+        poll = self.adapter.parse_poll(self._json(response, attempts))
+        state = PredictionState(status=poll.status, state=poll.coarse, outputs=list(poll.outputs),
+                                error=poll.error, metrics=dict(poll.metrics),
+                                cost_usd=poll.cost_usd)
+        return state, attempts, response.status_code
 
     async def download(self, url: str, *, deadline: float | None = None,
                        on_retry: RetryHook | None = None) -> tuple[bytes, str, int, int]:
@@ -164,7 +198,7 @@ class EachlabsClient:
                 raise EachlabsError("output data URI is not valid base64") from None
             return data, head[5:].split(";")[0], 0, 200
         response, attempts = await self._send("GET", url, api=False, deadline=deadline,
-                                              on_retry=on_retry)
+                                              on_retry=on_retry, phase="download")
         content = response.content
         if len(content) > MAX_OUTPUT_BYTES:
             raise EachlabsError(f"output is larger than {MAX_OUTPUT_BYTES} bytes",
@@ -183,15 +217,16 @@ class EachlabsClient:
                 status=response.status_code, attempts=attempts) from None
 
     async def _send(self, method: str, url: str, *, payload: Any = None, api: bool,
-                    deadline: float | None, on_retry: RetryHook | None
-                    ) -> tuple[httpx.Response, int]:
+                    deadline: float | None, on_retry: RetryHook | None,
+                    phase: Literal["create", "poll", "download"],
+                    headers: Mapping[str, str] | None = None) -> tuple[httpx.Response, int]:
         attempt = 0
         while True:
             attempt += 1
             try:
                 if api and self._limiter is not None:
                     await self._limiter.wait()
-                response = await self._follow(method, url, payload)
+                response = await self._follow(method, url, payload, headers or {})
             except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
                 # the request could not even be built (e.g. an illegal header value): it was
                 # never sent and can never succeed, so no retry; h11's text quotes the header
@@ -210,13 +245,11 @@ class EachlabsClient:
                 code = response.status_code
                 if code < 300:
                     return response, attempt
-                retryable = code == 429 or code >= 500
+                failure = self.adapter.classify(phase, response)  # 429/5xx retry, Retry-After
                 error = EachlabsError(
-                    self.redact(f"HTTP {code}: {host_message(response)}"), status=code,
-                    retryable=retryable,
-                    retry_after=parse_retry_after(response.headers.get("retry-after"))
-                    if retryable else None,
-                    uncertain=code >= 500)
+                    self.redact(f"HTTP {code}: {failure.message}"), status=code,
+                    retryable=failure.retryable, retry_after=failure.retry_after,
+                    uncertain=failure.uncertain, kind=failure.kind.value)
             error.attempts = attempt
             if not error.retryable:
                 raise error
@@ -232,12 +265,15 @@ class EachlabsClient:
                 on_retry(error, wait)
             await asyncio.sleep(wait)
 
-    async def _follow(self, method: str, url: str, payload: Any) -> httpx.Response:
-        """One request, following redirects by hand: the key goes only to the API's origin."""
+    async def _follow(self, method: str, url: str, payload: Any,
+                      extra_headers: Mapping[str, str]) -> httpx.Response:
+        """One request, following redirects by hand: the key goes only where the adapter allows
+        (the API's own origin, by default)."""
         current = httpx.URL(url)
         for _ in range(MAX_REDIRECTS + 1):
-            headers = {"X-API-Key": self._key.reveal()} \
-                if origin(current) == self._origin and self._key else {}
+            headers = dict(extra_headers)
+            if self._key and self.adapter.key_allowed(str(current), self.base_url):
+                headers.update(self.adapter.auth_headers(self._key.reveal()))
             response = await self._http.request(method, current, json=payload, headers=headers)
             if response.status_code not in REDIRECTS or "location" not in response.headers:
                 return response

@@ -73,6 +73,9 @@ async def predict_one(track: Track, entry: JournalEntry | None) -> DepthPredicti
     finally:
         await track.run.result_checked(counted=track.admitted)
         track.admitted = False
+        if track.slot is not None and track.run.gate is not None:
+            await asyncio.to_thread(track.run.gate.release, track.slot)
+            track.slot = None
 
 
 async def _resume(track: Track, entry: JournalEntry) -> DepthPrediction | None:
@@ -120,8 +123,14 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
     run, cfg, item = track.run, track.run.config, track.item
     refused = await run.admit_create()
     if refused:
+        if run.fatal:  # the host refuses every create: another host may take this image
+            track.extra["host_refused"] = run.fatal
         return track.failed(f"not sent: {refused}")
     track.admitted = run.mode == "depth"
+    refused = await _account_admit(track)
+    if refused:
+        track.extra["host_refused"] = refused
+        return track.failed(f"not sent: {refused}")
     if (cfg.image_transport == "source_url" and item.source_uri.startswith(("http://", "https://"))
             and not hides_secrets(item.source_uri)):  # stored without its secrets: send bytes
         control, size = item.source_uri, None
@@ -147,19 +156,10 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         pid, attempts, status = await run.client.create(payload, deadline=track.deadline,
                                                         on_retry=track.on_retry)
     except EachlabsError as exc:
-        track.create_attempts = exc.attempts
-        track.http_status = exc.status
-        if exc.status in FATAL_CREATE_STATUSES and run.fatal is None:
-            run.fatal = f"HTTP {exc.status}"
-            run.emit(f"eachlabs: create answered {exc.message}; no further "
-                     "predictions will be created in this run")
-        if exc.uncertain:  # reported by this run, so the entry must not be reported again
-            track.uncertain(cfg.price_usd, run.run_id)
-        await asyncio.to_thread(_forget, run, item.cache_key)
-        track.journal_live = False
-        return track.failed(f"create failed: {exc.message}")
+        return await _create_failed(track, exc)
     del payload, control
     track.create_attempts, track.http_status = attempts, status
+    run.failing_since = None
     track.prediction_id, track.created = pid, True
     track.cost_usd = cfg.price_usd
     run.cost_usd += cfg.price_usd
@@ -186,6 +186,57 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         return track.failed(f"host reported prediction {pid} {state.status}: "
                             f"{state.error or 'no error given'}")
     return await _download_and_deliver(track, entry, state, size)
+
+
+async def _create_failed(track: Track, exc: EachlabsError) -> DepthPrediction:
+    """A create that failed: note what the host refused (for the account, the run and failover)."""
+    run, cfg, item = track.run, track.run.config, track.item
+    track.create_attempts = exc.attempts
+    track.http_status = exc.status
+    if run.gate is not None and exc.kind in ("auth", "out_of_credit"):
+        # every run on this account stops at its next create, not after every image fails
+        await asyncio.to_thread(run.gate.stop, f"HTTP {exc.status}: {exc.message}")
+    if exc.kind == "model_unavailable" and run.fatal is None:
+        run.fatal = f"HTTP {exc.status} (the host does not serve the model)"
+        run.emit(f"eachlabs: create answered {exc.message}; no further "
+                 "predictions will be created on this host in this run")
+    if exc.kind in ("model_unavailable", "auth", "out_of_credit") and not exc.uncertain:
+        track.extra["host_refused"] = f"HTTP {exc.status}"  # nothing was created
+    if exc.status in FATAL_CREATE_STATUSES and run.fatal is None:
+        run.fatal = f"HTTP {exc.status}"
+        run.emit(f"eachlabs: create answered {exc.message}; no further "
+                 "predictions will be created in this run")
+    if exc.uncertain:  # reported by this run, so the entry must not be reported again
+        track.uncertain(cfg.price_usd, run.run_id)
+    else:
+        track.extra["not_created"] = True  # the host never had it: another host may take it
+    if not exc.uncertain and exc.retryable and run.unavailable_after_s is not None:  # unreachable, nothing created
+        now = time.monotonic()
+        run.failing_since = run.failing_since or now
+        if now - run.failing_since >= run.unavailable_after_s and run.fatal is None:
+            run.fatal = f"unavailable for {run.unavailable_after_s:g} s (unavailable_after_s)"
+            run.emit(f"eachlabs: {run.host} {run.fatal}; no further predictions will be "
+                     "created on this host in this run")
+        if run.fatal:
+            track.extra["host_refused"] = run.fatal
+    await asyncio.to_thread(_forget, run, item.cache_key)
+    track.journal_live = False
+    return track.failed(f"create failed: {exc.message}")
+
+
+async def _account_admit(track: Track) -> str | None:
+    """Wait for the host account's in-flight slot and window of creates (shared by every run on
+    the account); the reason when the account was stopped by a 402 or a rejected key."""
+    run = track.run
+    if run.gate is None:
+        return None
+    reason = await asyncio.to_thread(run.gate.stopped_since, run.started_at)
+    if reason is not None:
+        run.fatal = run.fatal or "the account was stopped by another run"
+        return f"the {run.host} account was stopped by another run ({reason})"
+    track.slot = await run.gate.acquire()
+    await run.gate.claim()
+    return None
 
 
 def _forget(run: RunState, cache_key: str) -> None:

@@ -26,7 +26,7 @@ import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Literal
 
 from flux_depth_assets.paths import safe_segment

@@ -11,7 +11,7 @@ import email.utils
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -32,8 +32,10 @@ class EachlabsError(Exception):
     """
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 retry_after: float | None = None, attempts: int = 1, uncertain: bool = False):
+                 retry_after: float | None = None, attempts: int = 1, uncertain: bool = False,
+                 kind: str | None = None):
         super().__init__(message)
+        self.kind = kind  # an error answer's `providers.hosts.ErrorKind` value
         self.message = message
         self.status = status
         self.retryable = retryable

@@ -24,9 +24,9 @@ import random
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -51,6 +51,10 @@ from flux_depth_assets.providers.eachlabs.tracking import RunState, Track
 from flux_depth_assets.redaction import unsafe_key_problem
 from flux_depth_assets.storage.store import Storage
 
+if TYPE_CHECKING:  # providers.hosts reads answers with this package's protocol module
+    from flux_depth_assets.providers.hosts.base import HostAdapter
+    from flux_depth_assets.providers.hosts.limits import AccountGate, AccountLimits
+
 API_KEY_ENV = "EACHLABS_API_KEY"
 
 
@@ -71,7 +75,19 @@ class EachlabsProvider(DepthProvider):
     def __init__(self, config: EachlabsProviderConfig, api_key: str | None = None,
                  base_url_override: str | None = None, journal_storage: Storage | None = None, *,
                  retry: RetryPolicy | None = None, progress_interval_s: float = 5.0,
-                 transport: httpx.AsyncBaseTransport | None = None, seed: int | None = None):
+                 transport: httpx.AsyncBaseTransport | None = None, seed: int | None = None,
+                 adapter: HostAdapter | None = None, key_env: str | None = None,
+                 account: str | None = None, limits: AccountLimits | None = None,
+                 unavailable_after_s: float | None = None):
+        if adapter is None:
+            from flux_depth_assets.providers.hosts.eachlabs import EachlabsAdapter
+            adapter = EachlabsAdapter()
+        self.adapter = adapter  # the host's wire dialect
+        self.name = self.adapter.name
+        self.key_env = key_env or self.adapter.api_key_env
+        self.account = account  # name of the account's shared limits (default: a key hash)
+        self.limits = limits  # in flight / creates per minute for the account (default: none)
+        self.unavailable_after_s = unavailable_after_s  # a host list's failover threshold
         self.config = config
         self.model = config.model
         self.model_version = config.version
@@ -80,7 +96,8 @@ class EachlabsProvider(DepthProvider):
         self._api_key = Secret(api_key or "")
         base_url = (base_url_override or "").strip() or config.base_url
         if not base_url.startswith(("http://", "https://")):
-            raise EachlabsNotReady("EACHLABS_BASE_URL must start with http:// or https://")
+            raise EachlabsNotReady(f"{self.adapter.base_url_env} must start with http:// or "
+                                   "https://")
         self.base_url = base_url.rstrip("/")
         self.journal_storage = journal_storage
         self.retry = retry or RetryPolicy(max_retries=config.max_retries)
@@ -110,12 +127,13 @@ class EachlabsProvider(DepthProvider):
     def check_ready(self) -> None:
         if not self._api_key:
             raise EachlabsNotReady(
-                f"the eachlabs provider has no API key: set the environment variable {API_KEY_ENV} "
+                f"the {self.name} provider has no API key: set the environment variable "
+                f"{self.key_env} "
                 "(read at run time through Dagster's EnvVar; never logged). Nothing was sent.")
         problem = unsafe_key_problem(self._api_key.reveal())
         if problem:
             raise EachlabsNotReady(
-                f"the API key in {API_KEY_ENV} cannot be used: {problem}. Set it again on one "
+                f"the API key in {self.key_env} cannot be used: {problem}. Set it again on one "
                 "line, without spaces. Nothing was sent.")
 
     def bind_storage(self, storage: Storage, run_id: str = "") -> None:
@@ -202,13 +220,16 @@ class EachlabsProvider(DepthProvider):
         client = EachlabsClient(
             self.base_url, self._api_key, timeout_s=cfg.timeout_s,
             max_connections=min(cfg.max_concurrency, len(items)) + 2, retry=self.retry,
-            requests_per_second=cfg.requests_per_second, transport=self._transport, rng=self._rng)
+            requests_per_second=cfg.requests_per_second, transport=self._transport, rng=self._rng,
+            adapter=self.adapter)
         t_start = time.monotonic()
         try:
             host = url_host(self.base_url)
             run = RunState(total=len(items), config=cfg, mode=self.mode, host=host, client=client,
                            journal=journal, schedule=PollScheduler(cfg.poll_interval_s),
-                           progress=progress, run_id=self.run_id)
+                           progress=progress, run_id=self.run_id,
+                           gate=self._gate(journal.storage),
+                           unavailable_after_s=self.unavailable_after_s)
             entries = await asyncio.to_thread(journal.load, {i.cache_key for i in items})
             entries = {k: e for k, e in entries.items() if e.host == host}
             live = {k for k, e in entries.items() if e.prediction_id}
@@ -246,10 +267,13 @@ class EachlabsProvider(DepthProvider):
                     run.failed += pred.status != "succeeded"
 
             ticker = asyncio.create_task(run.report_progress(self.progress_interval_s))
+            renewer = asyncio.create_task(run.gate.keep_renewed()) if run.gate else None
             try:
                 await asyncio.gather(*(worker() for _ in range(min(cfg.max_concurrency, len(items)))))
             finally:
                 ticker.cancel()
+                if renewer is not None:
+                    renewer.cancel()
             out = [r for r in results if r is not None]
             for t in tracks:
                 if t is None:
@@ -268,6 +292,18 @@ class EachlabsProvider(DepthProvider):
             return out
         finally:
             await client.aclose()
+
+    def _gate(self, storage: Storage) -> AccountGate:
+        """The host account's shared limits and stop flag, kept in the storage root."""
+        from flux_depth_assets.providers.hosts.limits import (
+            AccountGate,
+            AccountLimits,
+            account_id,
+        )
+
+        return AccountGate(storage, self.name,
+                           self.account or account_id(self._api_key.reveal()),
+                           self.limits or AccountLimits())
 
     @staticmethod
     def _clear(journal: PredictionJournal, keys: list[str]) -> None:

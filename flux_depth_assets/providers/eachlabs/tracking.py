@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flux_depth_assets.config.models import EachlabsProviderConfig
 from flux_depth_assets.providers.base import DepthPrediction, ProgressFn, ProviderInput
@@ -19,6 +19,9 @@ from flux_depth_assets.providers.eachlabs.journal import PredictionJournal
 from flux_depth_assets.providers.eachlabs.pacing import PollScheduler
 from flux_depth_assets.providers.eachlabs.protocol import EachlabsError
 from flux_depth_assets.providers.result_check import ResultBreaker
+
+if TYPE_CHECKING:
+    from flux_depth_assets.providers.hosts.limits import AccountGate, Slot
 
 # The provider's lines keep the logger name they had before the provider was split into modules.
 PROVIDER_LOGGER = "flux_depth_assets.providers.eachlabs.provider"
@@ -50,6 +53,10 @@ class RunState:
     breaker: ResultBreaker = field(default_factory=ResultBreaker)
     unverified: int = 0  # depth mode: creates whose result was not checked yet
     checked: asyncio.Condition = field(default_factory=asyncio.Condition)
+    gate: AccountGate | None = None  # the host account's limits, shared by every run on it
+    unavailable_after_s: float | None = None  # failing creates this long: the host is given up
+    failing_since: float | None = None  # monotonic time of the first create failure in a row
+    started_at: float = field(default_factory=time.time)  # wall clock, for the account stop
 
     def halt(self, reason: str) -> None:
         """Stop creating predictions for the rest of the run (polling and downloads go on)."""
@@ -126,6 +133,7 @@ class Track:
     uncertain_cost_usd: float = 0.0
     host_status: str | None = None
     admitted: bool = False  # counted against the run's unverified creates (depth mode)
+    slot: Slot | None = None  # the account's in-flight slot this prediction holds
     journal_live: bool = False  # this run wrote a journal entry that is still in use
     # prediction ids met in the journal (resumed or replaced) → what their create cost; the
     # pipeline records that cost here only if no earlier run recorded it (a crashed run)

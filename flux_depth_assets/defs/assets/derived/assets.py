@@ -4,7 +4,7 @@ No `from __future__ import annotations` here: Dagster reads the `context` annota
 function at decoration time and needs the real class.
 """
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -13,9 +13,9 @@ from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP
-from flux_depth_assets.defs.metadata import counts_metadata, preview_table
-from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
-from flux_depth_assets.defs.lineage import record_materialization
+from flux_depth_assets.defs.finish import finish_asset, gate_spec, require_upstream_gates
+from flux_depth_assets.defs.metadata import preview_table
+from flux_depth_assets.defs.resources import CatalogsResource, ComputeResource, StorageResource
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.derived_run import (
     ALGORITHM_VERSION,
@@ -29,48 +29,43 @@ from flux_depth_assets.pipeline.derived_run import (
 from flux_depth_assets.pipeline.derived_specs import SPECS
 from flux_depth_assets.storage.schemas import table_from_rows
 
+#: eager, but never on a partition whose upstream failure gate (a blocking check) failed
+DERIVED_AUTOMATION = (dg.AutomationCondition.eager()
+                      & dg.AutomationCondition.all_deps_blocking_checks_passed())
+#: the upstream tables whose failure gate must hold before a derived asset starts
+UPSTREAM = {NORMALS_ASSET: ["depth_maps"], STATS_ASSET: ["depth_maps"],
+            SPRITES_ASSET: ["source_images", "depth_maps"]}
+
 
 def _materialize(spec: DerivedSpec, context: dg.AssetExecutionContext, storage: StorageResource,
-                 catalogs: CatalogsResource) -> dg.MaterializeResult:
+                 catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
     project = catalogs.load()
     catalog: CatalogConfig = project.catalog(context.partition_key)
     settings = project.settings_for(catalog.name)
     store = storage.get()
+    require_upstream_gates(store, catalog, UPSTREAM[spec.asset])
     try:
         result = run_derived(spec, store, catalog.name, settings, run_id=context.run.run_id,
-                             log=context.log.info)
+                             log=context.log.info, pool=compute.pool())
     except FileNotFoundError as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
-    table_rel = store.write_partition(spec.asset, catalog.name, table_from_rows(result.rows, spec.schema))
-    for row in [r for r in result.rows if r["status"] == "failed"][:20]:
-        context.log.warning(f"{spec.asset} failed for {row['image_id']}: {row['error']}")
-    over_ratio = result.failure_ratio > catalog.max_failure_ratio
-    lineage = record_materialization(
-        store, context, counts=result.counts, seconds=result.seconds, started_at=started_at,
-        status="failed" if over_ratio else "succeeded",
-        config_hash=config_hash(catalog, spec.params(settings)))
     ok_rows = [r for r in result.rows if r["status"] in OK]
     fresh = [r for r in ok_rows if r["status"] == "succeeded"] or ok_rows
     first = next((spec.preview_path(r) for r in fresh if spec.preview_path(r)), None)
-    metadata: dict[str, Any] = {
-        **counts_metadata(result.counts, result.seconds, len(result.rows)),
-        **lineage,
-        "table": dg.MetadataValue.path(store.uri(table_rel)),
-        "preview": preview_table(result.rows, spec.preview_columns),
-    }
+    metadata: dict[str, Any] = {"preview": preview_table(result.rows, spec.preview_columns)}
     out_dir = spec.out_dir(catalog.name)
     if out_dir:
         metadata["output_dir"] = dg.MetadataValue.path(store.uri(out_dir))
     if first:
         metadata["preview_path"] = dg.MetadataValue.path(store.uri(first))
-    if over_ratio:
-        raise dg.Failure(
-            description=(f"catalog {catalog.name!r}: {result.counts['failed']} {spec.asset} "
-                         f"image(s) failed ({result.failure_ratio:.0%}), over max_failure_ratio "
-                         f"{catalog.max_failure_ratio:.0%}; errors are in {store.uri(table_rel)}"),
-            metadata=metadata)
-    return dg.MaterializeResult(metadata=metadata)
+    return finish_asset(
+        context, store, catalog, spec.asset, table=table_from_rows(result.rows, spec.schema),
+        rows=result.rows, counts=result.counts, seconds=result.seconds, started_at=started_at,
+        config_hash=config_hash(catalog, spec.params(settings)),
+        problems=[f"{spec.asset} failed for {r['image_id']}: {r['error']}"
+                  for r in result.rows if r["status"] == "failed"][:20],
+        metadata=metadata, contact_sheet=spec.asset == SPRITES_ASSET)
 
 
 def _derived_asset(asset: str, *, deps: list, kinds: set[str], description: str) -> dg.AssetsDefinition:
@@ -79,10 +74,11 @@ def _derived_asset(asset: str, *, deps: list, kinds: set[str], description: str)
 
     @dg.asset(name=asset, deps=deps, kinds=kinds, code_version=ALGORITHM_VERSION[asset],
               partitions_def=CATALOG_PARTITIONS, group_name=DERIVED_GROUP,
-              automation_condition=dg.AutomationCondition.eager(), description=description)
+              automation_condition=DERIVED_AUTOMATION, check_specs=[gate_spec(asset)],
+              description=description)
     def _asset(context: dg.AssetExecutionContext, storage: StorageResource,
-               catalogs: CatalogsResource) -> dg.MaterializeResult:
-        return _materialize(spec, context, storage, catalogs)
+               catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
+        return _materialize(spec, context, storage, catalogs, compute)
     return _asset
 
 

@@ -1,0 +1,197 @@
+"""The depth_maps and normal_maps checks: read a sample of outputs, measure, decide. No Dagster.
+
+Each function returns a `CheckOutcome` (passed, one readable line, figures). Thresholds were
+set on the demo catalog with the local estimator and on broken fixtures (tests/test_output_checks.py):
+
+| measure (pipeline.measures) | demo maps | broken fixture | threshold |
+| --- | --- | --- | --- |
+| edge_lift | 1.6 – 3.7 | noise 1.0, shifted map ≤ 1.3 | median ≥ 1.4 |
+| vertical_prior_share | 0.70 – 0.94 | vertical ramp 1.0 | median < 0.985 |
+| bottom_minus_top | 0.44 – 0.57 | inverted map < 0 | median > 0 |
+| normal_roughness_deg | 0.9 – 9° | normals of noise ≈ 69° | median ≤ 30° |
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from flux_depth_assets.depth.normals import decode_normals_png
+from flux_depth_assets.pipeline import measures
+from flux_depth_assets.pipeline.declarative_tests import CheckOutcome
+from flux_depth_assets.pipeline.derived_run import (
+    NORMALS_ASSET,
+    DepthInput,
+    derived_inputs,
+    load_nearness,
+    load_rgb,
+)
+from flux_depth_assets.storage.store import Storage
+
+#: how many images a check opens per run (a large catalog costs the same as a small one)
+SAMPLE = 12
+MIN_EDGE_LIFT = 1.4
+MAX_VERTICAL_PRIOR_SHARE = 0.985
+MAX_ROUGHNESS_DEG = 30.0
+MIN_RANGE = 1e-3  # p99 - p1 of valid nearness below this: a flat map
+WORST = 5
+
+
+@dataclass
+class DepthSample:
+    """What one pass over the sampled depth maps found (read once, used by four checks)."""
+
+    images: int = 0
+    problems: list[str] = field(default_factory=list)  # unreadable, wrong size, invalid, flat
+    edge_lift: dict[str, float] = field(default_factory=dict)
+    vertical_share: dict[str, float] = field(default_factory=dict)
+    bottom_minus_top: dict[str, float] = field(default_factory=dict)
+
+
+def _sample(store: Storage, catalog: str) -> list[DepthInput]:
+    inputs, _skipped = derived_inputs(store, catalog)
+    return sorted(inputs, key=lambda i: i.image_id)[:SAMPLE]
+
+
+def measure_depth_maps(store: Storage, catalog: str) -> DepthSample:
+    out = DepthSample()
+    for inp in _sample(store, catalog):
+        out.images += 1
+        try:
+            near = load_nearness(store, inp)
+        except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
+            out.problems.append(f"{inp.image_id}: unreadable ({type(exc).__name__}: {exc})")
+            continue
+        if near.shape != (inp.height, inp.width):
+            out.problems.append(
+                f"{inp.image_id}: {near.shape[1]}x{near.shape[0]} px, its source "
+                f"is {inp.width}x{inp.height}"
+            )
+            continue
+        valid = np.isfinite(near)
+        if not valid.any():
+            out.problems.append(f"{inp.image_id}: no valid pixel")
+            continue
+        lo, hi = np.percentile(near[valid], [1, 99])
+        if hi - lo < MIN_RANGE:
+            out.problems.append(f"{inp.image_id}: flat (p99 - p1 = {hi - lo:.2g})")
+            continue
+        filled = np.where(valid, near, 0.0).astype(np.float32)
+        rgb = load_rgb(store, inp.normalized_path)
+        out.edge_lift[inp.image_id] = measures.edge_lift(filled, rgb, valid)
+        out.vertical_share[inp.image_id] = measures.vertical_prior_share(filled, valid)
+        out.bottom_minus_top[inp.image_id] = measures.bottom_minus_top(filled, valid)
+    return out
+
+
+def _verdict(
+    name: str,
+    values: dict[str, float],
+    ok: Callable[[float], bool],
+    what: str,
+    rule: str,
+    low_is_bad: bool,
+) -> CheckOutcome:
+    if not values:
+        return CheckOutcome(
+            False, f"{name}: no measurable depth map (see depth_readable)", {"images": 0}
+        )
+    median = statistics.median(values.values())
+    bad = sorted(((v, k) for k, v in values.items() if not ok(v)), reverse=not low_is_bad)
+    meta: dict[str, Any] = {
+        "images": len(values),
+        "median": round(median, 4),
+        "images_failing": len(bad),
+    }
+    if bad:
+        meta["worst"] = ", ".join(f"{k}={v:.3g}" for v, k in bad[:WORST])
+    passed = ok(median)
+    return CheckOutcome(
+        passed,
+        f"{name}: median {what} {median:.3g} over {len(values)} image(s) "
+        f"({'meets' if passed else 'fails'} {rule})",
+        meta,
+    )
+
+
+def depth_readable(sample: DepthSample) -> CheckOutcome:
+    """Every sampled map decodes, has its source's size, has valid pixels and is not flat."""
+    if sample.images == 0:
+        return CheckOutcome(False, "depth_readable: no depth map to check", {"images": 0})
+    meta = {"images": sample.images, "problems": len(sample.problems)}
+    if sample.problems:
+        return CheckOutcome(False, "depth_readable: " + "; ".join(sample.problems[:WORST]), meta)
+    return CheckOutcome(
+        True,
+        f"depth_readable: {sample.images} map(s) decode at their source's "
+        "size, with valid pixels and a non-flat range",
+        meta,
+    )
+
+
+def edges_agree(sample: DepthSample) -> CheckOutcome:
+    return _verdict(
+        "edges_agree",
+        sample.edge_lift,
+        lambda v: v >= MIN_EDGE_LIFT,
+        "edge lift (image edges at depth edges vs chance)",
+        f"≥ {MIN_EDGE_LIFT}",
+        low_is_bad=True,
+    )
+
+
+def not_vertical_prior(sample: DepthSample) -> CheckOutcome:
+    return _verdict(
+        "not_vertical_prior",
+        sample.vertical_share,
+        lambda v: v < MAX_VERTICAL_PRIOR_SHARE,
+        "share of variance explained by rows",
+        f"< {MAX_VERTICAL_PRIOR_SHARE}",
+        low_is_bad=False,
+    )
+
+
+def near_at_bottom(sample: DepthSample) -> CheckOutcome:
+    return _verdict(
+        "near_at_bottom",
+        sample.bottom_minus_top,
+        lambda v: v > 0,
+        "nearness bottom third − top third",
+        "> 0 (else larger = farther: inverted)",
+        low_is_bad=True,
+    )
+
+
+def normals_smooth(store: Storage, catalog: str, rows: list[dict]) -> CheckOutcome:
+    """Normals are not dominated by texture noise (median neighbourhood angle per map)."""
+    values: dict[str, float] = {}
+    problems: list[str] = []
+    ok_rows = sorted(
+        (r for r in rows if r["status"] in ("succeeded", "cached") and r.get("normal_path")),
+        key=lambda r: r["image_id"],
+    )[:SAMPLE]
+    for r in ok_rows:
+        try:
+            values[r["image_id"]] = measures.normal_roughness_deg(
+                decode_normals_png(store.read_bytes(r["normal_path"]))
+            )
+        except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
+            problems.append(f"{r['image_id']}: unreadable ({type(exc).__name__}: {exc})")
+    if problems:
+        return CheckOutcome(
+            False,
+            f"{NORMALS_ASSET} normals_smooth: " + "; ".join(problems[:WORST]),
+            {"images": len(ok_rows), "unreadable": len(problems)},
+        )
+    return _verdict(
+        "normals_smooth",
+        values,
+        lambda v: v <= MAX_ROUGHNESS_DEG,
+        "roughness (angle to the neighbourhood's mean normal, degrees)",
+        f"≤ {MAX_ROUGHNESS_DEG:g}°",
+        low_is_bad=False,
+    )

@@ -1,0 +1,190 @@
+"""One work pool for per-image CPU work: in-process, every local core, or a Dask cluster.
+
+Callers hand over a module-level, pure function `fn(task) -> result` and the tasks; results come
+back **in task order**, so a run's tables do not depend on how many workers made them
+(`workers=1` and all cores give the same bytes). Memory stays flat in catalog size: tasks are
+pulled from the caller's iterable only when a slot frees up, at most `max_in_flight` chunks are
+queued, and each result is handed back (and can be dropped) as soon as its turn comes.
+
+- `workers=1`, or too few tasks to be worth a pool: a plain loop in this process.
+- default: a process pool over every core this process may use (forkserver children, so no
+  thread of the parent, e.g. Dagster's, is duplicated half-way through a lock).
+- `dask_scheduler="tcp://host:8786"`: chunks go to that Dask `distributed` cluster. Workers need
+  this package installed and the storage root reachable (S3, or a shared folder).
+
+`fn` and the tasks must pickle: `fn` by reference (module-level), tasks by value (small: ids,
+paths, settings; never image arrays).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+WORKERS_ENV = "FLUX_DEPTH_WORKERS"
+PROGRESS_STEPS = 20  # progress lines per map (about every 5 %)
+DASK_ENV = "FLUX_DEPTH_DASK_SCHEDULER"
+
+#: modules the forkserver imports once, so each pool worker starts warm
+_PRELOAD = [
+    "flux_depth_assets.pipeline.scan",
+    "flux_depth_assets.pipeline.depth_run",
+    "flux_depth_assets.pipeline.derived_specs",
+]
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """How per-image work runs. The default uses every local core."""
+
+    workers: int | None = None  # None or 0: every core; 1: in this process
+    dask_scheduler: str | None = None  # e.g. tcp://scheduler:8786 → that cluster
+    chunk_size: int = 8  # tasks per unit of work sent to a worker (upper bound)
+    in_flight_per_worker: int = 2  # chunks queued per worker: bounds memory, keeps workers fed
+    min_tasks: int = 16  # fewer tasks run in-process: a local pool's start-up (~1 s) costs more
+
+    @classmethod
+    def from_env(cls) -> PoolConfig:
+        raw = os.environ.get(WORKERS_ENV, "").strip()
+        return cls(
+            workers=int(raw) if raw else None,
+            dask_scheduler=os.environ.get(DASK_ENV, "").strip() or None,
+        )
+
+    def resolved_workers(self) -> int:
+        return self.workers if self.workers and self.workers > 0 else available_cores()
+
+    def describe(self) -> str:
+        if self.dask_scheduler:
+            return f"dask cluster at {self.dask_scheduler}"
+        n = self.resolved_workers()
+        return "in-process (1 worker)" if n == 1 else f"{n} local worker processes"
+
+
+class WorkPoolUnavailable(RuntimeError):
+    """The configured engine cannot be reached; nothing was computed."""
+
+
+def _run_chunk(fn: Callable[[T], R], chunk: list[T]) -> list[R]:
+    return [fn(task) for task in chunk]
+
+
+def _chunked(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for task in tasks:
+        chunk.append(task)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _chunk_size(config: PoolConfig, total: int, workers: int) -> int:
+    """Small enough that every worker gets several chunks (balance), at most `chunk_size`."""
+    return max(1, min(config.chunk_size, total // (workers * 4) or 1))
+
+
+def _ordered(
+    submit: Callable[[list[T]], Any],
+    result: Callable[[Any], list[R]],
+    chunks: Iterator[list[T]],
+    window: int,
+) -> Iterator[R]:
+    """Keep `window` chunks in flight; yield results in chunk order."""
+    pending: deque[Any] = deque()
+    for chunk in chunks:
+        pending.append(submit(chunk))
+        if len(pending) >= window:
+            yield from result(pending.popleft())
+    while pending:
+        yield from result(pending.popleft())
+
+
+def map_ordered(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    *,
+    total: int,
+    config: PoolConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[R]:
+    """`fn(task)` for every task, results in task order, on the configured workers.
+
+    `total` is the number of tasks (to size chunks and report progress); `progress(done, total)`
+    is called in the caller's process (so it can log to the run) about every 5 % of the tasks.
+    """
+    config = config or PoolConfig.from_env()
+    if total <= 0:
+        return
+    step = max(1, total // PROGRESS_STEPS)
+    for done, result in enumerate(_results(fn, tasks, total, config), 1):
+        yield result
+        if progress and (done == total or done % step == 0):
+            progress(done, total)
+
+
+def _results(
+    fn: Callable[[T], R], tasks: Iterable[T], total: int, config: PoolConfig
+) -> Iterator[R]:
+    if config.dask_scheduler:
+        yield from _dask_map(fn, tasks, total, config)
+        return
+    workers = min(config.resolved_workers(), total)
+    if workers <= 1 or total < config.min_tasks:
+        yield from (fn(t) for t in tasks)
+        return
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    size = _chunk_size(config, total, workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+
+        def submit(chunk: list[T]) -> Future[list[R]]:
+            return pool.submit(_run_chunk, fn, chunk)
+
+        window = workers * config.in_flight_per_worker
+        yield from _ordered(submit, lambda f: f.result(), _chunked(tasks, size), window)
+
+
+def _dask_map(
+    fn: Callable[[T], R], tasks: Iterable[T], total: int, config: PoolConfig
+) -> Iterator[R]:
+    from distributed import Client  # optional engine: imported only when configured
+
+    try:
+        client = Client(
+            config.dask_scheduler,
+            set_as_default=False,  # type: ignore[no-untyped-call]
+            timeout="10s",
+        )
+    except OSError as exc:
+        raise WorkPoolUnavailable(
+            f"cannot reach the Dask scheduler at {config.dask_scheduler} "
+            f"(FLUX_DEPTH_DASK_SCHEDULER / compute.dask_scheduler): "
+            f"{type(exc).__name__}"
+        ) from None
+    with client:
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        size = _chunk_size(config, total, workers)
+
+        def submit(chunk: list[T]) -> Any:
+            return client.submit(_run_chunk, fn, chunk, pure=False)
+
+        window = max(2, workers * config.in_flight_per_worker)
+        yield from _ordered(submit, lambda f: f.result(), _chunked(tasks, size), window)

@@ -1,0 +1,138 @@
+"""Black Forest Labs' own API, the template for hosts that copy its shape.
+
+- create `POST /v1/{model}` with header `x-key` and the inputs as the JSON body (not wrapped);
+  `control_image` is raw base64 or a URL, so a data URI is sent as its base64 payload;
+- the answer is `{"id", "polling_url"}`; poll `polling_url` (possibly a regional host of the same
+  domain, e.g. `api.us1.bfl.ai`, which needs the key too) until `status` is `Ready`;
+- the output is `result.sample`, a signed URL that expires after 10 minutes: download at once;
+- statuses `Pending` (and other spellings) → running, `Ready`, `Error`/`Failed`, `Content
+  Moderated`, `Request Moderated`, `Task not found` (the id is unknown);
+- 402 means out of credit; 429 means more than 24 tasks in flight on the account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from flux_depth_assets.providers.eachlabs.client import origin
+from flux_depth_assets.providers.eachlabs.protocol import _number as positive_number
+from flux_depth_assets.providers.eachlabs.protocol import _output_urls, message_from
+from flux_depth_assets.providers.hosts.base import (
+    Created,
+    HostAdapter,
+    HostPoll,
+    HostRequest,
+    HostState,
+    PublishedLimits,
+    short_error,
+)
+
+STATES = {
+    "ready": HostState.SUCCEEDED,
+    "error": HostState.FAILED,
+    "failed": HostState.FAILED,
+    "content moderated": HostState.MODERATED,
+    "request moderated": HostState.MODERATED,
+    "task not found": HostState.UNKNOWN,
+}
+
+
+def base64_payload(control_image: str) -> str:
+    """BFL takes raw base64 or a URL: strip a data URI's header."""
+    head, sep, payload = control_image.partition(",")
+    return (
+        payload if sep and head.startswith("data:") and head.endswith(";base64") else control_image
+    )
+
+
+class BflAdapter(HostAdapter):
+    name: ClassVar[str] = "bfl"
+    default_base_url: ClassVar[str] = "https://api.bfl.ai"
+    api_key_env: ClassVar[str] = "BFL_API_KEY"
+    base_url_env: ClassVar[str] = "BFL_BASE_URL"
+    default_model: ClassVar[str] = "flux-pro-1.0-depth"
+    default_version: ClassVar[str | None] = None
+    price_usd: ClassVar[float] = 0.05
+    limits: ClassVar[PublishedLimits] = PublishedLimits(
+        max_in_flight=24,
+        output_ttl_s=600.0,
+        sources=(
+            (
+                "https://docs.bfl.ai/api_integration/integration_guidelines (24 active tasks "
+                "per account, 429 beyond; result URLs signed, valid 10 minutes; 402 = out of "
+                "credit)"
+            ),
+            "https://docs.bfl.ai/release-notes (flux-pro-1.0-depth retired 2025-10-31)",
+        ),
+    )
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-key": key}
+
+    def key_allowed(self, url: str, base_url: str) -> bool:
+        """The API's origin, or an https host of the same domain (regional polling hosts)."""
+        if origin(url) == origin(base_url):
+            return True
+        scheme, host, _ = origin(url)
+        _, base_host, _ = origin(base_url)
+        domain = base_host.removeprefix("api.")
+        return scheme == "https" and "." in domain and host.endswith("." + domain)
+
+    def create_request(
+        self,
+        base_url: str,
+        model: str,
+        version: str | None,
+        inputs: Mapping[str, Any],
+        deadline_s: float | None = None,
+    ) -> HostRequest:
+        body = dict(inputs)
+        if isinstance(body.get("control_image"), str):
+            body["control_image"] = base64_payload(body["control_image"])
+        return HostRequest("POST", f"{base_url.rstrip('/')}/v1/{quote(model, safe='')}", json=body)
+
+    def parse_create(self, data: Any) -> Created | None:
+        if not isinstance(data, dict):
+            return None
+        pid = data.get("id")
+        if not isinstance(pid, str) or not pid.strip():
+            return None
+        poll = data.get("polling_url")
+        return Created(pid.strip(), poll if isinstance(poll, str) and poll else None)
+
+    def poll_request(self, base_url: str, created: Created) -> HostRequest:
+        if created.poll_url and self.key_allowed(created.poll_url, base_url):
+            return HostRequest("GET", created.poll_url)
+        pid = quote(created.prediction_id, safe="")
+        return HostRequest("GET", f"{base_url.rstrip('/')}/v1/get_result?id={pid}")
+
+    def parse_poll(self, data: Any) -> HostPoll:
+        if not isinstance(data, dict):
+            return HostPoll(status="", state=HostState.RUNNING)
+        status = str(data.get("status") or "").strip().lower()
+        state = STATES.get(status, HostState.RUNNING)
+        result = data.get("result")
+        outputs: tuple[str, ...] = ()
+        if state is HostState.SUCCEEDED and isinstance(result, dict):
+            outputs = tuple(_output_urls(result.get("sample")))
+        error = None
+        if state.coarse == "failed":
+            details = (
+                data.get("details")
+                or data.get("error")
+                or (result if isinstance(result, (dict, str)) else None)
+            )
+            error = short_error(message_from(details)) or f"prediction {status}"
+        metrics = {}
+        if isinstance(result, dict) and (seconds := positive_number(result.get("duration"))):
+            metrics["predict_time"] = seconds
+        return HostPoll(
+            status=status,
+            state=state,
+            outputs=outputs,
+            error=error,
+            metrics=metrics,
+            cost_usd=positive_number(data.get("cost_usd")),
+        )

@@ -1,0 +1,92 @@
+"""Eachlabs (the reference host): `X-API-Key`, `POST /v1/prediction/`, poll by id, `output` URL.
+
+Answers are read with the tolerant parsers that already serve the Eachlabs client
+(`providers.eachlabs.protocol`), so switching the client onto this adapter changes no behaviour:
+the coarse state, outputs, error text and cost are exactly `parse_prediction`'s. The finer
+`HostState` only splits that provider's "failed" into moderated / canceled / failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from flux_depth_assets.providers.eachlabs.protocol import parse_prediction, prediction_id_from
+from flux_depth_assets.providers.hosts.base import (
+    Created,
+    HostAdapter,
+    HostPoll,
+    HostRequest,
+    HostState,
+    PublishedLimits,
+)
+
+MODERATED_STATUSES = frozenset({"content moderated", "request moderated"})
+CANCELED_STATUSES = frozenset({"canceled", "cancelled", "aborted"})
+
+
+class EachlabsAdapter(HostAdapter):
+    name: ClassVar[str] = "eachlabs"
+    default_base_url: ClassVar[str] = "https://api.eachlabs.ai"
+    api_key_env: ClassVar[str] = "EACHLABS_API_KEY"
+    base_url_env: ClassVar[str] = "EACHLABS_BASE_URL"
+    default_model: ClassVar[str] = "flux-depth-pro"
+    default_version: ClassVar[str | None] = "0.0.1"
+    price_usd: ClassVar[float] = 0.05
+    limits: ClassVar[PublishedLimits] = PublishedLimits(
+        sources=(
+            (
+                "https://www.eachlabs.ai/ (model page: $0.05 per execution; no account limits "
+                "published)"
+            ),
+        )
+    )
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"X-API-Key": key}
+
+    def create_request(
+        self,
+        base_url: str,
+        model: str,
+        version: str | None,
+        inputs: Mapping[str, Any],
+        deadline_s: float | None = None,
+    ) -> HostRequest:
+        body = {
+            "model": model,
+            "version": version if version is not None else self.default_version,
+            "input": dict(inputs),
+            "webhook_url": "",
+        }
+        return HostRequest("POST", f"{base_url.rstrip('/')}/v1/prediction/", json=body)
+
+    def parse_create(self, data: Any) -> Created | None:
+        pid = prediction_id_from(data)
+        return Created(pid) if pid is not None else None
+
+    def poll_request(self, base_url: str, created: Created) -> HostRequest:
+        pid = quote(created.prediction_id, safe="")
+        return HostRequest("GET", f"{base_url.rstrip('/')}/v1/prediction/{pid}")
+
+    def parse_poll(self, data: Any) -> HostPoll:
+        legacy = parse_prediction(data)
+        if legacy.state == "succeeded":
+            state = HostState.SUCCEEDED
+        elif legacy.state == "running":
+            state = HostState.RUNNING
+        elif legacy.status in MODERATED_STATUSES:
+            state = HostState.MODERATED
+        elif legacy.status in CANCELED_STATUSES:
+            state = HostState.CANCELED  # Eachlabs does not say a stopped one is free: charged
+        else:
+            state = HostState.FAILED
+        return HostPoll(
+            status=legacy.status,
+            state=state,
+            outputs=tuple(legacy.outputs),
+            error=legacy.error,
+            metrics=dict(legacy.metrics),
+            cost_usd=legacy.cost_usd,
+        )

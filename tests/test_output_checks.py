@@ -1,0 +1,165 @@
+"""Every output check can fail: good outputs pass, and each broken fixture fails its check.
+
+One real run of three demo photos (local estimator) makes the outputs; each test then replaces
+files with a broken version (flat, constant, noise, inverted, vertical ramp, all-invalid, wrong
+size, non-unit normals, noisy normals, layers that don't recompose, a missing file) and runs the
+check that must catch it, asserting it fails with a readable line.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from flux_depth_assets.defs.assets.derived import (
+    check_complete,
+    check_recomposition,
+    check_unit_normals,
+)
+from flux_depth_assets.defs.runner import materialize_catalog
+from flux_depth_assets.depth.encoding import encode_png16, quantize
+from flux_depth_assets.depth.normals import encode_normals_png, normals_from_depth
+from flux_depth_assets.pipeline import output_checks as oc
+from flux_depth_assets.storage.store import Storage
+from tests.catalogs import shop_catalog
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Path:
+    """A finished run over 3 demo photos; tests copy it before breaking anything."""
+    base = tmp_path_factory.mktemp("made")
+    demo = sorted((Path(__file__).resolve().parents[1] / "examples" / "demo_catalog").iterdir())
+    cfg = shop_catalog(base, {p.name: p.read_bytes() for p in demo[:3]})
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLUX_DEPTH_HOME", str(base / "home"))
+    try:
+        outcome = materialize_catalog(
+            "shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(), log_level="WARNING"
+        )
+    finally:
+        mp.undo()
+    assert outcome.success, outcome.error
+    assert all(ok for _, ok, _ in outcome.checks), [c for c in outcome.checks if not c[1]]
+    return base / "home"
+
+
+@pytest.fixture
+def store(made, tmp_path) -> Storage:
+    shutil.copytree(made, tmp_path / "copy")
+    return Storage(str(tmp_path / "copy"))
+
+
+def rows(store: Storage, asset: str) -> list[dict]:
+    return pq.read_table(Path(store.full(Storage.table_rel(asset, "shop")))).to_pylist()
+
+
+def replace_depth(store: Storage, make) -> None:
+    """Overwrite every depth map with `make(good nearness) -> new nearness` (NaN = invalid)."""
+    from flux_depth_assets.depth.encoding import decode_png16
+
+    for r in rows(store, "depth_maps"):
+        good = decode_png16(store.read_bytes(r["depth_path"]))
+        q, _, _ = quantize(make(good))
+        store.write_bytes(r["depth_path"], encode_png16(q))
+
+
+def _noise(d):
+    return np.random.default_rng(1).random(d.shape).astype(np.float32)
+
+
+def _ramp(d):
+    return np.repeat(np.linspace(0, 1, d.shape[0], dtype=np.float32)[:, None], d.shape[1], 1)
+
+
+DEPTH_FIXTURES = {  # name → (transform, the check that must fail, words in its description)
+    # a flat map: min-max quantization stores any constant as one value (a tiny linear range
+    # would be stretched back to the full range, which is why the checks measure structure)
+    "constant": (lambda d: np.full(d.shape, 0.5, np.float32), oc.depth_readable, "flat"),
+    "all-invalid": (
+        lambda d: np.full(d.shape, np.nan, np.float32),
+        oc.depth_readable,
+        "no valid pixel",
+    ),
+    "wrong size": (
+        lambda d: d[: d.shape[0] // 2, : d.shape[1] // 2],
+        oc.depth_readable,
+        "its source is",
+    ),
+    "noise": (_noise, oc.edges_agree, "edge lift"),
+    "vertical prior only": (_ramp, oc.not_vertical_prior, "share of variance explained by rows"),
+    "inverted": (lambda d: 1.0 - d, oc.near_at_bottom, "inverted"),
+}
+
+
+def test_good_depth_maps_pass_every_measure(store):
+    sample = oc.measure_depth_maps(store, "shop")
+    for check in (oc.depth_readable, oc.edges_agree, oc.not_vertical_prior, oc.near_at_bottom):
+        outcome = check(sample)
+        assert outcome.passed, outcome.description
+
+
+@pytest.mark.parametrize("name", list(DEPTH_FIXTURES))
+def test_each_broken_depth_fixture_fails_its_check(store, name):
+    make, check, words = DEPTH_FIXTURES[name]
+    replace_depth(store, make)
+    outcome = check(oc.measure_depth_maps(store, "shop"))
+    assert not outcome.passed and words in outcome.description, outcome.description
+
+
+def test_noisy_normals_fail_normals_smooth(store):
+    table = rows(store, "normal_maps")
+    assert oc.normals_smooth(store, "shop", table).passed
+    for r in table:
+        h, w = np.asarray(Image.open(io.BytesIO(store.read_bytes(r["normal_path"])))).shape[:2]
+        noise = np.random.default_rng(2).random((h, w)).astype(np.float32)
+        store.write_bytes(r["normal_path"], encode_normals_png(normals_from_depth(noise)))
+    outcome = oc.normals_smooth(store, "shop", table)
+    assert not outcome.passed and "roughness" in outcome.description
+
+
+def test_non_unit_normals_fail_unit_normals(store):
+    assert check_unit_normals(store, "shop").passed
+    for r in rows(store, "normal_maps"):
+        im = Image.open(io.BytesIO(store.read_bytes(r["normal_path"])))
+        buf = io.BytesIO()
+        Image.new("RGB", im.size, (255, 255, 255)).save(buf, "PNG")  # n = (1, 1, 1): |n| = 1.73
+        store.write_bytes(r["normal_path"], buf.getvalue())
+    result = check_unit_normals(store, "shop")
+    assert not result.passed and "|n| - 1" in result.description
+
+
+def test_layers_that_do_not_recompose_fail_recomposition(store):
+    assert check_recomposition(store, "shop").passed
+    for r in rows(store, "parallax_sprites"):
+        rel = f"{r['sprite_dir']}/layer_0.png"
+        size = Image.open(io.BytesIO(store.read_bytes(rel))).size
+        buf = io.BytesIO()
+        Image.new("RGBA", size, (0, 0, 0, 255)).save(buf, "PNG")  # the background gone black
+        store.write_bytes(rel, buf.getvalue())
+    result = check_recomposition(store, "shop")
+    assert not result.passed and "PSNR" in result.description
+
+
+@pytest.mark.parametrize(
+    "asset, column",
+    [("normal_maps", "normal_path"), ("parallax_sprites", "manifest_path"), ("depth_stats", None)],
+)
+def test_a_missing_output_fails_outputs_complete_as_an_error(store, asset, column):
+    assert check_complete(store, asset, "shop").passed
+    table = rows(store, asset)
+    if column:
+        store.delete(table[0][column])
+    else:  # depth_stats has no file: a row missing from the table is the gap
+        import pyarrow as pa
+
+        store.write_partition(asset, "shop", pa.Table.from_pylist(table[1:]))
+    result = check_complete(store, asset, "shop")
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    assert table[0]["image_id"] in result.description
