@@ -245,9 +245,7 @@ def test_an_unreachable_host_is_given_up_after_unavailable_after_s(tmp_path):
     assert {p.extra["host"] for p in preds} == {"replicate"} and stats["creates"] == 3
 
 
-def test_lineage_names_the_host_of_every_call_and_costs_by_host_matches_each_bill(
-    tmp_path, capsys
-):
+def test_lineage_names_the_host_of_every_call_and_costs_by_host_matches_each_bill(tmp_path, capsys):
     import json
     from datetime import UTC, datetime
 
@@ -273,18 +271,36 @@ def test_lineage_names_the_host_of_every_call_and_costs_by_host_matches_each_bil
     assert bills["replicate"] > 0 and bills["bfl"] > 0
     now = datetime.now(UTC)
     rows = [
-        {"image_id": p.image_id, "status": p.status, "provider": provider.name,
-         **prediction_fields(p, provider.price_usd, now)}
+        {
+            "image_id": p.image_id,
+            "status": p.status,
+            "provider": provider.name,
+            **prediction_fields(p, provider.price_usd, now),
+        }
         for p in preds
     ]
     rows.append({"image_id": "hit", "status": "cached", "provider": "hosted", "host": "bfl"})
     calls = calls_from_rows(rows, run_id="run-1", asset="depth_maps", default_time=now)
-    write_rows(root, "provider_calls", catalog="shop", day=now.date(), run_id="run-1",
-               asset="depth_maps", rows=calls)
+    write_rows(
+        root,
+        "provider_calls",
+        catalog="shop",
+        day=now.date(),
+        run_id="run-1",
+        asset="depth_maps",
+        rows=calls,
+    )
     old = {**calls[0], "image_id": "old", "provider": "eachlabs", "cost_usd": 0.07}
     old.pop("host")  # a file written before the column: its host is its provider
-    write_rows(root, "provider_calls", catalog="shop", day=now.date(), run_id="run-0",
-               asset="depth_maps", rows=[old])
+    write_rows(
+        root,
+        "provider_calls",
+        catalog="shop",
+        day=now.date(),
+        run_id="run-0",
+        asset="depth_maps",
+        rows=[old],
+    )
 
     table = read(root, "provider_calls", columns=["image_id", "host"]).to_pylist()
     hosts = {r["image_id"]: r["host"] for r in table}
