@@ -135,3 +135,13 @@ def test_a_cut_through_a_detected_face_is_undone() -> None:
     inner = (slice(y + h // 4, y + 3 * h // 4), slice(x + w // 4, x + 3 * w // 4))
     assert len(np.unique(labels[inner])) == 2  # split before
     assert len(np.unique(keep_faces_whole(rgb, labels)[inner])) == 1  # whole after
+
+
+def test_a_face_subject_does_not_depend_on_what_the_process_segmented_before() -> None:
+    # GrabCut draws from OpenCV's per-thread RNG; unseeded, a worker's output for an image
+    # would depend on the images it handled before (workers: 1 vs all cores would differ)
+    astronaut = _load(DEMO / "astronaut.jpg")
+    first = estimate_depth(astronaut)
+    for other in PHOTOS:
+        estimate_depth(_load(other))
+    np.testing.assert_array_equal(estimate_depth(astronaut), first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import sqlalchemy.exc
 
 from flux_depth_assets.config import ConfigErrors
 from flux_depth_assets.config.preflight import preflight
@@ -54,11 +54,15 @@ def instance_home(project_root: Path | None = None) -> Path:
 
 def get_instance(project_root: Path | None = None) -> dg.DagsterInstance:
     """The persistent instance at `instance_home()`: runs show up in `make dev`'s UI."""
-    home = str(instance_home(project_root))
-    try:
-        return dg.DagsterInstance.from_config(home)
-    except sqlalchemy.exc.IntegrityError:  # another process initialised a fresh home
-        return dg.DagsterInstance.from_config(home)  # at the same instant: its schema is there
+    home = instance_home(project_root)
+    # Two CLI processes on a fresh home would both create its SQLite schema and one would die
+    # with a raw IntegrityError/OperationalError: whoever opens the instance first holds this lock.
+    with open(home / ".instance.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return dg.DagsterInstance.from_config(str(home))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def asset_names() -> list[str]:

@@ -1,11 +1,14 @@
-"""Push-pull inpainting: fills the background where nearer layers hide it, fast at any size."""
+"""Push-pull inpainting: fills the background where nearer layers hide it, fast at any size.
+
+The pyramid is numpy; the block means, the final upsampling and the masked copy are OpenCV
+(SIMD, several times cheaper than the numpy/PIL equivalents at 1 MP)."""
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
-from PIL import Image
 
 
 def as_rgb8(rgb: np.ndarray) -> np.ndarray:
@@ -53,47 +56,56 @@ def _push_pull(p: np.ndarray, w: np.ndarray) -> np.ndarray:
     return full.astype(np.float32)
 
 
-def _block_sum(x: np.ndarray, f: int, hs: int, ws: int) -> np.ndarray:
-    """Sum of f×f blocks of a uint8 (H, W[, C]) array zero-padded to (hs·f, ws·f), as uint32."""
+def _block_means(x: np.ndarray, f: int, hs: int, ws: int) -> np.ndarray:
+    """float32 mean of the f×f blocks of a uint8 (H, W[, C]) array zero-padded to (hs·f, ws·f):
+    OpenCV's area resize, which takes exact block means for an integer factor."""
     h, w = x.shape[:2]
-    if (h, w) != (hs * f, ws * f):
-        padded = np.zeros((hs * f, ws * f) + x.shape[2:], dtype=x.dtype)
-        padded[:h, :w] = x
-        x = padded
-    rest = int(np.prod(x.shape[2:], dtype=np.int64))
-    rows = x.reshape(hs, f, ws * f * rest).sum(axis=1, dtype=np.uint32)  # contiguous: fast
-    return rows.reshape((hs, ws, f) + x.shape[2:]).sum(axis=2, dtype=np.uint32)
+    padded = cv2.copyMakeBorder(x, 0, hs * f - h, 0, ws * f - w, cv2.BORDER_CONSTANT, value=0)
+    if f == 1:
+        return padded.astype(np.float32)
+    return cv2.resize(padded.astype(np.float32), (ws, hs), interpolation=cv2.INTER_AREA)
 
 
 def fill_holes(rgb: np.ndarray, known: np.ndarray, fill: np.ndarray | None = None,
-               work_side: int = 512) -> np.ndarray:
+               work_side: int = 512, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Push-pull inpainting: uint8 (H, W, 3), `rgb` except at `fill` pixels (default: ~known).
 
     Known colours are area-averaged onto a grid of at most `work_side` cells on the long side
     (a cell with any known pixel counts as known), averaged further into a pyramid, then pushed
     back down, each level's gaps taking the bilinearly upsampled coarser colour. The result is
     brought back to full size bilinearly and replaces `rgb` at the `fill` pixels only.
+    With `box` (x, y, width, height) only that window of the result is made and returned (the
+    grid still sees every known pixel): callers that crop anyway skip the full-frame work.
     """
     img = as_rgb8(rgb)
     k = np.asarray(known, dtype=bool)
     target = ~k if fill is None else np.asarray(fill, dtype=bool)
-    out = img.copy()
-    if not target.any():
+    h, w = k.shape
+    bx, by, bw, bh = (0, 0, w, h) if box is None else box
+    out = img[by:by + bh, bx:bx + bw].copy()
+    tgt = target[by:by + bh, bx:bx + bw]
+    if not tgt.any():
         return out
     if not k.any():
-        out[target] = np.rint(img.reshape(-1, 3).mean(0)).astype(np.uint8)
+        out[tgt] = np.rint(img.reshape(-1, 3).mean(0)).astype(np.uint8)
         return out
-    h, w = k.shape
     f = max(1, math.ceil(max(h, w) / work_side))
     hs, ws = math.ceil(h / f), math.ceil(w / f)
-    sw = _block_sum(k.view(np.uint8), f, hs, ws).astype(np.float32)
-    sp = _block_sum(img * k[..., None], f, hs, ws).astype(np.float32)
+    k8 = k.view(np.uint8)
+    mw = _block_means(k8, f, hs, ws)
+    mp = _block_means(cv2.bitwise_and(img, img, mask=k8), f, hs, ws)
+    sw = mw * np.float32(f * f)
     w0 = np.minimum(sw, 1.0)
-    p0 = (sp * (w0 / np.maximum(sw, 1e-12))[..., None]).astype(np.float32)
+    p0 = (mp * (w0 / np.maximum(mw, 1e-12))[..., None]).astype(np.float32)
     small = np.clip(np.rint(_push_pull(p0, w0)), 0, 255).astype(np.uint8)
     if f > 1:
-        up = np.asarray(Image.fromarray(small, "RGB").resize((ws * f, hs * f), Image.Resampling.BILINEAR))[:h, :w]
+        # bilinear, pixel centres aligned: window pixel (u, v) samples grid point
+        # ((bx + u + 0.5) / f - 0.5, (by + v + 0.5) / f - 0.5)
+        inv = 1.0 / f
+        m = np.array([[inv, 0.0, (bx + 0.5) * inv - 0.5], [0.0, inv, (by + 0.5) * inv - 0.5]])
+        up = cv2.warpAffine(small, m, (bw, bh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REPLICATE)
     else:
-        up = small
-    np.copyto(out, up, where=target[..., None])
+        up = small[by:by + bh, bx:bx + bw]
+    cv2.copyTo(up, tgt.view(np.uint8), out)
     return out

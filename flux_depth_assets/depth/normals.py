@@ -187,10 +187,8 @@ def shape_smooth(nearness: np.ndarray, sigma_px: float,
                         minlength=cells).reshape(ny, nx, nz)
     weight = ndimage.gaussian_filter(weight, 1.0, mode="constant")
     value = ndimage.gaussian_filter(value, 1.0, mode="constant")
-    coords = np.stack([cy.ravel(), cx.ravel(), cz.ravel()])
-    num = ndimage.map_coordinates(value, coords, order=3, mode="nearest")
-    den = ndimage.map_coordinates(weight, coords, order=3, mode="nearest")
-    smooth = (num / np.maximum(den, 1e-6)).reshape(sh, sw).astype(np.float32)
+    num, den = _grid_cubic(np.stack([value, weight], axis=-1), cy[:, 0], cx[0], cz)
+    smooth = (num / np.maximum(den, 1e-6)).astype(np.float32)
     up = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_CUBIC) if f > 1 else smooth
     keep = np.clip(np.abs(up - x) * np.float32(1.0 / (2.0 * sr)) - np.float32(1.0), 0.0, 1.0)
     out = np.asarray(cv2.medianBlur(x, 5), dtype=np.float32)
@@ -199,6 +197,51 @@ def shape_smooth(nearness: np.ndarray, sigma_px: float,
     out += up
     out[~valid] = np.nan
     return out
+
+
+def _grid_cubic(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray,
+                zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cubic B-spline reads of the two channels of `grid` (ny, nx, nz, 2) at every (ys[i], xs[j],
+    zs[i, j]), as `ndimage.map_coordinates(order=3, mode="nearest")` would, but separably: the
+    y and x reads are shared by a whole row and column of pixels (two small matrix products),
+    only the z read is per pixel. About 10× faster than the generic per-point spline."""
+    from scipy import ndimage
+
+    npad = 12  # what map_coordinates pads with for mode="nearest", then crops back
+    coef = np.pad(grid, [(npad, npad)] * 3 + [(0, 0)], mode="edge").astype(np.float64)
+    for axis in range(3):  # the spline prefilter on the three grid axes, not the channels
+        coef = ndimage.spline_filter1d(coef, 3, axis=axis, mode="nearest")
+    coef = coef[npad:-npad, npad:-npad, npad:-npad]
+    ny, nx, nz = coef.shape[:3]
+    along_y = np.tensordot(_bspline_matrix(ys, ny), coef, axes=(1, 0))  # (h, nx, nz, 2)
+    along_xy = np.tensordot(_bspline_matrix(xs, nx), along_y, axes=(1, 1))  # (w, h, nz, 2)
+    h, w = zs.shape
+    flat = np.ascontiguousarray(along_xy.transpose(1, 0, 2, 3)).reshape(h * w * nz, 2)
+    idx, wts = _bspline_taps(zs.astype(np.float64), nz)  # (h, w, 4) each
+    idx += (np.arange(h * w, dtype=np.int64) * nz).reshape(h, w, 1)
+    picked = flat[idx]  # (h, w, 4, 2)
+    out = np.einsum("hwkc,hwk->hwc", picked, wts)
+    return out[..., 0], out[..., 1]
+
+
+def _bspline_taps(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 4 coefficient indices (clipped into [0, n)) and cubic B-spline weights of each
+    position, shape pos.shape + (4,)."""
+    i = np.floor(pos)
+    t = (pos - i)[..., None]
+    idx = np.clip(i.astype(np.int64)[..., None] + np.arange(-1, 3), 0, n - 1)
+    t2, t3 = t * t, t * t * t
+    wts = np.concatenate([(1 - t) ** 3, 3 * t3 - 6 * t2 + 4, -3 * t3 + 3 * t2 + 3 * t + 1, t3],
+                         axis=-1) / 6.0
+    return idx, wts
+
+
+def _bspline_matrix(pos: np.ndarray, n: int) -> np.ndarray:
+    """(len(pos), n): row i holds the cubic B-spline weights that read position pos[i]."""
+    idx, wts = _bspline_taps(np.asarray(pos, dtype=np.float64), n)
+    m = np.zeros((pos.size, n))
+    np.add.at(m, (np.repeat(np.arange(pos.size), 4), idx.ravel()), wts.ravel())
+    return m
 
 
 def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float | np.float32,

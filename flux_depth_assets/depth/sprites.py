@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from flux_depth_assets.config.models import SpriteSettings
 from flux_depth_assets.depth.encoding import encode_png
@@ -143,7 +143,7 @@ def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSetting
     # background pixels that are not right next to a nearer layer (those often carry its fringe)
     holes = labels > 0
     if holes.any():
-        known = ~ndimage.maximum_filter(holes, size=5)
+        known = cv2.dilate(holes.view(np.uint8), np.ones((5, 5), np.uint8)) == 0
         if not known.any():
             known = ~holes
         background = fill_holes(img, known, fill=holes)
@@ -237,24 +237,33 @@ def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float,
     import cv2
 
     h, w = labels.shape
-    own = labels == k
+    # everything happens in layer k's box grown by the reach: nothing farther can be filled
+    x, y, bw, bh = box
+    x0, y0 = max(0, x - reach), max(0, y - reach)
+    x1, y1 = min(w, x + bw + reach), min(h, y + bh + reach)
+    lab = labels[y0:y1, x0:x1]
+    own = lab == k
     # within `reach` of an own pixel: a distance transform, O(pixels) whatever the reach
     dist = cv2.distanceTransform((~own).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_3)
-    under = (dist <= reach) & (labels > k)
+    under = (dist <= reach) & (lab > k)
     base = feathered_alpha(labels, k, feather_px, box)
-    alpha_full = np.zeros((h, w), dtype=np.float32)
+    alpha_win = np.zeros(lab.shape, dtype=np.float32)
     if base is not None:
-        a, (x, y, bw, bh) = base
-        alpha_full[y:y + bh, x:x + bw] = a
-    alpha_full[under] = 1.0
-    colour = img
-    if under.any():
-        colour = fill_holes(img, own, fill=under, work_side=256)  # smooth: a coarse grid will do
-    sub = _bbox_of(alpha_full >= (0.5 / 255))
+        a, (ax, ay, aw, ah) = base
+        alpha_win[ay - y0:ay - y0 + ah, ax - x0:ax - x0 + aw] = a
+    alpha_win[under] = 1.0
+    sub = _bbox_of(alpha_win >= (0.5 / 255))
     if sub is None:
         return None, np.zeros((1, 1, 3), np.uint8)
-    x, y, bw, bh = sub
-    return (alpha_full[y:y + bh, x:x + bw], sub), colour[y:y + bh, x:x + bw]
+    sx, sy, sw, sh = sub
+    crop = (x0 + sx, y0 + sy, sw, sh)
+    if under.any():  # smooth: a coarse grid will do
+        fill = np.zeros((h, w), dtype=bool)
+        fill[y0:y1, x0:x1] = under
+        colour = fill_holes(img, labels == k, fill=fill, work_side=256, box=crop)
+    else:
+        colour = img[crop[1]:crop[1] + sh, crop[0]:crop[0] + sw]
+    return (alpha_win[sy:sy + sh, sx:sx + sw], crop), colour
 
 
 def _bbox_of(mask: np.ndarray) -> Box | None:
