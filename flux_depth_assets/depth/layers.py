@@ -94,6 +94,13 @@ def layer_labels(nearness: np.ndarray, cuts: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- boxes and alpha
 
 
+def grown(box: Box, r: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """`box` grown by `r` on every side and clipped to an image of `shape`: x0, y0, x1, y1."""
+    h, w = shape[:2]
+    x, y, bw, bh = box
+    return max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
+
+
 def bbox(mask: np.ndarray) -> Box | None:
     """The smallest box holding every True pixel of `mask`, or None when there is none."""
     rows = np.flatnonzero(mask.any(axis=1))
@@ -129,10 +136,7 @@ def feathered_alpha(labels: np.ndarray, k: int, feather_px: float,
         if box is None:
             return None
     r = math.ceil(feather_px)
-    h, w = labels.shape
-    x, y, bw, bh = box
-    x0, y0 = max(0, x - r), max(0, y - r)
-    x1, y1 = min(w, x + bw + r), min(h, y + bh + r)
+    x0, y0, x1, y1 = grown(box, r, labels.shape)
     lab = labels[y0:y1, x0:x1]
     own = lab == k
     if not own.any():

@@ -45,6 +45,7 @@ from flux_depth_assets.depth.layers import (
     bbox,
     depth_cuts,
     feathered_alpha,
+    grown,
     label_boxes,
     layer_labels,
     layer_nearness,
@@ -239,9 +240,7 @@ def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float,
 
     h, w = labels.shape
     # everything happens in layer k's box grown by the reach: nothing farther can be filled
-    x, y, bw, bh = box
-    x0, y0 = max(0, x - reach), max(0, y - reach)
-    x1, y1 = min(w, x + bw + reach), min(h, y + bh + reach)
+    x0, y0, x1, y1 = grown(box, reach, labels.shape)
     lab = labels[y0:y1, x0:x1]
     own = lab == k
     # within `reach` of an own pixel: a distance transform, O(pixels) whatever the reach
