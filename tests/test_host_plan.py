@@ -228,7 +228,7 @@ def test_factory_builds_one_hosted_provider_per_host_and_refuses_lists_for_now()
     assert "r8_x" in secrets.values() and "r8_x" not in repr(secrets)
 
 
-def test_costs_by_host_groups_provider_calls_by_catalog_and_provider(tmp_path, capsys):
+def test_costs_by_host_groups_provider_calls_by_catalog_and_host(tmp_path, capsys):
     import pyarrow as pa
 
     from flux_depth_assets.cli import main as cli

@@ -243,3 +243,75 @@ def test_an_unreachable_host_is_given_up_after_unavailable_after_s(tmp_path):
         stats = replicate.stats()
     assert [p.status for p in preds] == ["succeeded"] * 3, [p.error for p in preds]
     assert {p.extra["host"] for p in preds} == {"replicate"} and stats["creates"] == 3
+
+
+def test_lineage_names_the_host_of_every_call_and_costs_by_host_matches_each_bill(tmp_path, capsys):
+    import json
+    from datetime import UTC, datetime
+
+    from flux_depth_assets.cli import main as cli
+    from flux_depth_assets.lineage.queries import read
+    from flux_depth_assets.lineage.writer import calls_from_rows, write_rows
+    from flux_depth_assets.pipeline.provider_run import prediction_fields
+
+    root = Storage(str(tmp_path / "root"))
+    with (  # replicate pays for two images, then answers 402: the rest fail over to bfl
+        running_fake_api(dialect="replicate", latency_s=0.05, credit_usd=0.10) as replicate,
+        running_fake_api(dialect="bfl", latency_s=0.05) as bfl,
+    ):
+        provider = listed(
+            ["replicate", "bfl"],
+            {"replicate": replicate.base_url, "bfl": bfl.base_url},
+            max_concurrency=1,
+        )
+        provider.bind_storage(root, "run-1")
+        preds = provider.predict_many(make_items(provider, 5))
+        bills = {"replicate": replicate.stats()["charged_usd"], "bfl": bfl.stats()["charged_usd"]}
+    assert [p.status for p in preds] == ["succeeded"] * 5, [p.error for p in preds]
+    assert bills["replicate"] > 0 and bills["bfl"] > 0
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "image_id": p.image_id,
+            "status": p.status,
+            "provider": provider.name,
+            **prediction_fields(p, provider.price_usd, now),
+        }
+        for p in preds
+    ]
+    rows.append({"image_id": "hit", "status": "cached", "provider": "hosted", "host": "bfl"})
+    calls = calls_from_rows(rows, run_id="run-1", asset="depth_maps", default_time=now)
+    write_rows(
+        root,
+        "provider_calls",
+        catalog="shop",
+        day=now.date(),
+        run_id="run-1",
+        asset="depth_maps",
+        rows=calls,
+    )
+    old = {**calls[0], "image_id": "old", "provider": "eachlabs", "cost_usd": 0.07}
+    old.pop("host")  # a file written before the column: its host is its provider
+    write_rows(
+        root,
+        "provider_calls",
+        catalog="shop",
+        day=now.date(),
+        run_id="run-0",
+        asset="depth_maps",
+        rows=[old],
+    )
+
+    table = read(root, "provider_calls", columns=["image_id", "host"]).to_pylist()
+    hosts = {r["image_id"]: r["host"] for r in table}
+    assert sorted(hosts[p.image_id] for p in preds) == ["bfl"] * 3 + ["replicate"] * 2
+    assert hosts["hit"] is None and hosts["old"] is None  # no call was made / older file
+
+    assert cli(["costs", "--by-host", "--root", str(tmp_path / "root"), "--format", "json"]) == 0
+    by_host = {r["host"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(by_host) == {"replicate", "bfl", "hosted", "eachlabs"}
+    for name, charged in bills.items():
+        assert by_host[name]["cost_usd"] == pytest.approx(charged)
+        assert by_host[name]["paid_calls"] == by_host[name]["calls"]
+    assert by_host["hosted"]["cached"] == 1 and by_host["hosted"]["cost_usd"] == 0
+    assert by_host["eachlabs"]["cost_usd"] == pytest.approx(0.07)

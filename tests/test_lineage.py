@@ -47,7 +47,8 @@ def call(run: str, image: str, *, status: str = "succeeded", cost: float = 0.05,
             "cached": status == "cached", "attempts": 0 if status == "cached" else 1,
             "http_status": 200, "latency_s": 1.5, "cost_usd": 0.0 if status == "cached" else cost,
             "started_at": at, "finished_at": at + timedelta(seconds=1.5), "error": None,
-            "resumed": False, "uncertain_attempts": 0, "uncertain_cost_usd": 0.0, **kw}
+            "resumed": False, "uncertain_attempts": 0, "uncertain_cost_usd": 0.0,
+            "host": "replicate", **kw}
 
 
 def mat(run: str, asset: str = "depth_maps", cost: float = 0.1, at: datetime = T0) -> dict:

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--root", help="storage root (default: $FLUX_DEPTH_HOME)")
     c.add_argument("--format", choices=["table", "csv", "json"], default="table")
     c.add_argument("--by-host", action="store_true",
-                   help="spend per catalog and host (the provider that served each call)")
+                   help="spend per catalog and host (the `host` column; the provider for rows "
+                        "without one: cache hits, local models, files older than it)")
     c.add_argument("--uncertain", action="store_true",
                    help="list create attempts that were sent without an answer (the host may have "
                         "charged them) instead of the spend table")
@@ -159,15 +160,15 @@ def _uncertain(args: argparse.Namespace) -> int:
     return 0
 
 
-HOST_COLUMNS = ["catalog", "provider", "calls", "paid_calls", "cached", "failed", "cost_usd"]
+HOST_COLUMNS = ["catalog", "host", "calls", "paid_calls", "cached", "failed", "cost_usd"]
 
 
 def _by_host(args: argparse.Namespace) -> int:
-    """Spend per catalog and host, from the `provider_calls` rows."""
-    from flux_depth_assets.lineage.queries import calls_by, read
+    """Spend per catalog and host, from the `provider_calls` rows (see `calls_by_host`)."""
+    from flux_depth_assets.lineage.queries import calls_by_host, read
     table = read(_store(args.root), "provider_calls", args.catalog, args.since, args.until,
-                 columns=["catalog", "provider", "status", "cached", "cost_usd"])
-    rows = calls_by(table, ["catalog", "provider"]).to_pylist()
+                 columns=["catalog", "host", "provider", "status", "cached", "cost_usd"])
+    rows = calls_by_host(table).to_pylist()
     if _print_machine_readable(rows, HOST_COLUMNS, args.format):
         return 0
     if not rows:

@@ -90,8 +90,8 @@ def calls_by_catalog_day(data: ds.Dataset | pa.Table) -> pa.Table:
 
 
 def calls_by(data: ds.Dataset | pa.Table, keys: list[str]) -> pa.Table:
-    """`provider_calls` aggregated by `keys` (e.g. catalog and day, or catalog and `provider`,
-    the host that served the call): rows, paid calls, cached, failed, cost."""
+    """`provider_calls` aggregated by `keys` (e.g. catalog and day, or catalog and `host`):
+    rows, paid calls, cached, failed, cost."""
     t = data.to_table(columns=[*keys, "status", "cached", "cost_usd"]) \
         if isinstance(data, ds.Dataset) else data
     t = t.append_column("paid", pc.and_(pc.invert(t["cached"]),
@@ -105,6 +105,14 @@ def calls_by(data: ds.Dataset | pa.Table, keys: list[str]) -> pa.Table:
                                "failed_sum": "failed"}) \
         .select([*keys, "calls", "paid_calls", "cached", "failed", "cost_usd"]) \
         .sort_by([(k, "ascending") for k in keys])
+
+
+def calls_by_host(table: pa.Table) -> pa.Table:
+    """`provider_calls` by catalog and host. Rows without a `host` (cache hits, budget skips,
+    local models, files written before the column) count under their `provider` instead."""
+    host = pc.coalesce(table["host"], table["provider"])
+    t = table.drop_columns(["host"]).append_column("host", host)
+    return calls_by(t, ["catalog", "host"])
 
 
 def catalog_totals(store: Storage, catalog: str) -> dict:

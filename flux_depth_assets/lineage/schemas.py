@@ -44,6 +44,8 @@ PROVIDER_CALLS = pa.schema([
     pa.field("resumed", pa.bool_()),                    # finished a prediction an earlier run made
     pa.field("uncertain_attempts", pa.int32()),         # creates sent without an answer (maybe paid)
     pa.field("uncertain_cost_usd", pa.float64()),       # what those may have cost (not in cost_usd)
+    pa.field("host", pa.string()),                      # who served it: eachlabs | replicate | bfl;
+                                                        # null: local/onnx, cached, skipped, old rows
 ], metadata={"flux_depth.table": "provider_calls", "flux_depth.schema_version": SCHEMA_VERSION})
 
 MATERIALIZATIONS = pa.schema([

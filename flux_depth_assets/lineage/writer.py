@@ -123,6 +123,7 @@ def calls_from_rows(rows: Iterable[Mapping[str, Any]], *, run_id: str, asset: st
             "resumed": bool(r.get("resumed")),
             "uncertain_attempts": int(r.get("uncertain_attempts") or 0),
             "uncertain_cost_usd": float(r.get("uncertain_cost_usd") or 0.0),
+            "host": None if status in ("cached", "skipped_budget") else r.get("host"),
         })
     return out
 

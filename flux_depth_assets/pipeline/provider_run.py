@@ -133,7 +133,8 @@ def prediction_fields(pred: DepthPrediction, price_usd: float,
             "cost_usd": call_cost(pred, price_usd), "started_at": started_at,
             "finished_at": finished_at, "resumed": bool(pred.extra.get("resumed")),
             "uncertain_attempts": int(pred.extra.get("uncertain_create_attempts") or 0),
-            "uncertain_cost_usd": float(pred.extra.get("uncertain_cost_usd") or 0.0)}
+            "uncertain_cost_usd": float(pred.extra.get("uncertain_cost_usd") or 0.0),
+            "host": pred.extra.get("host")}
 
 
 def tally(rows_by_id: dict[str, dict], accepted: list[dict], schema: pa.Schema,

@@ -186,6 +186,7 @@ class EachlabsProvider(DepthProvider):
                 pred = dataclasses.replace(pred, image_id=item.image_id, cost_usd=0.0, attempts=0,
                                            extra={**pred.extra, "same_as": pred.image_id,
                                                   "cost_reported": True})  # paid once, above
+            pred.extra.setdefault("host", self.name)  # lineage's `host` column
             out.append(pred)
         return out
 
