@@ -159,7 +159,8 @@ class CreateCall:
 
 
 class HostAdapter(abc.ABC):
-    """One host's protocol. Subclasses set the class attributes and implement the four parsers."""
+    """One host's protocol. Subclasses set the class attributes (`poll_path` too) and implement
+    `auth_headers`, `create`, `parse_create` and `parse_poll`."""
 
     name: ClassVar[str]
     default_base_url: ClassVar[str]
