@@ -94,7 +94,15 @@ def layer_labels(nearness: np.ndarray, cuts: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- boxes and alpha
 
 
-def _bbox(mask: np.ndarray) -> Box | None:
+def grown(box: Box, r: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """`box` grown by `r` on every side and clipped to an image of `shape`: x0, y0, x1, y1."""
+    h, w = shape[:2]
+    x, y, bw, bh = box
+    return max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
+
+
+def bbox(mask: np.ndarray) -> Box | None:
+    """The smallest box holding every True pixel of `mask`, or None when there is none."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
@@ -124,14 +132,11 @@ def feathered_alpha(labels: np.ndarray, k: int, feather_px: float,
     `box` is layer k's own bounding box when the caller already knows it.
     """
     if box is None:
-        box = _bbox(labels == k)
+        box = bbox(labels == k)
         if box is None:
             return None
     r = math.ceil(feather_px)
-    h, w = labels.shape
-    x, y, bw, bh = box
-    x0, y0 = max(0, x - r), max(0, y - r)
-    x1, y1 = min(w, x + bw + r), min(h, y + bh + r)
+    x0, y0, x1, y1 = grown(box, r, labels.shape)
     lab = labels[y0:y1, x0:x1]
     own = lab == k
     if not own.any():
@@ -146,7 +151,7 @@ def feathered_alpha(labels: np.ndarray, k: int, feather_px: float,
         np.minimum(ramp, 1.0, out=ramp)
         ramp[lab >= k] = 0.0  # own pixels are set to 1 below; nearer pixels get no fringe
         np.maximum(alpha, ramp, out=alpha)
-    sub = _bbox(alpha >= (0.5 / 255))
+    sub = bbox(alpha >= (0.5 / 255))
     assert sub is not None
     sx, sy, sw, sh = sub
     return alpha[sy:sy + sh, sx:sx + sw], (x0 + sx, y0 + sy, sw, sh)

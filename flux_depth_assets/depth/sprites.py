@@ -42,8 +42,10 @@ from flux_depth_assets.depth.encoding import encode_png
 from flux_depth_assets.depth.inpaint import as_rgb8, fill_holes
 from flux_depth_assets.depth.layers import (
     Box,
+    bbox,
     depth_cuts,
     feathered_alpha,
+    grown,
     label_boxes,
     layer_labels,
     layer_nearness,
@@ -238,9 +240,7 @@ def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float,
 
     h, w = labels.shape
     # everything happens in layer k's box grown by the reach: nothing farther can be filled
-    x, y, bw, bh = box
-    x0, y0 = max(0, x - reach), max(0, y - reach)
-    x1, y1 = min(w, x + bw + reach), min(h, y + bh + reach)
+    x0, y0, x1, y1 = grown(box, reach, labels.shape)
     lab = labels[y0:y1, x0:x1]
     own = lab == k
     # within `reach` of an own pixel: a distance transform, O(pixels) whatever the reach
@@ -252,7 +252,7 @@ def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float,
         a, (ax, ay, aw, ah) = base
         alpha_win[ay - y0:ay - y0 + ah, ax - x0:ax - x0 + aw] = a
     alpha_win[under] = 1.0
-    sub = _bbox_of(alpha_win >= (0.5 / 255))
+    sub = bbox(alpha_win >= (0.5 / 255))
     if sub is None:
         return None, np.zeros((1, 1, 3), np.uint8)
     sx, sy, sw, sh = sub
@@ -264,14 +264,6 @@ def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float,
     else:
         colour = img[crop[1]:crop[1] + sh, crop[0]:crop[0] + sw]
     return (alpha_win[sy:sy + sh, sx:sx + sw], crop), colour
-
-
-def _bbox_of(mask: np.ndarray) -> Box | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
 def _manifest(layers: list[SpriteLayer], cuts: np.ndarray, preview_info: dict[str, Any],

@@ -58,22 +58,13 @@ def parse_cancel_after(value: str) -> float | None:
 
 
 class _Dialect(FakeEachlabs):
-    """What both dialects add: the model each one serves by default, JSON body parsing."""
+    """What both dialects add: the model each one serves by default."""
 
     MODEL = ""
 
     def serves(self, model: Any) -> bool:
         cfg = self.config
         return model not in cfg.retired_models and (model == self.MODEL or model in cfg.models)
-
-    async def _json_object(self, request: Request) -> dict[str, Any] | Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return self._reject(400, "request body is not valid JSON")
-        if not isinstance(body, dict):
-            return self._reject(400, "request body must be a JSON object")
-        return body
 
 
 class FakeReplicate(_Dialect):
@@ -102,12 +93,9 @@ class FakeReplicate(_Dialect):
         return JSONResponse(body, status_code=status, headers=headers or None)
 
     async def create_for_model(self, request: Request) -> Response:
-        arrived = self.host_state.clock()
-        if (denied := self._gate(request)) is not None:
-            return denied
-        body = await self._json_object(request)
-        if isinstance(body, Response):
-            return body
+        if isinstance(admitted := await self._admit(request), Response):
+            return admitted
+        arrived, body = admitted
         deadline = None
         if "cancel-after" in request.headers:
             deadline = parse_cancel_after(request.headers["cancel-after"])
@@ -204,12 +192,9 @@ class FakeBfl(_Dialect):
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
     async def create_task(self, request: Request) -> Response:
-        arrived = self.host_state.clock()
-        if (denied := self._gate(request)) is not None:
-            return denied
-        body = await self._json_object(request)
-        if isinstance(body, Response):
-            return body
+        if isinstance(admitted := await self._admit(request), Response):
+            return admitted
+        arrived, body = admitted
         control = body.get("control_image")
         if (
             isinstance(control, str)

@@ -85,7 +85,8 @@ class FakeEachlabs:
 
     # ------------------------------------------------------------------ handlers
 
-    async def create(self, request: Request) -> Response:
+    async def _admit(self, request: Request) -> tuple[float, dict[str, Any]] | Response:
+        """A create's arrival time and JSON object body, or the answer that refuses it."""
         arrived = self.host_state.clock()
         if (denied := self._gate(request)) is not None:
             return denied
@@ -95,6 +96,12 @@ class FakeEachlabs:
             return self._reject(400, "request body is not valid JSON")
         if not isinstance(body, dict):
             return self._reject(400, "request body must be a JSON object")
+        return arrived, body
+
+    async def create(self, request: Request) -> Response:
+        if isinstance(admitted := await self._admit(request), Response):
+            return admitted
+        arrived, body = admitted
         outcome = await self.new_prediction(body.get("model"), body.get("input"), arrived)
         if isinstance(outcome, Response):
             return outcome

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.depth_run import ASSET as DEPTH_ASSET
 from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
 from flux_depth_assets.pipeline.provider_run import load_normalized
+from flux_depth_assets.pipeline.rows_run import RowsRun
 from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
 
@@ -150,15 +151,11 @@ def stale_reason(row: dict | None, inp: DepthInput, spec: DerivedSpec, present: 
 
 
 @dataclass
-class DerivedRun:
-    rows: list[dict]
-    counts: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
+class DerivedRun(RowsRun):
     @property
     def failure_ratio(self) -> float:
         attempted = self.counts.get("images", 0) - self.counts.get("skipped_no_depth", 0)
-        return self.counts.get("failed", 0) / attempted if attempted else 0.0
+        return self.share("failed", attempted)
 
 
 @dataclass(frozen=True)

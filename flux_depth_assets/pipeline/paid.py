@@ -18,6 +18,7 @@ prediction id up in the lineage tables) or a cached result whose cost is already
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -121,16 +122,16 @@ class PaidRun:
             rows, run_id=self.run_id, asset=self.asset, default_time=self.started_at
         )
         day = utc_day(self.started_at)
+        write = functools.partial(
+            write_rows,
+            self.storage,
+            catalog=self.catalog,
+            day=day,
+            run_id=self.run_id,
+            asset=self.asset,
+        )
         try:
-            write_rows(
-                self.storage,
-                "provider_calls",
-                catalog=self.catalog,
-                day=day,
-                run_id=self.run_id,
-                asset=self.asset,
-                rows=calls,
-            )
+            write("provider_calls", rows=calls)
             counts = {
                 "images": self.images,
                 "new": sum(r["status"] == "succeeded" for r in rows),
@@ -150,15 +151,7 @@ class PaidRun:
                 provider_calls=len(paid),
                 status="failed",
             )
-            write_rows(
-                self.storage,
-                "materializations",
-                catalog=self.catalog,
-                day=day,
-                run_id=self.run_id,
-                asset=self.asset,
-                rows=[row],
-            )
+            write("materializations", rows=[row])
         except Exception as exc:  # noqa: BLE001 - the journal still holds every paid id
             raise PaidRunError(
                 f"the cost of this run could not be recorded in the lineage tables "

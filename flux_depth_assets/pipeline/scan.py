@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -22,6 +22,7 @@ from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.depth.encoding import encode_png
 from flux_depth_assets.imaging.validation import WORKING_MAX_PIXELS, Rejected, validate_image_bytes
 from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
+from flux_depth_assets.pipeline.rows_run import RowsRun
 from flux_depth_assets.pipeline.source_mask import write_mask
 from flux_depth_assets.sources import SourceObject, Validators, list_objects
 from flux_depth_assets.storage.schemas import SOURCE_IMAGES, table_from_rows
@@ -31,10 +32,7 @@ ASSET = "source_images"
 
 
 @dataclass
-class ScanResult:
-    rows: list[dict]
-    counts: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
+class ScanResult(RowsRun):
 
     @property
     def accepted(self) -> list[dict]:
@@ -49,8 +47,7 @@ class ScanResult:
 
     @property
     def reject_ratio(self) -> float:
-        files = self.counts.get("files", 0)
-        return self.counts.get("rejected", 0) / files if files else 0.0
+        return self.share("rejected", self.counts.get("files", 0))
 
 
 def _ts(epoch: float) -> datetime:

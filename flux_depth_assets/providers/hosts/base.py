@@ -14,10 +14,11 @@ sends a request itself and is tested offline with plain dicts and `httpx.Respons
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -146,8 +147,20 @@ class PublishedLimits:
     sources: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class CreateCall:
+    """The arguments of one create request, as each host's `create` reads them."""
+
+    base: str  # the API's base URL without a trailing slash
+    model: str
+    version: str | None
+    inputs: Mapping[str, Any]
+    deadline_s: float | None = None
+
+
 class HostAdapter(abc.ABC):
-    """One host's protocol. Subclasses set the class attributes and implement the four parsers."""
+    """One host's protocol. Subclasses set the class attributes (`poll_path` too) and implement
+    `auth_headers`, `create`, `parse_create` and `parse_poll`."""
 
     name: ClassVar[str]
     default_base_url: ClassVar[str]
@@ -157,6 +170,7 @@ class HostAdapter(abc.ABC):
     default_version: ClassVar[str | None] = None
     price_usd: ClassVar[float] = 0.05  # per created prediction (none of these hosts reports it)
     limits: ClassVar[PublishedLimits] = PublishedLimits()
+    poll_path: ClassVar[str]  # the poll endpoint below the base URL, `{id}` the quoted id
 
     # ------------------------------------------------------------------ requests
 
@@ -168,7 +182,6 @@ class HostAdapter(abc.ABC):
         """Whether the key may be sent to `url` (by default: the API's own origin only)."""
         return origin(url) == origin(base_url)
 
-    @abc.abstractmethod
     def create_request(
         self,
         base_url: str,
@@ -178,14 +191,23 @@ class HostAdapter(abc.ABC):
         deadline_s: float | None = None,
     ) -> HostRequest:
         """The create request for the shared model inputs (`control_image`, `prompt`, ...)."""
+        return self.create(CreateCall(base_url.rstrip("/"), model, version, inputs, deadline_s))
+
+    @abc.abstractmethod
+    def create(self, call: CreateCall) -> HostRequest:
+        """The host's create request for `call` (its base URL has no trailing slash)."""
 
     @abc.abstractmethod
     def parse_create(self, data: Any) -> Created | None:
         """The created prediction, or None when the answer carries no id."""
 
-    @abc.abstractmethod
     def poll_request(self, base_url: str, created: Created) -> HostRequest:
-        """The request that polls `created`."""
+        """The request that polls `created`: its own poll URL where the key may go there, else
+        `poll_path` on the API."""
+        if created.poll_url and self.key_allowed(created.poll_url, base_url):
+            return HostRequest("GET", created.poll_url)
+        pid = quote(created.prediction_id, safe="")
+        return HostRequest("GET", base_url.rstrip("/") + self.poll_path.format(id=pid))
 
     @abc.abstractmethod
     def parse_poll(self, data: Any) -> HostPoll:
@@ -222,6 +244,17 @@ class HostAdapter(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def created_from(data: Any, poll_url: Callable[[dict[str, Any]], Any]) -> Created | None:
+    """A created prediction from an `{"id": ...}` answer; `poll_url` picks its poll URL."""
+    if not isinstance(data, dict):
+        return None
+    pid = data.get("id")
+    if not isinstance(pid, str) or not pid.strip():
+        return None
+    poll = poll_url(data)
+    return Created(pid.strip(), poll if isinstance(poll, str) and poll else None)
 
 
 def short_error(value: str | None) -> str | None:

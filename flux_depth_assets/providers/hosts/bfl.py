@@ -12,20 +12,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
 from flux_depth_assets.providers.eachlabs.client import origin
 from flux_depth_assets.providers.eachlabs.protocol import _number as positive_number
 from flux_depth_assets.providers.eachlabs.protocol import _output_urls, message_from
 from flux_depth_assets.providers.hosts.base import (
+    CreateCall,
     Created,
     HostAdapter,
     HostPoll,
     HostRequest,
     HostState,
     PublishedLimits,
+    created_from,
     short_error,
 )
 
@@ -48,14 +49,13 @@ def base64_payload(control_image: str) -> str:
 
 
 class BflAdapter(HostAdapter):
-    name: ClassVar[str] = "bfl"
-    default_base_url: ClassVar[str] = "https://api.bfl.ai"
-    api_key_env: ClassVar[str] = "BFL_API_KEY"
-    base_url_env: ClassVar[str] = "BFL_BASE_URL"
-    default_model: ClassVar[str] = "flux-pro-1.0-depth"
-    default_version: ClassVar[str | None] = None
-    price_usd: ClassVar[float] = 0.05
-    limits: ClassVar[PublishedLimits] = PublishedLimits(
+    name = "bfl"
+    default_base_url = "https://api.bfl.ai"
+    api_key_env = "BFL_API_KEY"
+    base_url_env = "BFL_BASE_URL"
+    default_model = "flux-pro-1.0-depth"
+    poll_path = "/v1/get_result?id={id}"
+    limits = PublishedLimits(
         max_in_flight=24,
         output_ttl_s=600.0,
         sources=(
@@ -80,33 +80,14 @@ class BflAdapter(HostAdapter):
         domain = base_host.removeprefix("api.")
         return scheme == "https" and "." in domain and host.endswith("." + domain)
 
-    def create_request(
-        self,
-        base_url: str,
-        model: str,
-        version: str | None,
-        inputs: Mapping[str, Any],
-        deadline_s: float | None = None,
-    ) -> HostRequest:
-        body = dict(inputs)
+    def create(self, call: CreateCall) -> HostRequest:
+        body = dict(call.inputs)
         if isinstance(body.get("control_image"), str):
             body["control_image"] = base64_payload(body["control_image"])
-        return HostRequest("POST", f"{base_url.rstrip('/')}/v1/{quote(model, safe='')}", json=body)
+        return HostRequest("POST", f"{call.base}/v1/{quote(call.model, safe='')}", json=body)
 
     def parse_create(self, data: Any) -> Created | None:
-        if not isinstance(data, dict):
-            return None
-        pid = data.get("id")
-        if not isinstance(pid, str) or not pid.strip():
-            return None
-        poll = data.get("polling_url")
-        return Created(pid.strip(), poll if isinstance(poll, str) and poll else None)
-
-    def poll_request(self, base_url: str, created: Created) -> HostRequest:
-        if created.poll_url and self.key_allowed(created.poll_url, base_url):
-            return HostRequest("GET", created.poll_url)
-        pid = quote(created.prediction_id, safe="")
-        return HostRequest("GET", f"{base_url.rstrip('/')}/v1/get_result?id={pid}")
+        return created_from(data, lambda d: d.get("polling_url"))
 
     def parse_poll(self, data: Any) -> HostPoll:
         if not isinstance(data, dict):

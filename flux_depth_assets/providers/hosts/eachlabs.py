@@ -8,12 +8,11 @@ the coarse state, outputs, error text and cost are exactly `parse_prediction`'s.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
-from urllib.parse import quote
+from typing import Any
 
 from flux_depth_assets.providers.eachlabs.protocol import parse_prediction, prediction_id_from
 from flux_depth_assets.providers.hosts.base import (
+    CreateCall,
     Created,
     HostAdapter,
     HostPoll,
@@ -27,14 +26,14 @@ CANCELED_STATUSES = frozenset({"canceled", "cancelled", "aborted"})
 
 
 class EachlabsAdapter(HostAdapter):
-    name: ClassVar[str] = "eachlabs"
-    default_base_url: ClassVar[str] = "https://api.eachlabs.ai"
-    api_key_env: ClassVar[str] = "EACHLABS_API_KEY"
-    base_url_env: ClassVar[str] = "EACHLABS_BASE_URL"
-    default_model: ClassVar[str] = "flux-depth-pro"
-    default_version: ClassVar[str | None] = "0.0.1"
-    price_usd: ClassVar[float] = 0.05
-    limits: ClassVar[PublishedLimits] = PublishedLimits(
+    name = "eachlabs"
+    default_base_url = "https://api.eachlabs.ai"
+    api_key_env = "EACHLABS_API_KEY"
+    base_url_env = "EACHLABS_BASE_URL"
+    default_model = "flux-depth-pro"
+    default_version = "0.0.1"
+    poll_path = "/v1/prediction/{id}"
+    limits = PublishedLimits(
         sources=(
             (
                 "https://www.eachlabs.ai/ (model page: $0.05 per execution; no account limits "
@@ -46,29 +45,18 @@ class EachlabsAdapter(HostAdapter):
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"X-API-Key": key}
 
-    def create_request(
-        self,
-        base_url: str,
-        model: str,
-        version: str | None,
-        inputs: Mapping[str, Any],
-        deadline_s: float | None = None,
-    ) -> HostRequest:
+    def create(self, call: CreateCall) -> HostRequest:
         body = {
-            "model": model,
-            "version": version if version is not None else self.default_version,
-            "input": dict(inputs),
+            "model": call.model,
+            "version": call.version if call.version is not None else self.default_version,
+            "input": dict(call.inputs),
             "webhook_url": "",
         }
-        return HostRequest("POST", f"{base_url.rstrip('/')}/v1/prediction/", json=body)
+        return HostRequest("POST", f"{call.base}/v1/prediction/", json=body)
 
     def parse_create(self, data: Any) -> Created | None:
         pid = prediction_id_from(data)
         return Created(pid) if pid is not None else None
-
-    def poll_request(self, base_url: str, created: Created) -> HostRequest:
-        pid = quote(created.prediction_id, safe="")
-        return HostRequest("GET", f"{base_url.rstrip('/')}/v1/prediction/{pid}")
 
     def parse_poll(self, data: Any) -> HostPoll:
         legacy = parse_prediction(data)

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -23,6 +22,7 @@ import httpx
 from flux_depth_assets.providers.eachlabs.protocol import _number as positive_number
 from flux_depth_assets.providers.eachlabs.protocol import parse_prediction
 from flux_depth_assets.providers.hosts.base import (
+    CreateCall,
     Created,
     ErrorKind,
     HostAdapter,
@@ -32,6 +32,7 @@ from flux_depth_assets.providers.hosts.base import (
     HostState,
     Phase,
     PublishedLimits,
+    created_from,
 )
 
 VERSION_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -50,15 +51,20 @@ def cancel_after(seconds: float) -> str:
     return f"{max(5, math.ceil(seconds))}s"
 
 
+def get_url(data: dict[str, Any]) -> Any:
+    """The poll URL Replicate gives under `urls.get`."""
+    urls = data.get("urls")
+    return urls.get("get") if isinstance(urls, dict) else None
+
+
 class ReplicateAdapter(HostAdapter):
-    name: ClassVar[str] = "replicate"
-    default_base_url: ClassVar[str] = "https://api.replicate.com"
-    api_key_env: ClassVar[str] = "REPLICATE_API_TOKEN"
-    base_url_env: ClassVar[str] = "REPLICATE_BASE_URL"
-    default_model: ClassVar[str] = "black-forest-labs/flux-depth-pro"
-    default_version: ClassVar[str | None] = None
-    price_usd: ClassVar[float] = 0.05
-    limits: ClassVar[PublishedLimits] = PublishedLimits(
+    name = "replicate"
+    default_base_url = "https://api.replicate.com"
+    api_key_env = "REPLICATE_API_TOKEN"
+    base_url_env = "REPLICATE_BASE_URL"
+    default_model = "black-forest-labs/flux-depth-pro"
+    poll_path = "/v1/predictions/{id}"
+    limits = PublishedLimits(
         creates_per_minute=600,
         low_credit_creates_per_minute=6,
         output_ttl_s=3600.0,
@@ -82,44 +88,20 @@ class ReplicateAdapter(HostAdapter):
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
-    def create_request(
-        self,
-        base_url: str,
-        model: str,
-        version: str | None,
-        inputs: Mapping[str, Any],
-        deadline_s: float | None = None,
-    ) -> HostRequest:
-        base = base_url.rstrip("/")
-        headers = {"Cancel-After": cancel_after(deadline_s)} if deadline_s else {}
-        if version and VERSION_RE.match(version):
-            return HostRequest(
-                "POST",
-                f"{base}/v1/predictions",
-                json={"version": version, "input": dict(inputs)},
-                headers=headers,
-            )
-        owner, _, name = model.partition("/")
+    def create(self, call: CreateCall) -> HostRequest:
+        headers = {"Cancel-After": cancel_after(call.deadline_s)} if call.deadline_s else {}
+        inputs = dict(call.inputs)
+        if call.version and VERSION_RE.match(call.version):
+            body = {"version": call.version, "input": inputs}
+            return HostRequest("POST", f"{call.base}/v1/predictions", json=body, headers=headers)
+        owner, _, name = call.model.partition("/")
         if not owner or not name:
-            raise ValueError(f"a Replicate model is 'owner/name', not {model!r}")
-        url = f"{base}/v1/models/{quote(owner, safe='')}/{quote(name, safe='')}/predictions"
-        return HostRequest("POST", url, json={"input": dict(inputs)}, headers=headers)
+            raise ValueError(f"a Replicate model is 'owner/name', not {call.model!r}")
+        url = f"{call.base}/v1/models/{quote(owner, safe='')}/{quote(name, safe='')}/predictions"
+        return HostRequest("POST", url, json={"input": inputs}, headers=headers)
 
     def parse_create(self, data: Any) -> Created | None:
-        if not isinstance(data, dict):
-            return None
-        pid = data.get("id")
-        if not isinstance(pid, str) or not pid.strip():
-            return None
-        urls = data.get("urls")
-        get = urls.get("get") if isinstance(urls, dict) else None
-        return Created(pid.strip(), get if isinstance(get, str) and get else None)
-
-    def poll_request(self, base_url: str, created: Created) -> HostRequest:
-        if created.poll_url and self.key_allowed(created.poll_url, base_url):
-            return HostRequest("GET", created.poll_url)
-        pid = quote(created.prediction_id, safe="")
-        return HostRequest("GET", f"{base_url.rstrip('/')}/v1/predictions/{pid}")
+        return created_from(data, get_url)
 
     def parse_poll(self, data: Any) -> HostPoll:
         shape = parse_prediction(data)  # output URLs, error text, metrics: the shared reading

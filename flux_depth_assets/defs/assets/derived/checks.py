@@ -7,6 +7,7 @@ same to check as a small one. No `from __future__ import annotations`: Dagster n
 
 import json
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -191,40 +192,40 @@ with warnings.catch_warnings():
     # partitioned asset checks are a Dagster preview feature; they are what we need here
     warnings.simplefilter("ignore", dg.PreviewWarning)
 
-    @dg.asset_check(asset=normal_maps, name="unit_normals", partitions_def=CATALOG_PARTITIONS,
-                    description=f"Decoded normals are unit length (±{UNIT_TOLERANCE:.0%}) and face the "
-                                f"camera (z > 0); checks up to {CHECK_SAMPLE} images, newest first.")
-    def normal_maps_unit_normals(context: dg.AssetCheckExecutionContext,
-                                 storage: StorageResource) -> dg.AssetCheckResult:
-        return check_unit_normals(storage.get(), context.partition_key)
-
-    @dg.asset_check(asset=parallax_sprites, name="recomposition_psnr", partitions_def=CATALOG_PARTITIONS,
-                    description=f"All layers composited in order at zero offset reproduce the source "
-                                f"image at PSNR ≥ {MIN_PSNR_DB:.0f} dB; up to {CHECK_SAMPLE} images.")
-    def parallax_sprites_recomposition(context: dg.AssetCheckExecutionContext,
-                                       storage: StorageResource) -> dg.AssetCheckResult:
-        return check_recomposition(storage.get(), context.partition_key)
-
-    @dg.asset_check(asset=parallax_sprites, name="no_unfilled_pixels", partitions_def=CATALOG_PARTITIONS,
-                    description="At the preview's largest camera offset every pixel is covered by a "
-                                f"layer (no hole); up to {CHECK_SAMPLE} images.")
-    def parallax_sprites_no_holes(context: dg.AssetCheckExecutionContext,
-                                  storage: StorageResource) -> dg.AssetCheckResult:
-        return check_parallax_holes(storage.get(), context.partition_key)
-
-    def _complete_check(asset_def: dg.AssetsDefinition, asset: str) -> dg.AssetChecksDefinition:
-        @dg.asset_check(asset=asset_def, name="outputs_complete", partitions_def=CATALOG_PARTITIONS,
-                        description=f"Every accepted image has its {asset} outputs, made from its "
-                                    "current depth map (WARN when only the depth map is missing).")
+    def _partition_check(asset_def: dg.AssetsDefinition, name: str, description: str,
+                         run: Callable[[Storage, str], dg.AssetCheckResult]
+                         ) -> dg.AssetChecksDefinition:
+        """One partitioned check on `asset_def` that answers `run(storage, catalog)`."""
+        @dg.asset_check(asset=asset_def, name=name, partitions_def=CATALOG_PARTITIONS,
+                        description=description)
         def _check(context: dg.AssetCheckExecutionContext,
                    storage: StorageResource) -> dg.AssetCheckResult:
-            return check_complete(storage.get(), asset, context.partition_key)
+            return run(storage.get(), context.partition_key)
         return _check
 
+    def _complete_check(asset_def: dg.AssetsDefinition, asset: str) -> dg.AssetChecksDefinition:
+        return _partition_check(
+            asset_def, "outputs_complete",
+            f"Every accepted image has its {asset} outputs, made from its current depth map "
+            "(WARN when only the depth map is missing).",
+            lambda store, catalog: check_complete(store, asset, catalog))
+
     DERIVED_CHECKS: list = [
-        normal_maps_unit_normals,
-        parallax_sprites_recomposition,
-        parallax_sprites_no_holes,
+        _partition_check(
+            normal_maps, "unit_normals",
+            f"Decoded normals are unit length (±{UNIT_TOLERANCE:.0%}) and face the camera "
+            f"(z > 0); checks up to {CHECK_SAMPLE} images, newest first.",
+            check_unit_normals),
+        _partition_check(
+            parallax_sprites, "recomposition_psnr",
+            f"All layers composited in order at zero offset reproduce the source image at "
+            f"PSNR ≥ {MIN_PSNR_DB:.0f} dB; up to {CHECK_SAMPLE} images.",
+            check_recomposition),
+        _partition_check(
+            parallax_sprites, "no_unfilled_pixels",
+            "At the preview's largest camera offset every pixel is covered by a layer (no hole); "
+            f"up to {CHECK_SAMPLE} images.",
+            check_parallax_holes),
         _complete_check(normal_maps, NORMALS_ASSET),
         _complete_check(parallax_sprites, SPRITES_ASSET),
         _complete_check(depth_stats, STATS_ASSET),
