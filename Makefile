@@ -46,53 +46,9 @@ test-fast: install
 test-e2e: install
 	$(BIN)/python -m pytest -m browser
 
-# Formatting and import order are checked on FORMAT_PATHS only: the tree is formatted once, in one
-# commit, when the parallel branches have merged (`ruff format . && ruff check --select I --fix .`);
-# that commit sets `FORMAT_PATHS ?= .`. Until then it lists the files written ruff-formatted.
-FORMAT_PATHS ?= tests/test_plain_modules.py \
-                tests/test_upload_watch.py \
-                tests/test_lineage_record.py \
-                tests/test_storage_errors.py \
-                tests/test_yaml_attributes.py \
-                tests/commands.py \
-                tests/manual_clock.py \
-                tests/test_source_guards.py \
-                tests/test_url_guard.py \
-                flux_depth_assets/pipeline/upload_watch.py \
-                flux_depth_assets/lineage/record.py \
-                flux_depth_assets/defs/lineage.py \
-                flux_depth_assets/defs/yaml_attributes.py \
-                flux_depth_assets/sources/netguard.py \
-                flux_depth_assets/sources/roots.py \
-                flux_depth_assets/sources/manifest.py \
-                flux_depth_assets/gallery.py \
-                flux_depth_assets/depth/subjects.py \
-                flux_depth_assets/depth/parallax_check.py \
-                flux_depth_assets/depth/normalization.py \
-                flux_depth_assets/defs/assets/gallery.py \
-                tests/test_subjects_parallax.py \
-                tests/test_normalization.py \
-                tests/e2e/test_gallery_browser.py \
-                tests/test_parallax_holes_check.py \
-                benchmarks/depth_figures.py \
-	flux_depth_assets/pipeline/parallel.py flux_depth_assets/pipeline/depth_pool.py \
-	benchmarks/pipeline_throughput.py benchmarks/profile_run.py tests/test_parallel.py \
-	tests/dask_cluster.py tests/test_working_size.py tests/test_incremental.py \
-                flux_depth_assets/providers/hosts \
-                flux_depth_assets/fakeapi/dialects.py \
-                flux_depth_assets/fakeapi/faults.py \
-                flux_depth_assets/fakeapi/options.py \
-                benchmarks/account_limits.py \
-                tests/test_host_adapters.py \
-                tests/test_host_plan.py \
-                tests/test_host_client.py \
-                tests/test_account_limits.py \
-                tests/test_account_limits_processes.py \
-                tests/test_fakeapi_dialects.py \
-                tests/hostcalls.py \
-                tests/account_child.py \
-                tests/test_hosted_provider_hosts.py \
-                tests/provider_child.py
+# Formatting and import order: the whole tree (narrow FORMAT_PATHS to check a subset).
+FORMAT_PATHS ?= .
+FORMAT_PATHS ?= .
 lint: install
 	$(BIN)/ruff check --extend-ignore I001 .
 	$(BIN)/ruff check --select I001 $(FORMAT_PATHS)

@@ -21,9 +21,9 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -119,8 +119,11 @@ def provider_predictor(args) -> Predictor:
     if args.provider == "onnx":
         if not args.model_path:
             raise SystemExit("--provider onnx needs --model-path")
-        config = OnnxProviderConfig(model_path=args.model_path, family=args.family,
-                                    **({"input_size": args.input_size} if args.input_size else {}))
+        config = OnnxProviderConfig(
+            model_path=args.model_path,
+            family=args.family,
+            **({"input_size": args.input_size} if args.input_size else {}),
+        )
     else:
         config = LocalProviderConfig()
     provider = build_provider(config)
@@ -141,12 +144,18 @@ def provider_predictor(args) -> Predictor:
 
 def grid_params(grid: dict[str, tuple]) -> list[EstimatorParams]:
     keys = list(grid)
-    return [replace(DEFAULT_PARAMS, **dict(zip(keys, values)))
-            for values in itertools.product(*(grid[k] for k in keys))]
+    return [
+        replace(DEFAULT_PARAMS, **dict(zip(keys, values)))
+        for values in itertools.product(*(grid[k] for k in keys))
+    ]
 
 
-def _choose(results: dict[EstimatorParams, dict[str, quality.DepthScores]], train: list[str],
-            rule: str = "mean", reference: dict[str, quality.DepthScores] | None = None):
+def _choose(
+    results: dict[EstimatorParams, dict[str, quality.DepthScores]],
+    train: list[str],
+    rule: str = "mean",
+    reference: dict[str, quality.DepthScores] | None = None,
+):
     """The grid point chosen on the training scenes.
 
     rule "mean": highest mean δ1 (ties: lower mean AbsRel).
@@ -154,10 +163,13 @@ def _choose(results: dict[EstimatorParams, dict[str, quality.DepthScores]], trai
     training scene (ties: higher mean δ1) — guards against settings that shine on most scenes and
     collapse on one.
     """
+
     def mean_key(p):
         r = results[p]
-        return (round(float(np.mean([r[s].delta1 for s in train])), 6),
-                -float(np.mean([r[s].abs_rel for s in train])))
+        return (
+            round(float(np.mean([r[s].delta1 for s in train])), 6),
+            -float(np.mean([r[s].abs_rel for s in train])),
+        )
 
     def maximin_key(p):
         r = results[p]
@@ -171,8 +183,9 @@ def _choose(results: dict[EstimatorParams, dict[str, quality.DepthScores]], trai
     return max(results, key=mean_key)
 
 
-def leave_one_out(scenes: list[Scene], grid: dict[str, tuple], rule: str = "mean"
-                  ) -> tuple[dict[str, quality.DepthScores], dict[str, EstimatorParams]]:
+def leave_one_out(
+    scenes: list[Scene], grid: dict[str, tuple], rule: str = "mean"
+) -> tuple[dict[str, quality.DepthScores], dict[str, EstimatorParams]]:
     """For each scene: choose the grid point best on the *other* scenes, score it on this one."""
     results = {p: score_all(scenes, local_predictor(p)) for p in grid_params(grid)}
     reference = score_all(scenes, baselines()["vertical"])
@@ -220,30 +233,40 @@ def normal_errors(scenes: list[Scene], predict: Predictor) -> dict[str, dict[str
         out[s.name] = {
             "pred": quality.normal_error_deg(pred, s.gt_disparity, pipeline_normals, gt_normals),
             "flat": quality.normal_error_deg(pred, s.gt_disparity, flat_normals, gt_normals),
-            "vertical": quality.normal_error_deg(vert, s.gt_disparity, pipeline_normals, gt_normals),
+            "vertical": quality.normal_error_deg(
+                vert, s.gt_disparity, pipeline_normals, gt_normals
+            ),
             "interior_share": float(quality.interior_mask(s.gt_disparity).mean()),
         }
     return out
 
 
 def format_normals(errors: dict[str, dict[str, float]], name: str) -> str:
-    head = (f"| scene | {name} normals error (°) ↓ | flat (0,0,1) error (°) | vertical error (°) "
-            "| pixels scored |")
+    head = (
+        f"| scene | {name} normals error (°) ↓ | flat (0,0,1) error (°) | vertical error (°) "
+        "| pixels scored |"
+    )
     lines = [head, "|---|---:|---:|---:|---:|"]
     for n, e in errors.items():
-        lines.append(f"| {n} | {e['pred']:.1f} | {e['flat']:.1f} | {e['vertical']:.1f} "
-                     f"| {e['interior_share']:.0%} |")
-    mean = {k: float(np.mean([e[k] for e in errors.values()])) for k in ("pred", "flat", "vertical")}
-    lines.append(f"| **average** | **{mean['pred']:.1f}** | {mean['flat']:.1f} "
-                 f"| {mean['vertical']:.1f} | |")
+        lines.append(
+            f"| {n} | {e['pred']:.1f} | {e['flat']:.1f} | {e['vertical']:.1f} "
+            f"| {e['interior_share']:.0%} |"
+        )
+    mean = {
+        k: float(np.mean([e[k] for e in errors.values()])) for k in ("pred", "flat", "vertical")
+    }
+    lines.append(
+        f"| **average** | **{mean['pred']:.1f}** | {mean['flat']:.1f} | {mean['vertical']:.1f} | |"
+    )
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- speed
 
 
-def measure_speed(sizes=((450, 375), (1000, 1000), (2000, 1500)),
-                  repeats: int = 3) -> list[tuple[str, float, float]]:
+def measure_speed(
+    sizes=((450, 375), (1000, 1000), (2000, 1500)), repeats: int = 3
+) -> list[tuple[str, float, float]]:
     """Seconds per megapixel of `estimate_depth` on synthetic photos (one thread: set the env first)."""
     rng = np.random.default_rng(0)
     rows = []
@@ -267,8 +290,10 @@ def measure_speed(sizes=((450, 375), (1000, 1000), (2000, 1500)),
 
 
 def _avg(scores: dict[str, quality.DepthScores]) -> tuple[float, float]:
-    return (float(np.mean([s.abs_rel for s in scores.values()])),
-            float(np.mean([s.delta1 for s in scores.values()])))
+    return (
+        float(np.mean([s.abs_rel for s in scores.values()])),
+        float(np.mean([s.delta1 for s in scores.values()])),
+    )
 
 
 def format_table(columns: dict[str, dict[str, quality.DepthScores]]) -> str:
@@ -287,25 +312,39 @@ def format_table(columns: dict[str, dict[str, quality.DepthScores]]) -> str:
 
 def machine_line() -> str:
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    return (f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, numpy {np.__version__}, OMP_NUM_THREADS={threads}")
+    return (
+        f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, numpy {np.__version__}, OMP_NUM_THREADS={threads}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--provider", default="local", choices=["local", "onnx"])
-    ap.add_argument("--data", type=Path, default=None, help=f"folder of GT scenes (default {DEFAULT_DATA})")
+    ap.add_argument(
+        "--data", type=Path, default=None, help=f"folder of GT scenes (default {DEFAULT_DATA})"
+    )
     ap.add_argument("--loo", action="store_true", help="leave-one-scene-out figures for `local`")
-    ap.add_argument("--loo-grid", default="small", choices=sorted(LOO_GRIDS),
-                    help="which settings --loo re-chooses per held-out scene")
-    ap.add_argument("--loo-rule", default="mean", choices=["mean", "maximin"],
-                    help="how --loo chooses on the training scenes (see _choose)")
+    ap.add_argument(
+        "--loo-grid",
+        default="small",
+        choices=sorted(LOO_GRIDS),
+        help="which settings --loo re-chooses per held-out scene",
+    )
+    ap.add_argument(
+        "--loo-rule",
+        default="mean",
+        choices=["mean", "maximin"],
+        help="how --loo chooses on the training scenes (see _choose)",
+    )
     ap.add_argument("--speed", action="store_true", help="seconds per megapixel of `local`")
     ap.add_argument("--model-path", help="ONNX model file (with --provider onnx)")
     ap.add_argument("--family", default="depth_anything_v2", choices=["depth_anything_v2", "midas"])
     ap.add_argument("--input-size", type=int, default=None)
     ap.add_argument("--json", type=Path, help="also write every figure to this JSON file")
-    ap.add_argument("--save-dir", type=Path, help="write image | GT | prediction | vertical PNGs here")
+    ap.add_argument(
+        "--save-dir", type=Path, help="write image | GT | prediction | vertical PNGs here"
+    )
     args = ap.parse_args(argv)
 
     print(f"command: {shlex.join([Path(sys.executable).name] + sys.argv)}")
@@ -330,25 +369,46 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(columns))
     print(f"\n{args.provider}: {elapsed:.2f} s for {len(scenes)} scenes (prediction + scoring)")
     errors = normal_errors(scenes, predict)
-    print(f"\n## normal maps: {args.provider} depth → normals vs GT disparity → normals "
-          "(mean angle inside objects, ≥ 4 px from depth edges)\n")
+    print(
+        f"\n## normal maps: {args.provider} depth → normals vs GT disparity → normals "
+        "(mean angle inside objects, ≥ 4 px from depth edges)\n"
+    )
     print(format_normals(errors, args.provider))
-    out: dict = {"command": sys.argv, "machine": machine_line(),
-                 "scores": {c: {n: vars(s) for n, s in col.items()} for c, col in columns.items()},
-                 "normal_error_deg": errors}
+    out: dict = {
+        "command": sys.argv,
+        "machine": machine_line(),
+        "scores": {c: {n: vars(s) for n, s in col.items()} for c, col in columns.items()},
+        "normal_error_deg": errors,
+    }
 
     if args.loo:
         if args.provider != "local":
-            raise SystemExit("--loo chooses the local estimator's settings; use it with --provider local")
+            raise SystemExit(
+                "--loo chooses the local estimator's settings; use it with --provider local"
+            )
         loo_grid = LOO_GRIDS[args.loo_grid]
         held, chosen = leave_one_out(scenes, loo_grid, args.loo_rule)
         grid = " × ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in loo_grid.items())
-        print(f"\n## local, leave-one-scene-out, {args.loo_grid} grid ({grid}; chosen on the other "
-              f"scenes by the {args.loo_rule!r} rule)\n")
-        print(format_table({"local (LOO)": held, "constant": columns["constant"],
-                            "vertical": columns["vertical"]}))
-        print("\nchosen per held-out scene: " + "; ".join(
-            f"{n}: " + ", ".join(f"{k}={getattr(p, k)}" for k in loo_grid) for n, p in chosen.items()))
+        print(
+            f"\n## local, leave-one-scene-out, {args.loo_grid} grid ({grid}; chosen on the other "
+            f"scenes by the {args.loo_rule!r} rule)\n"
+        )
+        print(
+            format_table(
+                {
+                    "local (LOO)": held,
+                    "constant": columns["constant"],
+                    "vertical": columns["vertical"],
+                }
+            )
+        )
+        print(
+            "\nchosen per held-out scene: "
+            + "; ".join(
+                f"{n}: " + ", ".join(f"{k}={getattr(p, k)}" for k in loo_grid)
+                for n, p in chosen.items()
+            )
+        )
         out["loo"] = {n: vars(s) for n, s in held.items()}
         out["loo_chosen"] = {n: {k: getattr(p, k) for k in loo_grid} for n, p in chosen.items()}
 
@@ -382,8 +442,12 @@ def _save_panels(folder: Path, scenes: list[Scene], predict: Predictor) -> None:
 
     for s in scenes:
         mask = quality.valid_mask(s.gt_disparity)
-        tiles = [s.image, gray(s.gt_disparity, mask), gray(predict(s.image)),
-                 gray(quality.vertical_gradient_baseline(s.gt_disparity.shape))]
+        tiles = [
+            s.image,
+            gray(s.gt_disparity, mask),
+            gray(predict(s.image)),
+            gray(quality.vertical_gradient_baseline(s.gt_disparity.shape)),
+        ]
         w, h = s.image.size
         panel = Image.new("RGB", (w * len(tiles), h))
         for i, t in enumerate(tiles):

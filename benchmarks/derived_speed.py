@@ -79,8 +79,8 @@ def sphere_scene(w: int, h: int, radius: float = 0.3):
     uu, vv = np.meshgrid(u, v)
     cu, cv = 0.5, h / w / 2
     r2 = (uu - cu) ** 2 + (vv - cv) ** 2
-    inside = r2 < radius ** 2
-    z = np.sqrt(np.maximum(radius ** 2 - r2, 0.0))
+    inside = r2 < radius**2
+    z = np.sqrt(np.maximum(radius**2 - r2, 0.0))
     near = np.where(inside, 0.2 + z, 0.0)
     near = near / near.max()  # stored maps are [0, 1]: scale the scene, and the slope with it
     true = np.zeros((h, w, 3))
@@ -94,7 +94,9 @@ def sphere_scene(w: int, h: int, radius: float = 0.3):
 
 
 def resize_near(near: np.ndarray, w: int, h: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(near.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR))
+    return np.asarray(
+        Image.fromarray(near.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR)
+    )
 
 
 def gt_scenes(w: int, h: int) -> dict[str, np.ndarray]:
@@ -104,11 +106,15 @@ def gt_scenes(w: int, h: int) -> dict[str, np.ndarray]:
         unknown = ~np.isfinite(disp) | (disp <= 0)  # 0 = unknown in these files
         if unknown.any():  # the peer cannot take NaN: give unknown pixels their nearest value
             from scipy import ndimage
-            idx = ndimage.distance_transform_edt(unknown, return_distances=False, return_indices=True)
+
+            idx = ndimage.distance_transform_edt(
+                unknown, return_distances=False, return_indices=True
+            )
             disp = disp[tuple(idx)]
         lo, hi = float(disp.min()), float(disp.max())
-        out[f"{d.parent.name} (GT disparity, ¼-px steps, ×{w / disp.shape[1]:.1f} upsampled)"] = \
+        out[f"{d.parent.name} (GT disparity, ¼-px steps, ×{w / disp.shape[1]:.1f} upsampled)"] = (
             resize_near((disp - lo) / (hi - lo), w, h)
+        )
     return out
 
 
@@ -119,7 +125,9 @@ def demo_photo(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def peer(near: np.ndarray, strength: float, method: str = "gaussian") -> np.ndarray:
-    rgb = depth2normal.depth_to_normal(near, strength=strength * near.shape[1] / 255.0, method=method)
+    rgb = depth2normal.depth_to_normal(
+        near, strength=strength * near.shape[1] / 255.0, method=method
+    )
     return rgb.astype(np.float32) / 255.0 * 2.0 - 1.0
 
 
@@ -136,7 +144,9 @@ def main() -> None:
     w, h = (1152, 864) if args.quick else (2304, 1728)  # 3.98 MP, 4:3
     reps = 2 if args.quick else 5
     strength = 1.0
-    print(f"# Derived assets benchmark: {w}×{h} ({w * h / 1e6:.2f} MP), one core, median of {reps}\n")
+    print(
+        f"# Derived assets benchmark: {w}×{h} ({w * h / 1e6:.2f} MP), one core, median of {reps}\n"
+    )
     if depth2normal is None:
         print("_depth2normal is not installed: `pip install depth2normal` for the peer columns._\n")
 
@@ -151,9 +161,12 @@ def main() -> None:
     print("## Normals: time per map\n")
     cols = ["input", "ours (s)", "ours PNG 8-bit encode (s)"]
     if depth2normal is not None:
-        cols += ["depth2normal gaussian σ=1 (s)", "depth2normal sobel (s)",
-                 "angle ours vs d2n-gaussian: mean / median / p95, all pixels",
-                 "same, away from depth edges"]
+        cols += [
+            "depth2normal gaussian σ=1 (s)",
+            "depth2normal sobel (s)",
+            "angle ours vs d2n-gaussian: mean / median / p95, all pixels",
+            "same, away from depth edges",
+        ]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for name, near in scenes.items():
         t_ours, ours = timed(lambda near=near: normals_from_depth(near, strength, "directx"), reps)
@@ -164,6 +177,7 @@ def main() -> None:
             t_s, _ = timed(lambda near=near: peer(near, strength, "sobel"), max(1, reps // 2))
             span = float(np.percentile(near, 99) - np.percentile(near, 1)) or 1.0
             from scipy import ndimage
+
             edges = ndimage.binary_dilation(edge_mask(near, 0.05 * span), iterations=4)
             row += [f"{t_g:.3f}", f"{t_s:.3f}", angles(ours, theirs), angles(ours, theirs, ~edges)]
         print("| " + " | ".join(row) + " |")
@@ -171,20 +185,28 @@ def main() -> None:
     print("\n## Normals: accuracy on the analytic sphere (angle to the true normal)\n")
     away, rim_bg = sphere_dist > 3, (sphere_dist <= 3) & (sphere_true[..., 2] >= 1.0)
     k = strength * (0.2 + 0.3)  # undo the [0, 1] scaling of the scene
-    print("| input | method | mean / median / p95, > 3 px from the silhouette | background within 3 px of the silhouette (halo) |")
+    print(
+        "| input | method | mean / median / p95, > 3 px from the silhouette | background within 3 px of the silhouette (halo) |"
+    )
     print("|---|---|---|---|")
     for label in ("sphere (analytic, float)", "sphere (analytic, 8-bit)"):
         near = scenes[label]
         ours = normals_from_depth(near, k, "directx")
-        print(f"| {label} | ours | {angles(ours, sphere_true, away)} | {angles(ours, sphere_true, rim_bg)} |")
+        print(
+            f"| {label} | ours | {angles(ours, sphere_true, away)} | {angles(ours, sphere_true, rim_bg)} |"
+        )
         if depth2normal is not None:
             for m in ("gaussian", "sobel"):
                 theirs = peer(near, k, m)
-                print(f"| {label} | depth2normal {m} | {angles(theirs, sphere_true, away)} | "
-                      f"{angles(theirs, sphere_true, rim_bg)} |")
+                print(
+                    f"| {label} | depth2normal {m} | {angles(theirs, sphere_true, away)} | "
+                    f"{angles(theirs, sphere_true, rim_bg)} |"
+                )
 
     print("\n## Sprites: 5 layers + background fill + 32-frame WebP preview\n")
-    print("| input | total (s) | cut | alpha | fill | encode layers | preview | recomposition PSNR |")
+    print(
+        "| input | total (s) | cut | alpha | fill | encode layers | preview | recomposition PSNR |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     sprite_inputs = {"astronaut (local estimator)": (rgb, demo_near)}
     for name, near in scenes.items():
@@ -192,13 +214,21 @@ def main() -> None:
             sprite_inputs[f"astronaut photo, {name} depth"] = (rgb, near)
     settings = SpriteSettings()
     for name, (img, near) in sprite_inputs.items():
-        t, ss = timed(lambda img=img, near=near: build_sprites(img, near, settings), max(1, reps // 2))
+        t, ss = timed(
+            lambda img=img, near=near: build_sprites(img, near, settings), max(1, reps // 2)
+        )
         files = ss.files()
         value = psnr(recompose(ss.manifest, files.__getitem__), img)
-        parts = " | ".join(f"{ss.seconds[k]:.3f}" for k in ("cut", "alpha", "fill", "encode_layers", "preview"))
-        print(f"| {name} | {t:.3f} | {parts} | {'∞ (identical)' if value == float('inf') else f'{value:.1f} dB'} |")
-    print(f"\n(preview: {ss.manifest['preview']['width']}×{ss.manifest['preview']['height']}, "
-          f"{len(ss.preview) / 1024:.0f} KiB; all files {sum(map(len, files.values())) / 1e6:.1f} MB)")
+        parts = " | ".join(
+            f"{ss.seconds[k]:.3f}" for k in ("cut", "alpha", "fill", "encode_layers", "preview")
+        )
+        print(
+            f"| {name} | {t:.3f} | {parts} | {'∞ (identical)' if value == float('inf') else f'{value:.1f} dB'} |"
+        )
+    print(
+        f"\n(preview: {ss.manifest['preview']['width']}×{ss.manifest['preview']['height']}, "
+        f"{len(ss.preview) / 1024:.0f} KiB; all files {sum(map(len, files.values())) / 1e6:.1f} MB)"
+    )
 
 
 def kernel_budget(reps: int) -> None:
@@ -207,23 +237,28 @@ def kernel_budget(reps: int) -> None:
     from flux_depth_assets.config.models import NormalMapSettings
 
     print("\n## Kernel budget at 1 MP (1155×866), one core, median CPU seconds\n")
-    print("| photo | local depth (s) | normals, as the asset (s) | sprites w/o encoding (s) "
-          "| cut | alpha + layer fills | background fill | preview frames | (encoding: layers, preview) |")
+    print(
+        "| photo | local depth (s) | normals, as the asset (s) | sprites w/o encoding (s) "
+        "| cut | alpha + layer fills | background fill | preview frames | (encoding: layers, preview) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     smooth = NormalMapSettings().smooth
     for name in ("astronaut.jpg", "coffee.jpg", "chelsea.png"):
         im = Image.open(REPO / "examples" / "demo_catalog" / name).convert("RGB")
         im = im.resize((1155, 866), Image.Resampling.BICUBIC)
         t_depth, near = timed(lambda im=im: estimate_depth(im), reps)
-        t_norm, _ = timed(lambda near=near: normals_from_depth(
-            near, smooth_px=smooth * max(near.shape)), reps)
+        t_norm, _ = timed(
+            lambda near=near: normals_from_depth(near, smooth_px=smooth * max(near.shape)), reps
+        )
         rgb = np.asarray(im)
         runs = [build_sprites(rgb, near, SpriteSettings()).seconds for _ in range(reps + 1)][1:]
         sec = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         kernel = sec["cut"] + sec["alpha"] + sec["fill"] + sec["preview_frames"]
-        print(f"| {name} | {t_depth:.3f} | {t_norm:.3f} | {kernel:.3f} | {sec['cut']:.3f} "
-              f"| {sec['alpha']:.3f} | {sec['fill']:.3f} | {sec['preview_frames']:.3f} "
-              f"| {sec['encode_layers']:.3f}, {sec['preview_encode']:.3f} |")
+        print(
+            f"| {name} | {t_depth:.3f} | {t_norm:.3f} | {kernel:.3f} | {sec['cut']:.3f} "
+            f"| {sec['alpha']:.3f} | {sec['fill']:.3f} | {sec['preview_frames']:.3f} "
+            f"| {sec['encode_layers']:.3f}, {sec['preview_encode']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -77,8 +77,11 @@ def make_items(n: int, side: int) -> list[ProviderInput]:
             with Image.open(io.BytesIO(data)) as opened:
                 return opened.convert("RGB")
 
-        items.append(ProviderInput(image_id=f"bench-{i:05d}", source_sha256=key, cache_key=key,
-                                   load_image=load))
+        items.append(
+            ProviderInput(
+                image_id=f"bench-{i:05d}", source_sha256=key, cache_key=key, load_image=load
+            )
+        )
     return items
 
 
@@ -120,15 +123,26 @@ def run(args: argparse.Namespace) -> dict:
     items = make_items(args.images, args.side)
     if args.schedule == "fixed":
         eachlabs_provider.PollScheduler = lambda interval: FixedSchedule(  # type: ignore[misc,assignment]
-            interval, args.first_poll)
+            interval, args.first_poll
+        )
     jitter = ["--latency-jitter", str(args.jitter)] if args.jitter else []
-    with fake_api_process(latency_s=args.latency, seed=0, extra_args=jitter) as server, \
-            tempfile.TemporaryDirectory(prefix=".tmp-eachlabs-bench-", dir=REPO) as root:
-        config = EachlabsProviderConfig(max_concurrency=args.concurrency,
-                                        poll_interval_s=args.poll_interval, timeout_s=30,
-                                        prediction_deadline_s=max(60.0, (args.latency + args.jitter) * 10))
-        provider = EachlabsProvider(config, api_key="bench-key", base_url_override=server.base_url,
-                                    journal_storage=Storage(root), progress_interval_s=10.0)
+    with (
+        fake_api_process(latency_s=args.latency, seed=0, extra_args=jitter) as server,
+        tempfile.TemporaryDirectory(prefix=".tmp-eachlabs-bench-", dir=REPO) as root,
+    ):
+        config = EachlabsProviderConfig(
+            max_concurrency=args.concurrency,
+            poll_interval_s=args.poll_interval,
+            timeout_s=30,
+            prediction_deadline_s=max(60.0, (args.latency + args.jitter) * 10),
+        )
+        provider = EachlabsProvider(
+            config,
+            api_key="bench-key",
+            base_url_override=server.base_url,
+            journal_storage=Storage(root),
+            progress_interval_s=10.0,
+        )
         lines: list[str] = []
         load_before = os.getloadavg()[0]
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -140,18 +154,30 @@ def run(args: argparse.Namespace) -> dict:
     ok = sum(r.status == "succeeded" for r in results)
     ideal = args.images * (args.latency + args.jitter / 2) / args.concurrency
     return {
-        "images": args.images, "succeeded": ok, "latency": args.latency, "jitter": args.jitter,
-        "schedule": args.schedule if args.schedule == "adaptive" else
-        f"fixed, first poll at {args.first_poll:g} s",
-        "concurrency": args.concurrency, "poll_interval": args.poll_interval, "side": args.side,
-        "wall": wall, "ideal": ideal, "efficiency": ideal / wall,
-        "cpu_ms_per_prediction": cpu / args.images * 1000, "cpu_total": cpu,
+        "images": args.images,
+        "succeeded": ok,
+        "latency": args.latency,
+        "jitter": args.jitter,
+        "schedule": args.schedule
+        if args.schedule == "adaptive"
+        else f"fixed, first poll at {args.first_poll:g} s",
+        "concurrency": args.concurrency,
+        "poll_interval": args.poll_interval,
+        "side": args.side,
+        "wall": wall,
+        "ideal": ideal,
+        "efficiency": ideal / wall,
+        "cpu_ms_per_prediction": cpu / args.images * 1000,
+        "cpu_total": cpu,
         "sys_ms_per_prediction": sys_cpu / args.images * 1000,
-        "peak_rss_mib": peak_kib / 1024, "rss_before_mib": rss_before / 1024,
+        "peak_rss_mib": peak_kib / 1024,
+        "rss_before_mib": rss_before / 1024,
         "requests_per_prediction": stats["api_requests"] / args.images,
         "polls_per_prediction": stats["polls"] / args.images,
-        "max_active": stats["max_active_predictions"], "creates": stats["creates"],
-        "cost": sum(r.cost_usd for r in results), "last_line": lines[-1] if lines else "",
+        "max_active": stats["max_active_predictions"],
+        "creates": stats["creates"],
+        "cost": sum(r.cost_usd for r in results),
+        "last_line": lines[-1] if lines else "",
         "load": (load_before, os.getloadavg()[0]),
     }
 
@@ -159,21 +185,40 @@ def run(args: argparse.Namespace) -> dict:
 def table(r: dict, command: str) -> str:
     rows = [
         ("machine", machine()),
-        ("load average (1 min) before / after", "{:.2f} / {:.2f} (other work shares these cores)".format(*r["load"])),
+        (
+            "load average (1 min) before / after",
+            "{:.2f} / {:.2f} (other work shares these cores)".format(*r["load"]),
+        ),
         ("command", f"`{command}`"),
         ("images / succeeded", f"{r['images']} / {r['succeeded']} ({r['side']}×{r['side']} px)"),
-        ("server latency, max_concurrency, poll_interval_s",
-         (f"{r['latency']:g}–{r['latency'] + r['jitter']:g} s, {r['concurrency']}, "
-          f"{r['poll_interval']:g} s")),
+        (
+            "server latency, max_concurrency, poll_interval_s",
+            (
+                f"{r['latency']:g}–{r['latency'] + r['jitter']:g} s, {r['concurrency']}, "
+                f"{r['poll_interval']:g} s"
+            ),
+        ),
         ("poll schedule", r["schedule"]),
-        ("wall time / ideal (N × latency / concurrency)", f"{r['wall']:.1f} s / {r['ideal']:.1f} s"),
+        (
+            "wall time / ideal (N × latency / concurrency)",
+            f"{r['wall']:.1f} s / {r['ideal']:.1f} s",
+        ),
         ("throughput vs ideal (target ≥ 90 %)", f"{r['efficiency'] * 100:.1f} %"),
-        ("client CPU per prediction (target ≤ 2 ms)",
-         (f"{r['cpu_ms_per_prediction']:.2f} ms, of which kernel {r['sys_ms_per_prediction']:.2f} ms "
-          f"({r['cpu_total']:.1f} s total)")),
-        ("peak memory (max RSS)", f"{r['peak_rss_mib']:.0f} MiB ({r['rss_before_mib']:.0f} MiB before the run)"),
-        ("API requests per prediction (polls)",
-         f"{r['requests_per_prediction']:.2f} ({r['polls_per_prediction']:.2f})"),
+        (
+            "client CPU per prediction (target ≤ 2 ms)",
+            (
+                f"{r['cpu_ms_per_prediction']:.2f} ms, of which kernel {r['sys_ms_per_prediction']:.2f} ms "
+                f"({r['cpu_total']:.1f} s total)"
+            ),
+        ),
+        (
+            "peak memory (max RSS)",
+            f"{r['peak_rss_mib']:.0f} MiB ({r['rss_before_mib']:.0f} MiB before the run)",
+        ),
+        (
+            "API requests per prediction (polls)",
+            f"{r['requests_per_prediction']:.2f} ({r['polls_per_prediction']:.2f})",
+        ),
         ("max predictions running on the server", str(r["max_active"])),
         ("creates / cost", f"{r['creates']} / ${r['cost']:.2f}"),
     ]
@@ -195,32 +240,54 @@ def write_section(readme: Path, body: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--images", type=int, default=1000)
     p.add_argument("--latency", type=float, default=2.0, help="server latency, create → success")
     p.add_argument("--concurrency", type=int, default=64, help="max_concurrency")
     p.add_argument("--poll-interval", type=float, default=0.1, help="poll_interval_s")
     p.add_argument("--side", type=int, default=64, help="image side in pixels")
-    p.add_argument("--jitter", type=float, default=0.0,
-                   help="extra server latency drawn uniformly from [0, J] per prediction")
-    p.add_argument("--schedule", choices=("adaptive", "fixed"), default="adaptive",
-                   help="adaptive PollScheduler, or a fixed first-poll delay then every interval")
-    p.add_argument("--first-poll", type=float, default=0.0,
-                   help="first-poll delay of --schedule fixed (at least one interval)")
-    p.add_argument("--readme", type=Path, default=None,
-                   help="also write the table into this README's 'Hosted API throughput' section")
+    p.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="extra server latency drawn uniformly from [0, J] per prediction",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=("adaptive", "fixed"),
+        default="adaptive",
+        help="adaptive PollScheduler, or a fixed first-poll delay then every interval",
+    )
+    p.add_argument(
+        "--first-poll",
+        type=float,
+        default=0.0,
+        help="first-poll delay of --schedule fixed (at least one interval)",
+    )
+    p.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="also write the table into this README's 'Hosted API throughput' section",
+    )
     args = p.parse_args(argv)
-    command = "python " + " ".join(shlex.quote(a) for a in [
-        os.path.relpath(__file__, REPO), *(argv if argv is not None else sys.argv[1:])])
+    command = "python " + " ".join(
+        shlex.quote(a)
+        for a in [os.path.relpath(__file__, REPO), *(argv if argv is not None else sys.argv[1:])]
+    )
     result = run(args)
     text = table(result, command)
     print(text)
     print(f"\nlast progress line: {result['last_line']}")
     if args.readme:
-        intro = ("The `eachlabs` provider against the loopback server (`flux_depth_assets.fakeapi`) "
-                 "in another process: wall time versus the ideal N × latency / concurrency, client "
-                 "CPU per prediction (this process's user + system time during `predict_many`, "
-                 "all threads: image encoding, HTTP, journal writes, decoding) and peak RSS.")
+        intro = (
+            "The `eachlabs` provider against the loopback server (`flux_depth_assets.fakeapi`) "
+            "in another process: wall time versus the ideal N × latency / concurrency, client "
+            "CPU per prediction (this process's user + system time during `predict_many`, "
+            "all threads: image encoding, HTTP, journal writes, decoding) and peak RSS."
+        )
         write_section(args.readme, f"{intro}\n\n{text}\n\n{NOTES}")
     return 0 if result["succeeded"] == result["images"] else 1
 

@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, UTC
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -65,35 +65,43 @@ def generate(store: Storage, rows: int, seed: int = 0) -> int:
                 status = STATUSES[rng.choice(4, size=k, p=[0.55, 0.40, 0.03, 0.02])]
                 paid = (status == "succeeded") | (status == "failed")
                 src = shas[rng.integers(0, len(shas), size=k)]
-                start = datetime(day.year, day.month, day.day, tzinfo=UTC) \
-                    + timedelta(hours=r * 6)
-                started = pa.array(np.datetime64(start.replace(tzinfo=None), "us")
-                                   + rng.integers(0, 3_600_000_000, size=k).astype("timedelta64[us]"))
+                start = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(hours=r * 6)
+                started = pa.array(
+                    np.datetime64(start.replace(tzinfo=None), "us")
+                    + rng.integers(0, 3_600_000_000, size=k).astype("timedelta64[us]")
+                )
                 latency = np.where(paid, rng.uniform(15, 19, size=k), 0.01)
-                table = pa.table({
-                    "run_id": pa.array([run_id] * k),
-                    "asset": pa.array(["depth_maps"] * k),
-                    "image_id": pa.array([s[:16] for s in src]),
-                    "source_sha256": pa.array(src),
-                    "output_sha256": pa.array(src),  # stand-in hash of the output
-                    "output_path": pa.array([f"catalogs/cat{c:02d}/depth_maps/{s[:16]}.png" for s in src]),
-                    "provider": pa.array(["eachlabs"] * k),
-                    "model": pa.array(["flux-depth-pro"] * k),
-                    "model_version": pa.array(["0.0.1"] * k),
-                    "params_hash": pa.array(["0123456789abcdef"] * k),
-                    "cache_key": pa.array(src),
-                    "prediction_id": pa.array([f"pred-{run_id}-{i}" for i in range(k)]),
-                    "status": pa.array(status),
-                    "cached": pa.array(status == "cached"),
-                    "attempts": pa.array(np.where(paid, 1, 0).astype(np.int32)),
-                    "http_status": pa.array(np.where(status == "failed", 500, 200).astype(np.int32)),
-                    "latency_s": pa.array(latency),
-                    "cost_usd": pa.array(np.where(paid, 0.05, 0.0)),
-                    "started_at": started.cast(pa.timestamp("us", tz="UTC")),
-                    "finished_at": pc.add(started, pa.array((latency * 1e6).astype("timedelta64[us]")))
-                    .cast(pa.timestamp("us", tz="UTC")),
-                    "error": pa.nulls(k, pa.string()),
-                }).cast(PROVIDER_CALLS)
+                table = pa.table(
+                    {
+                        "run_id": pa.array([run_id] * k),
+                        "asset": pa.array(["depth_maps"] * k),
+                        "image_id": pa.array([s[:16] for s in src]),
+                        "source_sha256": pa.array(src),
+                        "output_sha256": pa.array(src),  # stand-in hash of the output
+                        "output_path": pa.array(
+                            [f"catalogs/cat{c:02d}/depth_maps/{s[:16]}.png" for s in src]
+                        ),
+                        "provider": pa.array(["eachlabs"] * k),
+                        "model": pa.array(["flux-depth-pro"] * k),
+                        "model_version": pa.array(["0.0.1"] * k),
+                        "params_hash": pa.array(["0123456789abcdef"] * k),
+                        "cache_key": pa.array(src),
+                        "prediction_id": pa.array([f"pred-{run_id}-{i}" for i in range(k)]),
+                        "status": pa.array(status),
+                        "cached": pa.array(status == "cached"),
+                        "attempts": pa.array(np.where(paid, 1, 0).astype(np.int32)),
+                        "http_status": pa.array(
+                            np.where(status == "failed", 500, 200).astype(np.int32)
+                        ),
+                        "latency_s": pa.array(latency),
+                        "cost_usd": pa.array(np.where(paid, 0.05, 0.0)),
+                        "started_at": started.cast(pa.timestamp("us", tz="UTC")),
+                        "finished_at": pc.add(
+                            started, pa.array((latency * 1e6).astype("timedelta64[us]"))
+                        ).cast(pa.timestamp("us", tz="UTC")),
+                        "error": pa.nulls(k, pa.string()),
+                    }
+                ).cast(PROVIDER_CALLS)
                 rel = f"{partition_rel('provider_calls', f'cat{c:02d}', day)}/{file_name(run_id, 'depth_maps')}"
                 store.write_table(rel, table)
     return files
@@ -112,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--limit", type=float, default=1.0, help="seconds allowed for the faster engine")
+    ap.add_argument(
+        "--limit", type=float, default=1.0, help="seconds allowed for the faster engine"
+    )
     args = ap.parse_args(argv)
     import duckdb
 
@@ -120,16 +130,20 @@ def main(argv: list[str] | None = None) -> int:
         store = Storage(tmp)
         t0 = time.perf_counter()
         files = generate(store, args.rows)
-        print(f"generated {args.rows:,} provider_calls rows in {files} files "
-              f"({CATALOGS} catalogs x {DAYS} days x {RUNS_PER_PARTITION} runs) "
-              f"in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"generated {args.rows:,} provider_calls rows in {files} files "
+            f"({CATALOGS} catalogs x {DAYS} days x {RUNS_PER_PARTITION} runs) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         base = Path(tmp) / "tables/lineage/provider_calls"
         con = duckdb.connect()
-        sql = (f"SELECT catalog, date, count(*) AS calls, "
-               f"count(*) FILTER (WHERE NOT cached AND status <> 'skipped_budget') AS paid_calls, "
-               f"count(*) FILTER (WHERE cached) AS cached, sum(cost_usd) AS cost_usd "
-               f"FROM read_parquet('{base}/*/*/*.parquet', hive_partitioning=true) "
-               f"GROUP BY ALL ORDER BY ALL")
+        sql = (
+            f"SELECT catalog, date, count(*) AS calls, "
+            f"count(*) FILTER (WHERE NOT cached AND status <> 'skipped_budget') AS paid_calls, "
+            f"count(*) FILTER (WHERE cached) AS cached, sum(cost_usd) AS cost_usd "
+            f"FROM read_parquet('{base}/*/*/*.parquet', hive_partitioning=true) "
+            f"GROUP BY ALL ORDER BY ALL"
+        )
 
         def arrow() -> pa.Table:
             return queries.calls_by_catalog_day(queries.dataset(store, "provider_calls"))
@@ -142,20 +156,26 @@ def main(argv: list[str] | None = None) -> int:
             if label == "after compaction":
                 t0 = time.perf_counter()
                 compact(store, include_today=True)
-                print(f"compact: {files} files -> {CATALOGS * DAYS} in {time.perf_counter() - t0:.1f} s")
+                print(
+                    f"compact: {files} files -> {CATALOGS * DAYS} in {time.perf_counter() - t0:.1f} s"
+                )
             ta, out_a = time_it(arrow, args.repeat)
             td, out_d = time_it(duck, args.repeat)
             assert out_a.num_rows == CATALOGS * DAYS == len(out_d)
             assert sum(out_a["calls"].to_pylist()) == args.rows == sum(r[2] for r in out_d)
             assert abs(sum(out_a["cost_usd"].to_pylist()) - sum(r[5] for r in out_d)) < 1e-6
             results[label] = (ta, td)
-            print(f"{label:18s} pyarrow.dataset {ta * 1000:7.1f} ms   DuckDB {td * 1000:7.1f} ms "
-                  f"(median of {args.repeat}; {CATALOGS * DAYS} groups, {args.rows:,} rows)")
+            print(
+                f"{label:18s} pyarrow.dataset {ta * 1000:7.1f} ms   DuckDB {td * 1000:7.1f} ms "
+                f"(median of {args.repeat}; {CATALOGS * DAYS} groups, {args.rows:,} rows)"
+            )
     best = min(min(v) for v in results.values())
     worst_best = max(min(v) for v in results.values())
-    print(f"result: aggregating {args.rows:,} rows by catalog and day takes at most "
-          f"{worst_best * 1000:.0f} ms with the faster engine (best {best * 1000:.0f} ms); "
-          f"limit {args.limit * 1000:.0f} ms")
+    print(
+        f"result: aggregating {args.rows:,} rows by catalog and day takes at most "
+        f"{worst_best * 1000:.0f} ms with the faster engine (best {best * 1000:.0f} ms); "
+        f"limit {args.limit * 1000:.0f} ms"
+    )
     return 0 if worst_best <= args.limit else 1
 
 

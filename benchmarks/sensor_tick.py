@@ -38,18 +38,23 @@ REPEAT = 3
 def write_config(root: Path, source_yaml: str) -> Path:
     cfg = root / "cfg"
     (cfg / "catalogs").mkdir(parents=True, exist_ok=True)
-    (cfg / "catalogs" / "bench.yml").write_text(textwrap.dedent(f"""
+    (cfg / "catalogs" / "bench.yml").write_text(
+        textwrap.dedent(f"""
         catalogs:
           - name: bench
             source: {source_yaml}
             upload_sensor: {{settle_seconds: 30, first_tick_max_files: 1000}}
-    """))
+    """)
+    )
     return cfg
 
 
 def tick(sensor, cfg: Path, instance, cursor: str | None) -> tuple[dg.SensorResult, float]:
-    ctx = dg.build_sensor_context(cursor=cursor, instance=instance,
-                                  resources={"catalogs": CatalogsResource(config_dir=str(cfg))})
+    ctx = dg.build_sensor_context(
+        cursor=cursor,
+        instance=instance,
+        resources={"catalogs": CatalogsResource(config_dir=str(cfg))},
+    )
     t0 = time.perf_counter()
     result = sensor(ctx)
     return result, time.perf_counter() - t0
@@ -71,11 +76,15 @@ def measure(cfg: Path, add_new) -> dict:
     for _ in range(REPEAT):  # same previous cursor each time: the same decision, re-measured
         result, seconds = tick(sensor, cfg, instance, baseline.cursor)
         assert len(result.run_requests) == 1
-        assert result.run_requests[0].tags["flux_depth/new_objects"] == str(NEW), result.run_requests[0].tags
+        assert result.run_requests[0].tags["flux_depth/new_objects"] == str(NEW), (
+            result.run_requests[0].tags
+        )
         times.append(seconds)
     return {
-        "objects": listed, "new": NEW,
-        "first_tick_s": round(first_s, 3), "nothing_new_tick_s": round(same_s, 3),
+        "objects": listed,
+        "new": NEW,
+        "first_tick_s": round(first_s, 3),
+        "nothing_new_tick_s": round(same_s, 3),
         "listing_only_s": round(list_s, 3),
         "tick_with_new_s_median": round(statistics.median(times), 3),
         "tick_with_new_s_all": [round(t, 3) for t in times],
@@ -121,27 +130,38 @@ def bench_s3(n: int, tmp: Path) -> dict:
     server.start()
     try:
         host, port = server.get_host_and_port()
-        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                          AWS_DEFAULT_REGION="us-east-1",
-                          AWS_ENDPOINT_URL_S3=f"http://{host}:{port}")
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_ENDPOINT_URL_S3=f"http://{host}:{port}",
+        )
         boto3.client("s3").create_bucket(Bucket="bench-bucket")
         backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]  # bulk load without 100k PUTs
         t0 = time.perf_counter()
         for i in range(n):
-            backend.put_object("bench-bucket", f"drop/d{i // 1000:03d}/img_{i:06d}.jpg", b"x",
-                               disable_notification=True)
+            backend.put_object(
+                "bench-bucket",
+                f"drop/d{i // 1000:03d}/img_{i:06d}.jpg",
+                b"x",
+                disable_notification=True,
+            )
         made = time.perf_counter() - t0
         time.sleep(1.1)  # LastModified has 1 s resolution: new objects land after the baseline
 
         def add_new():
             for i in range(NEW):
-                backend.put_object("bench-bucket", f"drop/new/up_{i:03d}.jpg", b"y",
-                                   disable_notification=True)
+                backend.put_object(
+                    "bench-bucket", f"drop/new/up_{i:03d}.jpg", b"y", disable_notification=True
+                )
 
         # settle_seconds would hold objects this fresh; the S3 run measures listing + diff.
         cfg = write_config(tmp / "s3", "{type: s3_prefix, bucket: bench-bucket, prefix: drop}")
-        text = (cfg / "catalogs" / "bench.yml").read_text().replace("settle_seconds: 30",
-                                                                    "settle_seconds: 0")
+        text = (
+            (cfg / "catalogs" / "bench.yml")
+            .read_text()
+            .replace("settle_seconds: 30", "settle_seconds: 0")
+        )
         (cfg / "catalogs" / "bench.yml").write_text(text)
         out = measure(cfg, add_new)
         out["setup_s"] = round(made, 1)
@@ -162,11 +182,15 @@ def main() -> int:
             results["local_dir"] = bench_local(args.objects, Path(tmp))
         if not args.skip_s3:
             results["s3_prefix_moto"] = bench_s3(args.objects, Path(tmp))
-    print(f"{'source':<16}{'objects':>9}{'tick (new)':>12}{'listing':>10}{'nothing new':>13}"
-          f"{'cursor':>9}")
+    print(
+        f"{'source':<16}{'objects':>9}{'tick (new)':>12}{'listing':>10}{'nothing new':>13}"
+        f"{'cursor':>9}"
+    )
     for name, r in results.items():
-        print(f"{name:<16}{r['objects']:>9,}{r['tick_with_new_s_median']:>11.2f}s"
-              f"{r['listing_only_s']:>9.2f}s{r['nothing_new_tick_s']:>12.2f}s{r['cursor_bytes']:>8} B")
+        print(
+            f"{name:<16}{r['objects']:>9,}{r['tick_with_new_s_median']:>11.2f}s"
+            f"{r['listing_only_s']:>9.2f}s{r['nothing_new_tick_s']:>12.2f}s{r['cursor_bytes']:>8} B"
+        )
     print(json.dumps(results))
     local = results.get("local_dir")
     if local and local["objects"] >= 100_000 and local["tick_with_new_s_median"] > 2.0:

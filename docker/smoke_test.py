@@ -75,8 +75,9 @@ def engine_problem() -> str | None:
     """Why this machine cannot run the stack, or None when it can."""
     if shutil.which("docker") is None:
         return "no docker client on PATH"
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                          capture_output=True, text=True)
+    info = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True
+    )
     if info.returncode != 0 or not info.stdout.strip():
         return "no Docker engine answers (`docker info` failed)"
     compose = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
@@ -124,22 +125,36 @@ class Stack:
         self.url = f"http://127.0.0.1:{ui_port}"
         self.env = dict(os.environ, COMPOSE_PROJECT_NAME=PROJECT)
 
-    def compose(self, *args: str, check: bool = True, capture: bool = False,
-                timeout: float | None = None) -> subprocess.CompletedProcess:
-        command = ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", PROJECT,
-                   "--env-file", str(self.env_file), *args]
+    def compose(
+        self, *args: str, check: bool = True, capture: bool = False, timeout: float | None = None
+    ) -> subprocess.CompletedProcess:
+        command = [
+            "docker",
+            "compose",
+            "-f",
+            str(COMPOSE_FILE),
+            "-p",
+            PROJECT,
+            "--env-file",
+            str(self.env_file),
+            *args,
+        ]
         log("$ " + " ".join(command[2:]))
-        result = subprocess.run(command, env=self.env, text=True, timeout=timeout,
-                                capture_output=capture)
+        result = subprocess.run(
+            command, env=self.env, text=True, timeout=timeout, capture_output=capture
+        )
         if check and result.returncode != 0:
-            raise SmokeFailure(f"`docker compose {' '.join(args)}` exited {result.returncode}"
-                               + (f": {result.stderr[-2000:]}" if capture else ""))
+            raise SmokeFailure(
+                f"`docker compose {' '.join(args)}` exited {result.returncode}"
+                + (f": {result.stderr[-2000:]}" if capture else "")
+            )
         return result
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=15) as response:
             payload = json.loads(response.read())
         if payload.get("errors"):
@@ -171,13 +186,18 @@ class Stack:
 
     def has_demo_partition(self) -> bool:
         node = self.graphql(PARTITIONS_QUERY)["assetNodeOrError"]
-        keys = [k for dim in node.get("partitionKeysByDimension") or [] for k in dim["partitionKeys"]]
+        keys = [
+            k for dim in node.get("partitionKeysByDimension") or [] for k in dim["partitionKeys"]
+        ]
         return "demo" in keys
 
     def launch_demo_run(self) -> str:
         params = {
-            "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
-                         "jobName": "catalog_job"},
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": "__repository__",
+                "jobName": "catalog_job",
+            },
             "runConfigData": {},
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo"}]},
         }
@@ -190,10 +210,22 @@ class Stack:
         return self.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]["status"]
 
     def bucket_objects(self, prefix: str) -> list[str]:
-        script = ('mc alias set local http://minio:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" '
-                  f'>/dev/null && mc ls --recursive "local/$BUCKET/{prefix}"')
-        result = self.compose("run", "--rm", "--no-deps", "--entrypoint", "/bin/sh", "minio_init",
-                              "-c", script, capture=True, check=False)
+        script = (
+            'mc alias set local http://minio:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" '
+            f'>/dev/null && mc ls --recursive "local/$BUCKET/{prefix}"'
+        )
+        result = self.compose(
+            "run",
+            "--rm",
+            "--no-deps",
+            "--entrypoint",
+            "/bin/sh",
+            "minio_init",
+            "-c",
+            script,
+            capture=True,
+            check=False,
+        )
         return [line.split()[-1] for line in result.stdout.splitlines() if line.strip()]
 
     def dump_logs(self) -> None:
@@ -204,8 +236,19 @@ class Stack:
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", check=False, timeout=300)
         # Run containers are started by the daemon, not by compose: remove them by label.
-        listed = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.flux-depth.role=run",
-                                 "--filter", f"network={NETWORK}"], capture_output=True, text=True)
+        listed = subprocess.run(
+            [
+                "docker",
+                "ps",
+                "-aq",
+                "--filter",
+                "label=com.flux-depth.role=run",
+                "--filter",
+                f"network={NETWORK}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         ids = listed.stdout.split()
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
@@ -223,14 +266,22 @@ def run_smoke(keep: bool, timeout: float) -> None:
             stack.compose("build", timeout=timeout)
             # Some compose releases report the finished one-shot `minio_init` as a failure of
             # `--wait`; the health of what matters is checked right after, so only warn here.
-            up = stack.compose("up", "--detach", "--wait", "--wait-timeout", str(int(timeout)),
-                               timeout=timeout + 60, check=False)
+            up = stack.compose(
+                "up",
+                "--detach",
+                "--wait",
+                "--wait-timeout",
+                str(int(timeout)),
+                timeout=timeout + 60,
+                check=False,
+            )
             if up.returncode != 0:
                 log(f"`up --wait` exited {up.returncode}; checking the services directly")
             stack.wait_for("the code location to load over gRPC", stack.location_loaded, 300)
             log(f"stack up after {time.monotonic() - started:.0f}s; UI at {stack.url}")
-            stack.wait_for("catalog_registry_sensor to add the demo partition",
-                           stack.has_demo_partition, 180)
+            stack.wait_for(
+                "catalog_registry_sensor to add the demo partition", stack.has_demo_partition, 180
+            )
             run_id = stack.launch_demo_run()
             log(f"launched run {run_id}; waiting for the daemon to dequeue and launch it")
 
@@ -241,19 +292,26 @@ def run_smoke(keep: bool, timeout: float) -> None:
             status = stack.wait_for(f"run {run_id} to finish", finished, timeout, interval=5)
             if status != "SUCCESS":
                 raise SmokeFailure(f"run {run_id} ended {status}")
-            pngs = [o for o in stack.bucket_objects("data/catalogs/demo/depth_maps/")
-                    if o.endswith(".png")]
+            pngs = [
+                o
+                for o in stack.bucket_objects("data/catalogs/demo/depth_maps/")
+                if o.endswith(".png")
+            ]
             if len(pngs) < 6:
                 raise SmokeFailure(f"expected 6 depth maps in the bucket, found {pngs}")
-            log(f"PASSED in {time.monotonic() - started:.0f}s: run {run_id} succeeded in its own "
-                f"container; {len(pngs)} depth maps in s3://flux-depth-smoke/data/")
+            log(
+                f"PASSED in {time.monotonic() - started:.0f}s: run {run_id} succeeded in its own "
+                f"container; {len(pngs)} depth maps in s3://flux-depth-smoke/data/"
+            )
             ok = True
         finally:
             if not ok:
                 stack.dump_logs()
             if keep:
-                log(f"--keep: stack left running at {stack.url}; stop it with "
-                    f"`docker compose -p {PROJECT} -f {COMPOSE_FILE} down -v`")
+                log(
+                    f"--keep: stack left running at {stack.url}; stop it with "
+                    f"`docker compose -p {PROJECT} -f {COMPOSE_FILE} down -v`"
+                )
                 # The env file is in a temp dir that is about to go: keep a copy for `down`.
                 kept = Path(tempfile.gettempdir()) / f"{PROJECT}.env"
                 shutil.copy(stack.env_file, kept)
@@ -265,8 +323,12 @@ def run_smoke(keep: bool, timeout: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
-    parser.add_argument("--timeout", type=float, default=900,
-                        help="seconds for the build, the health waits and the run (default 900)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900,
+        help="seconds for the build, the health waits and the run (default 900)",
+    )
     args = parser.parse_args(argv)
     problem = engine_problem()
     if problem:

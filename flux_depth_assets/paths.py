@@ -17,8 +17,10 @@ class UnsafePathError(ValueError):
 def safe_segment(name: str) -> str:
     """Return `name` if it is one plain path segment; refuse `..`, slashes and hidden names."""
     if not _SEGMENT_RE.match(name or "") or ".." in name:
-        raise UnsafePathError(f"unsafe path segment {name!r}: only letters, digits and ._=- "
-                              "are allowed, no '..', no leading dot or slash")
+        raise UnsafePathError(
+            f"unsafe path segment {name!r}: only letters, digits and ._=- "
+            "are allowed, no '..', no leading dot or slash"
+        )
     return name
 
 

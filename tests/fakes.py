@@ -33,19 +33,32 @@ class CountingProvider(DepthProvider):
     def cache_params(self) -> dict[str, Any]:
         return {"variant": self.variant}
 
-    def predict_many(self, items: Sequence[ProviderInput],
-                     progress: ProgressFn | None = None) -> list[DepthPrediction]:
+    def predict_many(
+        self, items: Sequence[ProviderInput], progress: ProgressFn | None = None
+    ) -> list[DepthPrediction]:
         out = []
         for item in items:
             CALLS[item.image_id] += 1
             if item.image_id in self.fail_ids:
-                out.append(DepthPrediction(item.image_id, status="failed", error="fake failure",
-                                           cost_usd=self.price_usd))
+                out.append(
+                    DepthPrediction(
+                        item.image_id,
+                        status="failed",
+                        error="fake failure",
+                        cost_usd=self.price_usd,
+                    )
+                )
                 continue
             img = np.asarray(item.load_image().convert("L"), dtype=np.float32) / 255.0
             ramp = np.linspace(0, 1, img.shape[0], dtype=np.float32)[:, None]
-            out.append(DepthPrediction(item.image_id, depth=0.7 * ramp + 0.3 * img,
-                                       cost_usd=self.price_usd, prediction_id=f"fake-{item.image_id}"))
+            out.append(
+                DepthPrediction(
+                    item.image_id,
+                    depth=0.7 * ramp + 0.3 * img,
+                    cost_usd=self.price_usd,
+                    prediction_id=f"fake-{item.image_id}",
+                )
+            )
         return out
 
 

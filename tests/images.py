@@ -14,11 +14,16 @@ def photo(w: int = 96, h: int = 64, seed: int = 0) -> Image.Image:
     """A small synthetic 'scene': sky gradient, ground, and a bright object."""
     rng = np.random.default_rng(seed)
     y = np.linspace(0, 1, h)[:, None, None]
-    img = np.concatenate([np.broadcast_to(120 + 100 * (1 - y), (h, w, 1)),
-                          np.broadcast_to(140 + 60 * y, (h, w, 1)),
-                          np.broadcast_to(200 - 80 * y, (h, w, 1))], axis=2).copy()
-    img[h // 2:, :, :] = [90, 120, 60]
-    img[h // 3: 2 * h // 3, w // 3: w // 2] = [220, 40, 40]
+    img = np.concatenate(
+        [
+            np.broadcast_to(120 + 100 * (1 - y), (h, w, 1)),
+            np.broadcast_to(140 + 60 * y, (h, w, 1)),
+            np.broadcast_to(200 - 80 * y, (h, w, 1)),
+        ],
+        axis=2,
+    ).copy()
+    img[h // 2 :, :, :] = [90, 120, 60]
+    img[h // 3 : 2 * h // 3, w // 3 : w // 2] = [220, 40, 40]
     img += rng.normal(0, 3, img.shape)
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
 
@@ -81,8 +86,16 @@ def tiny_png() -> bytes:
 
 def huge_dimension_png(width: int = 100_000, height: int = 100_000) -> bytes:
     """A valid PNG header claiming huge dimensions with almost no data (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )

@@ -51,14 +51,17 @@ def make_project(tmp: Path) -> Path:
             (tmp / name / f"img{s}.jpg").write_bytes(images.jpeg(seed=s))
     cfg = tmp / "cfg"
     (cfg / "catalogs").mkdir(parents=True)
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent("""
+    (cfg / "catalogs" / "c.yml").write_text(
+        textwrap.dedent("""
         catalogs:
           - {name: a, source: {type: local_dir, path: a}}
           - {name: b, source: {type: local_dir, path: b}}
           - {name: late, source: {type: local_dir, path: late}}
-    """))
+    """)
+    )
     code = tmp / "backfill_defs.py"
-    code.write_text(textwrap.dedent(f"""
+    code.write_text(
+        textwrap.dedent(f"""
         import dagster as dg
         from flux_depth_assets.defs.build import build_definitions
         from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
@@ -72,7 +75,8 @@ def make_project(tmp: Path) -> Path:
             }}),
             dg.Definitions(executor=dg.in_process_executor),  # asset backfills: no subprocesses
         )
-    """))
+    """)
+    )
     return code
 
 
@@ -81,14 +85,19 @@ def workspace(tmp_path):
     CALLS.clear()
     code = make_project(tmp_path)
     overrides = {
-        "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher",
-                         "class": "SyncInMemoryRunLauncher"},
+        "run_launcher": {
+            "module": "dagster._core.launcher.sync_in_memory_run_launcher",
+            "class": "SyncInMemoryRunLauncher",
+        },
         **QUEUE_LIMITS,  # the documented per-catalog run queue limits, as in production
     }
     with dg.instance_for_test(overrides=overrides) as instance:
         instance.add_dynamic_partitions("catalog", ["a", "b", "late"])
-        origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(
-            python_file=str(code), attribute="defs", working_directory=str(Path.cwd())))
+        origin = InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(
+                python_file=str(code), attribute="defs", working_directory=str(Path.cwd())
+            )
+        )
         with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as wpc:
             yield tmp_path, instance, wpc
 
@@ -128,20 +137,31 @@ def depth_cost(instance, run_id: str) -> float:
 
 def test_job_backfill_from_the_ui_pays_once_and_relaunches_after_failure(workspace):
     tmp, instance, wpc = workspace
-    selector = {"partitionSetName": "catalog_job_partition_set",
-                "repositorySelector": infer_repository_selector(wpc.create_request_context())}
-    everything = {"selector": selector, "partitionNames": ["a", "b", "late"],
-                  "forceSynchronousSubmission": True}
+    selector = {
+        "partitionSetName": "catalog_job_partition_set",
+        "repositorySelector": infer_repository_selector(wpc.create_request_context()),
+    }
+    everything = {
+        "selector": selector,
+        "partitionNames": ["a", "b", "late"],
+        "forceSynchronousSubmission": True,
+    }
 
     # 1. Backfill three catalogs: `late` has no folder yet, so its run fails; a and b succeed.
     first = launch(wpc, **everything)
     runs = runs_of(instance, first["backfillId"])
     assert {k: r.status for k, r in runs.items()} == {
-        "a": DagsterRunStatus.SUCCESS, "b": DagsterRunStatus.SUCCESS, "late": DagsterRunStatus.FAILURE}
+        "a": DagsterRunStatus.SUCCESS,
+        "b": DagsterRunStatus.SUCCESS,
+        "late": DagsterRunStatus.FAILURE,
+    }
     assert all(r.tags[CATALOG_TAG] == k for k, r in runs.items())  # the queue limit keys on this
-    assert len(CALLS) == 4 and set(CALLS.values()) == {1}  # 4 distinct photos, img3 shared: paid once
-    assert depth_cost(instance, runs["a"].run_id) + depth_cost(instance, runs["b"].run_id) \
-        == pytest.approx(4 * PRICE)
+    assert len(CALLS) == 4 and set(CALLS.values()) == {
+        1
+    }  # 4 distinct photos, img3 shared: paid once
+    assert depth_cost(instance, runs["a"].run_id) + depth_cost(
+        instance, runs["b"].run_id
+    ) == pytest.approx(4 * PRICE)
 
     # 2. The data arrives; re-launch from failure: only `late` runs, and only its new photo is paid.
     (tmp / "late").mkdir()
@@ -161,15 +181,20 @@ def test_job_backfill_from_the_ui_pays_once_and_relaunches_after_failure(workspa
     assert sum(depth_cost(instance, r.run_id) for r in again.values()) == 0
 
 
-@pytest.mark.filterwarnings("ignore:Function `AssetSelection.sources` is deprecated")  # dagster-internal
+@pytest.mark.filterwarnings(
+    "ignore:Function `AssetSelection.sources` is deprecated"
+)  # dagster-internal
 def test_asset_backfill_from_the_asset_graph(workspace):
     """The other UI path: select assets and catalog partitions; the daemon submits the runs."""
     from dagster._core.execution.backfill import BulkActionStatus
     from dagster._daemon.backfill import execute_backfill_iteration
 
     _tmp, instance, wpc = workspace
-    data = launch(wpc, assetSelection=[{"path": ["source_images"]}, {"path": ["depth_maps"]}],
-                  partitionNames=["a", "b"])
+    data = launch(
+        wpc,
+        assetSelection=[{"path": ["source_images"]}, {"path": ["depth_maps"]}],
+        partitionNames=["a", "b"],
+    )
     logger = logging.getLogger("test_backfill")
     for _ in range(10):
         list(execute_backfill_iteration(wpc, logger))

@@ -23,9 +23,9 @@ MARKER = "<!-- dagster.yaml: run queue"
 def documented_queue_limits() -> dict:
     """The dagster.yaml block the docs tell people to use, so docs and test cannot drift."""
     text = DOC.read_text()
-    block = text[text.index(MARKER):]
-    block = block[block.index("```yaml") + len("```yaml"):]
-    return yaml.safe_load(block[:block.index("```")])
+    block = text[text.index(MARKER) :]
+    block = block[block.index("```yaml") + len("```yaml") :]
+    return yaml.safe_load(block[: block.index("```")])
 
 
 # At most one run per catalog at a time, keyed on Dagster's own `dagster/partition` tag (= the
@@ -36,8 +36,9 @@ QUEUE_LIMITS = documented_queue_limits()
 def test_documented_limits_key_on_the_catalog_tag():
     limits = QUEUE_LIMITS["concurrency"]["runs"]["tag_concurrency_limits"]
     assert [lim["key"] for lim in limits] == ["dagster/partition"]
-    assert all(lim["limit"] == 1 and lim["value"] == {"applyLimitPerUniqueValue": True}
-               for lim in limits)
+    assert all(
+        lim["limit"] == 1 and lim["value"] == {"applyLimitPerUniqueValue": True} for lim in limits
+    )
 
 
 def test_run_queue_allows_one_run_per_catalog(tmp_path):
@@ -53,17 +54,28 @@ def test_run_queue_allows_one_run_per_catalog(tmp_path):
         QueuedRunCoordinatorDaemon,
     )
 
-    overrides = {**QUEUE_LIMITS,
-                 "run_launcher": {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}}
+    overrides = {
+        **QUEUE_LIMITS,
+        "run_launcher": {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"},
+    }
     with dg.instance_for_test(overrides=overrides) as instance:
         assert isinstance(instance.run_launcher, MockedRunLauncher)
-        origin = RemoteJobOrigin(RemoteRepositoryOrigin(
-            RegisteredCodeLocationOrigin("flux_depth_assets"), "__repository__"), "catalog_job")
+        origin = RemoteJobOrigin(
+            RemoteRepositoryOrigin(
+                RegisteredCodeLocationOrigin("flux_depth_assets"), "__repository__"
+            ),
+            "catalog_job",
+        )
         runs = {}
         for name, catalog in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("other", None)]:
             tags = {"dagster/partition": catalog} if catalog else {}
-            runs[name] = create_run_for_test(instance, job_name="catalog_job", tags=tags,
-                                             status=DagsterRunStatus.QUEUED, remote_job_origin=origin)
+            runs[name] = create_run_for_test(
+                instance,
+                job_name="catalog_job",
+                tags=tags,
+                status=DagsterRunStatus.QUEUED,
+                remote_job_origin=origin,
+            )
         with WorkspaceProcessContext(instance, EmptyWorkspaceTarget()) as wpc:
             daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
 
@@ -84,10 +96,12 @@ def catalog_config(tmp_path, demo_dir):
     shutil.copytree(demo_dir, tmp_path / "photos")
     cfg = tmp_path / "cfg"
     (cfg / "catalogs").mkdir(parents=True)
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent("""
+    (cfg / "catalogs" / "c.yml").write_text(
+        textwrap.dedent("""
         catalogs:
           - {name: shop, source: {type: local_dir, path: photos}}
-    """))
+    """)
+    )
     return cfg
 
 
@@ -102,8 +116,14 @@ def test_two_runs_of_one_catalog_at_once_leave_consistent_storage(tmp_path, demo
     def run():
         with dg.DagsterInstance.ephemeral() as instance:  # disposed in the thread that made it
             barrier.wait()
-            outcomes.append(materialize_catalog("shop", config_dir=cfg, instance=instance,
-                                                assets=["source_images", "depth_maps"]))
+            outcomes.append(
+                materialize_catalog(
+                    "shop",
+                    config_dir=cfg,
+                    instance=instance,
+                    assets=["source_images", "depth_maps"],
+                )
+            )
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
@@ -121,6 +141,10 @@ def test_two_runs_of_one_catalog_at_once_leave_consistent_storage(tmp_path, demo
     for row in depth:
         assert (home / row["depth_path"]).read_bytes().startswith(b"\x89PNG")
     # A third run sees a complete cache: it pays for nothing.
-    third = materialize_catalog("shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(),
-                                assets=["source_images", "depth_maps"])
+    third = materialize_catalog(
+        "shop",
+        config_dir=cfg,
+        instance=dg.DagsterInstance.ephemeral(),
+        assets=["source_images", "depth_maps"],
+    )
     assert third.success and third.materialized["depth_maps"]["new"] == 0

@@ -35,8 +35,10 @@ def write_stats(store: Storage, rows: list[dict], catalog: str = "c") -> None:
 
 
 def write_sources(store: Storage, statuses: list[str], catalog: str = "c") -> None:
-    rows = [{"image_id": f"i{n}", "status": s, "reason": "bad magic: x" if s == "rejected" else None}
-            for n, s in enumerate(statuses)]
+    rows = [
+        {"image_id": f"i{n}", "status": s, "reason": "bad magic: x" if s == "rejected" else None}
+        for n, s in enumerate(statuses)
+    ]
     store.write_partition("source_images", catalog, pa.Table.from_pylist(rows))
 
 
@@ -48,13 +50,20 @@ STATS = [
 ]
 
 
-@pytest.mark.parametrize("entry, passed, text", [
-    ({"valid_depth_ratio": {"min": 0.95}}, False, "1 of 3 images have valid_fraction < 0.95"),
-    ({"valid_depth_ratio": {"min": 0.8}}, True, "all 3 images have valid_fraction ≥ 0.8"),
-    ({"valid_depth_ratio": {"min": 0.9, "aggregate": "mean"}}, True, "mean valid_fraction 0.923 ≥ 0.9"),
-    ({"depth_range": {"p99_minus_p1_min": 0.2}}, False, "1 of 3 images have p99 - p1 < 0.2"),
-    ({"depth_range": {"p99_minus_p1_min": 0.05}}, True, "all 3 images"),
-])
+@pytest.mark.parametrize(
+    "entry, passed, text",
+    [
+        ({"valid_depth_ratio": {"min": 0.95}}, False, "1 of 3 images have valid_fraction < 0.95"),
+        ({"valid_depth_ratio": {"min": 0.8}}, True, "all 3 images have valid_fraction ≥ 0.8"),
+        (
+            {"valid_depth_ratio": {"min": 0.9, "aggregate": "mean"}},
+            True,
+            "mean valid_fraction 0.923 ≥ 0.9",
+        ),
+        ({"depth_range": {"p99_minus_p1_min": 0.2}}, False, "1 of 3 images have p99 - p1 < 0.2"),
+        ({"depth_range": {"p99_minus_p1_min": 0.05}}, True, "all 3 images"),
+    ],
+)
 def test_depth_stats_tests(store, entry, passed, text):
     write_stats(store, STATS)
     outcome = run_test(declared(entry), store, "c")
@@ -71,8 +80,13 @@ def test_depth_stats_read_defensively(store):
     assert not no_col.passed and "depth_stats has no valid_fraction column" in no_col.description
     no_cols = run_test(declared({"depth_range": {"p99_minus_p1_min": 0.1}}), store, "c")
     assert not no_cols.passed and "depth_stats has no p99 column" in no_cols.description
-    write_stats(store, [{"image_id": "a", "status": "failed", "valid_fraction": None},
-                        {"image_id": "b", "status": "skipped_no_depth", "valid_fraction": 1.0}])
+    write_stats(
+        store,
+        [
+            {"image_id": "a", "status": "failed", "valid_fraction": None},
+            {"image_id": "b", "status": "skipped_no_depth", "valid_fraction": 1.0},
+        ],
+    )
     empty = run_test(declared({"valid_depth_ratio": {"min": 0.5}}), store, "c")
     assert not empty.passed and "no image has a valid_fraction value" in empty.description
 
@@ -92,11 +106,14 @@ def config(tmp_path, tests_yaml: str, other_tests: str = "[]"):
         d = tmp_path / name
         d.mkdir(exist_ok=True)
         for seed in range(3):
-            (d / f"p{seed}.jpg").write_bytes(images.jpeg(seed=seed + (10 if name == "other" else 0)))
+            (d / f"p{seed}.jpg").write_bytes(
+                images.jpeg(seed=seed + (10 if name == "other" else 0))
+            )
     (tmp_path / "shop" / "broken.jpg").write_bytes(images.truncated_jpeg())
     cfg = tmp_path / "cfg"
     (cfg / "catalogs").mkdir(parents=True, exist_ok=True)
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent(f"""
+    (cfg / "catalogs" / "c.yml").write_text(
+        textwrap.dedent(f"""
         catalogs:
           - name: shop
             source: {{type: local_dir, path: shop}}
@@ -105,7 +122,8 @@ def config(tmp_path, tests_yaml: str, other_tests: str = "[]"):
           - name: other
             source: {{type: local_dir, path: other}}
             tests: {other_tests}
-    """))
+    """)
+    )
     return cfg
 
 
@@ -122,26 +140,36 @@ def test_unknown_test_and_bad_arguments_fail_validation_with_file_and_field(tmp_
 
 
 def test_checks_are_built_per_declared_test_on_the_asset_they_read(tmp_path):
-    cfg = config(tmp_path, "[{valid_depth_ratio: {min: 0.9}}, {max_rejected_ratio: {max: 0.1}}]",
-                 "[{max_rejected_ratio: {max: 0.5, severity: warn}}]")
+    cfg = config(
+        tmp_path,
+        "[{valid_depth_ratio: {min: 0.9}}, {max_rejected_ratio: {max: 0.1}}]",
+        "[{max_rejected_ratio: {max: 0.5, severity: warn}}]",
+    )
     catalogs = list(load_project(cfg).catalogs.values())
     checks = build_declarative_checks(catalogs)
     specs = {(s.asset_key.to_user_string(), s.name): s for c in checks for s in c.check_specs}
-    assert set(specs) == {("depth_stats", "valid_depth_ratio"), ("source_images", "max_rejected_ratio")}
+    assert set(specs) == {
+        ("depth_stats", "valid_depth_ratio"),
+        ("source_images", "max_rejected_ratio"),
+    }
     assert specs[("source_images", "max_rejected_ratio")].metadata["declared_by"] == "shop, other"
     assert "shop:" in specs[("depth_stats", "valid_depth_ratio")].description
 
 
 def test_checks_run_with_the_catalogs_partition_and_arguments(tmp_path):
-    cfg = config(tmp_path,
-                 "[{max_rejected_ratio: {max: 0.1}}, {min_images: {min: 3}}, "
-                 "{valid_depth_ratio: {min: 0.5}}, {depth_range: {p99_minus_p1_min: 0.01}}]",
-                 "[{max_rejected_ratio: {max: 0.5, severity: warn}}]")
-    defs = build_definitions({
-        "catalogs": CatalogsResource(config_dir=str(cfg)),
-        "storage": StorageResource(root=str(tmp_path / "home")),
-        "depth_provider": CountingProviderResource(),
-    })
+    cfg = config(
+        tmp_path,
+        "[{max_rejected_ratio: {max: 0.1}}, {min_images: {min: 3}}, "
+        "{valid_depth_ratio: {min: 0.5}}, {depth_range: {p99_minus_p1_min: 0.01}}]",
+        "[{max_rejected_ratio: {max: 0.5, severity: warn}}]",
+    )
+    defs = build_definitions(
+        {
+            "catalogs": CatalogsResource(config_dir=str(cfg)),
+            "storage": StorageResource(root=str(tmp_path / "home")),
+            "depth_provider": CountingProviderResource(),
+        }
+    )
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("catalog", ["shop", "other"])
     job = defs.resolve_job_def("catalog_job")

@@ -139,6 +139,7 @@ def test_benchmark_runs_on_a_scene_folder(tmp_path, capsys, monkeypatch):
     spec = importlib.util.spec_from_file_location("depth_quality_bench", path)
     bench = importlib.util.module_from_spec(spec)
     import sys
+
     monkeypatch.setitem(sys.modules, spec.name, bench)  # dataclasses look their module up there
     spec.loader.exec_module(bench)
 
@@ -154,6 +155,7 @@ def test_benchmark_runs_on_a_scene_folder(tmp_path, capsys, monkeypatch):
     text = capsys.readouterr().out
     assert "| ramp_a |" in text and "| **average** |" in text and "leave-one-scene-out" in text
     import json
+
     figures = json.loads(out_json.read_text())
     # On a pure vertical ramp the vertical baseline is perfect and the constant one is not.
     assert figures["scores"]["vertical"]["ramp_a"]["delta1"] == 1.0

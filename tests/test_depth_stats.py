@@ -33,7 +33,8 @@ def test_near_far_ratio_uses_the_providers_scale():
     assert row["near_far_ratio"] == pytest.approx(p99 / p1, rel=1e-5)
     # without the provider's scale the stored values are used; where p1 is 0 there is no ratio
     assert depth_statistics(near)["near_far_ratio"] == pytest.approx(
-        np.percentile(near, 99) / np.percentile(near, 1), rel=1e-5)
+        np.percentile(near, 99) / np.percentile(near, 1), rel=1e-5
+    )
     near[:, :5] = 0.0
     assert depth_statistics(near)["near_far_ratio"] is None
 
@@ -57,13 +58,18 @@ def test_mean_tilt_of_a_plane_and_of_a_flat_map():
     assert depth_statistics(np.full((8, 8), 0.3, np.float32))["mean_tilt_deg"] == pytest.approx(0.0)
     # precomputed normals are used as given
     n = normals_from_depth(0.5 * u, strength=1.0)
-    assert depth_statistics(0.5 * u, n)["mean_tilt_deg"] == pytest.approx(math.degrees(math.atan(0.5)), abs=0.01)
+    assert depth_statistics(0.5 * u, n)["mean_tilt_deg"] == pytest.approx(
+        math.degrees(math.atan(0.5)), abs=0.01
+    )
 
 
 def test_all_invalid_map_gives_nulls_not_errors():
     row = depth_statistics(np.full((4, 4), np.nan, np.float32))
     assert row["valid_fraction"] == 0.0
-    assert all(row[k] is None for k in (*PERCENTILE_KEYS, "near_far_ratio", "edge_density", "mean_tilt_deg"))
+    assert all(
+        row[k] is None
+        for k in (*PERCENTILE_KEYS, "near_far_ratio", "edge_density", "mean_tilt_deg")
+    )
 
 
 def test_shape_checks():

@@ -63,34 +63,51 @@ def make_catalog(tmp_path: Path, n: int = 3, models: str = "") -> Path:
     return shop_catalog(tmp_path, n, models)
 
 
-def run(tmp_path: Path, cfg: Path, instance: dg.DagsterInstance | None = None,
-        provider: CountingProviderResource | None = None) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
+def run(
+    tmp_path: Path,
+    cfg: Path,
+    instance: dg.DagsterInstance | None = None,
+    provider: CountingProviderResource | None = None,
+) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
     """`materialize()` the spine, the derived assets and their checks for partition `shop`."""
     instance = instance or dg.DagsterInstance.ephemeral()
     if not instance.has_dynamic_partition(CATALOG_PARTITION_NAME, "shop"):
         instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, ["shop"])
     result = dg.materialize(
         [source_images, depth_maps, *DERIVED_ASSETS, *DERIVED_CHECKS],
-        partition_key="shop", instance=instance, raise_on_error=False,
-        resources={"storage": StorageResource(root=str(tmp_path / "home")),
-                   "catalogs": CatalogsResource(config_dir=str(cfg)),
-                   "depth_provider": provider or CountingProviderResource(),
-                   "compute": ComputeResource()})
+        partition_key="shop",
+        instance=instance,
+        raise_on_error=False,
+        resources={
+            "storage": StorageResource(root=str(tmp_path / "home")),
+            "catalogs": CatalogsResource(config_dir=str(cfg)),
+            "depth_provider": provider or CountingProviderResource(),
+            "compute": ComputeResource(),
+        },
+    )
     return result, instance
 
 
 def meta(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    [ev] = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key.to_user_string() == asset]
+    [ev] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == asset
+    ]
     return {k: v.value for k, v in ev.materialization.metadata.items()}
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
-    return {(e.asset_check_key.asset_key.to_user_string(), e.asset_check_key.name): e
-            for e in result.get_asset_check_evaluations()}
+    return {
+        (e.asset_check_key.asset_key.to_user_string(), e.asset_check_key.name): e
+        for e in result.get_asset_check_evaluations()
+    }
 
 
 def table(tmp_path: Path, asset: str) -> list[dict]:
-    return pq.read_table(tmp_path / "home" / f"tables/{asset}/catalog=shop/part-0.parquet").to_pylist()
+    return pq.read_table(
+        tmp_path / "home" / f"tables/{asset}/catalog=shop/part-0.parquet"
+    ).to_pylist()
 
 
 def store(tmp_path: Path) -> Storage:
@@ -123,11 +140,19 @@ def test_every_image_gets_normals_sprites_and_stats_and_every_check_passes(tmp_p
     depth = {r["image_id"]: r for r in table(tmp_path, "depth_maps")}
     for r in table(tmp_path, SPRITES_ASSET):
         folder = home / "catalogs/shop/parallax_sprites" / r["image_id"]
-        assert r["status"] == "succeeded" and r["sprite_dir"] == f"catalogs/shop/parallax_sprites/{r['image_id']}"
+        assert (
+            r["status"] == "succeeded"
+            and r["sprite_dir"] == f"catalogs/shop/parallax_sprites/{r['image_id']}"
+        )
         assert sorted(p.name for p in folder.iterdir()) == sorted(
-            [f"layer_{k}.png" for k in range(5)] + ["manifest.json", "preview.webp"])
+            [f"layer_{k}.png" for k in range(5)] + ["manifest.json", "preview.webp"]
+        )
         manifest = json.loads((folder / "manifest.json").read_text())
-        assert manifest["depth"]["sha256"] == depth[r["image_id"]]["output_sha256"] == r["depth_sha256"]
+        assert (
+            manifest["depth"]["sha256"]
+            == depth[r["image_id"]]["output_sha256"]
+            == r["depth_sha256"]
+        )
         assert manifest["image"] == {"id": r["image_id"], "width": 96, "height": 64}
         back = recompose(manifest, lambda name, folder=folder: (folder / name).read_bytes())
         with Image.open(home / src[r["image_id"]]["normalized_path"]) as im:
@@ -151,9 +176,14 @@ def test_every_image_gets_normals_sprites_and_stats_and_every_check_passes(tmp_p
     assert meta(result, SPRITES_ASSET)["preview_path"].endswith("preview.webp")
 
     evals = checks(result)
-    assert set(evals) - {(a, "failure_ratio") for a in ("source_images", "depth_maps", *DERIVED)} \
-        == {(NORMALS_ASSET, "unit_normals"), (SPRITES_ASSET, "recomposition_psnr"),
-            (SPRITES_ASSET, "no_unfilled_pixels"), *((a, "outputs_complete") for a in DERIVED)}
+    assert set(evals) - {
+        (a, "failure_ratio") for a in ("source_images", "depth_maps", *DERIVED)
+    } == {
+        (NORMALS_ASSET, "unit_normals"),
+        (SPRITES_ASSET, "recomposition_psnr"),
+        (SPRITES_ASSET, "no_unfilled_pixels"),
+        *((a, "outputs_complete") for a in DERIVED),
+    }
     assert all(e.passed for e in evals.values()), {k: e.description for k, e in evals.items()}
 
 
@@ -165,8 +195,10 @@ def test_rerun_recomputes_nothing_and_changed_settings_redo_only_their_asset(tmp
     first, instance = run(tmp_path, cfg)
     assert first.success
     home = tmp_path / "home"
-    normal_files = {r["image_id"]: (home / r["normal_path"]).stat().st_mtime_ns
-                    for r in table(tmp_path, NORMALS_ASSET)}
+    normal_files = {
+        r["image_id"]: (home / r["normal_path"]).stat().st_mtime_ns
+        for r in table(tmp_path, NORMALS_ASSET)
+    }
 
     second, _ = run(tmp_path, cfg, instance)
     assert second.success
@@ -174,11 +206,15 @@ def test_rerun_recomputes_nothing_and_changed_settings_redo_only_their_asset(tmp
         m = meta(second, asset)
         assert (m["new"], m["cached"]) == (0, 2), asset
         assert all(r["status"] == "cached" for r in table(tmp_path, asset))
-    assert {r["image_id"]: (home / r["normal_path"]).stat().st_mtime_ns
-            for r in table(tmp_path, NORMALS_ASSET)} == normal_files
+    assert {
+        r["image_id"]: (home / r["normal_path"]).stat().st_mtime_ns
+        for r in table(tmp_path, NORMALS_ASSET)
+    } == normal_files
 
     # a new normal-map strength: normals and stats (their tilt) are redone, sprites are not
-    write_config(tmp_path, "    models: {normal_maps: {strength: 3.0, convention: directx, bit_depth: 16}}\n")
+    write_config(
+        tmp_path, "    models: {normal_maps: {strength: 3.0, convention: directx, bit_depth: 16}}\n"
+    )
     third, _ = run(tmp_path, cfg, instance)
     assert third.success
     assert meta(third, NORMALS_ASSET)["new"] == 2 and meta(third, STATS_ASSET)["new"] == 2
@@ -209,13 +245,21 @@ def test_a_changed_depth_map_redoes_the_derived_outputs(tmp_path):
 def test_sprite_settings_change_replaces_the_folder_contents(tmp_path):
     cfg = make_catalog(tmp_path, n=1)
     _first, instance = run(tmp_path, cfg)
-    write_config(tmp_path, "    models: {parallax_sprites: {layers: 3, preview_format: gif, preview_frames: 24}}\n")
+    write_config(
+        tmp_path,
+        "    models: {parallax_sprites: {layers: 3, preview_format: gif, preview_frames: 24}}\n",
+    )
     second, _ = run(tmp_path, cfg, instance)
     assert second.success and meta(second, SPRITES_ASSET)["new"] == 1
     [row] = table(tmp_path, SPRITES_ASSET)
     folder = tmp_path / "home" / row["sprite_dir"]
     assert sorted(p.name for p in folder.iterdir()) == [
-        "layer_0.png", "layer_1.png", "layer_2.png", "manifest.json", "preview.gif"]
+        "layer_0.png",
+        "layer_1.png",
+        "layer_2.png",
+        "manifest.json",
+        "preview.gif",
+    ]
     with Image.open(folder / "preview.gif") as im:
         assert im.format == "GIF" and im.n_frames == 24
 
@@ -227,7 +271,11 @@ def test_an_image_without_depth_is_skipped_and_flagged_as_a_warning(tmp_path):
     cfg = make_catalog(tmp_path, n=3)
     # find the id of p0 first, then make the provider fail it
     _first, instance = run(tmp_path, cfg)
-    bad = next(r["image_id"] for r in table(tmp_path, "source_images") if r["source_uri"].endswith("p0.jpg"))
+    bad = next(
+        r["image_id"]
+        for r in table(tmp_path, "source_images")
+        if r["source_uri"].endswith("p0.jpg")
+    )
     (tmp_path / "home" / "cache").rename(tmp_path / "home" / "cache-old")  # force new calls
     for r in table(tmp_path, "depth_maps"):
         (tmp_path / "home" / r["depth_path"]).unlink()
@@ -250,8 +298,11 @@ def test_checks_catch_missing_stale_and_broken_outputs(tmp_path):
     st = store(tmp_path)
     normals = table(tmp_path, NORMALS_ASSET)
     sprites = table(tmp_path, SPRITES_ASSET)
-    for check in (lambda: check_unit_normals(st, "shop"), lambda: check_recomposition(st, "shop"),
-                  *(lambda a=a: check_complete(st, a, "shop") for a in DERIVED)):
+    for check in (
+        lambda: check_unit_normals(st, "shop"),
+        lambda: check_recomposition(st, "shop"),
+        *(lambda a=a: check_complete(st, a, "shop") for a in DERIVED),
+    ):
         assert check().passed
 
     # a normal map that is not unit length (mid-grey decodes to ~0 vectors)
@@ -275,7 +326,11 @@ def test_checks_catch_missing_stale_and_broken_outputs(tmp_path):
     # an output deleted, and a table row left pointing at an older depth map
     st.delete(normals[1]["normal_path"])
     res = check_complete(st, NORMALS_ASSET, "shop")
-    assert not res.passed and res.severity == dg.AssetCheckSeverity.ERROR and res.metadata["missing"].value == 1
+    assert (
+        not res.passed
+        and res.severity == dg.AssetCheckSeverity.ERROR
+        and res.metadata["missing"].value == 1
+    )
     rows = table(tmp_path, STATS_ASSET)
     rows[0]["depth_sha256"] = "0" * 64
     st.write_partition(STATS_ASSET, "shop", pa.Table.from_pylist(rows, schema=DEPTH_STATS))
@@ -287,12 +342,23 @@ def test_derived_assets_fail_clearly_without_depth_maps(tmp_path):
     cfg = make_catalog(tmp_path, n=1)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(CATALOG_PARTITION_NAME, ["shop"])
-    resources = {"storage": StorageResource(root=str(tmp_path / "home")),
-                 "catalogs": CatalogsResource(config_dir=str(cfg)), "compute": ComputeResource()}
-    scanned = dg.materialize([source_images], partition_key="shop", instance=instance, resources=resources)
+    resources = {
+        "storage": StorageResource(root=str(tmp_path / "home")),
+        "catalogs": CatalogsResource(config_dir=str(cfg)),
+        "compute": ComputeResource(),
+    }
+    scanned = dg.materialize(
+        [source_images], partition_key="shop", instance=instance, resources=resources
+    )
     assert scanned.success
-    result = dg.materialize([*DERIVED_ASSETS], selection=[NORMALS_ASSET], partition_key="shop",
-                            instance=instance, raise_on_error=False, resources=resources)
+    result = dg.materialize(
+        [*DERIVED_ASSETS],
+        selection=[NORMALS_ASSET],
+        partition_key="shop",
+        instance=instance,
+        raise_on_error=False,
+        resources=resources,
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "materialize depth_maps first" in failure.step_failure_data.user_failure_data.description
@@ -306,6 +372,9 @@ def test_definitions_include_the_derived_assets_and_checks():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert set(DERIVED) <= keys
     check_keys = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert (NORMALS_ASSET, "unit_normals") in check_keys and (SPRITES_ASSET, "recomposition_psnr") in check_keys
+    assert (NORMALS_ASSET, "unit_normals") in check_keys and (
+        SPRITES_ASSET,
+        "recomposition_psnr",
+    ) in check_keys
     job = defs.resolve_job_def("catalog_job")
     assert set(DERIVED) <= {k.to_user_string() for k in job.asset_layer.selected_asset_keys}

@@ -84,8 +84,10 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
         if not stripped.endswith("\\"):
             lines.append(current.strip())
             current = ""
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
-            for line in lines]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+        for line in lines
+    ]
 
 
 def pip_installs(path: Path) -> list[list[str]]:
@@ -147,8 +149,10 @@ def test_compose_has_the_six_services_on_one_network_with_named_volumes():
     assert "postgres_data:/var/lib/postgresql/data" in spec["services"]["postgres"]["volumes"]
     assert "minio_data:/data" in spec["services"]["minio"]["volumes"]
     # The run launcher attaches run containers to this network by name.
-    assert spec["networks"]["flux_depth"]["name"] == \
-        spec["services"]["daemon"]["environment"]["FLUX_DEPTH_DOCKER_NETWORK"]
+    assert (
+        spec["networks"]["flux_depth"]["name"]
+        == spec["services"]["daemon"]["environment"]["FLUX_DEPTH_DOCKER_NETWORK"]
+    )
 
 
 def test_compose_healthchecks_and_start_order():
@@ -181,7 +185,10 @@ def test_compose_entrypoints_images_and_builds():
     # The run launcher starts every run in the image the gRPC server reports.
     assert user_code["environment"]["DAGSTER_CURRENT_IMAGE"] == user_code["image"]
     for name in ("webserver", "daemon"):
-        assert services[name]["build"] == {"context": "..", "dockerfile": "docker/Dockerfile.dagster"}
+        assert services[name]["build"] == {
+            "context": "..",
+            "dockerfile": "docker/Dockerfile.dagster",
+        }
         assert services[name]["image"] == services["webserver"]["image"]
         assert "/var/run/docker.sock:/var/run/docker.sock" in services[name]["volumes"]
         assert services[name]["group_add"], f"{name} needs the socket's group to stay non-root"
@@ -211,8 +218,11 @@ def test_secrets_come_only_from_the_env_file():
     example = env_example()
     assert required <= set(example), f"missing from .env.example: {required - set(example)}"
     every = {m["name"] for m in _VAR.finditer(raw)}
-    documented = set(example) | {line.split("=", 1)[0].lstrip("# ").strip()
-                                 for line in ENV_EXAMPLE.read_text().splitlines() if "=" in line}
+    documented = set(example) | {
+        line.split("=", 1)[0].lstrip("# ").strip()
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if "=" in line
+    }
     assert every <= documented, f"undocumented in .env.example: {every - documented}"
     for key, value in example.items():
         if re.search(r"PASSWORD|SECRET|API_KEY", key):
@@ -230,13 +240,28 @@ def test_secrets_come_only_from_the_env_file():
 
 
 def test_docker_compose_config_validates_where_the_plugin_exists(tmp_path):
-    if shutil.which("docker") is None or subprocess.run(
-            ["docker", "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("the docker compose plugin is not installed here; the structure is asserted "
-                    "by the tests above")
-    result = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "--env-file",
-                             str(ENV_EXAMPLE), "config", "--quiet"],
-                            capture_output=True, text=True)
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0
+    ):
+        pytest.skip(
+            "the docker compose plugin is not installed here; the structure is asserted "
+            "by the tests above"
+        )
+    result = subprocess.run(
+        [
+            "docker",
+            "compose",
+            "-f",
+            str(COMPOSE),
+            "--env-file",
+            str(ENV_EXAMPLE),
+            "config",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -252,8 +277,9 @@ def docker_instance_env(monkeypatch):
     return env
 
 
-def test_dagster_yaml_validates_and_builds_its_run_launcher_and_log_manager(tmp_path,
-                                                                          docker_instance_env):
+def test_dagster_yaml_validates_and_builds_its_run_launcher_and_log_manager(
+    tmp_path, docker_instance_env
+):
     from dagster._core.instance.config import dagster_instance_config
     from dagster._core.instance.ref import InstanceRef
     from dagster._core.launcher import RunLauncher
@@ -278,8 +304,9 @@ def test_dagster_yaml_validates_and_builds_its_run_launcher_and_log_manager(tmp_
     coordinator = ref.run_coordinator_data.rehydrate(as_type=RunCoordinator)
     assert isinstance(coordinator, QueuedRunCoordinator)
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert limits == [{"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True},
-                       "limit": 1}]
+    assert limits == [
+        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    ]
     assert config["concurrency"]["pools"]["default_limit"] >= 1
 
     log_manager = ref.compute_logs_data.rehydrate(as_type=ComputeLogManager)
@@ -299,8 +326,10 @@ def test_docker_and_local_postgres_profiles_share_storage_and_run_limits():
     laptop = REPO / "deploy" / "local" / "dagster.yaml"  # `make dev`'s SQLite instance
     if laptop.exists():
         laptop_cfg = yaml.safe_load(laptop.read_text())
-        assert laptop_cfg["concurrency"]["runs"]["tag_concurrency_limits"] == \
-            docker_cfg["concurrency"]["runs"]["tag_concurrency_limits"]
+        assert (
+            laptop_cfg["concurrency"]["runs"]["tag_concurrency_limits"]
+            == docker_cfg["concurrency"]["runs"]["tag_concurrency_limits"]
+        )
         assert laptop_cfg["concurrency"]["pools"] == docker_cfg["concurrency"]["pools"]
 
 
@@ -327,15 +356,19 @@ def test_dockerfile_is_non_root_and_pinned(dockerfile):
     kinds = [kind for kind, _ in steps]
     user_steps = [args for kind, args in steps if kind == "USER"]
     assert user_steps and user_steps[-1] not in ("root", "0"), "the image must not run as root"
-    assert kinds.index("USER") > max(i for i, (k, a) in enumerate(steps)
-                                     if k == "RUN" and "pip install" in a)
+    assert kinds.index("USER") > max(
+        i for i, (k, a) in enumerate(steps) if k == "RUN" and "pip install" in a
+    )
     installs = pip_installs(path)
     assert installs, "no pip install step"
     pins = lock_pins()
     for argv in installs:
         assert "-c" in argv and argv[argv.index("-c") + 1].endswith("requirements.lock"), argv
-        named = [a for a in argv[2:] if not a.startswith("-") and a != "."
-                 and not a.endswith((".lock", ".txt"))]
+        named = [
+            a
+            for a in argv[2:]
+            if not a.startswith("-") and a != "." and not a.endswith((".lock", ".txt"))
+        ]
         for requirement in named:
             assert normalise(requirement) in pins, f"{requirement} is not pinned in the lock"
     ignore = path.with_name(path.name + ".dockerignore")
@@ -344,7 +377,9 @@ def test_dockerfile_is_non_root_and_pinned(dockerfile):
             sources = [a for a in shlex.split(args) if not a.startswith("--")][:-1]
             for source in sources:
                 assert (REPO / source).exists(), f"COPY {source}: not in the repository"
-                assert dockerignore_allows(ignore, source), f"COPY {source}: excluded by {ignore.name}"
+                assert dockerignore_allows(ignore, source), (
+                    f"COPY {source}: excluded by {ignore.name}"
+                )
 
 
 def test_user_code_image_serves_grpc_with_a_healthcheck():
@@ -360,19 +395,41 @@ def test_the_images_pip_commands_resolve_to_what_ci_installed(dockerfile, tmp_pa
     from the same requirements.lock), offline: pip must find every requirement already satisfied
     at the locked version, so the image gets exactly the versions CI tested."""
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("\n".join(
-        tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]))
+    requirements.write_text(
+        "\n".join(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    )
     for argv in pip_installs(DOCKER / dockerfile):
         args = [a for a in argv[2:] if a not in ("-e", ".", "--no-deps")]
-        args = [str(REPO / "requirements.lock") if a.endswith("requirements.lock") else
-                str(requirements) if a.endswith("requirements.txt") else a for a in args]
-        if not [a for a in args if not a.startswith("-") and not a.endswith((".lock", ".txt"))] \
-                and "-r" not in args:
+        args = [
+            str(REPO / "requirements.lock")
+            if a.endswith("requirements.lock")
+            else str(requirements)
+            if a.endswith("requirements.txt")
+            else a
+            for a in args
+        ]
+        if (
+            not [a for a in args if not a.startswith("-") and not a.endswith((".lock", ".txt"))]
+            and "-r" not in args
+        ):
             continue  # `pip install --no-deps -e .`: the project itself
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--quiet",
-             "--report", str(tmp_path / "report.json"), *args],
-            capture_output=True, text=True, cwd=REPO)
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--no-index",
+                "--quiet",
+                "--report",
+                str(tmp_path / "report.json"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         import json
 
@@ -385,8 +442,13 @@ def test_the_images_pip_commands_resolve_to_what_ci_installed(dockerfile, tmp_pa
 
 def test_smoke_script_skips_cleanly_without_docker(tmp_path):
     env = dict(os.environ, PATH=str(tmp_path))  # no `docker` on PATH
-    result = subprocess.run([sys.executable, str(DOCKER / "smoke_test.py")], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(DOCKER / "smoke_test.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 77, result.stdout + result.stderr
     assert result.stdout.startswith("SKIPPED: no docker client on PATH")
 

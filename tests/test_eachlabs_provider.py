@@ -45,28 +45,50 @@ def make_image(i: int, size: tuple[int, int] = (64, 48)) -> Image.Image:
     return Image.fromarray(small, "RGB").resize(size, Image.Resampling.BILINEAR)
 
 
-def make_items(provider: EachlabsProvider, n: int, size: tuple[int, int] = (64, 48),
-               source_uri: str = "", first: int = 0) -> list[ProviderInput]:
+def make_items(
+    provider: EachlabsProvider,
+    n: int,
+    size: tuple[int, int] = (64, 48),
+    source_uri: str = "",
+    first: int = 0,
+) -> list[ProviderInput]:
     items = []
     for i in range(first, first + n):
         im = make_image(i, size)
         sha = hashlib.sha256(im.tobytes()).hexdigest()
-        items.append(ProviderInput(image_id=f"img-{i:03d}", source_sha256=sha,
-                                   cache_key=provider.cache_key(sha),
-                                   load_image=lambda im=im: im.copy(),  # type: ignore[misc]
-                                   source_uri=source_uri))
+        items.append(
+            ProviderInput(
+                image_id=f"img-{i:03d}",
+                source_sha256=sha,
+                cache_key=provider.cache_key(sha),
+                load_image=lambda im=im: im.copy(),  # type: ignore[misc]
+                source_uri=source_uri,
+            )
+        )
     return items
 
 
-def make_provider(base_url: str, storage: Storage | None, key: str | None = "test-key",
-                  retry: RetryPolicy = FAST_RETRY, progress_interval_s: float = 0.2,
-                  **config) -> EachlabsProvider:
-    settings: dict[str, Any] = dict(poll_interval_s=0.05, max_concurrency=4, timeout_s=5.0,
-                    prediction_deadline_s=30.0)
+def make_provider(
+    base_url: str,
+    storage: Storage | None,
+    key: str | None = "test-key",
+    retry: RetryPolicy = FAST_RETRY,
+    progress_interval_s: float = 0.2,
+    **config,
+) -> EachlabsProvider:
+    settings: dict[str, Any] = dict(
+        poll_interval_s=0.05, max_concurrency=4, timeout_s=5.0, prediction_deadline_s=30.0
+    )
     settings.update(config)
-    return EachlabsProvider(EachlabsProviderConfig(**settings), api_key=key,
-                            base_url_override=base_url, journal_storage=storage, retry=retry,
-                            progress_interval_s=progress_interval_s, seed=7)
+    return EachlabsProvider(
+        EachlabsProviderConfig(**settings),
+        api_key=key,
+        base_url_override=base_url,
+        journal_storage=storage,
+        retry=retry,
+        progress_interval_s=progress_interval_s,
+        seed=7,
+    )
 
 
 def free_port() -> int:
@@ -119,8 +141,12 @@ def test_happy_path_depth(storage):
 @pytest.mark.parametrize("fmt", ["png", "jpg"])
 def test_render_mode_returns_the_bytes(storage, fmt):
     with running_fake_api(latency_s=0.1) as server:
-        provider = make_provider(server.base_url, storage, mode="render",
-                                 params=EachlabsParams(prompt="a sunlit loft", output_format=fmt))
+        provider = make_provider(
+            server.base_url,
+            storage,
+            mode="render",
+            params=EachlabsParams(prompt="a sunlit loft", output_format=fmt),
+        )
         preds = provider.predict_many(make_items(provider, 2))
     for p in preds:
         assert p.status == "succeeded", p.error
@@ -130,8 +156,9 @@ def test_render_mode_returns_the_bytes(storage, fmt):
 
 
 def test_output_as_a_list_and_host_reported_cost(storage):
-    with running_fake_api(latency_s=0.1, output_style="list", report_cost=True,
-                          price_usd=0.07) as server:
+    with running_fake_api(
+        latency_s=0.1, output_style="list", report_cost=True, price_usd=0.07
+    ) as server:
         provider = make_provider(server.base_url, storage)
         preds = provider.predict_many(make_items(provider, 2))
     for p in preds:
@@ -162,8 +189,9 @@ def test_source_url_transport_sends_the_url(storage):
     with running_fake_api(latency_s=0.1) as server:
         provider = make_provider(server.base_url, storage, image_transport="source_url")
         # a public http(s) source: the fake does not fetch non-loopback URLs (gradient instead)
-        items = make_items(provider, 1, size=(512, 512),
-                           source_uri="https://images.example.com/a.jpg")
+        items = make_items(
+            provider, 1, size=(512, 512), source_uri="https://images.example.com/a.jpg"
+        )
         items += make_items(provider, 1, first=1, source_uri="s3://bucket/b.jpg")
         # a url_manifest URL stored without its credentials/signature: the host gets the bytes
         hidden = "https://images.example.com/c.jpg#url-sha256=0123456789abcdef"
@@ -209,11 +237,15 @@ def test_progress_lines_while_in_flight(storage):
 def test_cache_key_depends_on_host_model_and_params():
     a = make_provider("http://127.0.0.1:1", None)
     assert a.cache_key("x" * 64) == make_provider("http://127.0.0.1:1", None).cache_key("x" * 64)
-    assert a.cache_key("x" * 64) != make_provider("https://api.eachlabs.ai", None).cache_key("x" * 64)
+    assert a.cache_key("x" * 64) != make_provider("https://api.eachlabs.ai", None).cache_key(
+        "x" * 64
+    )
     assert a.cache_key("x" * 64) != make_provider(
-        "http://127.0.0.1:1", None, params=EachlabsParams(steps=20)).cache_key("x" * 64)
+        "http://127.0.0.1:1", None, params=EachlabsParams(steps=20)
+    ).cache_key("x" * 64)
     assert a.cache_key("x" * 64) != make_provider(
-        "http://127.0.0.1:1", None, mode="render").cache_key("x" * 64)
+        "http://127.0.0.1:1", None, mode="render"
+    ).cache_key("x" * 64)
 
 
 # --------------------------------------------------------------------------- errors and retries
@@ -258,8 +290,10 @@ def test_500_and_502_are_retried(storage):
     assert all(p.status == "succeeded" for p in preds), [p.error for p in preds]
     assert stats["injected_errors"] > 0
     assert sum(p.extra["retries"] for p in preds) == stats["injected_errors"]
-    assert stats["status_counts"].get("500", 0) + stats["status_counts"].get("502", 0) \
+    assert (
+        stats["status_counts"].get("500", 0) + stats["status_counts"].get("502", 0)
         == stats["injected_errors"]
+    )
     assert stats["creates"] == 8
     assert any(p.attempts > 1 for p in preds) or any(p.extra["polls"] > 1 for p in preds)
 
@@ -282,7 +316,9 @@ def test_400_is_not_retried_and_says_why(storage):
     with running_fake_api(latency_s=0.05) as server:
         provider = make_provider(server.base_url, storage, image_transport="source_url")
         # a loopback "image" URL the fake fetches and cannot decode (its JSON stats page)
-        [pred] = provider.predict_many(make_items(provider, 1, source_uri=f"{server.base_url}/stats"))
+        [pred] = provider.predict_many(
+            make_items(provider, 1, source_uri=f"{server.base_url}/stats")
+        )
         stats = server.stats()
     assert pred.status == "failed" and pred.http_status == 400 and pred.attempts == 1
     assert "HTTP 400" in pred.error and "could not be decoded" in pred.error
@@ -314,8 +350,11 @@ def test_failed_prediction_is_recorded_not_retried(storage):
 
 
 def test_connection_errors_are_retried_then_reported(storage):
-    provider = make_provider(f"http://127.0.0.1:{free_port()}", storage,
-                             retry=RetryPolicy(max_retries=2, backoff_base_s=0.01))
+    provider = make_provider(
+        f"http://127.0.0.1:{free_port()}",
+        storage,
+        retry=RetryPolicy(max_retries=2, backoff_base_s=0.01),
+    )
     [pred] = provider.predict_many(make_items(provider, 1))
     assert pred.status == "failed" and pred.http_status is None and pred.attempts == 3
     assert "ConnectError" in pred.error and "gave up after 3 attempts" in pred.error
@@ -363,8 +402,7 @@ def test_concurrency_never_above_max_concurrency(storage):
 
 def test_requests_per_second_spaces_api_calls(storage):
     with running_fake_api(latency_s=0.0, rate_limit=5) as server:
-        provider = make_provider(server.base_url, storage, max_concurrency=8,
-                                 requests_per_second=4)
+        provider = make_provider(server.base_url, storage, max_concurrency=8, requests_per_second=4)
         preds = provider.predict_many(make_items(provider, 6))
         stats = server.stats()
     assert all(p.status == "succeeded" for p in preds)
@@ -394,18 +432,32 @@ def test_journal_is_written_before_the_first_poll(storage, monkeypatch):
 
 def _create_directly(base_url: str, image: Image.Image) -> str:
     uri, _ = prepare_control_image(image)
-    answer = httpx.post(f"{base_url}/v1/prediction/", headers={"X-API-Key": "k"}, json={
-        "model": "flux-depth-pro", "version": "0.0.1", "webhook_url": "",
-        "input": {"control_image": uri, "output_format": "png"}})
+    answer = httpx.post(
+        f"{base_url}/v1/prediction/",
+        headers={"X-API-Key": "k"},
+        json={
+            "model": "flux-depth-pro",
+            "version": "0.0.1",
+            "webhook_url": "",
+            "input": {"control_image": uri, "output_format": "png"},
+        },
+    )
     answer.raise_for_status()
     return answer.json()["predictionID"]
 
 
-def _journal(storage: Storage, provider: EachlabsProvider, item: ProviderInput, pid: str,
-             **fields) -> None:
-    entry = JournalEntry(cache_key=item.cache_key, image_id=item.image_id, prediction_id=pid,
-                         host=httpx.URL(provider.base_url).netloc.decode(), model="flux-depth-pro",
-                         version="0.0.1", **fields)
+def _journal(
+    storage: Storage, provider: EachlabsProvider, item: ProviderInput, pid: str, **fields
+) -> None:
+    entry = JournalEntry(
+        cache_key=item.cache_key,
+        image_id=item.image_id,
+        prediction_id=pid,
+        host=httpx.URL(provider.base_url).netloc.decode(),
+        model="flux-depth-pro",
+        version="0.0.1",
+        **fields,
+    )
     PredictionJournal(storage).write(entry)
 
 
@@ -462,9 +514,14 @@ def test_a_downloaded_output_in_the_journal_is_used_without_calling_the_host(sto
     depth = Image.fromarray(np.tile(np.linspace(0, 255, 48, dtype=np.uint8)[:, None], (1, 64)))
     buf = io.BytesIO()
     depth.save(buf, format="PNG")
-    entry = JournalEntry(cache_key=item.cache_key, image_id=item.image_id, prediction_id="p-1",
-                         host=httpx.URL(offline).netloc.decode(), model="flux-depth-pro",
-                         version="0.0.1")
+    entry = JournalEntry(
+        cache_key=item.cache_key,
+        image_id=item.image_id,
+        prediction_id="p-1",
+        host=httpx.URL(offline).netloc.decode(),
+        model="flux-depth-pro",
+        version="0.0.1",
+    )
     PredictionJournal(storage).record_output(entry, buf.getvalue(), "image/png")
     [pred] = provider.predict_many([item])
     assert pred.status == "succeeded" and pred.prediction_id == "p-1" and pred.cost_usd == 0
@@ -478,8 +535,14 @@ def test_journal_entries_of_another_host_are_ignored(storage):
     with running_fake_api(latency_s=0.05) as server:
         provider = make_provider(server.base_url, storage)
         [item] = make_items(provider, 1)
-        entry = JournalEntry(cache_key=item.cache_key, image_id=item.image_id, prediction_id="x",
-                             host="api.eachlabs.ai", model="flux-depth-pro", version="0.0.1")
+        entry = JournalEntry(
+            cache_key=item.cache_key,
+            image_id=item.image_id,
+            prediction_id="x",
+            host="api.eachlabs.ai",
+            model="flux-depth-pro",
+            version="0.0.1",
+        )
         PredictionJournal(storage).write(entry)
         [pred] = provider.predict_many([item])
     assert pred.status == "succeeded" and not pred.extra["resumed"]
@@ -520,8 +583,12 @@ def test_an_image_listed_twice_is_paid_once(storage):
     with running_fake_api(latency_s=0.05) as server:
         provider = make_provider(server.base_url, storage)
         [a, b] = make_items(provider, 2)
-        twin = ProviderInput(image_id="img-copy", source_sha256=a.source_sha256,
-                             cache_key=a.cache_key, load_image=a.load_image)
+        twin = ProviderInput(
+            image_id="img-copy",
+            source_sha256=a.source_sha256,
+            cache_key=a.cache_key,
+            load_image=a.load_image,
+        )
         preds = provider.predict_many([a, twin, b])
         stats = server.stats()
     assert [p.image_id for p in preds] == ["img-000", "img-copy", "img-001"]

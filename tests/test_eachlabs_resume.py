@@ -25,8 +25,13 @@ def _items_and_provider(base_url: str, root: str, concurrency: int, images: int)
     from flux_depth_assets.storage.store import Storage
     from tests.test_eachlabs_provider import make_items, make_provider
 
-    provider = make_provider(base_url, Storage(root), max_concurrency=concurrency,
-                             poll_interval_s=0.1, prediction_deadline_s=60)
+    provider = make_provider(
+        base_url,
+        Storage(root),
+        max_concurrency=concurrency,
+        poll_interval_s=0.1,
+        prediction_deadline_s=60,
+    )
     return provider, make_items(provider, images)
 
 
@@ -42,10 +47,23 @@ def test_a_killed_run_resumes_without_paying_twice(tmp_path):
     with running_fake_api(latency_s=4.0) as server:
         clock = hold_predictions(server)  # nothing finishes before the kill, however slow the child
         child = subprocess.Popen(
-            [sys.executable, __file__, "--base-url", server.base_url, "--root", root,
-             "--images", str(images), "--concurrency", str(concurrency)],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                __file__,
+                "--base-url",
+                server.base_url,
+                "--root",
+                root,
+                "--images",
+                str(images),
+                "--concurrency",
+                str(concurrency),
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 60
             while server.stats()["polled_predictions"] < concurrency:

@@ -96,9 +96,14 @@ def test_key_never_leaks_on_success_deadline_and_errors(tmp_path, scan):
 def test_key_repeated_by_the_network_stack_is_redacted(tmp_path, scan):
     storage = Storage(str(tmp_path / "root"))
     respx.post("https://api.eachlabs.test/v1/prediction/").mock(
-        side_effect=httpx.ConnectError(f"proxy refused header X-API-Key: {KEY}"))
-    provider = make_provider("https://api.eachlabs.test", storage, key=KEY,
-                             retry=RetryPolicy(max_retries=1, backoff_base_s=0.01))
+        side_effect=httpx.ConnectError(f"proxy refused header X-API-Key: {KEY}")
+    )
+    provider = make_provider(
+        "https://api.eachlabs.test",
+        storage,
+        key=KEY,
+        retry=RetryPolicy(max_retries=1, backoff_base_s=0.01),
+    )
     [pred] = run_and_collect(provider, make_items(provider, 1), scan)
     assert pred.status == "failed" and "***" in pred.error and "ConnectError" in pred.error
 
@@ -107,9 +112,13 @@ def test_key_repeated_by_the_network_stack_is_redacted(tmp_path, scan):
 def test_key_in_a_host_error_body_or_poll_answer_is_redacted(tmp_path, scan):
     storage = Storage(str(tmp_path / "root"))
     respx.post("https://api.eachlabs.test/v1/prediction/").mock(
-        return_value=httpx.Response(200, json={"status": "success", "predictionID": "p-1"}))
-    respx.get("https://api.eachlabs.test/v1/prediction/p-1").mock(return_value=httpx.Response(
-        200, json={"status": "failed", "error": f"quota exhausted for key {KEY}"}))
+        return_value=httpx.Response(200, json={"status": "success", "predictionID": "p-1"})
+    )
+    respx.get("https://api.eachlabs.test/v1/prediction/p-1").mock(
+        return_value=httpx.Response(
+            200, json={"status": "failed", "error": f"quota exhausted for key {KEY}"}
+        )
+    )
     provider = make_provider("https://api.eachlabs.test", storage, key=KEY)
     [pred] = run_and_collect(provider, make_items(provider, 1), scan)
     assert pred.status == "failed" and "quota exhausted for key ***" in pred.error
@@ -118,8 +127,14 @@ def test_key_in_a_host_error_body_or_poll_answer_is_redacted(tmp_path, scan):
 def test_reprs_and_readiness_errors(scan):
     provider = EachlabsProvider(make_provider("http://x", None).config, api_key=KEY)
     client = EachlabsClient("http://x", KEY)
-    scan += [repr(provider), str(provider), str(vars(provider)), repr(client), str(vars(client)),
-             repr(provider._api_key)]
+    scan += [
+        repr(provider),
+        str(provider),
+        str(vars(provider)),
+        repr(client),
+        str(vars(client)),
+        repr(provider._api_key),
+    ]
     asyncio.run(client.aclose())
     with pytest.raises(EachlabsNotReady) as info:
         EachlabsProvider(provider.config, api_key=KEY, base_url_override="ftp://x")

@@ -27,8 +27,12 @@ def data_uri(size=(80, 60), fmt="JPEG") -> str:
 
 
 def body(control=None, **inputs) -> dict:
-    return {"model": "flux-depth-pro", "version": "0.0.1", "webhook_url": "",
-            "input": {"control_image": control or data_uri(), "output_format": "png", **inputs}}
+    return {
+        "model": "flux-depth-pro",
+        "version": "0.0.1",
+        "webhook_url": "",
+        "input": {"control_image": control or data_uri(), "output_format": "png", **inputs},
+    }
 
 
 def create(client: httpx.Client, **kw) -> httpx.Response:
@@ -82,29 +86,40 @@ def test_trailing_slash_is_optional_and_jpg_output():
 
 
 def test_key_is_required():
-    with running_fake_api(api_keys={"good"}, echo_key_in_errors=True) as server, \
-            httpx.Client(base_url=server.base_url) as c:
+    with (
+        running_fake_api(api_keys={"good"}, echo_key_in_errors=True) as server,
+        httpx.Client(base_url=server.base_url) as c,
+    ):
         missing = c.post("/v1/prediction/", json=body())
         assert missing.status_code == 401 and "X-API-Key" in missing.json()["message"]
         wrong = c.post("/v1/prediction/", json=body(), headers={"X-API-Key": "bad-key-1"})
         assert wrong.status_code == 401 and "bad-key-1" in wrong.json()["message"]  # careless host
         assert c.get("/v1/prediction/anything").status_code == 401
-        assert c.post("/v1/prediction/", json=body(), headers={"X-API-Key": "good"}).status_code == 200
+        assert (
+            c.post("/v1/prediction/", json=body(), headers={"X-API-Key": "good"}).status_code == 200
+        )
         assert server.stats()["unauthorized"] == 3
 
 
-@pytest.mark.parametrize("change,status,words", [
-    ({"model": "other-model"}, 404, "not found"),
-    ({"input": {"control_image": "x", "steps": 60}}, 422, "steps"),
-    ({"input": {"control_image": "x", "guidance": 0}}, 422, "guidance"),
-    ({"input": {"control_image": "x", "safety_tolerance": 7}}, 422, "safety_tolerance"),
-    ({"input": {"control_image": "x", "output_format": "gif"}}, 422, "output_format"),
-    ({"input": {"control_image": "x", "seed": "7"}}, 422, "seed"),
-    ({"input": {"prompt": "no image"}}, 422, "control_image"),
-    ({"input": {"control_image": "data:image/png;base64,!!!"}}, 400, "base64"),
-    ({"input": {"control_image": "data:image/png;base64,aGVsbG8="}}, 400, "could not be decoded"),
-    ({"input": {"control_image": "ftp://x/y.png"}}, 400, "http(s)"),
-])
+@pytest.mark.parametrize(
+    "change,status,words",
+    [
+        ({"model": "other-model"}, 404, "not found"),
+        ({"input": {"control_image": "x", "steps": 60}}, 422, "steps"),
+        ({"input": {"control_image": "x", "guidance": 0}}, 422, "guidance"),
+        ({"input": {"control_image": "x", "safety_tolerance": 7}}, 422, "safety_tolerance"),
+        ({"input": {"control_image": "x", "output_format": "gif"}}, 422, "output_format"),
+        ({"input": {"control_image": "x", "seed": "7"}}, 422, "seed"),
+        ({"input": {"prompt": "no image"}}, 422, "control_image"),
+        ({"input": {"control_image": "data:image/png;base64,!!!"}}, 400, "base64"),
+        (
+            {"input": {"control_image": "data:image/png;base64,aGVsbG8="}},
+            400,
+            "could not be decoded",
+        ),
+        ({"input": {"control_image": "ftp://x/y.png"}}, 400, "http(s)"),
+    ],
+)
 def test_bad_inputs(change, status, words):
     with running_fake_api() as server, httpx.Client(base_url=server.base_url) as c:
         r = c.post("/v1/prediction/", json={**body(), **change}, headers=KEY)
@@ -148,9 +163,13 @@ def test_error_rate_answers_500_and_502():
 
 def test_fail_ratio_is_deterministic_per_seed():
     def outcomes(seed):
-        with running_fake_api(latency_s=0.0, fail_ratio=0.5, seed=seed) as server, \
-                httpx.Client(base_url=server.base_url) as c:
-            pids = [create(c, control=data_uri((20 + i, 20))).json()["predictionID"] for i in range(12)]
+        with (
+            running_fake_api(latency_s=0.0, fail_ratio=0.5, seed=seed) as server,
+            httpx.Client(base_url=server.base_url) as c,
+        ):
+            pids = [
+                create(c, control=data_uri((20 + i, 20))).json()["predictionID"] for i in range(12)
+            ]
             return [wait_done(c, pid)["status"] for pid in pids]
 
     first = outcomes(1)
@@ -158,16 +177,24 @@ def test_fail_ratio_is_deterministic_per_seed():
 
 
 def test_failed_prediction_shape():
-    with running_fake_api(latency_s=0.0, fail_ratio=1.0) as server, \
-            httpx.Client(base_url=server.base_url) as c:
+    with (
+        running_fake_api(latency_s=0.0, fail_ratio=1.0) as server,
+        httpx.Client(base_url=server.base_url) as c,
+    ):
         done = wait_done(c, create(c).json()["predictionID"])
-        assert done["status"] == "failed" and done["output"] is None and "simulated" in done["error"]
+        assert (
+            done["status"] == "failed" and done["output"] is None and "simulated" in done["error"]
+        )
         assert server.stats()["failed_predictions"] == 1
 
 
 def test_list_output_and_reported_cost():
-    with running_fake_api(latency_s=0.0, output_style="list", report_cost=True, price_usd=0.1) as server, \
-            httpx.Client(base_url=server.base_url) as c:
+    with (
+        running_fake_api(
+            latency_s=0.0, output_style="list", report_cost=True, price_usd=0.1
+        ) as server,
+        httpx.Client(base_url=server.base_url) as c,
+    ):
         done = wait_done(c, create(c).json()["predictionID"])
         assert isinstance(done["output"], list) and done["cost"] == 0.1
 
@@ -208,10 +235,27 @@ def test_counts_predictions_running_at_once():
 
 
 def test_cli_flags():
-    args = build_parser().parse_args(["--port", "0", "--latency", "1.5", "--fail-ratio", "0.1",
-                                      "--rate-limit", "20", "--error-rate", "0.05"])
-    assert (args.port, args.latency, args.fail_ratio, args.rate_limit, args.error_rate) == \
-        (0, 1.5, 0.1, 20.0, 0.05)
+    args = build_parser().parse_args(
+        [
+            "--port",
+            "0",
+            "--latency",
+            "1.5",
+            "--fail-ratio",
+            "0.1",
+            "--rate-limit",
+            "20",
+            "--error-rate",
+            "0.05",
+        ]
+    )
+    assert (args.port, args.latency, args.fail_ratio, args.rate_limit, args.error_rate) == (
+        0,
+        1.5,
+        0.1,
+        20.0,
+        0.05,
+    )
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
@@ -223,7 +267,12 @@ def test_runs_as_a_subprocess():
     with fake_api_process(latency_s=0.1, extra_args=["--api-key", "k1"]) as server:
         with httpx.Client(base_url=server.base_url) as c:
             assert c.get("/").json()["status"] == "ok"
-            assert c.post("/v1/prediction/", json=body(), headers={"X-API-Key": "zz"}).status_code == 401
-            pid = c.post("/v1/prediction/", json=body(), headers={"X-API-Key": "k1"}).json()["predictionID"]
+            assert (
+                c.post("/v1/prediction/", json=body(), headers={"X-API-Key": "zz"}).status_code
+                == 401
+            )
+            pid = c.post("/v1/prediction/", json=body(), headers={"X-API-Key": "k1"}).json()[
+                "predictionID"
+            ]
         assert server.stats()["creates"] == 1 and pid
     assert server.process.returncode is not None  # stopped on exit

@@ -29,7 +29,7 @@ def product_shot(w: int = 240, h: int = 180) -> tuple[Image.Image, np.ndarray]:
     """A plain light backdrop with a dark box in the middle; returns the image and the box mask."""
     arr = np.full((h, w, 3), 235, np.uint8)
     mask = np.zeros((h, w), bool)
-    mask[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = True
+    mask[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = True
     arr[mask] = (40, 60, 160)
     return Image.fromarray(arr), mask
 
@@ -47,8 +47,11 @@ def test_output_contract(size):
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16"])
 def test_any_pil_mode_is_accepted(mode):
-    img = noise_image(50, 40).convert("L").convert(mode) if mode == "I;16" else noise_image(50, 40,
-                                                                                           mode=mode)
+    img = (
+        noise_image(50, 40).convert("L").convert(mode)
+        if mode == "I;16"
+        else noise_image(50, 40, mode=mode)
+    )
     d = estimate_depth(img)
     assert d.shape == (40, 50) and np.isfinite(d).all()
 
@@ -77,7 +80,7 @@ def test_flat_image_is_the_ground_plane_prior():
     steps = np.diff(rows)
     assert np.all(steps > 0)
     horizon_rows = int(DEFAULT_PARAMS.horizon * 60)
-    assert steps[:horizon_rows - 1].mean() < 0.5 * steps[horizon_rows + 5:].mean()
+    assert steps[: horizon_rows - 1].mean() < 0.5 * steps[horizon_rows + 5 :].mean()
 
 
 # --------------------------------------------------------------------------- the cues
@@ -101,7 +104,7 @@ def test_depth_is_flat_inside_regions_and_jumps_at_their_edges():
     ys, xs = np.nonzero(mask)
     top, bottom, left = ys.min(), ys.max(), xs.min()
     col = (left + xs.max()) // 2
-    inside_span = d[top + 6: bottom - 5, col]
+    inside_span = d[top + 6 : bottom - 5, col]
     jump = d[top + 6, col] - d[top - 6, col]  # across the box's top edge
     step_inside = np.abs(np.diff(inside_span)).max()
     assert jump > 5 * step_inside
@@ -142,7 +145,9 @@ def test_provider_identity_and_cache_params():
     p = LocalProvider(LocalProviderConfig())
     assert p.name == "local" and p.model_version == ESTIMATOR_VERSION
     params = p.cache_params()
-    assert params["version"] == ESTIMATOR_VERSION and params["estimator"] == DEFAULT_PARAMS.as_dict()
+    assert (
+        params["version"] == ESTIMATOR_VERSION and params["estimator"] == DEFAULT_PARAMS.as_dict()
+    )
     assert LocalProvider(LocalProviderConfig(max_side=512)).params_hash() != p.params_hash()
 
 
@@ -157,7 +162,9 @@ def _scenes(root):
     out = []
     for d in sorted((root / "gt").iterdir()):
         if (d / "disparity.npy").exists():
-            out.append((d.name, Image.open(d / "image.png").convert("RGB"), np.load(d / "disparity.npy")))
+            out.append(
+                (d.name, Image.open(d / "image.png").convert("RGB"), np.load(d / "disparity.npy"))
+            )
     return out
 
 

@@ -32,8 +32,8 @@ def sphere_scene(w: int, h: int, radius: float = 0.3, base: float = 0.1):
     u, v = grid(w, h)
     cu, cv = 0.5, h / w / 2
     r2 = (u - cu) ** 2 + (v - cv) ** 2
-    inside = r2 < radius ** 2
-    z = np.sqrt(np.maximum(radius ** 2 - r2, 0.0))
+    inside = r2 < radius**2
+    z = np.sqrt(np.maximum(radius**2 - r2, 0.0))
     near = np.where(inside, base + z, base).astype(np.float32)
     true = np.zeros((h, w, 3))
     true[..., 2] = 1.0
@@ -45,7 +45,9 @@ def sphere_scene(w: int, h: int, radius: float = 0.3, base: float = 0.1):
     return near, true, dist_px
 
 
-def plane_normal(a: float, b: float, strength: float = 1.0, convention: str = "opengl") -> np.ndarray:
+def plane_normal(
+    a: float, b: float, strength: float = 1.0, convention: str = "opengl"
+) -> np.ndarray:
     """Normal of nearness = a·u + b·v (u, v in image widths, v down)."""
     ny = strength * b if convention == "opengl" else -strength * b
     n = np.array([-strength * a, ny, 1.0])
@@ -62,7 +64,9 @@ def test_flat_region_gives_straight_up():
 
 
 @pytest.mark.parametrize("convention", ["opengl", "directx"])
-@pytest.mark.parametrize("a,b,strength", [(0.5, 0.0, 1.0), (0.0, -0.8, 1.0), (0.3, 0.4, 2.5), (-1.5, 2.0, 0.5)])
+@pytest.mark.parametrize(
+    "a,b,strength", [(0.5, 0.0, 1.0), (0.0, -0.8, 1.0), (0.3, 0.4, 2.5), (-1.5, 2.0, 0.5)]
+)
 def test_tilted_plane_matches_the_analytic_normal(a, b, strength, convention):
     u, v = grid(96, 64)
     near = (0.2 + a * u + b * v).astype(np.float32)
@@ -177,8 +181,10 @@ def test_tiny_and_odd_shapes():
     assert angular_error_deg(n, np.broadcast_to(plane_normal(0, 0.3), n.shape)).max() < 0.05
 
 
-@pytest.mark.parametrize("bad", [dict(strength=0), dict(strength=-1), dict(strength=float("nan")),
-                                 dict(convention="vulkan")])
+@pytest.mark.parametrize(
+    "bad",
+    [dict(strength=0), dict(strength=-1), dict(strength=float("nan")), dict(convention="vulkan")],
+)
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(ValueError):
         normals_from_depth(np.zeros((4, 4), np.float32), **bad)

@@ -79,25 +79,31 @@ def gradient_image(w: int, h: int, colour=(1.0, 0.0, 0.0)) -> Image.Image:
     return Image.fromarray((rgb * 255).round().astype(np.uint8))
 
 
-def item(image_id: str, image: Image.Image | None = None, error: Exception | None = None) -> ProviderInput:
+def item(
+    image_id: str, image: Image.Image | None = None, error: Exception | None = None
+) -> ProviderInput:
     def load():
         if error is not None:
             raise error
         return image
+
     return ProviderInput(image_id=image_id, source_sha256="0" * 64, cache_key="k", load_image=load)
 
 
 # --------------------------------------------------------------------------- pure pre/post-processing
 
 
-@pytest.mark.parametrize("w,h,input_size,multiple,expected", [
-    (640, 480, 518, 14, (686, 518)),    # shorter side → 518, aspect kept, multiples of 14
-    (480, 640, 518, 14, (518, 686)),
-    (1000, 1000, 518, 14, (518, 518)),
-    (640, 480, 384, 32, (512, 384)),    # MiDaS: multiples of 32
-    (100, 50, 518, 14, (1036, 518)),    # small images are enlarged to the network's size
-    (5000, 100, 70, 14, (280, 14)),     # extreme panorama: long side capped at 4 × input_size
-])
+@pytest.mark.parametrize(
+    "w,h,input_size,multiple,expected",
+    [
+        (640, 480, 518, 14, (686, 518)),  # shorter side → 518, aspect kept, multiples of 14
+        (480, 640, 518, 14, (518, 686)),
+        (1000, 1000, 518, 14, (518, 518)),
+        (640, 480, 384, 32, (512, 384)),  # MiDaS: multiples of 32
+        (100, 50, 518, 14, (1036, 518)),  # small images are enlarged to the network's size
+        (5000, 100, 70, 14, (280, 14)),  # extreme panorama: long side capped at 4 × input_size
+    ],
+)
 def test_target_size_keeps_aspect_and_multiple(w, h, input_size, multiple, expected):
     tw, th = target_size(w, h, input_size, multiple)
     assert (tw, th) == expected
@@ -112,8 +118,11 @@ def test_preprocess_imagenet_normalisation_and_layout():
     img = Image.new("RGB", (30, 20), (255, 0, 128))
     x = preprocess(img, (28, 14), FAMILIES["depth_anything_v2"])
     assert x.dtype == np.float32 and x.shape == (3, 14, 28)
-    expected = [(1.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], (0.0 - IMAGENET_MEAN[1]) / IMAGENET_STD[1],
-                (128 / 255 - IMAGENET_MEAN[2]) / IMAGENET_STD[2]]
+    expected = [
+        (1.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0],
+        (0.0 - IMAGENET_MEAN[1]) / IMAGENET_STD[1],
+        (128 / 255 - IMAGENET_MEAN[2]) / IMAGENET_STD[2],
+    ]
     np.testing.assert_allclose(x[:, 5, 5], expected, rtol=1e-5)
 
 
@@ -157,7 +166,12 @@ def test_batching_groups_same_size_inputs_and_keeps_order(red_model, monkeypatch
     monkeypatch.setattr(p._session, "run", spy)
     bright = [gradient_image(60, 40, (1.0, 0, 0)), gradient_image(60, 40, (0.2, 0, 0))]
     other_shape = gradient_image(40, 60, (0.6, 0, 0))
-    items = [item("a", bright[0]), item("b", bright[1]), item("c", other_shape), item("d", bright[0])]
+    items = [
+        item("a", bright[0]),
+        item("b", bright[1]),
+        item("c", other_shape),
+        item("d", bright[0]),
+    ]
     preds = p.predict_many(items)
     assert [x.image_id for x in preds] == ["a", "b", "c", "d"]
     assert all(x.status == "succeeded" for x in preds)
@@ -174,8 +188,10 @@ def test_fixed_size_graph_gets_exact_input(tmp_path):
     seen = []
     p.check_ready()
     real_run = p._session.run
-    p._session.run = lambda names, feeds: (seen.append(next(iter(feeds.values())).shape),
-                                           real_run(names, feeds))[1]
+    p._session.run = lambda names, feeds: (
+        seen.append(next(iter(feeds.values())).shape),
+        real_run(names, feeds),
+    )[1]
     preds = p.predict_many([item("a", gradient_image(100, 30)), item("b", gradient_image(30, 100))])
     assert all(x.status == "succeeded" for x in preds)
     assert seen == [(1, 3, 28, 42), (1, 3, 28, 42)]  # static batch of 1, static size
@@ -184,9 +200,13 @@ def test_fixed_size_graph_gets_exact_input(tmp_path):
 
 def test_one_bad_image_fails_alone(red_model):
     p = provider_for(red_model, input_size=28, batch_size=4)
-    preds = p.predict_many([item("ok1", gradient_image(30, 20)),
-                            item("bad", error=OSError("truncated file")),
-                            item("ok2", gradient_image(30, 20))])
+    preds = p.predict_many(
+        [
+            item("ok1", gradient_image(30, 20)),
+            item("bad", error=OSError("truncated file")),
+            item("ok2", gradient_image(30, 20)),
+        ]
+    )
     assert [x.status for x in preds] == ["succeeded", "failed", "succeeded"]
     assert "truncated file" in preds[1].error and preds[1].depth is None
 
@@ -241,10 +261,17 @@ def test_truncated_model_is_rejected(tmp_path, red_model):
         provider_for(cut).check_ready()
 
 
-@pytest.mark.parametrize("shape,kind,match", [
-    ([1, 1, "height", "width"], "red", r"input 'pixel_values' has shape \[1, 1, 'height', 'width'\]"),
-    (["batch", 3, "height", "width"], "same", r"output has shape"),
-])
+@pytest.mark.parametrize(
+    "shape,kind,match",
+    [
+        (
+            [1, 1, "height", "width"],
+            "red",
+            r"input 'pixel_values' has shape \[1, 1, 'height', 'width'\]",
+        ),
+        (["batch", 3, "height", "width"], "same", r"output has shape"),
+    ],
+)
 def test_wrong_signature_is_explained(tmp_path, shape, kind, match):
     path = save_model(tmp_path / "wrong.onnx", shape, kind)
     with pytest.raises(OnnxModelError, match=match) as exc:
@@ -262,18 +289,27 @@ def test_unavailable_execution_provider_is_explained(red_model):
 
 
 def test_catalog_yaml_shape_builds_the_onnx_provider(red_model):
-    cat = CatalogConfig.model_validate({
-        "name": "shop", "source": {"type": "local_dir", "path": "/tmp/x"},
-        "provider": {"name": "onnx", "model_path": str(red_model), "family": "depth_anything_v2"},
-    })
+    cat = CatalogConfig.model_validate(
+        {
+            "name": "shop",
+            "source": {"type": "local_dir", "path": "/tmp/x"},
+            "provider": {
+                "name": "onnx",
+                "model_path": str(red_model),
+                "family": "depth_anything_v2",
+            },
+        }
+    )
     p = build_provider(cat.provider)
     assert isinstance(p, OnnxProvider) and p.model == "red.onnx"
     assert p.config.input_size == 518
 
 
 def test_onnxruntime_is_not_imported_at_package_import():
-    code = ("import sys, flux_depth_assets.providers.onnx, flux_depth_assets.providers.factory; "
-            "print('onnxruntime' in sys.modules)")
+    code = (
+        "import sys, flux_depth_assets.providers.onnx, flux_depth_assets.providers.factory; "
+        "print('onnxruntime' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -294,8 +330,11 @@ def test_failed_batch_is_retried_image_by_image(red_model, monkeypatch):
         return real_run(names, feeds)
 
     monkeypatch.setattr(p._session, "run", flaky)
-    imgs = [gradient_image(30, 20, (0.3, 0, 0)), gradient_image(30, 20, (1.0, 0, 0)),
-            gradient_image(30, 20, (0.2, 0, 0))]
+    imgs = [
+        gradient_image(30, 20, (0.3, 0, 0)),
+        gradient_image(30, 20, (1.0, 0, 0)),
+        gradient_image(30, 20, (0.2, 0, 0)),
+    ]
     preds = p.predict_many([item(str(i), im) for i, im in enumerate(imgs)])
     assert calls == [3, 1, 1, 1]
     assert [x.status for x in preds] == ["succeeded", "failed", "succeeded"]

@@ -49,8 +49,10 @@ def pg_server() -> None:
         _connect(MAINTENANCE_DB).close()
     except psycopg2.OperationalError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = (f"no PostgreSQL server answers at {PG['host']}:{PG['port']} as {PG['user']} "
-                   f"(set FLUX_DEPTH_PG_HOST/PORT/USER/PASSWORD): {first_line}")
+        message = (
+            f"no PostgreSQL server answers at {PG['host']}:{PG['port']} as {PG['user']} "
+            f"(set FLUX_DEPTH_PG_HOST/PORT/USER/PASSWORD): {first_line}"
+        )
         if os.environ.get("FLUX_DEPTH_REQUIRE_POSTGRES") == "1":  # .ci/run: a skip would hide it
             pytest.fail(message)
         pytest.skip(message)
@@ -127,8 +129,11 @@ def test_profile_builds_a_postgres_instance_with_the_run_queue_and_pool(pg_insta
     config = pg_instance.get_concurrency_config()
     limits = {limit["key"]: limit for limit in config.run_queue_config.tag_concurrency_limits}
     assert list(limits) == [CATALOG_TAG]
-    assert limits[CATALOG_TAG] == {"key": CATALOG_TAG, "value": {"applyLimitPerUniqueValue": True},
-                                   "limit": 1}
+    assert limits[CATALOG_TAG] == {
+        "key": CATALOG_TAG,
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    }
     assert config.pool_config.default_pool_limit == 2
     assert pg_instance.get_settings("telemetry") == {"enabled": False}
 
@@ -154,26 +159,44 @@ def test_demo_catalog_runs_and_events_land_in_postgres(pg_instance, pg_env, dags
 
     # And the raw rows, read with SQL as an operator would.
     db = pg_env
-    assert _query(db, "SELECT status, pipeline_name FROM runs WHERE run_id = %s",
-                  (outcome.run_id,)) == [("SUCCESS", "catalog_job")]
+    assert _query(
+        db, "SELECT status, pipeline_name FROM runs WHERE run_id = %s", (outcome.run_id,)
+    ) == [("SUCCESS", "catalog_job")]
     materialized = _query(
-        db, "SELECT asset_key, partition FROM event_logs WHERE run_id = %s "
-            "AND dagster_event_type = 'ASSET_MATERIALIZATION' ORDER BY id", (outcome.run_id,))
+        db,
+        "SELECT asset_key, partition FROM event_logs WHERE run_id = %s "
+        "AND dagster_event_type = 'ASSET_MATERIALIZATION' ORDER BY id",
+        (outcome.run_id,),
+    )
     assert {(json.loads(key)[0], part) for key, part in materialized} >= {
-        ("source_images", "demo"), ("depth_maps", "demo")}
-    event_types = {row[0] for row in _query(
-        db, "SELECT DISTINCT dagster_event_type FROM event_logs WHERE run_id = %s",
-        (outcome.run_id,))}
+        ("source_images", "demo"),
+        ("depth_maps", "demo"),
+    }
+    event_types = {
+        row[0]
+        for row in _query(
+            db,
+            "SELECT DISTINCT dagster_event_type FROM event_logs WHERE run_id = %s",
+            (outcome.run_id,),
+        )
+    }
     assert {"PIPELINE_START", "STEP_SUCCESS", "PIPELINE_SUCCESS"} <= event_types
-    assert ("demo",) in _query(db, "SELECT partition FROM dynamic_partitions "
-                                   "WHERE partitions_def_name = 'catalog'")
-    assert (CATALOG_TAG, "demo") in _query(db, "SELECT key, value FROM run_tags WHERE run_id = %s",
-                                           (outcome.run_id,))
+    assert ("demo",) in _query(
+        db, "SELECT partition FROM dynamic_partitions WHERE partitions_def_name = 'catalog'"
+    )
+    assert (CATALOG_TAG, "demo") in _query(
+        db, "SELECT key, value FROM run_tags WHERE run_id = %s", (outcome.run_id,)
+    )
     # depth_maps claimed a slot of the hosted-API pool (default limit 2) and gave it back.
-    assert _query(db, 'SELECT "limit" FROM concurrency_limits WHERE concurrency_key = %s',
-                  (HOSTED_API_POOL,)) == [(2,)]
-    assert _query(db, "SELECT count(*) FROM concurrency_slots WHERE concurrency_key = %s "
-                      "AND run_id IS NOT NULL AND NOT deleted", (HOSTED_API_POOL,)) == [(0,)]
+    assert _query(
+        db, 'SELECT "limit" FROM concurrency_limits WHERE concurrency_key = %s', (HOSTED_API_POOL,)
+    ) == [(2,)]
+    assert _query(
+        db,
+        "SELECT count(*) FROM concurrency_slots WHERE concurrency_key = %s "
+        "AND run_id IS NOT NULL AND NOT deleted",
+        (HOSTED_API_POOL,),
+    ) == [(0,)]
 
 
 def test_rerun_is_recorded_as_a_second_run_and_pays_nothing(pg_instance):

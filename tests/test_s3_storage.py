@@ -22,16 +22,20 @@ def demo_config(tmp_path, demo_dir, source_yaml: str | None = None):
     cfg = tmp_path / "cfg"
     (cfg / "catalogs").mkdir(parents=True)
     source = source_yaml or "{type: local_dir, path: photos}"
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent(f"""
+    (cfg / "catalogs" / "c.yml").write_text(
+        textwrap.dedent(f"""
         catalogs:
           - name: demo
             source: {source}
-    """))
+    """)
+    )
     return cfg
 
 
 def test_storage_round_trip_and_single_put_writes(s3_env):
-    store = Storage(f"s3://{s3_env.bucket}/root", {"client_kwargs": {"endpoint_url": s3_env.endpoint}})
+    store = Storage(
+        f"s3://{s3_env.bucket}/root", {"client_kwargs": {"endpoint_url": s3_env.endpoint}}
+    )
     rel = store.write_bytes("catalogs/x/a.bin", b"one")
     store.write_bytes(rel, b"two")  # replace in place
     assert store.read_bytes(rel) == b"two" and store.exists(rel)
@@ -70,21 +74,31 @@ def test_demo_catalog_materializes_into_an_s3_root(tmp_path, demo_dir, s3_env, s
         source = f"{{type: s3_prefix, bucket: {s3_env.bucket}, prefix: incoming/demo}}"
     cfg = demo_config(tmp_path, demo_dir, source)
     root = f"s3://{s3_env.bucket}/flux"
-    outcome = materialize_catalog("demo", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(),
-                                  resources={"storage": StorageResource(root=root)})
+    outcome = materialize_catalog(
+        "demo",
+        config_dir=cfg,
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"storage": StorageResource(root=root)},
+    )
     assert outcome.success, outcome.error
     n = len(list(demo_dir.iterdir()))
 
     # Same layout as a local root, under the prefix; readable without the pipeline.
-    keys = {o["Key"] for page in s3_env.client.get_paginator("list_objects_v2").paginate(
-        Bucket=s3_env.bucket, Prefix="flux/") for o in page.get("Contents", [])}
+    keys = {
+        o["Key"]
+        for page in s3_env.client.get_paginator("list_objects_v2").paginate(
+            Bucket=s3_env.bucket, Prefix="flux/"
+        )
+        for o in page.get("Contents", [])
+    }
     assert "flux/tables/source_images/catalog=demo/part-0.parquet" in keys
     assert "flux/tables/depth_maps/catalog=demo/part-0.parquet" in keys
     assert sum(k.startswith("flux/catalogs/demo/depth_maps/") for k in keys) == n
     assert not [k for k in keys if ".tmp" in k]
 
-    body = s3_env.client.get_object(Bucket=s3_env.bucket,
-                                    Key="flux/tables/source_images/catalog=demo/part-0.parquet")["Body"]
+    body = s3_env.client.get_object(
+        Bucket=s3_env.bucket, Key="flux/tables/source_images/catalog=demo/part-0.parquet"
+    )["Body"]
     src = pq.read_table(io.BytesIO(body.read())).to_pylist()
     assert len(src) == n and all(r["status"] == "accepted" for r in src)
     if source_on_s3:
@@ -92,8 +106,12 @@ def test_demo_catalog_materializes_into_an_s3_root(tmp_path, demo_dir, s3_env, s
 
     # pyarrow.dataset over the hive layout sees `catalog` as a column.
     store = StorageResource(root=root).get()
-    dataset = ds.dataset(f"{s3_env.bucket}/flux/tables/depth_maps", filesystem=store.fs,
-                         format="parquet", partitioning="hive")
+    dataset = ds.dataset(
+        f"{s3_env.bucket}/flux/tables/depth_maps",
+        filesystem=store.fs,
+        format="parquet",
+        partitioning="hive",
+    )
     depth = dataset.to_table().to_pylist()
     assert len(depth) == n and {r["catalog"] for r in depth} == {"demo"}
     assert all(r["status"] == "succeeded" for r in depth)
@@ -101,8 +119,12 @@ def test_demo_catalog_materializes_into_an_s3_root(tmp_path, demo_dir, s3_env, s
     assert png.startswith(b"\x89PNG")
 
     # A second run reads the S3 tables back and pays for nothing.
-    again = materialize_catalog("demo", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(),
-                                resources={"storage": StorageResource(root=root)})
+    again = materialize_catalog(
+        "demo",
+        config_dir=cfg,
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"storage": StorageResource(root=root)},
+    )
     assert again.success, again.error
     assert again.materialized["depth_maps"]["new"] == 0
     assert again.materialized["depth_maps"]["cached"] == n
@@ -110,7 +132,9 @@ def test_demo_catalog_materializes_into_an_s3_root(tmp_path, demo_dir, s3_env, s
 
 def test_objects_written_or_deleted_by_another_process_are_seen(s3_env):
     """fsspec keeps one S3 filesystem per process; a cached listing must not hide other writers."""
-    store = Storage(f"s3://{s3_env.bucket}/root", {"client_kwargs": {"endpoint_url": s3_env.endpoint}})
+    store = Storage(
+        f"s3://{s3_env.bucket}/root", {"client_kwargs": {"endpoint_url": s3_env.endpoint}}
+    )
     store.write_bytes("cache/depth/ab/one.json", b"{}")
     assert store.list("cache/depth/ab") == ["cache/depth/ab/one.json"]
     s3_env.put("root/cache/depth/ab/two.json", b"{}")  # another run, elsewhere
@@ -121,8 +145,12 @@ def test_objects_written_or_deleted_by_another_process_are_seen(s3_env):
 
 
 def test_files_under_lists_an_s3_prefix_as_relative_paths(s3_env):
-    store = Storage(f"s3://{s3_env.bucket}/root", {"client_kwargs": {"endpoint_url": s3_env.endpoint}})
+    store = Storage(
+        f"s3://{s3_env.bucket}/root", {"client_kwargs": {"endpoint_url": s3_env.endpoint}}
+    )
     store.write_bytes("catalogs/c/normal_maps/a.png", b"1")
     store.write_bytes("catalogs/c/parallax_sprites/a/manifest.json", b"{}")
-    assert store.files_under("catalogs/c/parallax_sprites") == {"catalogs/c/parallax_sprites/a/manifest.json"}
+    assert store.files_under("catalogs/c/parallax_sprites") == {
+        "catalogs/c/parallax_sprites/a/manifest.json"
+    }
     assert store.files_under("catalogs/none") == set()

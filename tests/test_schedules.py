@@ -45,7 +45,11 @@ def test_each_catalog_gets_the_sensor_and_schedule_it_declares(tmp_path, monkeyp
     schedules = {s.name: s for s in defs.schedules}
     sensors = {s.name: s for s in defs.sensors}
     assert set(schedules) == {"nightly__schedule", "both__schedule"}
-    assert set(sensors) == {"catalog_registry_sensor", "both__upload_sensor", "watched__upload_sensor"}
+    assert set(sensors) == {
+        "catalog_registry_sensor",
+        "both__upload_sensor",
+        "watched__upload_sensor",
+    }
     nightly = schedules["nightly__schedule"]
     assert nightly.cron_schedule == "0 3 * * *" and nightly.execution_timezone == "Europe/Paris"
     assert nightly.job_name == "catalog_job"
@@ -67,8 +71,11 @@ def _check_ticks(schedule, instance, repo):
     when = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
     def evaluate():
-        return schedule.evaluate_tick(dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=when, repository_def=repo))
+        return schedule.evaluate_tick(
+            dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=when, repository_def=repo
+            )
+        )
 
     skip = evaluate()
     assert not skip.run_requests and "no `catalog` partition yet" in skip.skip_message
@@ -81,16 +88,24 @@ def _check_ticks(schedule, instance, repo):
     assert again.run_key == req.run_key == f"schedule:nightly:{when.isoformat()}"
 
 
-@pytest.mark.parametrize("line, field", [
-    ('    schedule: "61 * * * *"', "schedule"),
-    ('    schedule: "0 0 30 2 *"', "schedule"),  # February 30th never comes
-    ('    schedule: "0 0 3 * * *"', "schedule"),  # a seconds field: Dagster takes five
-    ("    schedule_timezone: Mars/Olympus", "schedule_timezone"),
-    ("    upload_sensor: {settle_secs: 5}", "upload_sensor.settle_secs"),
-    ("    upload_sensor: {minimum_interval_seconds: 1}", "upload_sensor.minimum_interval_seconds"),
-])
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        ('    schedule: "61 * * * *"', "schedule"),
+        ('    schedule: "0 0 30 2 *"', "schedule"),  # February 30th never comes
+        ('    schedule: "0 0 3 * * *"', "schedule"),  # a seconds field: Dagster takes five
+        ("    schedule_timezone: Mars/Olympus", "schedule_timezone"),
+        ("    upload_sensor: {settle_secs: 5}", "upload_sensor.settle_secs"),
+        (
+            "    upload_sensor: {minimum_interval_seconds: 1}",
+            "upload_sensor.minimum_interval_seconds",
+        ),
+    ],
+)
 def test_bad_schedule_or_sensor_settings_name_file_line_and_field(tmp_path, line, field):
-    cfg = write(tmp_path, "catalogs:\n  - name: x\n    source: {type: local_dir, path: a}\n" + line + "\n")
+    cfg = write(
+        tmp_path, "catalogs:\n  - name: x\n    source: {type: local_dir, path: a}\n" + line + "\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_project(cfg)
     assert "c.yml:4" in str(err.value) and f"field '{field}'" in str(err.value)

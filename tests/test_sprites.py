@@ -34,13 +34,13 @@ def scene(seed: int = 0):
     rgb[..., 1] = 60 + (yy * 0.5).astype(np.uint8)
     rgb[..., 2] = 200
     box = (xx >= 20) & (xx < 90) & (yy >= 30) & (yy < 100)
-    disc = (xx - 115) ** 2 + (yy - 60) ** 2 < 28 ** 2
+    disc = (xx - 115) ** 2 + (yy - 60) ** 2 < 28**2
     rgb[box] = [200, 180, 30]
     rgb[disc] = [220, 30, 30]
     rgb = np.clip(rgb.astype(np.int16) + rng.integers(-12, 13, rgb.shape), 0, 255).astype(np.uint8)
     near = (0.05 + 0.1 * yy / H).astype(np.float32)  # a gently sloping far wall
     near[box] = 0.5 + 0.05 * xx[box] / W
-    near[disc] = 0.9 - 0.05 * ((xx[disc] - 115) ** 2 + (yy[disc] - 60) ** 2) / 28 ** 2
+    near[disc] = 0.9 - 0.05 * ((xx[disc] - 115) ** 2 + (yy[disc] - 60) ** 2) / 28**2
     wall = ~(box | disc)
     return rgb, near, wall, box & ~disc, disc
 
@@ -74,9 +74,13 @@ def test_recomposition_detects_a_missing_layer():
 
 def test_files_and_manifest():
     rgb, near, *_ = scene()
-    ss = build_sprites(rgb, near, SpriteSettings(layers=5), image_id="abc123", depth_sha256="f" * 64)
+    ss = build_sprites(
+        rgb, near, SpriteSettings(layers=5), image_id="abc123", depth_sha256="f" * 64
+    )
     files = ss.files()
-    assert sorted(files) == sorted([f"layer_{k}.png" for k in range(5)] + ["manifest.json", "preview.webp"])
+    assert sorted(files) == sorted(
+        [f"layer_{k}.png" for k in range(5)] + ["manifest.json", "preview.webp"]
+    )
     m = json.loads(files["manifest.json"])
     assert m == ss.manifest
     assert m["image"] == {"id": "abc123", "width": W, "height": H}
@@ -109,7 +113,7 @@ def test_background_is_opaque_and_filled_from_the_background():
     assert bg.shape == (H, W, 4) and (bg[..., 3] == 255).all()
     np.testing.assert_array_equal(bg[..., :3][wall], rgb[wall])  # the wall is untouched
     # where the red disc and yellow box stood, the fill has the wall's blue, not their colours
-    hidden = (box | disc)
+    hidden = box | disc
     inner = hidden & ~np.roll(hidden, 6, 0) | hidden & ~np.roll(hidden, -6, 1)
     core = hidden & ~inner
     wall_mean = rgb[wall].astype(float).mean(0)
@@ -128,7 +132,7 @@ def test_layers_follow_object_boundaries():
     b = ss.manifest["layers"][2]["bbox"]
     a = decode_rgba(files["layer_2.png"])[..., 3]
     full = np.zeros((H, W), np.uint8)
-    full[b["y"]:b["y"] + b["height"], b["x"]:b["x"] + b["width"]] = a
+    full[b["y"] : b["y"] + b["height"], b["x"] : b["x"] + b["width"]] = a
     np.testing.assert_array_equal(full > 0, disc)
 
 
@@ -158,7 +162,7 @@ def test_feathered_alpha_fades_outward_over_farther_pixels_only():
     labels[10:30, 40:50] = 2  # a nearer layer touching the right side
     alpha, (x, y, w, h) = feathered_alpha(labels, 1, feather_px=3.0)
     full = np.zeros((40, 60), np.float32)
-    full[y:y + h, x:x + w] = alpha
+    full[y : y + h, x : x + w] = alpha
     assert (full[labels == 1] == 1.0).all()
     assert (full[labels == 2] == 0.0).all()  # no fringe over the nearer layer
     row = full[20, 14:20]  # leftwards from the edge: strictly decreasing to 0
@@ -174,12 +178,17 @@ def test_preview_is_an_animated_sway_small_enough_to_glance_at():
     big_rgb = np.asarray(Image.fromarray(rgb).resize((960, 720), Image.Resampling.NEAREST))
     big_near = match_size(near, 960, 720)
     for fmt, frames in (("webp", 32), ("gif", 24)):
-        ss = build_sprites(big_rgb, big_near, SpriteSettings(preview_format=fmt, preview_frames=frames))
+        ss = build_sprites(
+            big_rgb, big_near, SpriteSettings(preview_format=fmt, preview_frames=frames)
+        )
         with Image.open(io.BytesIO(ss.preview)) as im:
             assert im.format == fmt.upper()
             assert im.n_frames == frames
             assert max(im.size) <= 512
-            assert (im.size[0], im.size[1]) == (ss.manifest["preview"]["width"], ss.manifest["preview"]["height"])
+            assert (im.size[0], im.size[1]) == (
+                ss.manifest["preview"]["width"],
+                ss.manifest["preview"]["height"],
+            )
             im.seek(0)
             first = np.asarray(im.convert("RGB"), np.int16)
             im.seek(frames // 4)

@@ -31,6 +31,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
     def boom(src, dst):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         store.write_bytes("f.bin", b"bad")
@@ -52,8 +53,9 @@ def test_partition_tables_are_hive_readable_with_catalog_column(tmp_path):
         rows = [{"image_id": f"{cat}{i}", "status": "accepted", "width": 10} for i in range(n)]
         store.write_partition("source_images", cat, table_from_rows(rows, SOURCE_IMAGES))
     assert (tmp_path / "tables" / "source_images" / "catalog=a" / "part-0.parquet").exists()
-    table = ds.dataset(tmp_path / "tables" / "source_images", format="parquet",
-                       partitioning="hive").to_table()
+    table = ds.dataset(
+        tmp_path / "tables" / "source_images", format="parquet", partitioning="hive"
+    ).to_table()
     assert table.num_rows == 5
     assert sorted(set(table.column("catalog").to_pylist())) == ["a", "b"]
     assert table.schema.field("width").type == pa.int32()
@@ -84,6 +86,7 @@ def test_cache_round_trip(tmp_path):
 
 def test_file_index_lists_nested_files_once_and_tracks_writes(tmp_path):
     from flux_depth_assets.storage.store import FileIndex
+
     store = Storage(str(tmp_path))
     store.write_bytes("catalogs/c/a/x.png", b"1")
     store.write_bytes("catalogs/c/a/sub/y.json", b"2")
@@ -124,6 +127,7 @@ def test_create_exclusive_without_hard_links_still_excludes(tmp_path, monkeypatc
 
     def no_link(src, dst):
         raise OSError(errno.EPERM, "hard links not supported")
+
     monkeypatch.setattr(os, "link", no_link)
     store = Storage(str(tmp_path))
     assert store.create_exclusive("x", b"one") is True

@@ -21,15 +21,19 @@ from flux_depth_assets.sources import SourceError
 # --------------------------------------------------------------------------- the Dagster sensor
 
 
-def write_config(tmp_path: Path, source_yaml: str, sensor_yaml: str = "{settle_seconds: 30}") -> Path:
+def write_config(
+    tmp_path: Path, source_yaml: str, sensor_yaml: str = "{settle_seconds: 30}"
+) -> Path:
     cfg = tmp_path / "cfg"
     (cfg / "catalogs").mkdir(parents=True, exist_ok=True)
-    (cfg / "catalogs" / "c.yml").write_text(textwrap.dedent(f"""
+    (cfg / "catalogs" / "c.yml").write_text(
+        textwrap.dedent(f"""
         catalogs:
           - name: shop
             source: {source_yaml}
             upload_sensor: {sensor_yaml}
-    """))
+    """)
+    )
     return cfg
 
 
@@ -52,8 +56,9 @@ class Ticker:
         self.cursor: str | None = None
 
     def __call__(self) -> dg.SensorResult:
-        ctx = dg.build_sensor_context(cursor=self.cursor, instance=self.instance,
-                                      resources=self.resources)
+        ctx = dg.build_sensor_context(
+            cursor=self.cursor, instance=self.instance, resources=self.resources
+        )
         result = self.sensor(ctx)
         assert isinstance(result, dg.SensorResult)
         if result.cursor is not None:
@@ -72,7 +77,9 @@ def instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def test_local_folder_across_first_run_nothing_new_some_new_uploading_all_new_deleted(tmp_path, instance):
+def test_local_folder_across_first_run_nothing_new_some_new_uploading_all_new_deleted(
+    tmp_path, instance
+):
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(3):
@@ -131,15 +138,19 @@ def test_missing_source_fails_the_tick_and_removed_catalog_skips(tmp_path, insta
     with pytest.raises(SourceError, match="nowhere"):
         ticker()
     (cfg / "catalogs" / "c.yml").write_text(
-        "catalogs:\n  - {name: other, source: {type: local_dir, path: x}}\n")
+        "catalogs:\n  - {name: other, source: {type: local_dir, path: x}}\n"
+    )
     assert "no longer declared" in skip_text(ticker())
     (cfg / "catalogs" / "c.yml").write_text("catalogs: [\n")
     assert "config invalid" in skip_text(ticker())
 
 
 def test_s3_prefix_sensor_against_moto(tmp_path, instance, s3_env):
-    cfg = write_config(tmp_path, f"{{type: s3_prefix, bucket: {s3_env.bucket}, prefix: drop}}",
-                       "{settle_seconds: 0}")
+    cfg = write_config(
+        tmp_path,
+        f"{{type: s3_prefix, bucket: {s3_env.bucket}, prefix: drop}}",
+        "{settle_seconds: 0}",
+    )
     ticker = Ticker(cfg, instance)
     assert "no objects" in skip_text(ticker())
     s3_env.put("drop/a.jpg", b"a")
@@ -194,10 +205,14 @@ def test_sensor_daemon_launches_one_run_and_a_retried_tick_does_not_double_it(tm
     photos.mkdir()
     for seed in (1, 2):
         (photos / f"p{seed}.jpg").write_bytes(images.jpeg(seed=seed))
-    cfg = write_config(tmp_path, "{type: local_dir, path: photos}",
-                       "{settle_seconds: 0, minimum_interval_seconds: 30}")
+    cfg = write_config(
+        tmp_path,
+        "{type: local_dir, path: photos}",
+        "{settle_seconds: 0, minimum_interval_seconds: 30}",
+    )
     code = tmp_path / "sensor_defs.py"
-    code.write_text(textwrap.dedent(f"""
+    code.write_text(
+        textwrap.dedent(f"""
         from flux_depth_assets.defs.build import build_definitions
         from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
         from tests.fakes import CountingProviderResource
@@ -207,15 +222,25 @@ def test_sensor_daemon_launches_one_run_and_a_retried_tick_does_not_double_it(tm
             "storage": StorageResource(root={str(tmp_path / "home")!r}),
             "depth_provider": CountingProviderResource(),
         }})
-    """))
-    overrides = {"run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher",
-                                  "class": "SyncInMemoryRunLauncher"}, **QUEUE_LIMITS}
+    """)
+    )
+    overrides = {
+        "run_launcher": {
+            "module": "dagster._core.launcher.sync_in_memory_run_launcher",
+            "class": "SyncInMemoryRunLauncher",
+        },
+        **QUEUE_LIMITS,
+    }
     logger = logging.getLogger("test_upload_sensor")
     start = dt.datetime.now(dt.UTC)
     with dg.instance_for_test(overrides=overrides) as instance:
-        origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(
-            python_file=str(code), attribute="defs", working_directory=str(Path.cwd())))
+        origin = InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(
+                python_file=str(code), attribute="defs", working_directory=str(Path.cwd())
+            )
+        )
         with WorkspaceProcessContext(instance, InProcessTestWorkspaceLoadTarget(origin)) as wpc:
+
             def tick_at(minutes: float) -> None:
                 with freeze_time(start + dt.timedelta(minutes=minutes)):
                     list(execute_sensor_iteration(wpc, logger, None, None))
@@ -225,8 +250,9 @@ def test_sensor_daemon_launches_one_run_and_a_retried_tick_does_not_double_it(tm
                 return instance.get_runs(RunsFilter(tags={"flux_depth/trigger": "upload_sensor"}))
 
             def sensor_state():
-                [state] = [s for s in instance.all_instigator_state()
-                           if s.name == "shop__upload_sensor"]
+                [state] = [
+                    s for s in instance.all_instigator_state() if s.name == "shop__upload_sensor"
+                ]
                 return state
 
             tick_at(0)
@@ -248,10 +274,16 @@ def test_sensor_daemon_launches_one_run_and_a_retried_tick_does_not_double_it(tm
 
             # The crash-after-request case: the cursor is the one before the second request.
             state = sensor_state()
-            instance.update_instigator_state(state.with_data(SensorInstigatorData(
-                last_tick_timestamp=state.instigator_data.last_tick_timestamp,
-                min_interval=state.instigator_data.min_interval,
-                cursor=before_second, sensor_type=state.instigator_data.sensor_type)))
+            instance.update_instigator_state(
+                state.with_data(
+                    SensorInstigatorData(
+                        last_tick_timestamp=state.instigator_data.last_tick_timestamp,
+                        min_interval=state.instigator_data.min_interval,
+                        cursor=before_second,
+                        sensor_type=state.instigator_data.sensor_type,
+                    )
+                )
+            )
             tick_at(3)
             assert len(runs()) == 2  # same run key: Dagster did not launch it again
             assert runs()[0].tags["dagster/run_key"] == second_key

@@ -46,8 +46,8 @@ class Origin:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.content: dict[str, bytes] = {}
-        self.modified: dict[str, int] = {}   # name → Last-Modified (epoch seconds)
-        self.log: list[dict] = []            # {path, status, if_none_match, if_modified_since}
+        self.modified: dict[str, int] = {}  # name → Last-Modified (epoch seconds)
+        self.log: list[dict] = []  # {path, status, if_none_match, if_modified_since}
 
     def put(self, name: str, data: bytes, modified: int = 1_700_000_000) -> None:
         self.content[name], self.modified[name] = data, modified
@@ -101,15 +101,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             tag = Origin.etag(data)
             headers["ETag"] = tag
             # weak comparison (RFC 9110 8.8.3.2): W/ is not part of the opaque tag
-            if inm and tag.removeprefix("W/") in {t.strip().removeprefix("W/") for t in inm.split(",")}:
+            if inm and tag.removeprefix("W/") in {
+                t.strip().removeprefix("W/") for t in inm.split(",")
+            }:
                 status = 304
         elif kind == "lm":
             headers["Last-Modified"] = email.utils.formatdate(ORIGIN.modified[name], usegmt=True)
             if ims and email.utils.parsedate_to_datetime(ims).timestamp() >= ORIGIN.modified[name]:
                 status = 304
         with ORIGIN.lock:
-            ORIGIN.log.append(dict(path=self.path, status=status, if_none_match=inm,
-                                   if_modified_since=ims))
+            ORIGIN.log.append(
+                dict(path=self.path, status=status, if_none_match=inm, if_modified_since=ims)
+            )
         if status == 304:
             self.send_response(304)
             for k, v in headers.items():
@@ -201,17 +204,20 @@ def test_manifest_errors_are_source_errors(tmp_path):
         list_objects(UrlManifestSource(path=str(tmp_path / "bad.parquet")))
 
 
-@pytest.mark.parametrize("path, reason", [
-    ("/hop", None),
-    ("/missing", "HTTP 404"),
-    ("/to-file", "scheme 'file' is not allowed"),
-    ("/to-ftp", "scheme 'ftp' is not allowed"),
-    ("/loop", "more than 5 redirects"),
-    ("/big-declared", "Content-Length 1,000,000,000 bytes is over"),
-    ("/big-chunked", "body is over the 1,000,000-byte limit"),
-    ("/slow", "took longer than 0.5 s"),
-    ("/always-304", "HTTP 304 from"),  # "not modified" to a GET that was not conditional
-])
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("/hop", None),
+        ("/missing", "HTTP 404"),
+        ("/to-file", "scheme 'file' is not allowed"),
+        ("/to-ftp", "scheme 'ftp' is not allowed"),
+        ("/loop", "more than 5 redirects"),
+        ("/big-declared", "Content-Length 1,000,000,000 bytes is over"),
+        ("/big-chunked", "body is over the 1,000,000-byte limit"),
+        ("/slow", "took longer than 0.5 s"),
+        ("/always-304", "HTTP 304 from"),  # "not modified" to a GET that was not conditional
+    ],
+)
 def test_fetch_limits(http_base, path, reason):
     kw = dict(max_bytes=1_000_000, timeout_s=0.5, max_redirects=5, allow_private_networks=True)
     if reason is None:
@@ -221,36 +227,51 @@ def test_fetch_limits(http_base, path, reason):
             fetch(http_base + path, **kw)
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("ftp://example.com/a.jpg", "scheme 'ftp'"),
-    ("file:///etc/passwd", "scheme 'file'"),
-    ("/relative/a.jpg", "scheme '(none)'"),
-    ("http:///nohost.jpg", "no host"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("ftp://example.com/a.jpg", "scheme 'ftp'"),
+        ("file:///etc/passwd", "scheme 'file'"),
+        ("/relative/a.jpg", "scheme '(none)'"),
+        ("http:///nohost.jpg", "no host"),
+    ],
+)
 def test_only_http_urls_are_fetched(url, reason):
     with pytest.raises(FetchError, match=re.escape(reason)):
         fetch(url, max_bytes=100, timeout_s=1)
 
 
 def test_redact_drops_credentials_and_query():
-    assert redact("https://u:secret@h.example:8443/p/a.jpg?X-Amz-Signature=abc") == \
-        "https://h.example:8443/p/a.jpg?…"
+    assert (
+        redact("https://u:secret@h.example:8443/p/a.jpg?X-Amz-Signature=abc")
+        == "https://h.example:8443/p/a.jpg?…"
+    )
 
 
 def test_scan_turns_each_failed_url_into_a_rejected_row(tmp_path, http_base):
-    manifest = write_csv(tmp_path / "m.csv", [
-        (f"{http_base}/a.jpg", "ok-1"),
-        (f"{http_base}/hop", "ok-redirect"),  # same bytes as ok-1: a duplicate row
-        (f"{http_base}/b.png", "ok-2"),
-        (f"{http_base}/missing", "gone"),
-        (f"{http_base}/to-ftp", "ftp"),
-        (f"{http_base}/text", "html"),
-        ("s3://bucket/a.jpg", "s3"),
-        ("", "empty"),
-    ])
-    cat = CatalogConfig(name="web", source={"type": "url_manifest", "path": str(manifest),
-                                            "timeout_s": 5, "max_bytes": 1_000_000,
-                                            "allow_private_networks": True})
+    manifest = write_csv(
+        tmp_path / "m.csv",
+        [
+            (f"{http_base}/a.jpg", "ok-1"),
+            (f"{http_base}/hop", "ok-redirect"),  # same bytes as ok-1: a duplicate row
+            (f"{http_base}/b.png", "ok-2"),
+            (f"{http_base}/missing", "gone"),
+            (f"{http_base}/to-ftp", "ftp"),
+            (f"{http_base}/text", "html"),
+            ("s3://bucket/a.jpg", "s3"),
+            ("", "empty"),
+        ],
+    )
+    cat = CatalogConfig(
+        name="web",
+        source={
+            "type": "url_manifest",
+            "path": str(manifest),
+            "timeout_s": 5,
+            "max_bytes": 1_000_000,
+            "allow_private_networks": True,
+        },
+    )
     result = scan_catalog(cat, Storage(str(tmp_path / "home")))
     by_status = {}
     for row in result.rows:
@@ -277,9 +298,12 @@ def origin(http_base):
 
 
 def web_catalog(manifest, name: str = "web") -> CatalogConfig:
-    return CatalogConfig(name=name, source=UrlManifestSource(path=str(manifest), timeout_s=5,
-                                                             max_bytes=1_000_000,
-                                                             allow_private_networks=True))
+    return CatalogConfig(
+        name=name,
+        source=UrlManifestSource(
+            path=str(manifest), timeout_s=5, max_bytes=1_000_000, allow_private_networks=True
+        ),
+    )
 
 
 def scan_and_write(cat: CatalogConfig, store: Storage):
@@ -299,9 +323,14 @@ def test_unchanged_urls_are_revalidated_not_downloaded(tmp_path, http_base, orig
     origin.put("a", JPG)
     origin.put("b", PNG, modified=1_700_000_000)
     origin.put("c", images.jpeg(seed=13))
-    manifest = write_csv(tmp_path / "m.csv", [(f"{http_base}/etag/a", "sku-a"),
-                                              (f"{http_base}/lm/b", ""),
-                                              (f"{http_base}/go/c", "sku-c")])
+    manifest = write_csv(
+        tmp_path / "m.csv",
+        [
+            (f"{http_base}/etag/a", "sku-a"),
+            (f"{http_base}/lm/b", ""),
+            (f"{http_base}/go/c", "sku-c"),
+        ],
+    )
     cat, store = web_catalog(manifest), Storage(str(tmp_path / "home"))
 
     first = scan_and_write(cat, store)
@@ -310,17 +339,17 @@ def test_unchanged_urls_are_revalidated_not_downloaded(tmp_path, http_base, orig
     before = snapshot(store, "web")
     by_uri = {r["source_uri"]: r for r in before}
     assert by_uri[f"{http_base}/etag/a"]["etag"] == Origin.etag(JPG)  # verbatim, W/ included
-    assert by_uri[f"{http_base}/etag/a"]["mtime"] is None              # no Last-Modified given
+    assert by_uri[f"{http_base}/etag/a"]["mtime"] is None  # no Last-Modified given
     assert by_uri[f"{http_base}/lm/b"]["etag"] is None
     assert by_uri[f"{http_base}/lm/b"]["mtime"].timestamp() == 1_700_000_000
     assert by_uri[f"{http_base}/go/c"]["etag"] == Origin.etag(images.jpeg(seed=13))
 
     origin.reset_log()
     second = scan_and_write(cat, store)
-    assert origin.bodies() == []                       # nothing downloaded...
-    assert origin.statuses() == [304, 304, 304]        # (the /go hop is not logged)
+    assert origin.bodies() == []  # nothing downloaded...
+    assert origin.statuses() == [304, 304, 304]  # (the /go hop is not logged)
     assert second.counts == {**first.counts, "new": 0, "unchanged": 3}
-    assert snapshot(store, "web") == before            # ...and the same rows
+    assert snapshot(store, "web") == before  # ...and the same rows
     sent = {e["path"]: e for e in origin.log}
     assert sent["/etag/a"]["if_none_match"] == Origin.etag(JPG)
     assert sent["/etag/c"]["if_none_match"] == Origin.etag(images.jpeg(seed=13))  # after the hop
@@ -331,16 +360,21 @@ def test_changed_content_is_downloaded_again_and_gets_its_new_id(tmp_path, http_
     origin.put("a", JPG)
     origin.put("b", PNG, modified=1_700_000_000)
     origin.put("same", images.jpeg(seed=14))
-    manifest = write_csv(tmp_path / "m.csv", [(f"{http_base}/etag/a", "sku-a"),
-                                              (f"{http_base}/lm/b", "sku-b"),
-                                              (f"{http_base}/etag/same", "sku-same")])
+    manifest = write_csv(
+        tmp_path / "m.csv",
+        [
+            (f"{http_base}/etag/a", "sku-a"),
+            (f"{http_base}/lm/b", "sku-b"),
+            (f"{http_base}/etag/same", "sku-same"),
+        ],
+    )
     cat, store = web_catalog(manifest), Storage(str(tmp_path / "home"))
     scan_and_write(cat, store)
     old_ids = {r["external_id"]: r["image_id"] for r in snapshot(store, "web")}
 
     new_a, new_b = images.jpeg(seed=21), images.png(seed=22)
-    origin.put("a", new_a)                               # new content → new ETag
-    origin.put("b", new_b, modified=1_700_000_600)       # newer Last-Modified
+    origin.put("a", new_a)  # new content → new ETag
+    origin.put("b", new_b, modified=1_700_000_600)  # newer Last-Modified
     origin.reset_log()
     result = scan_and_write(cat, store)
     assert origin.bodies() == ["/etag/a", "/lm/b"]
@@ -390,28 +424,42 @@ def test_a_rejected_url_is_revalidated_too(tmp_path, http_base, origin):
     origin.reset_log()
     second = scan_and_write(cat, store)
     assert origin.statuses() == [304]
-    assert second.rows[0]["status"] == "rejected" and second.rows[0]["reason"] == first.rows[0]["reason"]
+    assert (
+        second.rows[0]["status"] == "rejected"
+        and second.rows[0]["reason"] == first.rows[0]["reason"]
+    )
 
 
 def test_external_id_lands_in_the_table(tmp_path, http_base, origin):
     origin.put("a", JPG)
     origin.put("b", PNG)
-    rows = [(f"{http_base}/etag/a", "sku-1"), (f"{http_base}/etag/b", ""),
-            (f"{http_base}/missing", "sku-gone")]
+    rows = [
+        (f"{http_base}/etag/a", "sku-1"),
+        (f"{http_base}/etag/b", ""),
+        (f"{http_base}/missing", "sku-gone"),
+    ]
     csv_path = write_csv(tmp_path / "m.csv", rows)
     pq_path = tmp_path / "m.parquet"
-    pq.write_table(pa.table({"url": [r[0] for r in rows],
-                             "external_id": ["sku-1", None, "sku-gone"]}), pq_path)
+    pq.write_table(
+        pa.table({"url": [r[0] for r in rows], "external_id": ["sku-1", None, "sku-gone"]}), pq_path
+    )
     for n, path in enumerate((csv_path, pq_path)):
         store = Storage(str(tmp_path / f"home{n}"))
         scan_and_write(web_catalog(path), store)
         got = {r["source_uri"]: (r["external_id"], r["status"]) for r in snapshot(store, "web")}
-        assert got == {f"{http_base}/etag/a": ("sku-1", "accepted"),
-                       f"{http_base}/etag/b": (None, "accepted"),
-                       f"{http_base}/missing": ("sku-gone", "rejected")}
+        assert got == {
+            f"{http_base}/etag/a": ("sku-1", "accepted"),
+            f"{http_base}/etag/b": (None, "accepted"),
+            f"{http_base}/missing": ("sku-gone", "rejected"),
+        }
         table = store.read_partition(ASSET, "web")
         assert table.schema == SOURCE_IMAGES
-        assert SOURCE_IMAGES.names[-4:] == ["external_id", "etag", "original_width", "original_height"]
+        assert SOURCE_IMAGES.names[-4:] == [
+            "external_id",
+            "etag",
+            "original_width",
+            "original_height",
+        ]
 
 
 def test_a_table_written_before_the_new_columns_still_loads(tmp_path, http_base, origin):
@@ -437,19 +485,24 @@ def test_a_table_written_before_the_new_columns_still_loads(tmp_path, http_base,
     assert origin.bodies() == ["/etag/a"] and web_again.counts["new"] == 0
     assert snapshot(store, "web")[0]["external_id"] == "sku-a"
     origin.reset_log()
-    scan_and_write(web, store)                    # validators kept now: a 304
+    scan_and_write(web, store)  # validators kept now: a 304
     assert origin.statuses() == [304]
 
 
-@pytest.mark.parametrize("headers, expected", [
-    ({"etag": '"abc"', "last-modified": "Tue, 14 Nov 2023 22:13:20 GMT"},
-     Validators('"abc"', 1_700_000_000.0)),
-    ({"etag": 'W/"x-1"'}, Validators('W/"x-1"', None)),
-    ({"etag": "", "last-modified": "yesterday"}, Validators(None, None)),
-    ({"etag": "é" * 3}, Validators(None, None)),            # not ASCII: not kept
-    ({"etag": '"' + "x" * 600 + '"'}, Validators(None, None)),  # too long: not kept
-    ({}, Validators(None, None)),
-])
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        (
+            {"etag": '"abc"', "last-modified": "Tue, 14 Nov 2023 22:13:20 GMT"},
+            Validators('"abc"', 1_700_000_000.0),
+        ),
+        ({"etag": 'W/"x-1"'}, Validators('W/"x-1"', None)),
+        ({"etag": "", "last-modified": "yesterday"}, Validators(None, None)),
+        ({"etag": "é" * 3}, Validators(None, None)),  # not ASCII: not kept
+        ({"etag": '"' + "x" * 600 + '"'}, Validators(None, None)),  # too long: not kept
+        ({}, Validators(None, None)),
+    ],
+)
 def test_response_validators(headers, expected):
     assert response_validators(headers) == expected
 
@@ -467,7 +520,10 @@ def test_conditional_fetch_keeps_the_safety_rules(http_base, origin):
     got = fetch_if_changed(f"{http_base}/etag/a", Validators(etag='"stale"'), **kw)
     assert got.data == JPG and got.validators.etag == Origin.etag(JPG)
     assert fetch_if_changed(f"{http_base}/etag/a", got.validators, **kw).not_modified
-    for path, reason in [("/to-file", "scheme 'file' is not allowed"), ("/loop", "more than"),
-                         ("/big-declared", "over the 1,000,000-byte limit")]:
+    for path, reason in [
+        ("/to-file", "scheme 'file' is not allowed"),
+        ("/loop", "more than"),
+        ("/big-declared", "over the 1,000,000-byte limit"),
+    ]:
         with pytest.raises(FetchError, match=reason):
             fetch_if_changed(http_base + path, got.validators, **kw)

@@ -20,13 +20,16 @@ def test_good_formats_are_accepted_with_identity():
         assert result.bytes == len(data)
 
 
-@pytest.mark.parametrize("data, fragment", [
-    (b"", "empty file"),
-    (b"hello, I am a text file pretending to be a JPEG\n", "not a JPEG, PNG or WebP"),
-    (images.truncated_jpeg(), "truncated"),
-    (images.tiny_png(), "smaller than 16 px"),
-    (images.huge_dimension_png(), "decompression-bomb"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (b"", "empty file"),
+        (b"hello, I am a text file pretending to be a JPEG\n", "not a JPEG, PNG or WebP"),
+        (images.truncated_jpeg(), "truncated"),
+        (images.tiny_png(), "smaller than 16 px"),
+        (images.huge_dimension_png(), "decompression-bomb"),
+    ],
+)
 def test_bad_files_are_rejected_with_a_reason(data, fragment):
     result = validate_image_bytes(data)
     assert isinstance(result, Rejected)
@@ -49,7 +52,7 @@ def test_cmyk_is_converted_to_rgb():
     assert isinstance(result, ValidImage) and result.mode == "CMYK" and result.image.mode == "RGB"
     # the red object survives the conversion as red-ish
     arr = np.asarray(result.image)
-    patch = arr[64 // 3 + 3: 2 * 64 // 3 - 3, 96 // 3 + 3: 96 // 2 - 3].reshape(-1, 3).mean(0)
+    patch = arr[64 // 3 + 3 : 2 * 64 // 3 - 3, 96 // 3 + 3 : 96 // 2 - 3].reshape(-1, 3).mean(0)
     assert patch[0] > 150 and patch[1] < 110
 
 
@@ -58,7 +61,7 @@ def test_16bit_png_is_scaled_not_clipped():
     assert isinstance(result, ValidImage) and result.mode.startswith("I")
     arr = np.asarray(result.image.convert("L"), dtype=np.float64)
     assert arr.min() <= 2 and arr.max() >= 253  # full range kept
-    assert 100 < arr.mean() < 155              # a ramp, not saturated white
+    assert 100 < arr.mean() < 155  # a ramp, not saturated white
 
 
 def test_palette_with_transparency_is_composited_on_white():

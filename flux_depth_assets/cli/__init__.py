@@ -20,7 +20,8 @@ COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flux-depth",
-        description="Run and inspect flux_depth_assets catalogs: depth maps and depth-derived assets.")
+        description="Run and inspect flux_depth_assets catalogs: depth maps and depth-derived assets.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

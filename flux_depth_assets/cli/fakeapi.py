@@ -12,10 +12,15 @@ COMMAND = "fake-api"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser(COMMAND, help="run a loopback server speaking the Eachlabs protocol "
-                                 "(`flux-depth fake-api --help` for its options)", add_help=False)
+    sub.add_parser(
+        COMMAND,
+        help="run a loopback server speaking the Eachlabs protocol "
+        "(`flux-depth fake-api --help` for its options)",
+        add_help=False,
+    )
 
 
 def run(argv: list[str]) -> int:
     from flux_depth_assets.fakeapi import main  # imported only when used
+
     return int(main(argv) or 0)

@@ -10,5 +10,13 @@ from flux_depth_assets.config.loader import (
 )
 from flux_depth_assets.config.models import CatalogConfig, ModelSettings
 
-__all__ = ["CatalogConfig", "ConfigError", "ConfigErrors", "ModelSettings", "Project",
-           "collect_project", "default_config_dir", "load_project"]
+__all__ = [
+    "CatalogConfig",
+    "ConfigError",
+    "ConfigErrors",
+    "ModelSettings",
+    "Project",
+    "collect_project",
+    "default_config_dir",
+    "load_project",
+]

@@ -35,8 +35,14 @@ _M = TypeVar("_M", bound=BaseModel)
 class ConfigError(ValueError):
     """A config file is invalid; the message says file:line, catalog and field."""
 
-    def __init__(self, file: Path, message: str, line: int | None = None,
-                 catalog: str | None = None, field_path: str | None = None):
+    def __init__(
+        self,
+        file: Path,
+        message: str,
+        line: int | None = None,
+        catalog: str | None = None,
+        field_path: str | None = None,
+    ):
         self.file, self.line, self.catalog, self.field_path = file, line, catalog, field_path
         where = f"{file}:{line}" if line else str(file)
         parts = [where]
@@ -54,10 +60,18 @@ class ConfigErrors(ConfigError):
         first = errors[0]
         self.errors = errors
         self.file, self.line, self.catalog, self.field_path = (
-            first.file, first.line, first.catalog, first.field_path)
+            first.file,
+            first.line,
+            first.catalog,
+            first.field_path,
+        )
         lines = [str(e) for e in errors]
-        ValueError.__init__(self, lines[0] if len(lines) == 1 else
-                            f"{len(lines)} config errors:\n  " + "\n  ".join(lines))
+        ValueError.__init__(
+            self,
+            lines[0]
+            if len(lines) == 1
+            else f"{len(lines)} config errors:\n  " + "\n  ".join(lines),
+        )
 
 
 @dataclass(frozen=True)
@@ -106,8 +120,9 @@ def load_project(config_dir: str | os.PathLike[str] | None = None) -> Project:
     return project
 
 
-def collect_project(config_dir: str | os.PathLike[str] | None = None
-                    ) -> tuple[Project | None, list[ConfigError]]:
+def collect_project(
+    config_dir: str | os.PathLike[str] | None = None,
+) -> tuple[Project | None, list[ConfigError]]:
     """Load what is valid and collect every error (no exception): what `validate` reports."""
     config_dir = Path(config_dir).expanduser().resolve() if config_dir else default_config_dir()
     if not config_dir.is_dir():
@@ -142,65 +157,105 @@ def collect_project(config_dir: str | os.PathLike[str] | None = None
         for index, cat in _catalog_entries(path, data, node, errors):
             where = ("catalogs", index)
             if cat.name in catalogs:
-                errors.append(ConfigError(
-                    path, f"duplicate catalog name (first declared in {files[cat.name]})",
-                    line=_line_of(node, (*where, "name")), catalog=cat.name, field_path="name"))
+                errors.append(
+                    ConfigError(
+                        path,
+                        f"duplicate catalog name (first declared in {files[cat.name]})",
+                        line=_line_of(node, (*where, "name")),
+                        catalog=cat.name,
+                        field_path="name",
+                    )
+                )
                 continue
             # a bad override is reported; the catalog stays so its source is checked too
             merged = _merge_overrides(path, models, cat, data, node, where, errors) or models
             catalogs[cat.name] = _resolve_paths(cat, root)
             refused = _refused_source(catalogs[cat.name])  # a relative path judged once resolved
             if refused:
-                raise ConfigError(path, refused, line=_line_of(node, ("catalogs", index, "source",
-                                                                      "path")),
-                                  catalog=cat.name, field_path="source.path")
+                raise ConfigError(
+                    path,
+                    refused,
+                    line=_line_of(node, ("catalogs", index, "source", "path")),
+                    catalog=cat.name,
+                    field_path="source.path",
+                )
             files[cat.name] = path
             settings[cat.name] = merged
             source_lines[cat.name] = _line_of(node, (*where, "source"))
-    return Project(config_dir=config_dir, root=root, project=project, catalogs=catalogs,
-                   models=models, catalog_files=files, catalog_settings=settings,
-                   source_lines=source_lines), errors
+    return Project(
+        config_dir=config_dir,
+        root=root,
+        project=project,
+        catalogs=catalogs,
+        models=models,
+        catalog_files=files,
+        catalog_settings=settings,
+        source_lines=source_lines,
+    ), errors
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _catalog_entries(path: Path, data: Any, node: yaml.Node | None,
-                     errors: list[ConfigError]) -> list[tuple[int, CatalogConfig]]:
+def _catalog_entries(
+    path: Path, data: Any, node: yaml.Node | None, errors: list[ConfigError]
+) -> list[tuple[int, CatalogConfig]]:
     """Each entry of `catalogs:` validated on its own, so one bad catalog hides no other."""
     if not isinstance(data, dict):
-        errors.append(ConfigError(path, "expected a mapping at the top level, "
-                                        f"got {type(data).__name__}"))
+        errors.append(
+            ConfigError(path, f"expected a mapping at the top level, got {type(data).__name__}")
+        )
         return []
     unknown = sorted(set(data) - set(CatalogFile.model_fields))
     for key in unknown:
-        errors.append(ConfigError(path, "unknown field (check the spelling)",
-                                  line=_line_of(node, (key,)), field_path=str(key)))
+        errors.append(
+            ConfigError(
+                path,
+                "unknown field (check the spelling)",
+                line=_line_of(node, (key,)),
+                field_path=str(key),
+            )
+        )
     entries = data.get("catalogs")
     if not isinstance(entries, list):
-        errors.append(ConfigError(path, "`catalogs:` must be a list of catalogs",
-                                  line=_line_of(node, ("catalogs",)), field_path="catalogs"))
+        errors.append(
+            ConfigError(
+                path,
+                "`catalogs:` must be a list of catalogs",
+                line=_line_of(node, ("catalogs",)),
+                field_path="catalogs",
+            )
+        )
         return []
     out = []
     for index, entry in enumerate(entries):
         try:
             out.append((index, CatalogConfig.model_validate(entry)))
         except ValidationError as exc:
-            errors.extend(_errors_from_validation(path, exc, node, data, prefix=("catalogs", index)))
+            errors.extend(
+                _errors_from_validation(path, exc, node, data, prefix=("catalogs", index))
+            )
     return out
 
 
-def _merge_overrides(path: Path, models: ModelSettings, cat: CatalogConfig, data: Any,
-                     node: yaml.Node | None, where: tuple, errors: list[ConfigError]
-                     ) -> ModelSettings | None:
+def _merge_overrides(
+    path: Path,
+    models: ModelSettings,
+    cat: CatalogConfig,
+    data: Any,
+    node: yaml.Node | None,
+    where: tuple,
+    errors: list[ConfigError],
+) -> ModelSettings | None:
     """Project settings + the catalog's `models:`; errors worded and located like any field."""
     if not cat.models:
         return models
     merged = models.model_dump()
     for key, values in cat.models.items():
         base = merged.get(key)
-        merged[key] = {**base, **values} if isinstance(base, dict) and isinstance(values, dict) \
-            else values
+        merged[key] = (
+            {**base, **values} if isinstance(base, dict) and isinstance(values, dict) else values
+        )
     try:
         return ModelSettings.model_validate(merged)
     except ValidationError as exc:
@@ -211,7 +266,7 @@ def _merge_overrides(path: Path, models: ModelSettings, cat: CatalogConfig, data
 def _yaml_files(config_dir: Path, subdirs: Iterable[str]) -> list[Path]:
     out: list[Path] = []
     for sub in subdirs:
-        d = (config_dir / sub)
+        d = config_dir / sub
         if d.is_dir():
             out.extend(sorted(p for p in d.rglob("*") if p.suffix in (".yml", ".yaml")))
     return out
@@ -237,8 +292,9 @@ def _read_yaml(path: Path, errors: list[ConfigError]) -> tuple[Any, yaml.Node | 
     return data, node
 
 
-def _duplicate_keys(path: Path, node: yaml.Node | None, data: Any, trail: tuple = ()
-                    ) -> list[ConfigError]:
+def _duplicate_keys(
+    path: Path, node: yaml.Node | None, data: Any, trail: tuple = ()
+) -> list[ConfigError]:
     """A key given twice in one mapping (YAML keeps the last one silently): an error, with both lines."""
     out: list[ConfigError] = []
     if isinstance(node, yaml.MappingNode):
@@ -246,10 +302,16 @@ def _duplicate_keys(path: Path, node: yaml.Node | None, data: Any, trail: tuple 
         for k, v in node.value:
             key = k.value if isinstance(k, yaml.ScalarNode) else None
             if key is not None and key in first:
-                out.append(ConfigError(
-                    path, f"duplicate key {key!r} (first at line {first[key]}; YAML would keep "
-                          "only the last one)", line=k.start_mark.line + 1,
-                    catalog=_catalog_name(data, trail), field_path=_dotted((*trail, key))))
+                out.append(
+                    ConfigError(
+                        path,
+                        f"duplicate key {key!r} (first at line {first[key]}; YAML would keep "
+                        "only the last one)",
+                        line=k.start_mark.line + 1,
+                        catalog=_catalog_name(data, trail),
+                        field_path=_dotted((*trail, key)),
+                    )
+                )
             elif key is not None:
                 first[key] = k.start_mark.line + 1
             out.extend(_duplicate_keys(path, v, data, (*trail, key)))
@@ -260,7 +322,12 @@ def _duplicate_keys(path: Path, node: yaml.Node | None, data: Any, trail: tuple 
 
 
 def _catalog_name(data: Any, loc: tuple) -> str | None:
-    if len(loc) >= 2 and loc[0] == "catalogs" and isinstance(loc[1], int) and isinstance(data, dict):
+    if (
+        len(loc) >= 2
+        and loc[0] == "catalogs"
+        and isinstance(loc[1], int)
+        and isinstance(data, dict)
+    ):
         try:
             name = data["catalogs"][loc[1]].get("name")
             return name if isinstance(name, str) else None
@@ -274,13 +341,15 @@ def _dotted(loc: tuple) -> str:
     return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in parts).replace(".[", "[")
 
 
-def _validate(path: Path, data: Any, model: type[_M], node: yaml.Node | None,
-              errors: list[ConfigError]) -> _M | None:
+def _validate(
+    path: Path, data: Any, model: type[_M], node: yaml.Node | None, errors: list[ConfigError]
+) -> _M | None:
     if data is None and node is None:
         return None  # unreadable: already reported
     if not isinstance(data, dict):
-        errors.append(ConfigError(path, "expected a mapping at the top level, "
-                                        f"got {type(data).__name__}"))
+        errors.append(
+            ConfigError(path, f"expected a mapping at the top level, got {type(data).__name__}")
+        )
         return None
     try:
         return model.model_validate(data)
@@ -289,16 +358,25 @@ def _validate(path: Path, data: Any, model: type[_M], node: yaml.Node | None,
         return None
 
 
-def _errors_from_validation(path: Path, exc: ValidationError, node: yaml.Node | None,
-                            data: Any = None, prefix: tuple = ()) -> list[ConfigError]:
+def _errors_from_validation(
+    path: Path, exc: ValidationError, node: yaml.Node | None, data: Any = None, prefix: tuple = ()
+) -> list[ConfigError]:
     """One `ConfigError` per pydantic error, each with its own line, catalog and field."""
     out = []
     for err in exc.errors():
         loc = prefix + tuple(err["loc"])
-        msg = "unknown field (check the spelling)" if err["type"] == "extra_forbidden" \
-            else err["msg"]
-        out.append(ConfigError(path, msg, line=_line_of(node, loc),
-                               catalog=_catalog_name(data, loc), field_path=_field_path(loc, data)))
+        msg = (
+            "unknown field (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+        )
+        out.append(
+            ConfigError(
+                path,
+                msg,
+                line=_line_of(node, loc),
+                catalog=_catalog_name(data, loc),
+                field_path=_field_path(loc, data),
+            )
+        )
     return out
 
 
@@ -308,8 +386,15 @@ def _field_path(loc: tuple, data: Any) -> str:
     cur = data
     for i, key in enumerate(loc):
         if i < 2 and loc[0] == "catalogs":
-            cur = cur.get(key) if isinstance(cur, dict) else (
-                cur[key] if isinstance(cur, list) and isinstance(key, int) and key < len(cur) else None)
+            cur = (
+                cur.get(key)
+                if isinstance(cur, dict)
+                else (
+                    cur[key]
+                    if isinstance(cur, list) and isinstance(key, int) and key < len(cur)
+                    else None
+                )
+            )
             continue
         if isinstance(cur, dict) and key in cur:
             parts.append(str(key))
@@ -364,5 +449,6 @@ def _resolve_paths(cat: CatalogConfig, root: Path) -> CatalogConfig:
         update["source"] = cat.source.model_copy(update={"path": _resolve(cat.source.path, root)})
     if isinstance(cat.provider, OnnxProviderConfig):
         update["provider"] = cat.provider.model_copy(
-            update={"model_path": _resolve(cat.provider.model_path, root)})
+            update={"model_path": _resolve(cat.provider.model_path, root)}
+        )
     return cat.model_copy(update=update) if update else cat

@@ -77,8 +77,10 @@ class S3PrefixSource(StrictModel):
     @classmethod
     def _bucket_name(cls, v: str) -> str:
         if v.startswith("s3://") or not _BUCKET_RE.match(v):
-            raise ValueError(f"{v!r} is not an S3 bucket name (3-63 of a-z 0-9 . -; "
-                             "no s3:// scheme, the prefix goes in `prefix`)")
+            raise ValueError(
+                f"{v!r} is not an S3 bucket name (3-63 of a-z 0-9 . -; "
+                "no s3:// scheme, the prefix goes in `prefix`)"
+            )
         return v
 
     @field_validator("prefix")
@@ -110,15 +112,19 @@ class UrlManifestSource(StrictModel):
     def _local_or_s3(cls, v: str) -> str:
         scheme = v.split("://", 1)[0].lower() if "://" in v else ""
         if scheme not in ("", "file", "s3"):
-            raise ValueError(f"manifest path scheme {scheme!r} is not supported "
-                             "(a local path or s3://bucket/key)")
+            raise ValueError(
+                f"manifest path scheme {scheme!r} is not supported "
+                "(a local path or s3://bucket/key)"
+            )
         return v
 
     @model_validator(mode="after")
     def _known_format(self) -> UrlManifestSource:
         if self.format == "auto" and not self.path.lower().endswith((".csv", ".parquet", ".pq")):
-            raise ValueError(f"cannot tell the manifest format of {self.path!r} from its extension; "
-                             "use .csv/.parquet or set `format: csv|parquet`")
+            raise ValueError(
+                f"cannot tell the manifest format of {self.path!r} from its extension; "
+                "use .csv/.parquet or set `format: csv|parquet`"
+            )
         return self
 
 
@@ -231,8 +237,9 @@ class HostedProviderConfig(EachlabsProviderConfig):
     params, concurrency, polling, deadlines, retries) are `eachlabs`'; per-host ones go in `hosts`."""
 
     name: Literal["hosted"] = "hosted"  # type: ignore[assignment]  # the union's discriminator
-    hosts: list[HostEntry] = Field(default_factory=lambda: [HostEntry(name="eachlabs")],
-                                   min_length=1)
+    hosts: list[HostEntry] = Field(
+        default_factory=lambda: [HostEntry(name="eachlabs")], min_length=1
+    )
     unavailable_after_s: float = Field(default=300.0, gt=0)
     # true: a result from any listed host passes for the others' (one cache key for all hosts)
     interchangeable_results: bool = False
@@ -245,8 +252,10 @@ class HostedProviderConfig(EachlabsProviderConfig):
             raise ValueError(f"host(s) listed more than once: {', '.join(twice)}")
         misplaced = sorted({"base_url", "model", "version", "price_usd"} & self.model_fields_set)
         if misplaced:
-            raise ValueError(f"{', '.join(misplaced)} differ by host: set them per host, e.g. "
-                             f"hosts: [{{name: {names[0]}, {misplaced[0]}: ...}}]")
+            raise ValueError(
+                f"{', '.join(misplaced)} differ by host: set them per host, e.g. "
+                f"hosts: [{{name: {names[0]}, {misplaced[0]}: ...}}]"
+            )
         return self
 
 
@@ -363,8 +372,10 @@ class DeclaredTest(StrictModel):
     @classmethod
     def _one_known_test(cls, data: Any) -> Any:
         if not isinstance(data, dict) or len(data) != 1:
-            raise ValueError("a test is a mapping with exactly one test name, "
-                             "e.g. {valid_depth_ratio: {min: 0.95}}")
+            raise ValueError(
+                "a test is a mapping with exactly one test name, "
+                "e.g. {valid_depth_ratio: {min: 0.95}}"
+            )
         name, args = next(iter(data.items()))
         if name not in cls.model_fields:
             raise ValueError(f"unknown test {name!r}; known tests: {', '.join(cls.model_fields)}")
@@ -415,7 +426,7 @@ class CatalogConfig(StrictModel):
         if v is None:
             return v
         if not is_valid_cron(v.strip()):
-            raise ValueError(f"{v!r} is not a valid cron string (e.g. \"0 3 * * *\" or \"@daily\")")
+            raise ValueError(f'{v!r} is not a valid cron string (e.g. "0 3 * * *" or "@daily")')
         return v.strip()
 
     @field_validator("schedule_timezone")
@@ -426,7 +437,9 @@ class CatalogConfig(StrictModel):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r} (an IANA name such as UTC or Europe/Paris)") from None
+            raise ValueError(
+                f"unknown time zone {v!r} (an IANA name such as UTC or Europe/Paris)"
+            ) from None
         return v
 
     @field_validator("tests")

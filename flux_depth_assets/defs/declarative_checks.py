@@ -30,20 +30,25 @@ def _describe(test_name: str, catalogs: list[CatalogConfig]) -> str:
     for cat in catalogs:
         args = next(t.args for t in cat.tests if t.name == test_name)
         declared.append(f"{cat.name}: {args.model_dump_json(exclude_defaults=False)}")
-    return (f"Declared in the catalog YAML (`tests: [{{{test_name}: ...}}]`). {doc.strip()} "
-            f"Declared by {'; '.join(declared)}.")
+    return (
+        f"Declared in the catalog YAML (`tests: [{{{test_name}: ...}}]`). {doc.strip()} "
+        f"Declared by {'; '.join(declared)}."
+    )
 
 
 DECLARATIVE_SUFFIX = "__declarative_tests"
 
 
-def check_selection(check_keys: Iterable[dg.AssetCheckKey],
-                    catalog: CatalogConfig) -> set[dg.AssetCheckKey]:
+def check_selection(
+    check_keys: Iterable[dg.AssetCheckKey], catalog: CatalogConfig
+) -> set[dg.AssetCheckKey]:
     """`check_keys` without the YAML tests `catalog` does not declare."""
     declared = {(TEST_ASSETS[t.name], t.name) for t in catalog.tests}
-    return {key for key in check_keys
-            if key.name not in TEST_ASSETS
-            or (key.asset_key.to_user_string(), key.name) in declared}
+    return {
+        key
+        for key in check_keys
+        if key.name not in TEST_ASSETS or (key.asset_key.to_user_string(), key.name) in declared
+    }
 
 
 def build_declarative_checks(catalogs: Iterable[CatalogConfig]) -> list[dg.AssetChecksDefinition]:
@@ -57,22 +62,34 @@ def build_declarative_checks(catalogs: Iterable[CatalogConfig]) -> list[dg.Asset
         by_asset[TEST_ASSETS[test_name]].append(test_name)
     with warnings.catch_warnings():  # partitioned check specs are a Dagster "preview" feature
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [_checks_for_asset(asset, names, by_test) for asset, names in sorted(by_asset.items())]
+        return [
+            _checks_for_asset(asset, names, by_test) for asset, names in sorted(by_asset.items())
+        ]
 
 
-def _checks_for_asset(asset: str, test_names: list[str],
-                      by_test: dict[str, list[CatalogConfig]]) -> dg.AssetChecksDefinition:
+def _checks_for_asset(
+    asset: str, test_names: list[str], by_test: dict[str, list[CatalogConfig]]
+) -> dg.AssetChecksDefinition:
     specs = [
-        dg.AssetCheckSpec(name=name, asset=asset, partitions_def=CATALOG_PARTITIONS,
-                          description=_describe(name, by_test[name]),
-                          metadata={"declared_by": ", ".join(c.name for c in by_test[name])})
+        dg.AssetCheckSpec(
+            name=name,
+            asset=asset,
+            partitions_def=CATALOG_PARTITIONS,
+            description=_describe(name, by_test[name]),
+            metadata={"declared_by": ", ".join(c.name for c in by_test[name])},
+        )
         for name in test_names
     ]
 
-    @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{asset}{DECLARATIVE_SUFFIX}",
-                          description=f"The YAML-declared tests on {asset}, per catalog.")
-    def _declarative_tests(context: dg.AssetCheckExecutionContext, storage: StorageResource,
-                           catalogs: CatalogsResource):
+    @dg.multi_asset_check(
+        specs=specs,
+        can_subset=True,
+        name=f"{asset}{DECLARATIVE_SUFFIX}",
+        description=f"The YAML-declared tests on {asset}, per catalog.",
+    )
+    def _declarative_tests(
+        context: dg.AssetCheckExecutionContext, storage: StorageResource, catalogs: CatalogsResource
+    ):
         catalog = catalogs.load().catalog(context.partition_key)
         store = storage.get()
         selected = {key.name for key in context.selected_asset_check_keys}
@@ -82,12 +99,20 @@ def _checks_for_asset(asset: str, test_names: list[str],
             outcome = run_test(test, store, catalog.name)
             context.log.info(f"{catalog.name}: {outcome.description}")
             yield dg.AssetCheckResult(
-                asset_key=asset, check_name=test.name, passed=outcome.passed,
-                severity=(dg.AssetCheckSeverity.WARN if test.args.severity == "warn"
-                          else dg.AssetCheckSeverity.ERROR),
+                asset_key=asset,
+                check_name=test.name,
+                passed=outcome.passed,
+                severity=(
+                    dg.AssetCheckSeverity.WARN
+                    if test.args.severity == "warn"
+                    else dg.AssetCheckSeverity.ERROR
+                ),
                 description=outcome.description,
-                metadata={"catalog": catalog.name,
-                          "arguments": test.args.model_dump_json(), **outcome.metadata},
+                metadata={
+                    "catalog": catalog.name,
+                    "arguments": test.args.model_dump_json(),
+                    **outcome.metadata,
+                },
             )
 
     return _declarative_tests

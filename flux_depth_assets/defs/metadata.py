@@ -23,8 +23,11 @@ def preview_table(rows: Iterable[dict], columns: list[str], limit: int = 5) -> d
 
 
 def _header(column: str) -> str:
-    return column.removesuffix("_path").removesuffix("_uri") if column.endswith(
-        ("_path", "_uri")) else column
+    return (
+        column.removesuffix("_path").removesuffix("_uri")
+        if column.endswith(("_path", "_uri"))
+        else column
+    )
 
 
 def _cell(column: str, value: Any) -> str:

@@ -23,17 +23,26 @@ from flux_depth_assets.providers.base import ProviderNotReady
 from flux_depth_assets.storage.store import Storage
 
 
-def provider_asset(name: str,
-                   description: str) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+def provider_asset(
+    name: str, description: str
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """The `@dg.asset` of a per-catalog asset that calls a depth provider (and may pay for it)."""
-    return dg.asset(name=name, description=description, deps=[source_images],
-                    partitions_def=CATALOG_PARTITIONS, group_name=DEPTH_GROUP,
-                    kinds={"python", "parquet", "png"}, code_version="1",
-                    pool=HOSTED_API_POOL, check_specs=[gate_spec(name)])
+    return dg.asset(
+        name=name,
+        description=description,
+        deps=[source_images],
+        partitions_def=CATALOG_PARTITIONS,
+        group_name=DEPTH_GROUP,
+        kinds={"python", "parquet", "png"},
+        code_version="1",
+        pool=HOSTED_API_POOL,
+        check_specs=[gate_spec(name)],
+    )
 
 
-def run_or_fail(catalog: CatalogConfig, fn: Callable[[], ProviderRunResult],
-                store: Storage | None = None) -> ProviderRunResult:
+def run_or_fail(
+    catalog: CatalogConfig, fn: Callable[[], ProviderRunResult], store: Storage | None = None
+) -> ProviderRunResult:
     """Run the pipeline; a budget stop, an unusable provider, a missing upstream table or an
     upstream over its failure gate becomes a one-line Failure (nothing was paid in any case)."""
     if store is not None:
@@ -44,21 +53,46 @@ def run_or_fail(catalog: CatalogConfig, fn: Callable[[], ProviderRunResult],
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
 
 
-def finish_provider_asset(context: dg.AssetExecutionContext, store: Storage, catalog: CatalogConfig,
-                          asset: str, result: ProviderRunResult,
-                          depth_provider: DepthProviderResource, *, started_at: datetime,
-                          settings: Any, preview_columns: list[str],
-                          extra_metadata: dict[str, Any] | None = None) -> dg.MaterializeResult:
+def finish_provider_asset(
+    context: dg.AssetExecutionContext,
+    store: Storage,
+    catalog: CatalogConfig,
+    asset: str,
+    result: ProviderRunResult,
+    depth_provider: DepthProviderResource,
+    *,
+    started_at: datetime,
+    settings: Any,
+    preview_columns: list[str],
+    extra_metadata: dict[str, Any] | None = None,
+) -> dg.MaterializeResult:
     return finish_asset(
-        context, store, catalog, asset, table=result.table(), rows=result.rows,
-        counts=result.counts, seconds=result.seconds, started_at=started_at,
+        context,
+        store,
+        catalog,
+        asset,
+        table=result.table(),
+        rows=result.rows,
+        counts=result.counts,
+        seconds=result.seconds,
+        started_at=started_at,
         config_hash=config_hash(catalog, settings),
-        problems=[f"{asset} failed for {r['image_id']}: {r['error']}"
-                  for r in result.rows if r["status"] == "failed"][:20],
-        calls=calls_from_rows(result.rows, run_id=context.run.run_id, asset=asset,
-                              default_time=started_at,
-                              secrets=depth_provider.secrets(catalog.provider).values()),
-        metadata={**(extra_metadata or {}),
-                  "output_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{asset}")),
-                  "preview": preview_table(result.rows, preview_columns)},
-        contact_sheet=asset == "depth_maps")
+        problems=[
+            f"{asset} failed for {r['image_id']}: {r['error']}"
+            for r in result.rows
+            if r["status"] == "failed"
+        ][:20],
+        calls=calls_from_rows(
+            result.rows,
+            run_id=context.run.run_id,
+            asset=asset,
+            default_time=started_at,
+            secrets=depth_provider.secrets(catalog.provider).values(),
+        ),
+        metadata={
+            **(extra_metadata or {}),
+            "output_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{asset}")),
+            "preview": preview_table(result.rows, preview_columns),
+        },
+        contact_sheet=asset == "depth_maps",
+    )

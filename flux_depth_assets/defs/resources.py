@@ -31,8 +31,11 @@ class StorageResource(dg.ConfigurableResource):
     def get(self) -> Storage:
         root = self.resolved_root()
         options = {}
-        endpoint = self.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") \
+        endpoint = (
+            self.s3_endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
             or os.environ.get("AWS_ENDPOINT_URL")
+        )
         if root.startswith("s3://") and endpoint:
             options = {"client_kwargs": {"endpoint_url": endpoint}}
         return Storage(root, storage_options=options)
@@ -86,9 +89,12 @@ class ComputeResource(dg.ConfigurableResource):
 
     def pool(self) -> PoolConfig:
         env = PoolConfig.from_env()
-        return PoolConfig(workers=self.workers if self.workers is not None else env.workers,
-                          dask_scheduler=self.dask_scheduler or env.dask_scheduler,
-                          chunk_size=max(1, self.chunk_size), min_tasks=self.min_pool_tasks)
+        return PoolConfig(
+            workers=self.workers if self.workers is not None else env.workers,
+            dask_scheduler=self.dask_scheduler or env.dask_scheduler,
+            chunk_size=max(1, self.chunk_size),
+            min_tasks=self.min_pool_tasks,
+        )
 
 
 ENV_SELECTOR = "FLUX_DEPTH_ENV"

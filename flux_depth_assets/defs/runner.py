@@ -29,8 +29,10 @@ class RunOutcome:
     run_id: str
     error: str | None = None
     materialized: dict[str, dict] = field(default_factory=dict)  # asset → metadata values
-    paths: dict[str, list[str]] = field(default_factory=dict)    # asset → path-typed metadata
-    checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (asset:check, passed, severity)
+    paths: dict[str, list[str]] = field(default_factory=dict)  # asset → path-typed metadata
+    checks: list[tuple[str, bool, str]] = field(
+        default_factory=list
+    )  # (asset:check, passed, severity)
     run_ids: list[str] = field(default_factory=list)  # every run made (catalog_summary: its own)
 
 
@@ -47,8 +49,9 @@ def instance_home(project_root: Path | None = None) -> Path:
     if not config.exists() and not (env and home.exists()):
         home.mkdir(parents=True, exist_ok=True)
         template = REPO_ROOT / "deploy" / "local" / "dagster.yaml"
-        config.write_text(template.read_text() if template.exists()
-                          else "telemetry:\n  enabled: false\n")
+        config.write_text(
+            template.read_text() if template.exists() else "telemetry:\n  enabled: false\n"
+        )
     return home
 
 
@@ -69,12 +72,15 @@ def asset_names() -> list[str]:
     return [a.key.to_user_string() for a in (*PARTITIONED_ASSETS, *UNPARTITIONED_ASSETS)]
 
 
-def materialize_catalog(catalog: str | None, assets: list[str] | None = None,
-                        config_dir: str | Path | None = None,
-                        instance: dg.DagsterInstance | None = None,
-                        resources: dict | None = None, log_level: str = "INFO",
-                        on_start: Callable[[dg.DagsterInstance], None] | None = None
-                        ) -> RunOutcome:
+def materialize_catalog(
+    catalog: str | None,
+    assets: list[str] | None = None,
+    config_dir: str | Path | None = None,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict | None = None,
+    log_level: str = "INFO",
+    on_start: Callable[[dg.DagsterInstance], None] | None = None,
+) -> RunOutcome:
     """Validate (config + the catalog's source), then run the catalog's assets in-process.
 
     Raises `ConfigErrors` (every problem at once) before anything is written, `KeyError` for an
@@ -97,7 +103,10 @@ def materialize_catalog(catalog: str | None, assets: list[str] | None = None,
     instance = instance or get_instance(project.root)
     if on_start is not None:
         on_start(instance)
-    overrides = {"catalogs": CatalogsResource(config_dir=str(project.config_dir)), **(resources or {})}
+    overrides = {
+        "catalogs": CatalogsResource(config_dir=str(project.config_dir)),
+        **(resources or {}),
+    }
     defs = build_definitions(overrides)
     outcome = RunOutcome(success=True, run_id="")
     if catalog is not None and (per_catalog or not summary):
@@ -109,21 +118,35 @@ def materialize_catalog(catalog: str | None, assets: list[str] | None = None,
                     raise
         job = defs.resolve_job_def("catalog_job")
         selected = {dg.AssetKey(a) for a in per_catalog} or {
-            k for a in PARTITIONED_ASSETS for k in a.keys}
-        checks = {k for k in check_selection(job.asset_layer.asset_graph.asset_check_keys,
-                                             project.catalog(catalog)) if k.asset_key in selected}
+            k for a in PARTITIONED_ASSETS for k in a.keys
+        }
+        checks = {
+            k
+            for k in check_selection(
+                job.asset_layer.asset_graph.asset_check_keys, project.catalog(catalog)
+            )
+            if k.asset_key in selected
+        }
         # only the checks this catalog declares are planned: no "skipped" noise for the others
-        result = job.get_subset(asset_selection=selected, asset_check_selection=checks
-                                ).execute_in_process(
-            partition_key=catalog, instance=instance, raise_on_error=False,
-            run_config=_log_config(log_level), tags=catalog_tags(project.catalog(catalog), {}))
+        result = job.get_subset(
+            asset_selection=selected, asset_check_selection=checks
+        ).execute_in_process(
+            partition_key=catalog,
+            instance=instance,
+            raise_on_error=False,
+            run_config=_log_config(log_level),
+            tags=catalog_tags(project.catalog(catalog), {}),
+        )
         _collect(outcome, result)
         if not outcome.success:
             return outcome
     if summary:
         result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, raise_on_error=False, run_config=_log_config(log_level),
-            asset_selection=[dg.AssetKey(SUMMARY_ASSET)])
+            instance=instance,
+            raise_on_error=False,
+            run_config=_log_config(log_level),
+            asset_selection=[dg.AssetKey(SUMMARY_ASSET)],
+        )
         _collect(outcome, result)
     return outcome
 
@@ -141,11 +164,17 @@ def _collect(outcome: RunOutcome, result: Any) -> None:
         name = ev.materialization.asset_key.to_user_string()
         metadata = ev.materialization.metadata
         outcome.materialized[name] = {k: v.value for k, v in metadata.items()}
-        outcome.paths[name] = [v.value for v in metadata.values()
-                               if isinstance(v, dg.PathMetadataValue)]
+        outcome.paths[name] = [
+            v.value for v in metadata.values() if isinstance(v, dg.PathMetadataValue)
+        ]
     for check in result.get_asset_check_evaluations():
-        outcome.checks.append((f"{check.asset_key.to_user_string()}:{check.check_name}",
-                               check.passed, check.severity.value))
+        outcome.checks.append(
+            (
+                f"{check.asset_key.to_user_string()}:{check.check_name}",
+                check.passed,
+                check.severity.value,
+            )
+        )
     if not result.success:
         outcome.run_id = result.run_id
         outcome.error = _first_failure(result)

@@ -22,8 +22,12 @@ def schedule_name(catalog: str) -> str:
     return f"{catalog}__schedule"
 
 
-def build_schedule(catalog: CatalogConfig, job: Any, assets: Iterable[dg.AssetKey] = (),
-                   check_keys: Iterable[dg.AssetCheckKey] = ()) -> dg.ScheduleDefinition:
+def build_schedule(
+    catalog: CatalogConfig,
+    job: Any,
+    assets: Iterable[dg.AssetKey] = (),
+    check_keys: Iterable[dg.AssetCheckKey] = (),
+) -> dg.ScheduleDefinition:
     """`assets`/`check_keys`: the job's; each run selects them minus the tests not declared."""
     name = catalog.name
     asset_keys = sorted(assets, key=lambda k: k.to_user_string()) or None
@@ -37,14 +41,16 @@ def build_schedule(catalog: CatalogConfig, job: Any, assets: Iterable[dg.AssetKe
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Refreshes catalog {name!r} on `{catalog.schedule}` ({catalog.schedule_timezone}). "
-                    f"{catalog.description}".strip(),
+        f"{catalog.description}".strip(),
         tags=catalog_tags(catalog, {}),
         owners=catalog.owners or None,
     )
     def _catalog_schedule(context: dg.ScheduleEvaluationContext):
         if not context.instance.has_dynamic_partition(CATALOG_PARTITION_NAME, name):
-            return dg.SkipReason(f"catalog {name!r} has no `catalog` partition yet "
-                                 "(catalog_registry_sensor adds it from the YAML)")
+            return dg.SkipReason(
+                f"catalog {name!r} has no `catalog` partition yet "
+                "(catalog_registry_sensor adds it from the YAML)"
+            )
         when = context.scheduled_execution_time
         stamp = when.isoformat() if when else "manual"
         return dg.RunRequest(
@@ -60,8 +66,11 @@ def build_schedule(catalog: CatalogConfig, job: Any, assets: Iterable[dg.AssetKe
     return _catalog_schedule
 
 
-def build_schedules(catalogs: Iterable[CatalogConfig], job: Any,
-                    assets: Iterable[dg.AssetKey] = (),
-                    check_keys: Iterable[dg.AssetCheckKey] = ()) -> list[dg.ScheduleDefinition]:
+def build_schedules(
+    catalogs: Iterable[CatalogConfig],
+    job: Any,
+    assets: Iterable[dg.AssetKey] = (),
+    check_keys: Iterable[dg.AssetCheckKey] = (),
+) -> list[dg.ScheduleDefinition]:
     asset_keys, keys = list(assets), list(check_keys)
     return [build_schedule(c, job, asset_keys, keys) for c in catalogs if c.schedule]

@@ -32,8 +32,9 @@ def upload_sensor_name(catalog: str) -> str:
     return f"{catalog}__upload_sensor"
 
 
-def build_upload_sensor(catalog: CatalogConfig, job: Any,
-                        clock: Callable[[], float] = time.time) -> dg.SensorDefinition:
+def build_upload_sensor(
+    catalog: CatalogConfig, job: Any, clock: Callable[[], float] = time.time
+) -> dg.SensorDefinition:
     """The sensor for one catalog; its settings are re-read from the YAML on every tick."""
     name = catalog.name
     declared = catalog.upload_sensor or UploadSensorConfig()
@@ -42,12 +43,14 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
         name=upload_sensor_name(name),
         job=job,
         minimum_interval_seconds=declared.minimum_interval_seconds,
-        default_status=(dg.DefaultSensorStatus.RUNNING if declared.enabled
-                        else dg.DefaultSensorStatus.STOPPED),
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING if declared.enabled else dg.DefaultSensorStatus.STOPPED
+        ),
         description=(
             f"Watches catalog {name!r}'s {catalog.source.type} source and requests a run of its "
             f"partition when objects are added, changed or deleted, once uploads have settled "
-            f"({declared.settle_seconds:g} s). {catalog.description}").strip(),
+            f"({declared.settle_seconds:g} s). {catalog.description}"
+        ).strip(),
         tags=catalog_tags(catalog, {}),
         owners=catalog.owners or None,
     )
@@ -55,10 +58,13 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
         try:
             config = catalogs.load().catalogs.get(name)
         except ConfigError as exc:
-            return dg.SensorResult(skip_reason=dg.SkipReason(f"config invalid, nothing requested: {exc}"))
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"config invalid, nothing requested: {exc}")
+            )
         if config is None:
-            return dg.SensorResult(skip_reason=dg.SkipReason(
-                f"catalog {name!r} is no longer declared in the YAML"))
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"catalog {name!r} is no longer declared in the YAML")
+            )
         settings = config.upload_sensor or UploadSensorConfig()
         started = time.perf_counter()
         fingerprints = list_fingerprints(config.source)  # SourceError fails the tick, visibly
@@ -69,7 +75,8 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
         context.log.info(
             f"{name}: {decision.total:,} objects listed in {time.perf_counter() - started:.2f} s; "
             f"{decision.settled:,} settled, {decision.settling:,} settling, {decision.new:,} new"
-            + (", other changes" if decision.other_changes else ""))
+            + (", other changes" if decision.other_changes else "")
+        )
         cursor = decision.cursor.to_json()
         if decision.run_key is None:
             return dg.SensorResult(skip_reason=dg.SkipReason(decision.skip_reason), cursor=cursor)
@@ -79,11 +86,13 @@ def build_upload_sensor(catalog: CatalogConfig, job: Any,
         run = dg.RunRequest(
             run_key=decision.run_key,
             partition_key=name,
-            tags=catalog_tags(config, {TRIGGER_TAG: "upload_sensor",
-                                       NEW_OBJECTS_TAG: str(decision.new)}),
+            tags=catalog_tags(
+                config, {TRIGGER_TAG: "upload_sensor", NEW_OBJECTS_TAG: str(decision.new)}
+            ),
         )
-        return dg.SensorResult(run_requests=[run], cursor=cursor,
-                               dynamic_partitions_requests=partition_requests)
+        return dg.SensorResult(
+            run_requests=[run], cursor=cursor, dynamic_partitions_requests=partition_requests
+        )
 
     return _upload_sensor
 

@@ -38,10 +38,15 @@ def encode_png(arr: np.ndarray) -> bytes:
     Any PNG reader decodes it (Pillow does, in the tests).
     """
     a = np.asarray(arr)
-    if a.dtype not in (np.uint8, np.uint16) or a.ndim not in (2, 3) \
-            or (a.ndim == 3 and a.shape[2] not in _COLOUR_TYPE) or 0 in a.shape:
-        raise ValueError(f"expected a non-empty uint8/uint16 (H, W[, 1..4]) array, "
-                         f"got {a.dtype} {a.shape}")
+    if (
+        a.dtype not in (np.uint8, np.uint16)
+        or a.ndim not in (2, 3)
+        or (a.ndim == 3 and a.shape[2] not in _COLOUR_TYPE)
+        or 0 in a.shape
+    ):
+        raise ValueError(
+            f"expected a non-empty uint8/uint16 (H, W[, 1..4]) array, got {a.dtype} {a.shape}"
+        )
     h, w = a.shape[:2]
     channels = 1 if a.ndim == 2 else a.shape[2]
     raw = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder(">")).view(np.uint8).reshape(h, -1)
@@ -53,8 +58,7 @@ def encode_png(arr: np.ndarray) -> bytes:
     z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
     idat = z.compress(rows.data) + z.flush()
     ihdr = struct.pack(">IIBBBBB", w, h, 8 * a.itemsize, _COLOUR_TYPE[channels], 0, 0, 0)
-    return (_PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat)
-            + _chunk(b"IEND", b""))
+    return _PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
 def to_nearness(depth: np.ndarray, metric: bool) -> np.ndarray:

@@ -30,6 +30,7 @@ def _down2(x: np.ndarray) -> np.ndarray:
 
 def _up2(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear ×2 upsampling (pixel centres aligned), cropped to `shape`."""
+
     def axis_up(a: np.ndarray, axis: int) -> np.ndarray:
         a = np.moveaxis(a, axis, 0)
         prev = np.concatenate([a[:1], a[:-1]])
@@ -38,6 +39,7 @@ def _up2(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         out[0::2] = 0.75 * a + 0.25 * prev
         out[1::2] = 0.75 * a + 0.25 * nxt
         return np.moveaxis(out, 0, axis)
+
     y = axis_up(axis_up(x, 0), 1)
     return y[: shape[0], : shape[1]]
 
@@ -66,8 +68,13 @@ def _block_means(x: np.ndarray, f: int, hs: int, ws: int) -> np.ndarray:
     return cv2.resize(padded.astype(np.float32), (ws, hs), interpolation=cv2.INTER_AREA)
 
 
-def fill_holes(rgb: np.ndarray, known: np.ndarray, fill: np.ndarray | None = None,
-               work_side: int = 512, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def fill_holes(
+    rgb: np.ndarray,
+    known: np.ndarray,
+    fill: np.ndarray | None = None,
+    work_side: int = 512,
+    box: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
     """Push-pull inpainting: uint8 (H, W, 3), `rgb` except at `fill` pixels (default: ~known).
 
     Known colours are area-averaged onto a grid of at most `work_side` cells on the long side
@@ -82,8 +89,8 @@ def fill_holes(rgb: np.ndarray, known: np.ndarray, fill: np.ndarray | None = Non
     target = ~k if fill is None else np.asarray(fill, dtype=bool)
     h, w = k.shape
     bx, by, bw, bh = (0, 0, w, h) if box is None else box
-    out = img[by:by + bh, bx:bx + bw].copy()
-    tgt = target[by:by + bh, bx:bx + bw]
+    out = img[by : by + bh, bx : bx + bw].copy()
+    tgt = target[by : by + bh, bx : bx + bw]
     if not tgt.any():
         return out
     if not k.any():
@@ -103,9 +110,14 @@ def fill_holes(rgb: np.ndarray, known: np.ndarray, fill: np.ndarray | None = Non
         # ((bx + u + 0.5) / f - 0.5, (by + v + 0.5) / f - 0.5)
         inv = 1.0 / f
         m = np.array([[inv, 0.0, (bx + 0.5) * inv - 0.5], [0.0, inv, (by + 0.5) * inv - 0.5]])
-        up = cv2.warpAffine(small, m, (bw, bh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                            borderMode=cv2.BORDER_REPLICATE)
+        up = cv2.warpAffine(
+            small,
+            m,
+            (bw, bh),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
     else:
-        up = small[by:by + bh, bx:bx + bw]
+        up = small[by : by + bh, bx : bx + bw]
     cv2.copyTo(up, tgt.view(np.uint8), out)
     return out

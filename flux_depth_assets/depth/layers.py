@@ -23,8 +23,9 @@ Box = tuple[int, int, int, int]  # x, y, width, height in full-frame pixels
 # --------------------------------------------------------------------------- cuts
 
 
-def depth_cuts(nearness: np.ndarray, n_layers: int,
-               method: Literal["valley", "quantile"] = "valley") -> np.ndarray:
+def depth_cuts(
+    nearness: np.ndarray, n_layers: int, method: Literal["valley", "quantile"] = "valley"
+) -> np.ndarray:
     """N-1 ascending nearness thresholds (float64); a pixel's layer = the number of cuts below it.
 
     `quantile`: the k/N quantiles. `valley` (default): the cuts that minimise, over the nearness
@@ -60,8 +61,9 @@ def depth_cuts(nearness: np.ndarray, n_layers: int,
     edge_cost[1:-1] = 0.5 * (dens[:-1] + dens[1:])
     # layer cost between edges a < b
     share = cdf[None, :] - cdf[:, None]
-    layer_cost = (n_layers * share - 1.0) ** 2 \
-        + _EMPTY_PENALTY * np.clip(1.0 - share / _MIN_SHARE, 0.0, None)
+    layer_cost = (n_layers * share - 1.0) ** 2 + _EMPTY_PENALTY * np.clip(
+        1.0 - share / _MIN_SHARE, 0.0, None
+    )
     layer_cost[np.tril_indices(_HIST_BINS + 1)] = np.inf
     best = layer_cost[0] + edge_cost  # one cut, at edge j
     back = []
@@ -123,8 +125,9 @@ def label_boxes(labels: np.ndarray, n_layers: int) -> list[Box | None]:
     return out
 
 
-def feathered_alpha(labels: np.ndarray, k: int, feather_px: float,
-                    box: Box | None = None) -> tuple[np.ndarray, Box] | None:
+def feathered_alpha(
+    labels: np.ndarray, k: int, feather_px: float, box: Box | None = None
+) -> tuple[np.ndarray, Box] | None:
     """Alpha (float32 in [0, 1], cropped) of layer k and its bbox; None when k owns no pixel.
 
     1 on the layer's own pixels; around them a linear fade to 0 over `feather_px`, on farther
@@ -154,7 +157,7 @@ def feathered_alpha(labels: np.ndarray, k: int, feather_px: float,
     sub = bbox(alpha >= (0.5 / 255))
     assert sub is not None
     sx, sy, sw, sh = sub
-    return alpha[sy:sy + sh, sx:sx + sw], (x0 + sx, y0 + sy, sw, sh)
+    return alpha[sy : sy + sh, sx : sx + sw], (x0 + sx, y0 + sy, sw, sh)
 
 
 def parallax_factors(medians: list[float | None]) -> list[float]:
@@ -174,7 +177,9 @@ def parallax_factors(medians: list[float | None]) -> list[float]:
     return out
 
 
-def layer_nearness(n: np.ndarray, labels: np.ndarray, n_layers: int) -> list[tuple[float, float, float] | None]:
+def layer_nearness(
+    n: np.ndarray, labels: np.ndarray, n_layers: int
+) -> list[tuple[float, float, float] | None]:
     """(min, max, median) nearness of every layer's valid pixels (None when it has none)."""
     finite = np.isfinite(n)
     v = n[finite]
@@ -185,7 +190,7 @@ def layer_nearness(n: np.ndarray, labels: np.ndarray, n_layers: int) -> list[tup
     out: list[tuple[float, float, float] | None] = []
     start = 0
     for c in counts[:n_layers].tolist():
-        seg = vs[start:start + c]
+        seg = vs[start : start + c]
         start += c
         out.append(None if c == 0 else (float(seg.min()), float(seg.max()), float(np.median(seg))))
     return out

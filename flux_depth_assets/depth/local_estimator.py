@@ -48,7 +48,11 @@ class EstimatorParams:
     edge_sigma: float = 2.0  # Gaussian blur before the gradient, working-image pixels
     edge_percentile: float = 95.0  # gradients are divided by this percentile of the image's own
     edge_threshold: float = 0.5  # normalised gradients below this are not boundaries
-    edge_weights: tuple[float, ...] = (0.03, 0.1, 0.3)  # cost of a full-strength edge pixel, per weight
+    edge_weights: tuple[float, ...] = (
+        0.03,
+        0.1,
+        0.3,
+    )  # cost of a full-strength edge pixel, per weight
     horizon: float = 0.1  # knee of the soft compression of the far range (normalised nearness)
     horizon_softness: float = 0.05  # width of the knee (0 = the old hard clamp)
     upright_share: float = 0.3  # enclosed regions up to this share of the image stand upright
@@ -79,7 +83,9 @@ def opponent_colour(rgb: np.ndarray) -> np.ndarray:
     return np.stack([lum, 0.7 * (r - g), 0.35 * (r + g - 2.0 * b)], axis=-1).astype(np.float32)
 
 
-def edge_strength(colour: np.ndarray, sigma: float, percentile: float, threshold: float) -> np.ndarray:
+def edge_strength(
+    colour: np.ndarray, sigma: float, percentile: float, threshold: float
+) -> np.ndarray:
     """Boundary strength in [0, 1]: blurred colour-gradient magnitude, normalised and soft-thresholded."""
     mag2 = np.zeros(colour.shape[:2], dtype=np.float32)
     for k in range(colour.shape[2]):
@@ -125,15 +131,20 @@ def geodesic_from_top(cost: np.ndarray, step: float, sweeps: int = 2) -> np.ndar
     return np.ascontiguousarray(out[0] if single else out)
 
 
-def _relax(cur: np.ndarray, nb: np.ndarray, c_cur: np.ndarray, c_nb: np.ndarray,
-           step: np.float32) -> None:
+def _relax(
+    cur: np.ndarray, nb: np.ndarray, c_cur: np.ndarray, c_nb: np.ndarray, step: np.float32
+) -> None:
     """Lower `cur` (one row/column per map, in place) through its three neighbours in the
     adjacent line `nb` (the last axis runs along the line)."""
     straight = nb + (c_cur + c_nb) * np.float32(0.5) + step
     np.minimum(cur, straight, out=cur)
     if cur.shape[-1] > 1:
         diag_step = step * _SQRT2
-        a = nb[..., :-1] + (c_cur[..., 1:] + c_nb[..., :-1]) * (np.float32(0.5) * _SQRT2) + diag_step
+        a = (
+            nb[..., :-1]
+            + (c_cur[..., 1:] + c_nb[..., :-1]) * (np.float32(0.5) * _SQRT2)
+            + diag_step
+        )
         np.minimum(cur[..., 1:], a, out=cur[..., 1:])
         b = nb[..., 1:] + (c_cur[..., :-1] + c_nb[..., 1:]) * (np.float32(0.5) * _SQRT2) + diag_step
         np.minimum(cur[..., :-1], b, out=cur[..., :-1])
@@ -147,7 +158,9 @@ def _resize_f32(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a float32 map to (width, height)."""
     if (x.shape[1], x.shape[0]) == size:
         return x
-    return cv2.resize(np.ascontiguousarray(x, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(
+        np.ascontiguousarray(x, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR
+    )
 
 
 def _shrink(x: np.ndarray, long_side: int) -> np.ndarray:
@@ -160,8 +173,9 @@ def _shrink(x: np.ndarray, long_side: int) -> np.ndarray:
     return cv2.resize(x, size, interpolation=cv2.INTER_AREA)
 
 
-def guided_upsample(src: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarray,
-                    radius: int, eps: float) -> np.ndarray:
+def guided_upsample(
+    src: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarray, radius: int, eps: float
+) -> np.ndarray:
     """Fast guided filter: fit q = a·I + b at the low resolution, apply (a, b) at the high resolution."""
     mean_i, mean_p = _box(guide_lo, radius), _box(src, radius)
     cov_ip = _box(guide_lo * src, radius) - mean_i * mean_p
@@ -177,7 +191,9 @@ def guided_upsample(src: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarray,
 # --------------------------------------------------------------------------- the estimator
 
 
-def nearness_at_working_size(rgb_small: np.ndarray, params: EstimatorParams = DEFAULT_PARAMS) -> np.ndarray:
+def nearness_at_working_size(
+    rgb_small: np.ndarray, params: EstimatorParams = DEFAULT_PARAMS
+) -> np.ndarray:
     """Steps 1–4 on an (h, w, 3) float RGB array in [0, 1]; returns (h, w) nearness in [0, 1]."""
     h = rgb_small.shape[0]
     colour = opponent_colour(rgb_small)
@@ -193,13 +209,19 @@ def nearness_at_working_size(rgb_small: np.ndarray, params: EstimatorParams = DE
                 acc += dist / np.float32(top)
     near = acc / np.float32(max(len(params.edge_weights), 1))
     if params.upright_share > 0:
-        near = upright_regions(near, edges, params.upright_share, params.upright_percentile,
-                               params.backdrop_slope)
+        near = upright_regions(
+            near, edges, params.upright_share, params.upright_percentile, params.backdrop_slope
+        )
     return soft_horizon(near, params.horizon, params.horizon_softness)
 
 
-def upright_regions(near: np.ndarray, edges: np.ndarray, max_share: float, percentile: float,
-                    backdrop_slope: float = 1.0) -> np.ndarray:
+def upright_regions(
+    near: np.ndarray,
+    edges: np.ndarray,
+    max_share: float,
+    percentile: float,
+    backdrop_slope: float = 1.0,
+) -> np.ndarray:
     """Regions enclosed by boundaries are upright objects: one nearness each.
 
     The connected edge-free regions (OpenCV connected components) that touch neither the bottom
@@ -245,15 +267,21 @@ def soft_horizon(near: np.ndarray, knee: float, softness: float) -> np.ndarray:
     if knee <= 0:
         return near.astype(np.float32)
     if softness <= 0:
-        return (np.maximum(near - np.float32(knee), 0.0) / np.float32(1.0 - knee)).astype(np.float32)
+        return (np.maximum(near - np.float32(knee), 0.0) / np.float32(1.0 - knee)).astype(
+            np.float32
+        )
     k, s = np.float32(knee), np.float32(softness)
     soft = s * np.logaddexp(np.float32(0.0), (near - k) / s)
     top = float(softness * np.logaddexp(0.0, (1.0 - knee) / softness))
     return (soft / np.float32(top)).astype(np.float32)
 
 
-def apply_subjects(near: np.ndarray, subjects: list[tuple[np.ndarray, float]],
-                   saliency: np.ndarray | None, saliency_weight: float) -> np.ndarray:
+def apply_subjects(
+    near: np.ndarray,
+    subjects: list[tuple[np.ndarray, float]],
+    saliency: np.ndarray | None,
+    saliency_weight: float,
+) -> np.ndarray:
     """Bring each subject (soft mask in [0, 1], standing level) to at least the nearness where it
     stands, or of its own nearest part; add `saliency_weight × saliency` (working size)."""
     out = near
@@ -268,8 +296,9 @@ def apply_subjects(near: np.ndarray, subjects: list[tuple[np.ndarray, float]],
     return out.astype(np.float32)
 
 
-def _subject_cues(gray: np.ndarray, small_u8: np.ndarray, near: np.ndarray,
-                  params: EstimatorParams) -> np.ndarray:
+def _subject_cues(
+    gray: np.ndarray, small_u8: np.ndarray, near: np.ndarray, params: EstimatorParams
+) -> np.ndarray:
     """Step 5: faces (found on a `detect_side` copy of `gray`) and saliency, at the working size."""
     from flux_depth_assets.depth import subjects
 
@@ -296,8 +325,9 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / (hi - lo)).astype(np.float32)
 
 
-def estimate_depth(image: Image.Image, max_side: int = 1024,
-                   params: EstimatorParams = DEFAULT_PARAMS) -> np.ndarray:
+def estimate_depth(
+    image: Image.Image, max_side: int = 1024, params: EstimatorParams = DEFAULT_PARAMS
+) -> np.ndarray:
     """Relative inverse depth (float32, (H, W) of `image`, in [0, 1], larger = nearer).
 
     `max_side` caps the resolution at which the edge-aware upsampling runs; above it the result is

@@ -94,7 +94,9 @@ def dequantize(nearness: np.ndarray, step: float, radius: int) -> np.ndarray:
     def up(a: np.ndarray) -> np.ndarray:
         if f == 1:
             return a
-        return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR))
+        return np.asarray(
+            Image.fromarray(a.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR)
+        )
 
     mean = box(low)
     var = box(low * low)
@@ -143,8 +145,9 @@ SMOOTH_RANGE_FRAC = 0.3
 SMOOTH_WORK_SIDE = 256
 
 
-def shape_smooth(nearness: np.ndarray, sigma_px: float,
-                 range_frac: float = SMOOTH_RANGE_FRAC) -> np.ndarray:
+def shape_smooth(
+    nearness: np.ndarray, sigma_px: float, range_frac: float = SMOOTH_RANGE_FRAC
+) -> np.ndarray:
     """Edge-aware smoothing of a depth map so normals follow shape, not texture.
 
     A bilateral filter of the depth itself, computed on a bilateral grid (Chen, Paris & Durand
@@ -179,12 +182,15 @@ def shape_smooth(nearness: np.ndarray, sigma_px: float,
     cy = np.repeat((np.arange(sh, dtype=np.float32) / np.float32(ss) + 1.5)[:, None], sw, axis=1)
     cx = np.repeat((np.arange(sw, dtype=np.float32) / np.float32(ss) + 1.5)[None, :], sh, axis=0)
     cz = (small - np.float32(zlo)) / np.float32(sr) + np.float32(1.5)
-    idx = ((np.rint(cy).astype(np.int64) * nx + np.rint(cx).astype(np.int64)) * nz
-           + np.rint(cz).astype(np.int64)).ravel()
+    idx = (
+        (np.rint(cy).astype(np.int64) * nx + np.rint(cx).astype(np.int64)) * nz
+        + np.rint(cz).astype(np.int64)
+    ).ravel()
     cells = ny * nx * nz
     weight = np.bincount(idx, minlength=cells).astype(np.float64).reshape(ny, nx, nz)
-    value = np.bincount(idx, weights=small.ravel().astype(np.float64),
-                        minlength=cells).reshape(ny, nx, nz)
+    value = np.bincount(idx, weights=small.ravel().astype(np.float64), minlength=cells).reshape(
+        ny, nx, nz
+    )
     weight = ndimage.gaussian_filter(weight, 1.0, mode="constant")
     value = ndimage.gaussian_filter(value, 1.0, mode="constant")
     num, den = _grid_cubic(np.stack([value, weight], axis=-1), cy[:, 0], cx[0], cz)
@@ -199,8 +205,9 @@ def shape_smooth(nearness: np.ndarray, sigma_px: float,
     return out
 
 
-def _grid_cubic(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-                zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _grid_cubic(
+    grid: np.ndarray, ys: np.ndarray, xs: np.ndarray, zs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Cubic B-spline reads of the two channels of `grid` (ny, nx, nz, 2) at every (ys[i], xs[j],
     zs[i, j]), as `ndimage.map_coordinates(order=3, mode="nearest")` would, but separably: the
     y and x reads are shared by a whole row and column of pixels (two small matrix products),
@@ -231,8 +238,12 @@ def _bspline_taps(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     t = (pos - i)[..., None]
     idx = np.clip(i.astype(np.int64)[..., None] + np.arange(-1, 3), 0, n - 1)
     t2, t3 = t * t, t * t * t
-    wts = np.concatenate([(1 - t) ** 3, 3 * t3 - 6 * t2 + 4, -3 * t3 + 3 * t2 + 3 * t + 1, t3],
-                         axis=-1) / 6.0
+    wts = (
+        np.concatenate(
+            [(1 - t) ** 3, 3 * t3 - 6 * t2 + 4, -3 * t3 + 3 * t2 + 3 * t + 1, t3], axis=-1
+        )
+        / 6.0
+    )
     return idx, wts
 
 
@@ -244,8 +255,9 @@ def _bspline_matrix(pos: np.ndarray, n: int) -> np.ndarray:
     return m
 
 
-def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float | np.float32,
-                has_nan: bool = True) -> np.ndarray:
+def _axis_slope(
+    fwd: np.ndarray, bwd: np.ndarray, tan_edge: float | np.float32, has_nan: bool = True
+) -> np.ndarray:
     """Slope at interior pixels from forward and backward one-sided slopes (same shape).
 
     Central difference where they agree; the gentler one-sided slope across a depth edge; the
@@ -272,8 +284,9 @@ def _axis_slope(fwd: np.ndarray, bwd: np.ndarray, tan_edge: float | np.float32,
     return out
 
 
-def _slopes_x(n: np.ndarray, scale: float | np.float32, tan_edge: float | np.float32,
-              has_nan: bool = True) -> np.ndarray:
+def _slopes_x(
+    n: np.ndarray, scale: float | np.float32, tan_edge: float | np.float32, has_nan: bool = True
+) -> np.ndarray:
     d = np.diff(n, axis=1)
     d *= scale
     out = np.empty(n.shape, dtype=np.float32)
@@ -286,13 +299,22 @@ def _slopes_x(n: np.ndarray, scale: float | np.float32, tan_edge: float | np.flo
     return out
 
 
-def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
-              scale: float | np.float32, tan_edge: float | np.float32,
-              has_nan: bool = True) -> np.ndarray:
+def _slopes_y(
+    n: np.ndarray,
+    top: np.ndarray | None,
+    bottom: np.ndarray | None,
+    scale: float | np.float32,
+    tan_edge: float | np.float32,
+    has_nan: bool = True,
+) -> np.ndarray:
     """d/dy (rows, downwards) for a block, with the rows just above/below it (None at the borders)."""
     ext = n
     if top is not None or bottom is not None:
-        parts = ([top[None]] if top is not None else []) + [n] + ([bottom[None]] if bottom is not None else [])
+        parts = (
+            ([top[None]] if top is not None else [])
+            + [n]
+            + ([bottom[None]] if bottom is not None else [])
+        )
         ext = np.concatenate(parts, axis=0)
     out = np.zeros(n.shape, dtype=np.float32)
     if ext.shape[0] == 1:
@@ -304,7 +326,7 @@ def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
     inner = _axis_slope(d[1:], d[:-1], tan_edge, has_nan)  # for ext rows 1..len-2
     lo, hi = max(off, 1), min(off + n.shape[0], ext.shape[0] - 1)
     if hi > lo:
-        out[lo - off:hi - off] = inner[lo - 1:hi - 1]
+        out[lo - off : hi - off] = inner[lo - 1 : hi - 1]
     if off == 0:  # n[0] is the image's first row: forward difference only
         out[0] = np.where(np.isnan(d[0]), 0.0, d[0])
     if off + n.shape[0] == ext.shape[0]:  # n[-1] is the image's last row
@@ -312,9 +334,14 @@ def _slopes_y(n: np.ndarray, top: np.ndarray | None, bottom: np.ndarray | None,
     return out
 
 
-def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
-                       convention: Convention = "opengl", *, smooth_quantized: bool = True,
-                      smooth_px: float = 0.0) -> np.ndarray:
+def normals_from_depth(
+    nearness: np.ndarray,
+    strength: float = 1.0,
+    convention: Convention = "opengl",
+    *,
+    smooth_quantized: bool = True,
+    smooth_px: float = 0.0,
+) -> np.ndarray:
     """Unit surface normals (H, W, 3) float32 of the height field `strength * nearness`.
 
     Slopes are measured per image width (see the module docstring), so the result does not
@@ -350,8 +377,14 @@ def normals_from_depth(nearness: np.ndarray, strength: float = 1.0,
         r1 = min(h, r0 + _BLOCK_ROWS)
         block = n[r0:r1]
         sx = _slopes_x(block, scale, tan_edge, has_nan)
-        sy = _slopes_y(block, n[r0 - 1] if r0 > 0 else None, n[r1] if r1 < h else None,
-                       scale, tan_edge, has_nan)
+        sy = _slopes_y(
+            block,
+            n[r0 - 1] if r0 > 0 else None,
+            n[r1] if r1 < h else None,
+            scale,
+            tan_edge,
+            has_nan,
+        )
         inv = sx * sx
         inv += sy * sy
         inv += 1.0
@@ -386,7 +419,12 @@ def quantize_normals(normals: np.ndarray, bit_depth: Literal[8, 16] = 8) -> np.n
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -406,9 +444,12 @@ def encode_rgb16_png(rgb: np.ndarray, compress_level: int = 3) -> bytes:
     rows[0, 1:] = raw[0]
     rows[1:, 1:] = up[1:]
     ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    return (_PNG_SIG + _png_chunk(b"IHDR", ihdr)
-            + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level))
-            + _png_chunk(b"IEND", b""))
+    return (
+        _PNG_SIG
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def decode_rgb16_png(data: bytes) -> np.ndarray:
@@ -417,8 +458,8 @@ def decode_rgb16_png(data: bytes) -> np.ndarray:
         raise ValueError("not a PNG file")
     pos, idat, ihdr = len(_PNG_SIG), [], None
     while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             ihdr = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -430,8 +471,10 @@ def decode_rgb16_png(data: bytes) -> np.ndarray:
         raise ValueError("PNG without IHDR")
     w, h, depth, ctype, _, _, interlace = ihdr
     if (depth, ctype, interlace) != (16, 2, 0):
-        raise ValueError(f"expected a non-interlaced 16-bit RGB PNG, got depth={depth} "
-                         f"colour type={ctype} interlace={interlace}")
+        raise ValueError(
+            f"expected a non-interlaced 16-bit RGB PNG, got depth={depth} "
+            f"colour type={ctype} interlace={interlace}"
+        )
     rows = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8).reshape(h, w * 6 + 1)
     filters = rows[:, 0]
     if not np.isin(filters, (0, 2)).all():
@@ -443,8 +486,9 @@ def decode_rgb16_png(data: bytes) -> np.ndarray:
     return raw.view(">u2").reshape(h, w, 3).astype(np.uint16)
 
 
-def encode_normals_png(normals: np.ndarray, bit_depth: Literal[8, 16] = 8,
-                       compress_level: int = 3) -> bytes:
+def encode_normals_png(
+    normals: np.ndarray, bit_depth: Literal[8, 16] = 8, compress_level: int = 3
+) -> bytes:
     """RGB PNG bytes of unit normals: 8-bit (rgb = (n+1)/2*255) or 16-bit."""
     q = quantize_normals(normals, bit_depth)
     if bit_depth == 16:

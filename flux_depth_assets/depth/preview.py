@@ -23,11 +23,15 @@ SWAY_AMPLITUDE = 0.03
 PREVIEW_FRAME_MS = 60
 
 
-def sway_preview(rgb: np.ndarray, background: np.ndarray,
-                 alphas: list[tuple[np.ndarray, Box] | None],
-                 factors: list[float], settings: SpriteSettings,
-                 colours: list[np.ndarray | None] | None = None,
-                 timings: dict[str, float] | None = None) -> tuple[bytes, dict[str, Any]]:
+def sway_preview(
+    rgb: np.ndarray,
+    background: np.ndarray,
+    alphas: list[tuple[np.ndarray, Box] | None],
+    factors: list[float],
+    settings: SpriteSettings,
+    colours: list[np.ndarray | None] | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[bytes, dict[str, Any]]:
     """An endless camera sway made from the layers, cropped so no frame shows past the border.
 
     The scene is scaled so that after cropping a margin larger than the sway on every side the
@@ -62,10 +66,13 @@ def sway_preview(rgb: np.ndarray, background: np.ndarray,
         a8 = np.rint(alpha * 255.0).astype(np.uint8)
         layer = np.zeros((ch, cw, 4), dtype=np.uint8)
         layer[..., :3] = small_np
-        layer[y0:y0 + lh, x0:x0 + lw, 3] = cv2.resize(a8, (lw, lh), interpolation=cv2.INTER_AREA)
+        layer[y0 : y0 + lh, x0 : x0 + lw, 3] = cv2.resize(
+            a8, (lw, lh), interpolation=cv2.INTER_AREA
+        )
         if colours is not None and (colour := colours[k]) is not None:
-            layer[y0:y0 + lh, x0:x0 + lw, :3] = cv2.resize(colour, (lw, lh),
-                                                           interpolation=cv2.INTER_AREA)
+            layer[y0 : y0 + lh, x0 : x0 + lw, :3] = cv2.resize(
+                colour, (lw, lh), interpolation=cv2.INTER_AREA
+            )
         ys, xs = np.nonzero(layer[..., 3])
         if ys.size:  # where this layer is visible on the canvas
             cbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
@@ -85,9 +92,14 @@ def sway_preview(rgb: np.ndarray, background: np.ndarray,
                 continue
             # a sub-pixel shift: OpenCV's bilinear warp (SIMD), far cheaper than a PIL resample
             shift = np.array([[1, 0, u0 + ox], [0, 1, v0 + oy]], dtype=np.float32)
-            tile = cv2.warpAffine(layer, shift, (u1 - u0, v1 - v0),
-                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+            tile = cv2.warpAffine(
+                layer,
+                shift,
+                (u1 - u0, v1 - v0),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(0, 0, 0, 0),
+            )
             # the frame is opaque, so "over" is a masked paste: the same bytes as
             # alpha_composite at less than half its cost
             tile_im = Image.fromarray(tile, "RGBA")
@@ -96,19 +108,42 @@ def sway_preview(rgb: np.ndarray, background: np.ndarray,
     encode_started = time.process_time()
     buf = io.BytesIO()
     if settings.preview_format == "webp":
-        frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:],
-                       duration=PREVIEW_FRAME_MS, loop=0, quality=70, method=0,
-                       kmin=0, kmax=0)  # no key-frame search: ~45 % less CPU, same size
+        frames[0].save(
+            buf,
+            format="WEBP",
+            save_all=True,
+            append_images=frames[1:],
+            duration=PREVIEW_FRAME_MS,
+            loop=0,
+            quality=70,
+            method=0,
+            kmin=0,
+            kmax=0,
+        )  # no key-frame search: ~45 % less CPU, same size
     else:
         # one shared palette, no dithering: Pillow's per-frame quantizer is ~20× slower
         palette = frames[0].quantize(colors=255, method=Image.Quantize.FASTOCTREE)
         pframes = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-        pframes[0].save(buf, format="GIF", save_all=True, append_images=pframes[1:],
-                        duration=PREVIEW_FRAME_MS, loop=0, optimize=False, disposal=1)
+        pframes[0].save(
+            buf,
+            format="GIF",
+            save_all=True,
+            append_images=pframes[1:],
+            duration=PREVIEW_FRAME_MS,
+            loop=0,
+            optimize=False,
+            disposal=1,
+        )
     if timings is not None:  # CPU seconds: drawing the frames vs encoding them
         timings["preview_encode"] = round(time.process_time() - encode_started, 4)
-    info = {"format": settings.preview_format, "width": pw, "height": ph, "frames": n,
-            "frame_ms": PREVIEW_FRAME_MS, "amplitude_px": round(amp, 2),
-            "crop_px": round(margin / s, 2),
-            "motion": "ellipse: dx = A sin(t), dy = 0.3 A cos(t); layer offset = parallax_factor × (dx, dy)"}
+    info = {
+        "format": settings.preview_format,
+        "width": pw,
+        "height": ph,
+        "frames": n,
+        "frame_ms": PREVIEW_FRAME_MS,
+        "amplitude_px": round(amp, 2),
+        "crop_px": round(margin / s, 2),
+        "motion": "ellipse: dx = A sin(t), dy = 0.3 A cos(t); layer offset = parallax_factor × (dx, dy)",
+    }
     return buf.getvalue(), info

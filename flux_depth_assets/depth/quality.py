@@ -46,7 +46,9 @@ def valid_mask(gt_disparity: np.ndarray, pred: np.ndarray | None = None) -> np.n
     return mask
 
 
-def align_scale_shift(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+def align_scale_shift(
+    pred: np.ndarray, target: np.ndarray, mask: np.ndarray
+) -> tuple[float, float]:
     """Least-squares ``(s, t)`` minimising ``sum((s * pred + t - target)^2)`` over ``mask``.
 
     A constant prediction has no defined scale: it gets ``s = 0`` and ``t = mean(target)``, which is the
@@ -72,7 +74,9 @@ def abs_rel(pred_depth: np.ndarray, gt_depth: np.ndarray) -> float:
     return float(np.mean(np.abs(pred_depth - gt_depth) / gt_depth))
 
 
-def delta1(pred_depth: np.ndarray, gt_depth: np.ndarray, threshold: float = DELTA1_THRESHOLD) -> float:
+def delta1(
+    pred_depth: np.ndarray, gt_depth: np.ndarray, threshold: float = DELTA1_THRESHOLD
+) -> float:
     """Fraction of pixels with ``max(pred/gt, gt/pred) < threshold`` (already masked, both > 0)."""
     pred_depth = np.asarray(pred_depth, dtype=np.float64)
     gt_depth = np.asarray(gt_depth, dtype=np.float64)
@@ -80,8 +84,9 @@ def delta1(pred_depth: np.ndarray, gt_depth: np.ndarray, threshold: float = DELT
     return float(np.mean(ratio < threshold))
 
 
-def score_disparity(pred: np.ndarray, gt_disparity: np.ndarray,
-                    floor: float | None = None) -> DepthScores:
+def score_disparity(
+    pred: np.ndarray, gt_disparity: np.ndarray, floor: float | None = None
+) -> DepthScores:
     """Align a relative inverse-depth prediction to GT disparity and score it in depth space.
 
     ``pred`` and ``gt_disparity`` must have the same (H, W) shape. ``floor`` is the smallest aligned
@@ -102,8 +107,13 @@ def score_disparity(pred: np.ndarray, gt_disparity: np.ndarray,
         raise ValueError(f"floor must be > 0, got {floor}")
     aligned = np.maximum(s * pred[mask] + t, floor)
     pred_depth, gt_depth = 1.0 / aligned, 1.0 / g
-    return DepthScores(abs_rel=abs_rel(pred_depth, gt_depth), delta1=delta1(pred_depth, gt_depth),
-                       scale=s, shift=t, valid_pixels=int(mask.sum()))
+    return DepthScores(
+        abs_rel=abs_rel(pred_depth, gt_depth),
+        delta1=delta1(pred_depth, gt_depth),
+        scale=s,
+        shift=t,
+        valid_pixels=int(mask.sum()),
+    )
 
 
 # --------------------------------------------------------------------------- trivial baselines
@@ -115,7 +125,7 @@ def constant_baseline(shape: tuple[int, int]) -> np.ndarray:
 
 
 def vertical_gradient_baseline(shape: tuple[int, int]) -> np.ndarray:
-    """"Bottom is near": nearness grows linearly from 0 at the top row to 1 at the bottom row."""
+    """ "Bottom is near": nearness grows linearly from 0 at the top row to 1 at the bottom row."""
     h, w = shape
     col = np.linspace(0.0, 1.0, h, dtype=np.float32) if h > 1 else np.zeros(1, np.float32)
     return np.repeat(col[:, None], w, axis=1)
@@ -130,8 +140,11 @@ NORMAL_EDGE_DISPARITY = 1.0
 NORMAL_EDGE_MARGIN = 4
 
 
-def interior_mask(gt_disparity: np.ndarray, edge_step: float = NORMAL_EDGE_DISPARITY,
-                  margin: int = NORMAL_EDGE_MARGIN) -> np.ndarray:
+def interior_mask(
+    gt_disparity: np.ndarray,
+    edge_step: float = NORMAL_EDGE_DISPARITY,
+    margin: int = NORMAL_EDGE_MARGIN,
+) -> np.ndarray:
     """Pixels inside objects: known GT, at least `margin` pixels from any depth edge, unknown
     pixel or image border (where a normal is not defined by one surface)."""
     from scipy import ndimage
@@ -153,8 +166,13 @@ def interior_mask(gt_disparity: np.ndarray, edge_step: float = NORMAL_EDGE_DISPA
     return ~bad
 
 
-def normal_error_deg(pred: np.ndarray, gt_disparity: np.ndarray, normals_fn: NormalsFn,
-                     gt_normals_fn: NormalsFn, mask: np.ndarray | None = None) -> float:
+def normal_error_deg(
+    pred: np.ndarray,
+    gt_disparity: np.ndarray,
+    normals_fn: NormalsFn,
+    gt_normals_fn: NormalsFn,
+    mask: np.ndarray | None = None,
+) -> float:
     """Mean angle (degrees) between normals of an aligned prediction and normals of the GT.
 
     The prediction is aligned to the GT disparity (least-squares scale and shift), then both are
@@ -171,6 +189,7 @@ def normal_error_deg(pred: np.ndarray, gt_disparity: np.ndarray, normals_fn: Nor
     truth = np.where(known, gt / span, np.nan).astype(np.float32)
     m = interior_mask(gt) if mask is None else mask
     a, b = normals_fn(aligned), gt_normals_fn(truth)
-    dot = np.clip((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)),
-                  -1.0, 1.0)
+    dot = np.clip(
+        (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)), -1.0, 1.0
+    )
     return float(np.degrees(np.arccos(dot[m])).mean())

@@ -53,10 +53,26 @@ from flux_depth_assets.depth.layers import (
 )
 from flux_depth_assets.depth.preview import PREVIEW_FRAME_MS, SWAY_AMPLITUDE, sway_preview
 
-__all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "PREVIEW_FRAME_MS", "SWAY_AMPLITUDE", "Box",
-           "SpriteLayer", "SpriteSet", "build_sprites", "decode_rgba", "depth_cuts",
-           "feathered_alpha", "fill_holes", "label_boxes", "layer_labels", "manifest_bytes",
-           "match_size", "psnr", "recompose"]
+__all__ = [
+    "MANIFEST_FORMAT",
+    "MANIFEST_VERSION",
+    "PREVIEW_FRAME_MS",
+    "SWAY_AMPLITUDE",
+    "Box",
+    "SpriteLayer",
+    "SpriteSet",
+    "build_sprites",
+    "decode_rgba",
+    "depth_cuts",
+    "feathered_alpha",
+    "fill_holes",
+    "label_boxes",
+    "layer_labels",
+    "manifest_bytes",
+    "match_size",
+    "psnr",
+    "recompose",
+]
 
 MANIFEST_FORMAT = "flux-depth-parallax-sprites"
 MANIFEST_VERSION = 1
@@ -105,16 +121,24 @@ def _png(arr: np.ndarray, mode: str) -> bytes:
     return encode_png(arr)  # the pipeline's PNG writer (depth.encoding): Up filter, zlib RLE 1
 
 
-def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSettings | None = None,
-                  *, image_id: str | None = None, depth_sha256: str | None = None,
-                  cut_method: Literal["valley", "quantile"] = "valley") -> SpriteSet:
+def build_sprites(
+    rgb: np.ndarray,
+    nearness: np.ndarray,
+    settings: SpriteSettings | None = None,
+    *,
+    image_id: str | None = None,
+    depth_sha256: str | None = None,
+    cut_method: Literal["valley", "quantile"] = "valley",
+) -> SpriteSet:
     """Split an image into `settings.layers` depth layers, fill the background, make a preview."""
     settings = settings or SpriteSettings()
     n = np.asarray(nearness, dtype=np.float32)
     img = as_rgb8(rgb)
     if n.shape != img.shape[:2]:
-        raise ValueError(f"nearness {n.shape} and image {img.shape[:2]} differ in size; "
-                         "resize the depth map first (see match_size)")
+        raise ValueError(
+            f"nearness {n.shape} and image {img.shape[:2]} differ in size; "
+            "resize the depth map first (see match_size)"
+        )
     h, w = n.shape
     n_layers = settings.layers
     seconds: dict[str, float] = {}
@@ -176,26 +200,49 @@ def build_sprites(rgb: np.ndarray, nearness: np.ndarray, settings: SpriteSetting
             rgba[..., 3] = a8
             png = _png(rgba, "RGBA")
         st = near_stats[k]
-        layers.append(SpriteLayer(
-            index=k, file=name, png=png, bbox=box,
-            nearness_min=None if st is None else st[0],
-            nearness_max=None if st is None else st[1],
-            nearness_median=None if st is None else st[2],
-            parallax_factor=factors[k], coverage=float(coverage[k])))
+        layers.append(
+            SpriteLayer(
+                index=k,
+                file=name,
+                png=png,
+                bbox=box,
+                nearness_min=None if st is None else st[0],
+                nearness_max=None if st is None else st[1],
+                nearness_median=None if st is None else st[2],
+                parallax_factor=factors[k],
+                coverage=float(coverage[k]),
+            )
+        )
     lap("encode_layers")
 
     timings: dict[str, float] = {}
-    preview, preview_info = sway_preview(img, background, alphas, factors, settings, colours, timings)
+    preview, preview_info = sway_preview(
+        img, background, alphas, factors, settings, colours, timings
+    )
     preview_file = f"preview.{settings.preview_format}"
     preview_info["file"] = preview_file
     lap("preview")  # frames + encoding; the split below
     seconds["preview_encode"] = timings.get("preview_encode", 0.0)
     seconds["preview_frames"] = round(seconds["preview"] - seconds["preview_encode"], 4)
 
-    manifest = _manifest(layers, cuts, preview_info, settings, width=w, height=h, image_id=image_id,
-                         depth_sha256=depth_sha256, cut_method=cut_method)
-    return SpriteSet(layers=layers, manifest=manifest, preview=preview,
-                     preview_file=preview_file, seconds=seconds)
+    manifest = _manifest(
+        layers,
+        cuts,
+        preview_info,
+        settings,
+        width=w,
+        height=h,
+        image_id=image_id,
+        depth_sha256=depth_sha256,
+        cut_method=cut_method,
+    )
+    return SpriteSet(
+        layers=layers,
+        manifest=manifest,
+        preview=preview,
+        preview_file=preview_file,
+        seconds=seconds,
+    )
 
 
 def keep_faces_whole(img: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -207,8 +254,9 @@ def keep_faces_whole(img: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
     h, w = labels.shape
     f = min(1.0, 256 / max(h, w))
-    small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA
+    )
     faces = detect_faces(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
     if not faces:
         return labels
@@ -230,8 +278,9 @@ def fill_reach(w: int, h: int, settings: SpriteSettings) -> int:
     return math.ceil(SWAY_AMPLITUDE * long_out * max(h, w) / long_out) + 2
 
 
-def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float, box: Box,
-                 reach: int) -> tuple[tuple[np.ndarray, Box] | None, np.ndarray]:
+def filled_layer(
+    img: np.ndarray, labels: np.ndarray, k: int, feather_px: float, box: Box, reach: int
+) -> tuple[tuple[np.ndarray, Box] | None, np.ndarray]:
     """Layer k's alpha (cropped, with its bbox) and colours: its own pixels with a feathered
     edge, plus every nearer layer's pixel within `reach` of them, opaque and inpainted from
     layer k's own colours (push-pull, `fill_holes`: one pass for any hole size), so a
@@ -250,7 +299,7 @@ def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float,
     alpha_win = np.zeros(lab.shape, dtype=np.float32)
     if base is not None:
         a, (ax, ay, aw, ah) = base
-        alpha_win[ay - y0:ay - y0 + ah, ax - x0:ax - x0 + aw] = a
+        alpha_win[ay - y0 : ay - y0 + ah, ax - x0 : ax - x0 + aw] = a
     alpha_win[under] = 1.0
     sub = bbox(alpha_win >= (0.5 / 255))
     if sub is None:
@@ -262,24 +311,35 @@ def filled_layer(img: np.ndarray, labels: np.ndarray, k: int, feather_px: float,
         fill[y0:y1, x0:x1] = under
         colour = fill_holes(img, labels == k, fill=fill, work_side=256, box=crop)
     else:
-        colour = img[crop[1]:crop[1] + sh, crop[0]:crop[0] + sw]
-    return (alpha_win[sy:sy + sh, sx:sx + sw], crop), colour
+        colour = img[crop[1] : crop[1] + sh, crop[0] : crop[0] + sw]
+    return (alpha_win[sy : sy + sh, sx : sx + sw], crop), colour
 
 
-def _manifest(layers: list[SpriteLayer], cuts: np.ndarray, preview_info: dict[str, Any],
-              settings: SpriteSettings, *, width: int, height: int, image_id: str | None,
-              depth_sha256: str | None, cut_method: str) -> dict[str, Any]:
+def _manifest(
+    layers: list[SpriteLayer],
+    cuts: np.ndarray,
+    preview_info: dict[str, Any],
+    settings: SpriteSettings,
+    *,
+    width: int,
+    height: int,
+    image_id: str | None,
+    depth_sha256: str | None,
+    cut_method: str,
+) -> dict[str, Any]:
     """manifest.json: where each layer goes, how it moves, and what it was made from."""
     bounds = [None, *cuts.tolist(), None]
     return {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
         "image": {"id": image_id, "width": width, "height": height},
-        "depth": {"sha256": depth_sha256,
-                  "convention": "nearness in [0, 1], larger = nearer (relative inverse depth)"},
+        "depth": {
+            "sha256": depth_sha256,
+            "convention": "nearness in [0, 1], larger = nearer (relative inverse depth)",
+        },
         "order": "far_to_near",
         "placement": "draw the layers in list order, each PNG at (bbox.x, bbox.y) of the full "
-                     "frame; move a layer by parallax_factor × the camera offset",
+        "frame; move a layer by parallax_factor × the camera offset",
         "cut_method": cut_method,
         "cuts": [round(c, 6) for c in cuts.tolist()],
         "feather_px": settings.feather_px,
@@ -289,11 +349,14 @@ def _manifest(layers: list[SpriteLayer], cuts: np.ndarray, preview_info: dict[st
                 "file": L.file,
                 "role": "background" if L.index == 0 else "layer",
                 "empty": L.bbox is None,
-                "bbox": None if L.bbox is None else dict(zip(("x", "y", "width", "height"), L.bbox)),
+                "bbox": None
+                if L.bbox is None
+                else dict(zip(("x", "y", "width", "height"), L.bbox)),
                 "nearness": {
                     "above_cut": _r(bounds[L.index]),
                     "up_to_cut": _r(bounds[L.index + 1]),
-                    "min": _r(L.nearness_min), "max": _r(L.nearness_max),
+                    "min": _r(L.nearness_min),
+                    "max": _r(L.nearness_max),
                     "median": _r(L.nearness_median),
                 },
                 "parallax_factor": L.parallax_factor,
@@ -332,10 +395,12 @@ def recompose(manifest: dict[str, Any], read: Callable[[str], bytes]) -> np.ndar
         b = layer["bbox"]
         x, y, bw, bh = b["x"], b["y"], b["width"], b["height"]
         if rgba.shape[:2] != (bh, bw):
-            raise ValueError(f"{layer['file']}: size {rgba.shape[1]}x{rgba.shape[0]} does not "
-                             f"match its bbox {bw}x{bh}")
+            raise ValueError(
+                f"{layer['file']}: size {rgba.shape[1]}x{rgba.shape[0]} does not "
+                f"match its bbox {bw}x{bh}"
+            )
         a = rgba[..., 3:] / 255.0
-        region = out[y:y + bh, x:x + bw]
+        region = out[y : y + bh, x : x + bw]
         region *= 1.0 - a
         region += a * rgba[..., :3]
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
@@ -345,7 +410,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB of two uint8 images (inf when identical)."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     mse = float(np.mean(d * d))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
 def match_size(nearness: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -354,9 +419,13 @@ def match_size(nearness: np.ndarray, width: int, height: int) -> np.ndarray:
     if n.shape == (height, width):
         return n
     valid = np.isfinite(n)
-    vals = Image.fromarray(np.where(valid, n, 0.0).astype(np.float32), "F").resize((width, height), Image.Resampling.BILINEAR)
+    vals = Image.fromarray(np.where(valid, n, 0.0).astype(np.float32), "F").resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
     out = np.asarray(vals, dtype=np.float32).copy()
     if not valid.all():
-        v = Image.fromarray(valid.astype(np.uint8) * 255, "L").resize((width, height), Image.Resampling.NEAREST)
+        v = Image.fromarray(valid.astype(np.uint8) * 255, "L").resize(
+            (width, height), Image.Resampling.NEAREST
+        )
         out[np.asarray(v) == 0] = np.nan
     return out

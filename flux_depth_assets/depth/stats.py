@@ -43,9 +43,13 @@ def edge_mask(nearness: np.ndarray, jump: float) -> np.ndarray:
     return out
 
 
-def depth_statistics(nearness: np.ndarray, normals: np.ndarray | None = None, *,
-                     value_range: tuple[float, float] | None = None,
-                     strength: float = 1.0) -> dict[str, Any]:
+def depth_statistics(
+    nearness: np.ndarray,
+    normals: np.ndarray | None = None,
+    *,
+    value_range: tuple[float, float] | None = None,
+    strength: float = 1.0,
+) -> dict[str, Any]:
     """One row of the `depth_stats` table (without ids): see the module docstring."""
     n = np.asarray(nearness, dtype=np.float32)
     if n.ndim != 2 or n.size == 0:
@@ -55,8 +59,19 @@ def depth_statistics(nearness: np.ndarray, normals: np.ndarray | None = None, *,
     n_valid = int(valid.sum())
     row: dict[str, Any] = {"width": w, "height": h, "valid_fraction": n_valid / n.size}
     if n_valid == 0:
-        row.update({k: None for k in (*PERCENTILE_KEYS, "nearness_mean", "nearness_std", "near_far_ratio",
-                                      "edge_density", "mean_tilt_deg")})
+        row.update(
+            {
+                k: None
+                for k in (
+                    *PERCENTILE_KEYS,
+                    "nearness_mean",
+                    "nearness_std",
+                    "near_far_ratio",
+                    "edge_density",
+                    "mean_tilt_deg",
+                )
+            }
+        )
         return row
     v = n[valid] if n_valid < n.size else n.ravel()
     pct = np.percentile(v, PERCENTILES)

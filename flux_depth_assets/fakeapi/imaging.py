@@ -44,12 +44,15 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             raise ControlImageError(f"control_image format {im.format} is not jpeg/png/webp")
         if im.width * im.height > max_pixels:
             raise ControlImageError(
-                f"control_image is {im.width}x{im.height}, more than {max_pixels} pixels")
+                f"control_image is {im.width}x{im.height}, more than {max_pixels} pixels"
+            )
         im.load()
     except ControlImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder error is a bad input
-        raise ControlImageError(f"control_image could not be decoded: {type(exc).__name__}") from None
+        raise ControlImageError(
+            f"control_image could not be decoded: {type(exc).__name__}"
+        ) from None
     return im.convert("RGB")
 
 
@@ -68,7 +71,11 @@ def fake_depth(image: Image.Image) -> Image.Image:
     w, h = image.size
     scale = min(1.0, MAX_WORK_SIDE / max(w, h))
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = image.convert("L").resize((sw, sh), Image.Resampling.BILINEAR) if scale < 1 else image.convert("L")
+    small = (
+        image.convert("L").resize((sw, sh), Image.Resampling.BILINEAR)
+        if scale < 1
+        else image.convert("L")
+    )
     blurred = small.filter(ImageFilter.GaussianBlur(radius=max(1.0, max(sw, sh) / 48)))
     luma = np.asarray(blurred, dtype=np.float32) / 255.0
     ramp = np.linspace(0.0, 1.0, sh, dtype=np.float32)[:, None]

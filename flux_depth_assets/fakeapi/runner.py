@@ -43,28 +43,52 @@ def _url(host: str, sock: socket.socket) -> str:
 
 
 def _uvicorn_server(app, access_log: bool, loop: str = "auto") -> uvicorn.Server:
-    config = uvicorn.Config(app, log_level="info" if access_log else "warning",
-                            access_log=access_log, lifespan="off", loop=loop,
-                            timeout_keep_alive=30, server_header=False)
+    config = uvicorn.Config(
+        app,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
+        lifespan="off",
+        loop=loop,
+        timeout_keep_alive=30,
+        server_header=False,
+    )
     return uvicorn.Server(config)
 
 
-def _make_config(latency_s: float, fail_ratio: float, rate_limit: float | None,
-                 error_rate: float, options: dict[str, Any]) -> FakeApiConfig:
+def _make_config(
+    latency_s: float,
+    fail_ratio: float,
+    rate_limit: float | None,
+    error_rate: float,
+    options: dict[str, Any],
+) -> FakeApiConfig:
     known = {f.name for f in fields(FakeApiConfig)}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"unknown fake API option(s): {sorted(unknown)}")
     if "api_keys" in options and options["api_keys"] is not None:
         options["api_keys"] = frozenset(options["api_keys"])
-    return FakeApiConfig(latency_s=latency_s, fail_ratio=fail_ratio, rate_limit=rate_limit or None,
-                         error_rate=error_rate, **options)
+    return FakeApiConfig(
+        latency_s=latency_s,
+        fail_ratio=fail_ratio,
+        rate_limit=rate_limit or None,
+        error_rate=error_rate,
+        **options,
+    )
 
 
-def serve(host: str = "127.0.0.1", port: int = 8787, latency_s: float = 2.0,
-          fail_ratio: float = 0.0, rate_limit: float | None = None, error_rate: float = 0.0,
-          *, access_log: bool = False, on_ready: Callable[[str], None] | None = None,
-          **options: Any) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    latency_s: float = 2.0,
+    fail_ratio: float = 0.0,
+    rate_limit: float | None = None,
+    error_rate: float = 0.0,
+    *,
+    access_log: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+    **options: Any,
+) -> None:
     """Run the fake host until SIGINT/SIGTERM. `port=0` picks a free port; `on_ready(base_url)` is
     called once the socket listens. Other options: see `FakeApiConfig` (seed, api_keys, ...)."""
     config = _make_config(latency_s, fail_ratio, rate_limit, error_rate, options)
@@ -90,16 +114,21 @@ class FakeApiServer:
 
 
 @contextlib.contextmanager
-def running_fake_api(latency_s: float = 0.2, fail_ratio: float = 0.0,
-                     rate_limit: float | None = None, error_rate: float = 0.0,
-                     **options: Any) -> Iterator[FakeApiServer]:
+def running_fake_api(
+    latency_s: float = 0.2,
+    fail_ratio: float = 0.0,
+    rate_limit: float | None = None,
+    error_rate: float = 0.0,
+    **options: Any,
+) -> Iterator[FakeApiServer]:
     """Start the fake host on a free loopback port in a thread; yields its base URL and stats."""
     config = _make_config(latency_s, fail_ratio, rate_limit, error_rate, options)
     app, state = build_app(config)
     sock = _bind("127.0.0.1", 0)
     server = _uvicorn_server(app, access_log=False, loop="asyncio")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name="fake-eachlabs", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="fake-eachlabs", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
@@ -126,23 +155,48 @@ class FakeApiProcess:
         return httpx.get(f"{self.base_url}/stats", timeout=10).json()
 
 
-def _cli_args(latency_s: float, fail_ratio: float, rate_limit: float | None, error_rate: float,
-              seed: int, extra: Sequence[str]) -> list[str]:
-    args = ["--port", "0", "--latency", str(latency_s), "--fail-ratio", str(fail_ratio),
-            "--error-rate", str(error_rate), "--seed", str(seed)]
+def _cli_args(
+    latency_s: float,
+    fail_ratio: float,
+    rate_limit: float | None,
+    error_rate: float,
+    seed: int,
+    extra: Sequence[str],
+) -> list[str]:
+    args = [
+        "--port",
+        "0",
+        "--latency",
+        str(latency_s),
+        "--fail-ratio",
+        str(fail_ratio),
+        "--error-rate",
+        str(error_rate),
+        "--seed",
+        str(seed),
+    ]
     if rate_limit:
         args += ["--rate-limit", str(rate_limit)]
     return args + list(extra)
 
 
 @contextlib.contextmanager
-def fake_api_process(latency_s: float = 0.2, fail_ratio: float = 0.0,
-                     rate_limit: float | None = None, error_rate: float = 0.0, seed: int = 0,
-                     extra_args: Sequence[str] = (), startup_timeout_s: float = 60.0
-                     ) -> Iterator[FakeApiProcess]:
+def fake_api_process(
+    latency_s: float = 0.2,
+    fail_ratio: float = 0.0,
+    rate_limit: float | None = None,
+    error_rate: float = 0.0,
+    seed: int = 0,
+    extra_args: Sequence[str] = (),
+    startup_timeout_s: float = 60.0,
+) -> Iterator[FakeApiProcess]:
     """Run `python -m flux_depth_assets.fakeapi --port 0 ...` and yield its base URL."""
-    cmd = [sys.executable, "-m", "flux_depth_assets.fakeapi",
-           *_cli_args(latency_s, fail_ratio, rate_limit, error_rate, seed, extra_args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flux_depth_assets.fakeapi",
+        *_cli_args(latency_s, fail_ratio, rate_limit, error_rate, seed, extra_args),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
     try:
         base_url = _read_ready_line(proc, startup_timeout_s)
@@ -169,38 +223,73 @@ def _read_ready_line(proc: subprocess.Popen, timeout_s: float) -> str:
         if ready:
             line = proc.stdout.readline()
             if line.startswith(READY_PREFIX):
-                return line[len(READY_PREFIX):].split()[0]
+                return line[len(READY_PREFIX) :].split()[0]
     raise RuntimeError("the fake Eachlabs server did not start in time")
 
 
 def build_parser(prog: str = "flux-depth fake-api") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description="Run a loopback server that speaks the Eachlabs prediction "
+        prog=prog,
+        description="Run a loopback server that speaks the Eachlabs prediction "
         "protocol (for demos, tests and load tests). Point the eachlabs provider at it with "
         "EACHLABS_BASE_URL=http://127.0.0.1:PORT; any non-empty EACHLABS_API_KEY is accepted "
-        "unless --api-key is given.")
+        "unless --api-key is given.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8787, help="port; 0 picks a free one (default 8787)")
-    p.add_argument("--latency", type=float, default=2.0,
-                   help="seconds from create to success/failure (default 2.0)")
-    p.add_argument("--latency-jitter", type=float, default=0.0,
-                   help="extra latency drawn uniformly from [0, J] per prediction (default 0)")
-    p.add_argument("--fail-ratio", type=float, default=0.0,
-                   help="share of predictions that end 'failed' (default 0)")
-    p.add_argument("--rate-limit", type=float, default=0.0,
-                   help="API requests per second before 429 + Retry-After (default 0 = none)")
-    p.add_argument("--error-rate", type=float, default=0.0,
-                   help="share of API requests answered with a random 500/502 (default 0)")
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=2.0,
+        help="seconds from create to success/failure (default 2.0)",
+    )
+    p.add_argument(
+        "--latency-jitter",
+        type=float,
+        default=0.0,
+        help="extra latency drawn uniformly from [0, J] per prediction (default 0)",
+    )
+    p.add_argument(
+        "--fail-ratio",
+        type=float,
+        default=0.0,
+        help="share of predictions that end 'failed' (default 0)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        default=0.0,
+        help="API requests per second before 429 + Retry-After (default 0 = none)",
+    )
+    p.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.0,
+        help="share of API requests answered with a random 500/502 (default 0)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
-    p.add_argument("--api-key", action="append", default=None,
-                   help="accept only this key (repeatable); default: any non-empty key")
-    p.add_argument("--price", type=float, default=0.05, help="USD charged per create (default 0.05)")
-    p.add_argument("--output-style", choices=("string", "list"), default="string",
-                   help="poll answer `output` as a URL string or a list of URLs")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        default=None,
+        help="accept only this key (repeatable); default: any non-empty key",
+    )
+    p.add_argument(
+        "--price", type=float, default=0.05, help="USD charged per create (default 0.05)"
+    )
+    p.add_argument(
+        "--output-style",
+        choices=("string", "list"),
+        default="string",
+        help="poll answer `output` as a URL string or a list of URLs",
+    )
     p.add_argument("--report-cost", action="store_true", help="add `cost` to finished poll answers")
-    p.add_argument("--bfl-like", action="store_true",
-                   help="answer like Black Forest Labs' flux-depth-pro: a colour render for "
-                        "every prompt, the empty one included (not a depth map)")
+    p.add_argument(
+        "--bfl-like",
+        action="store_true",
+        help="answer like Black Forest Labs' flux-depth-pro: a colour render for "
+        "every prompt, the empty one included (not a depth map)",
+    )
     p.add_argument("--access-log", action="store_true", help="log every request")
     add_dialect_arguments(p)
     return p
@@ -212,20 +301,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--"]:  # `flux-depth fake-api -- --port 8765` hands the separator through
         argv = argv[1:]
     args = build_parser().parse_args(argv)
-    summary = {"latency_s": args.latency, "fail_ratio": args.fail_ratio, "bfl_like": args.bfl_like,
-               "rate_limit": args.rate_limit or None, "error_rate": args.error_rate,
-               "seed": args.seed}
+    summary = {
+        "latency_s": args.latency,
+        "fail_ratio": args.fail_ratio,
+        "bfl_like": args.bfl_like,
+        "rate_limit": args.rate_limit or None,
+        "error_rate": args.error_rate,
+        "seed": args.seed,
+    }
 
     def announce(url: str) -> None:
         print(f"{READY_PREFIX}{url} {json.dumps(summary)}", flush=True)
 
     try:
-        serve(args.host, args.port, args.latency, args.fail_ratio, args.rate_limit or None,
-              args.error_rate, access_log=args.access_log, on_ready=announce,
-              latency_jitter_s=args.latency_jitter, seed=args.seed,
-              api_keys=args.api_key, price_usd=args.price, output_style=args.output_style,
-              report_cost=args.report_cost, bfl_like=args.bfl_like,
-              **dialect_options(args))
+        serve(
+            args.host,
+            args.port,
+            args.latency,
+            args.fail_ratio,
+            args.rate_limit or None,
+            args.error_rate,
+            access_log=args.access_log,
+            on_ready=announce,
+            latency_jitter_s=args.latency_jitter,
+            seed=args.seed,
+            api_keys=args.api_key,
+            price_usd=args.price,
+            output_style=args.output_style,
+            report_cost=args.report_cost,
+            bfl_like=args.bfl_like,
+            **dialect_options(args),
+        )
     except (OSError, ValueError, TypeError) as exc:
         print(f"fake-api: {exc}", file=sys.stderr)
         return 2

@@ -58,9 +58,12 @@ class FakeEachlabs:
 
     # ------------------------------------------------------------------ gate for /v1
 
-    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"status": "error", "message": message}, status_code=status,
-                            headers=headers)
+    def _error(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
+        return JSONResponse(
+            {"status": "error", "message": message}, status_code=status, headers=headers
+        )
 
     def _gate(self, request: Request) -> JSONResponse | None:
         """Rate limit, injected errors, then the key; None lets the request through."""
@@ -105,8 +108,13 @@ class FakeEachlabs:
         outcome = await self.new_prediction(body.get("model"), body.get("input"), arrived)
         if isinstance(outcome, Response):
             return outcome
-        return JSONResponse({"status": "success", "message": "Prediction created successfully",
-                             "predictionID": outcome})
+        return JSONResponse(
+            {
+                "status": "success",
+                "message": "Prediction created successfully",
+                "predictionID": outcome,
+            }
+        )
 
     def serves(self, model: Any) -> bool:
         return model in self.config.models and model not in self.config.retired_models
@@ -128,8 +136,9 @@ class FakeEachlabs:
             return self._reject(400, str(exc))
         fmt = inputs.get("output_format", "jpg")
         prompt = inputs.get("prompt", "") or ""
-        output = await run_in_threadpool(imaging.make_output, image, prompt, fmt,
-                                         self.config.bfl_like)
+        output = await run_in_threadpool(
+            imaging.make_output, image, prompt, fmt, self.config.bfl_like
+        )
         if (denial := self.faults.create_denial(arrived)) is not None:
             return self._error(*denial)  # checked and counted with no await in between
         pid = self.host_state.register(image_key, fmt, inputs, output)
@@ -156,10 +165,12 @@ class FakeEachlabs:
                     response = await client.get(control)
             except httpx.HTTPError as exc:
                 raise imaging.ControlImageError(
-                    f"control_image URL could not be fetched: {type(exc).__name__}") from None
+                    f"control_image URL could not be fetched: {type(exc).__name__}"
+                ) from None
             if response.status_code != 200:
                 raise imaging.ControlImageError(
-                    f"control_image URL answered HTTP {response.status_code}")
+                    f"control_image URL answered HTTP {response.status_code}"
+                )
             if len(response.content) > cfg.max_image_bytes:
                 raise imaging.ControlImageError("control_image is larger than 50 MB")
             image = await run_in_threadpool(imaging.open_image, response.content, cfg.max_pixels)
@@ -242,7 +253,8 @@ def _validate_inputs(inputs: dict[str, Any]) -> str | None:
     if not isinstance(control, str) or not control:
         return "input.control_image is required (a URL or a data URI)"
     checks: list[tuple[str, type | tuple[type, ...], float, float]] = [
-        ("steps", int, 15, 50), ("guidance", (int, float), 1, 100),
+        ("steps", int, 15, 50),
+        ("guidance", (int, float), 1, 100),
         ("safety_tolerance", int, 1, 6),
     ]
     for name, kind, lo, hi in checks:

@@ -41,7 +41,9 @@ class FakeApiConfig:
     models: tuple[str, ...] = ("flux-depth-pro",)
     max_image_bytes: int = 50 * MiB
     max_pixels: int = 4 * MiB  # "up to about 4 megapixels"
-    fetch_loopback_urls: bool = True  # http(s) control images on loopback are fetched; others → gradient
+    fetch_loopback_urls: bool = (
+        True  # http(s) control images on loopback are fetched; others → gradient
+    )
     # answer like Black Forest Labs' own flux-depth-pro: a colour depth-guided render for every
     # prompt, the empty one included (the Eachlabs deployment returns a depth map for "")
     bfl_like: bool = False
@@ -159,8 +161,9 @@ class HostState:
         with self._lock:
             self._c.requests += 1
             self._c.inflight_requests += 1
-            self._c.max_inflight_requests = max(self._c.max_inflight_requests,
-                                                self._c.inflight_requests)
+            self._c.max_inflight_requests = max(
+                self._c.max_inflight_requests, self._c.inflight_requests
+            )
 
     def request_finished(self, status: int | None) -> None:
         with self._lock:
@@ -208,25 +211,34 @@ class HostState:
             nth_for_image = self._c.creates_per_image.get(image_key, 0)
             self._c.creates_per_image[image_key] = nth_for_image + 1
             self._c.charged_usd += cfg.price_usd
-            pid = hashlib.sha256(f"{cfg.seed}:{n}".encode()).hexdigest()[:8] + "-" + \
-                hashlib.sha256(f"{cfg.seed}:{n}:{image_key}".encode()).hexdigest()[:24]
+            pid = (
+                hashlib.sha256(f"{cfg.seed}:{n}".encode()).hexdigest()[:8]
+                + "-"
+                + hashlib.sha256(f"{cfg.seed}:{n}:{image_key}".encode()).hexdigest()[:24]
+            )
             fails = unit(cfg.seed, "fail", image_key, nth_for_image) < cfg.fail_ratio
             latency = cfg.latency_s + cfg.latency_jitter_s * unit(cfg.seed, "latency", n)
             pred = FakePrediction(
-                id=pid, image_key=image_key, created_at=now,
-                created_wall=datetime.now(UTC).isoformat(), done_at=now + latency,
-                fails=fails, fmt=fmt,
+                id=pid,
+                image_key=image_key,
+                created_at=now,
+                created_wall=datetime.now(UTC).isoformat(),
+                done_at=now + latency,
+                fails=fails,
+                fmt=fmt,
                 public_input={k: v for k, v in inputs.items() if k != "control_image"},
                 output=None if fails else output,
                 error="Prediction failed: the model could not process this image (simulated)"
-                if fails else None,
+                if fails
+                else None,
             )
             if fails:
                 self._c.failed_predictions += 1
             self._predictions[pid] = pred
             heapq.heappush(self._active, pred.done_at)
-            self._c.max_active_predictions = max(self._c.max_active_predictions,
-                                                 self._active_now(now))
+            self._c.max_active_predictions = max(
+                self._c.max_active_predictions, self._active_now(now)
+            )
         return pid
 
     def poll(self, pid: str) -> FakePrediction | None:
@@ -247,8 +259,12 @@ class HostState:
         """The output bytes (counted as a download) once the prediction succeeded, else None."""
         with self._lock:
             pred = self._predictions.get(pid)
-            ready = pred is not None and pred.output is not None and \
-                self.clock() >= pred.done_at and ext == pred.fmt
+            ready = (
+                pred is not None
+                and pred.output is not None
+                and self.clock() >= pred.done_at
+                and ext == pred.fmt
+            )
             if ready:
                 self._c.downloads += 1
         return pred.output if ready and pred is not None else None

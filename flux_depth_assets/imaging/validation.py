@@ -68,8 +68,9 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_BYTES,
-                         max_pixels: int = MAX_PIXELS) -> ValidImage | Rejected:
+def validate_image_bytes(
+    data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+) -> ValidImage | Rejected:
     size = len(data)
     if size == 0:
         return Rejected("empty file (0 bytes)")
@@ -78,15 +79,22 @@ def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_BYTES,
         return Rejected(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit", sha, size)
     fmt = sniff_format(data[:16])
     if fmt is None:
-        return Rejected(f"not a JPEG, PNG or WebP image (first bytes {data[:8].hex(' ')})", sha, size)
+        return Rejected(
+            f"not a JPEG, PNG or WebP image (first bytes {data[:8].hex(' ')})", sha, size
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=[fmt])
             width, height = im.size
             if width * height > max_pixels:
-                return Rejected(f"{width}x{height} = {width * height:,} pixels exceeds the "
-                                f"{max_pixels:,}-pixel limit (decompression-bomb guard)", sha, size, fmt)
+                return Rejected(
+                    f"{width}x{height} = {width * height:,} pixels exceeds the "
+                    f"{max_pixels:,}-pixel limit (decompression-bomb guard)",
+                    sha,
+                    size,
+                    fmt,
+                )
             if width * height > WORKING_MAX_PIXELS and fmt == "JPEG":
                 # decode at 1/2, 1/4 or 1/8 scale, never below the working bound
                 im.draft(im.mode, _bounded_size(width, height))
@@ -96,7 +104,9 @@ def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_BYTES,
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         return Rejected(f"corrupt or truncated {fmt}: {exc}", sha, size, fmt)
     if min(width, height) < MIN_SIDE:
-        return Rejected(f"image is {width}x{height}, smaller than {MIN_SIDE} px on a side", sha, size, fmt)
+        return Rejected(
+            f"image is {width}x{height}, smaller than {MIN_SIDE} px on a side", sha, size, fmt
+        )
     orientation = _exif_orientation(im)
     mode = im.mode
     try:
@@ -109,17 +119,33 @@ def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_BYTES,
     except (OSError, ValueError) as exc:
         return Rejected(f"cannot convert {fmt} mode {mode} to RGB: {exc}", sha, size, fmt)
     ow, oh = (height, width) if orientation in _SWAPS_SIDES else (width, height)
-    return ValidImage(sha256=sha, image_id=image_id_for(sha), format=fmt, mode=mode,
-                      width=rgb.width, height=rgb.height, bytes=size,
-                      exif_orientation=orientation, has_alpha=has_alpha, image=rgb, alpha=alpha,
-                      original_width=ow, original_height=oh)
+    return ValidImage(
+        sha256=sha,
+        image_id=image_id_for(sha),
+        format=fmt,
+        mode=mode,
+        width=rgb.width,
+        height=rgb.height,
+        bytes=size,
+        exif_orientation=orientation,
+        has_alpha=has_alpha,
+        image=rgb,
+        alpha=alpha,
+        original_width=ow,
+        original_height=oh,
+    )
 
 
 _SWAPS_SIDES = (5, 6, 7, 8)
-_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-              8: Image.Transpose.ROTATE_90}
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def _bounded_size(width: int, height: int, bound: int = WORKING_MAX_PIXELS) -> tuple[int, int]:
@@ -171,8 +197,11 @@ def to_rgb(im: Image.Image) -> tuple[Image.Image, bool]:
         hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
         arr8 = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(arr8, "L").convert("RGB"), False
-    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info) \
+    has_alpha = (
+        im.mode in ("RGBA", "LA", "PA")
+        or (im.mode == "P" and "transparency" in im.info)
         or (im.mode in ("RGB", "L") and "transparency" in im.info)
+    )
     if has_alpha:
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

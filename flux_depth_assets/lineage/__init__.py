@@ -16,5 +16,13 @@ from flux_depth_assets.lineage.schemas import (
 )
 from flux_depth_assets.lineage.writer import calls_from_rows, config_hash, redact, write_rows
 
-__all__ = ["MATERIALIZATIONS", "PARTITION_SCHEMA", "PROVIDER_CALLS", "TABLES",
-           "calls_from_rows", "config_hash", "redact", "write_rows"]
+__all__ = [
+    "MATERIALIZATIONS",
+    "PARTITION_SCHEMA",
+    "PROVIDER_CALLS",
+    "TABLES",
+    "calls_from_rows",
+    "config_hash",
+    "redact",
+    "write_rows",
+]

@@ -53,9 +53,14 @@ class PartitionCompaction:
         return f"{self.table}/catalog={self.catalog}/date={self.day.isoformat()}"
 
 
-def compact(store: Storage, tables: list[str] | None = None, catalog: str | None = None,
-            include_today: bool = False, dry_run: bool = False,
-            today: date | None = None) -> list[PartitionCompaction]:
+def compact(
+    store: Storage,
+    tables: list[str] | None = None,
+    catalog: str | None = None,
+    include_today: bool = False,
+    dry_run: bool = False,
+    today: date | None = None,
+) -> list[PartitionCompaction]:
     """Compact every matching partition; returns one report per partition looked at."""
     today = today or datetime.now(UTC).date()
     out = []
@@ -83,8 +88,11 @@ def compact(store: Storage, tables: list[str] | None = None, catalog: str | None
 
 
 def _parquet_files(store: Storage, rel_dir: str) -> list[str]:
-    return [p for p in store.list(rel_dir)
-            if p.endswith(".parquet") and not posixpath.basename(p).startswith((".", "_"))]
+    return [
+        p
+        for p in store.list(rel_dir)
+        if p.endswith(".parquet") and not posixpath.basename(p).startswith((".", "_"))
+    ]
 
 
 def _sources(data: bytes) -> dict[str, str]:
@@ -124,11 +132,14 @@ def _drop_superseded(tables: dict[str, pa.Table]) -> int:
     return dropped
 
 
-def _write_verified(store: Storage, rel_dir: str, schema: pa.Schema, merged: pa.Table,
-                    sources: dict[str, str]) -> str:
+def _write_verified(
+    store: Storage, rel_dir: str, schema: pa.Schema, merged: pa.Table, sources: dict[str, str]
+) -> str:
     """Write the merged table under a name derived from its inputs, read it back and compare."""
     listing = json.dumps(sources, sort_keys=True)
-    out_rel = f"{rel_dir}/{COMPACTED_PREFIX}{hashlib.sha256(listing.encode()).hexdigest()[:16]}.parquet"
+    out_rel = (
+        f"{rel_dir}/{COMPACTED_PREFIX}{hashlib.sha256(listing.encode()).hexdigest()[:16]}.parquet"
+    )
     meta = {**(schema.metadata or {}), SOURCES_KEY: listing.encode()}
     store.write_table(out_rel, merged.replace_schema_metadata(meta))
     if not conform(store.read_table(out_rel), schema).equals(merged):
@@ -139,12 +150,19 @@ def _write_verified(store: Storage, rel_dir: str, schema: pa.Schema, merged: pa.
 
 def _merged(tables: dict[str, pa.Table], schema: pa.Schema) -> pa.Table:
     merged = pa.concat_tables(list(tables.values())) if tables else schema.empty_table()
-    return merged.sort_by([("started_at", "ascending"), ("run_id", "ascending"),
-                           ("asset", "ascending")])
+    return merged.sort_by(
+        [("started_at", "ascending"), ("run_id", "ascending"), ("asset", "ascending")]
+    )
 
 
-def _replace_inputs(store: Storage, rel_dir: str, schema: pa.Schema, merged: pa.Table,
-                    sources: dict[str, str], leftovers: list[str]) -> str | None:
+def _replace_inputs(
+    store: Storage,
+    rel_dir: str,
+    schema: pa.Schema,
+    merged: pa.Table,
+    sources: dict[str, str],
+    leftovers: list[str],
+) -> str | None:
     """Write the merged file (when there are two inputs or more), then delete what it holds;
     the partition's one remaining file."""
     if len(sources) >= 2:
@@ -158,8 +176,9 @@ def _replace_inputs(store: Storage, rel_dir: str, schema: pa.Schema, merged: pa.
     return output
 
 
-def compact_partition(store: Storage, table: str, rel_dir: str, report: PartitionCompaction,
-                      dry_run: bool = False) -> PartitionCompaction:
+def compact_partition(
+    store: Storage, table: str, rel_dir: str, report: PartitionCompaction, dry_run: bool = False
+) -> PartitionCompaction:
     schema = TABLES[table]
     files = _parquet_files(store, rel_dir)
     report.files_before = len(files)

@@ -29,12 +29,12 @@ class Estimate:
     provider: str
     model: str
     price_usd: float
-    basis: str                      # where the image list came from, said plainly
-    images: int = 0                 # accepted, de-duplicated images
+    basis: str  # where the image list came from, said plainly
+    images: int = 0  # accepted, de-duplicated images
     cached: int = 0
     pending: int = 0
-    cost_usd: float = 0.0           # pending × price
-    unscanned_files: int = 0        # new or changed since the last scan, not validated
+    cost_usd: float = 0.0  # pending × price
+    unscanned_files: int = 0  # new or changed since the last scan, not validated
     unscanned_cost_usd: float = 0.0  # at most this much more (some may be rejected or cached)
     removed_files: int = 0
     budget_usd: float | None = None
@@ -49,14 +49,27 @@ class Estimate:
         return {k: v for k, v in asdict(self).items() if k != "shas"}
 
 
-def estimate_catalog(catalog: CatalogConfig, provider: DepthProvider, store: Storage,
-                     scan: bool = False, asset: str = "depth_maps", cache_kind: str = "depth",
-                     same_images_as: Estimate | None = None) -> Estimate:
+def estimate_catalog(
+    catalog: CatalogConfig,
+    provider: DepthProvider,
+    store: Storage,
+    scan: bool = False,
+    asset: str = "depth_maps",
+    cache_kind: str = "depth",
+    same_images_as: Estimate | None = None,
+) -> Estimate:
     """`asset`/`cache_kind`: `depth_maps`/`depth` or `depth_renders`/`render`.
     `same_images_as`: reuse another estimate's image list (no second listing or scan)."""
-    est = Estimate(catalog=catalog.name, asset=asset, provider=provider.name, model=provider.model,
-                   price_usd=float(provider.price_usd), basis="", budget_usd=catalog.budget_usd_per_run,
-                   on_budget=catalog.on_budget)
+    est = Estimate(
+        catalog=catalog.name,
+        asset=asset,
+        provider=provider.name,
+        model=provider.model,
+        price_usd=float(provider.price_usd),
+        basis="",
+        budget_usd=catalog.budget_usd_per_run,
+        on_budget=catalog.on_budget,
+    )
     if same_images_as is not None:
         src = same_images_as
         est.basis, est.notes, est.shas = src.basis, list(src.notes), list(src.shas)
@@ -77,15 +90,19 @@ def _image_shas(catalog: CatalogConfig, store: Storage, scan: bool, est: Estimat
     previous = store.read_partition(SOURCE_IMAGES, catalog.name)
     prev_rows = previous.to_pylist() if previous is not None else []
     if previous is None and not scan:
-        est.notes.append("no source_images table yet: scanning the source instead (nothing is written)")
+        est.notes.append(
+            "no source_images table yet: scanning the source instead (nothing is written)"
+        )
         scan = True
     if scan:
         shas = _dry_scan(catalog, prev_rows, est)
     else:
         scanned_at = max((r["scanned_at"] for r in prev_rows if r["scanned_at"]), default=None)
-        est.basis = ("last source_images table"
-                     + (f" (scanned {_fmt(scanned_at)})" if scanned_at else "")
-                     + "; pass --scan to rescan the source")
+        est.basis = (
+            "last source_images table"
+            + (f" (scanned {_fmt(scanned_at)})" if scanned_at else "")
+            + "; pass --scan to rescan the source"
+        )
         shas = [r["sha256"] for r in prev_rows if r["status"] == "accepted"]
         _count_changes(catalog, prev_rows, est)
     return shas
@@ -96,8 +113,12 @@ def _fmt(ts: datetime) -> str:
 
 
 def _unchanged(prev: dict | None, size: int, mtime: float) -> bool:
-    return (prev is not None and prev["bytes"] == size and prev["mtime"] is not None
-            and abs(prev["mtime"].timestamp() - mtime) <= 1e-3)
+    return (
+        prev is not None
+        and prev["bytes"] == size
+        and prev["mtime"] is not None
+        and abs(prev["mtime"].timestamp() - mtime) <= 1e-3
+    )
 
 
 def _count_changes(catalog: CatalogConfig, prev_rows: list[dict], est: Estimate) -> None:
@@ -124,14 +145,22 @@ def _dry_scan(catalog: CatalogConfig, prev_rows: list[dict], est: Estimate) -> l
     seen: set[str] = set()
     for obj in list_objects(catalog.source):
         prev = by_uri.get(obj.uri)
-        if prev is not None and _unchanged(prev, obj.size, obj.mtime) and prev["status"] != "rejected" and prev["sha256"]:
+        if (
+            prev is not None
+            and _unchanged(prev, obj.size, obj.mtime)
+            and prev["status"] != "rejected"
+            and prev["sha256"]
+        ):
             sha = prev["sha256"]
         elif _unchanged(prev, obj.size, obj.mtime) or obj.size > catalog.max_image_bytes:
             continue
         else:
             try:
-                result = validate_image_bytes(obj.read(), max_bytes=catalog.max_image_bytes,
-                                              max_pixels=catalog.max_image_pixels)
+                result = validate_image_bytes(
+                    obj.read(),
+                    max_bytes=catalog.max_image_bytes,
+                    max_pixels=catalog.max_image_pixels,
+                )
             except Exception:  # noqa: BLE001,S112 - unreadable: the real scan rejects it too
                 continue
             if isinstance(result, Rejected):
@@ -156,9 +185,13 @@ def _verdict(est: Estimate) -> None:
     elif est.on_budget == "partial":
         n = math.floor(est.budget_usd / est.price_usd + 1e-9)
         est.would_process, est.would_skip = n, est.pending - n
-        est.verdict = (f"over budget_usd_per_run ${est.budget_usd:.2f}: on_budget=partial would "
-                       f"process {n} and record {est.pending - n} as skipped_budget")
+        est.verdict = (
+            f"over budget_usd_per_run ${est.budget_usd:.2f}: on_budget=partial would "
+            f"process {n} and record {est.pending - n} as skipped_budget"
+        )
     else:
         est.would_process, est.would_skip = 0, est.pending
-        est.verdict = (f"over budget_usd_per_run ${est.budget_usd:.2f}: the run would stop before "
-                       f"any paid call (on_budget=stop)")
+        est.verdict = (
+            f"over budget_usd_per_run ${est.budget_usd:.2f}: the run would stop before "
+            f"any paid call (on_budget=stop)"
+        )

@@ -33,23 +33,38 @@ def dataset(store: Storage, table: str) -> ds.Dataset | None:
         return None
     # Local roots use Arrow's native filesystem (fast); object stores go through the fsspec one.
     fs = None if store.is_local else store.fs
-    return ds.dataset(store.full(rel), format="parquet", filesystem=fs, partitioning=partitioning(),
-                      schema=full_schema(table), exclude_invalid_files=False)
+    return ds.dataset(
+        store.full(rel),
+        format="parquet",
+        filesystem=fs,
+        partitioning=partitioning(),
+        schema=full_schema(table),
+        exclude_invalid_files=False,
+    )
 
 
-def filter_expr(catalog: str | None = None, since: date | None = None,
-                until: date | None = None) -> ds.Expression | None:
+def filter_expr(
+    catalog: str | None = None, since: date | None = None, until: date | None = None
+) -> ds.Expression | None:
     expr = None
-    for part in ((ds.field("catalog") == catalog) if catalog else None,
-                 (ds.field("date") >= pa.scalar(since, pa.date32())) if since else None,
-                 (ds.field("date") <= pa.scalar(until, pa.date32())) if until else None):
+    for part in (
+        (ds.field("catalog") == catalog) if catalog else None,
+        (ds.field("date") >= pa.scalar(since, pa.date32())) if since else None,
+        (ds.field("date") <= pa.scalar(until, pa.date32())) if until else None,
+    ):
         if part is not None:
             expr = part if expr is None else expr & part
     return expr
 
 
-def read(store: Storage, table: str, catalog: str | None = None, since: date | None = None,
-         until: date | None = None, columns: list[str] | None = None) -> pa.Table:
+def read(
+    store: Storage,
+    table: str,
+    catalog: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
     """Rows of a lineage table (empty, with the full schema, when nothing was written)."""
     data = dataset(store, table)
     schema = full_schema(table)
@@ -59,27 +74,67 @@ def read(store: Storage, table: str, catalog: str | None = None, since: date | N
     return data.to_table(columns=columns, filter=filter_expr(catalog, since, until))
 
 
-COST_COLUMNS = ["catalog", "asset", "date", "runs", "materializations", "images_new",
-                "images_cached", "images_failed", "images_skipped_budget", "provider_calls",
-                "cost_usd"]
+COST_COLUMNS = [
+    "catalog",
+    "asset",
+    "date",
+    "runs",
+    "materializations",
+    "images_new",
+    "images_cached",
+    "images_failed",
+    "images_skipped_budget",
+    "provider_calls",
+    "cost_usd",
+]
 
 
-def costs(store: Storage, catalog: str | None = None, since: date | None = None,
-          until: date | None = None) -> pa.Table:
+def costs(
+    store: Storage, catalog: str | None = None, since: date | None = None, until: date | None = None
+) -> pa.Table:
     """Spend by catalog, asset and UTC day, from `materializations` (every asset has rows there).
 
     `cost_usd` of a materialization is the sum of its `provider_calls` rows, written together.
     """
-    t = read(store, "materializations", catalog, since, until,
-             columns=["catalog", "asset", "date", "run_id", "images_new", "images_cached",
-                      "images_failed", "images_skipped_budget", "provider_calls", "cost_usd"])
+    t = read(
+        store,
+        "materializations",
+        catalog,
+        since,
+        until,
+        columns=[
+            "catalog",
+            "asset",
+            "date",
+            "run_id",
+            "images_new",
+            "images_cached",
+            "images_failed",
+            "images_skipped_budget",
+            "provider_calls",
+            "cost_usd",
+        ],
+    )
     keys = ["catalog", "asset", "date"]
-    out = t.group_by(keys).aggregate([
-        ("run_id", "count_distinct"), ("run_id", "count"), ("images_new", "sum"),
-        ("images_cached", "sum"), ("images_failed", "sum"), ("images_skipped_budget", "sum"),
-        ("provider_calls", "sum"), ("cost_usd", "sum")])
-    out = out.rename_columns({"run_id_count_distinct": "runs", "run_id_count": "materializations",
-                              **{f"{c}_sum": c for c in COST_COLUMNS[5:]}})
+    out = t.group_by(keys).aggregate(
+        [
+            ("run_id", "count_distinct"),
+            ("run_id", "count"),
+            ("images_new", "sum"),
+            ("images_cached", "sum"),
+            ("images_failed", "sum"),
+            ("images_skipped_budget", "sum"),
+            ("provider_calls", "sum"),
+            ("cost_usd", "sum"),
+        ]
+    )
+    out = out.rename_columns(
+        {
+            "run_id_count_distinct": "runs",
+            "run_id_count": "materializations",
+            **{f"{c}_sum": c for c in COST_COLUMNS[5:]},
+        }
+    )
     out = out.select(COST_COLUMNS)
     return out.sort_by([("date", "ascending"), ("catalog", "ascending"), ("asset", "ascending")])
 
@@ -92,19 +147,37 @@ def calls_by_catalog_day(data: ds.Dataset | pa.Table) -> pa.Table:
 def calls_by(data: ds.Dataset | pa.Table, keys: list[str]) -> pa.Table:
     """`provider_calls` aggregated by `keys` (e.g. catalog and day, or catalog and `host`):
     rows, paid calls, cached, failed, cost."""
-    t = data.to_table(columns=[*keys, "status", "cached", "cost_usd"]) \
-        if isinstance(data, ds.Dataset) else data
-    t = t.append_column("paid", pc.and_(pc.invert(t["cached"]),
-                                        pc.not_equal(t["status"], "skipped_budget")))
+    t = (
+        data.to_table(columns=[*keys, "status", "cached", "cost_usd"])
+        if isinstance(data, ds.Dataset)
+        else data
+    )
+    t = t.append_column(
+        "paid", pc.and_(pc.invert(t["cached"]), pc.not_equal(t["status"], "skipped_budget"))
+    )
     t = t.append_column("failed", pc.equal(t["status"], "failed"))
-    out = t.group_by(keys).aggregate([
-        ("cost_usd", "count"), ("cost_usd", "sum"), ("paid", "sum"), ("cached", "sum"),
-        ("failed", "sum")])
-    return out.rename_columns({"cost_usd_count": "calls", "cost_usd_sum": "cost_usd",
-                               "paid_sum": "paid_calls", "cached_sum": "cached",
-                               "failed_sum": "failed"}) \
-        .select([*keys, "calls", "paid_calls", "cached", "failed", "cost_usd"]) \
+    out = t.group_by(keys).aggregate(
+        [
+            ("cost_usd", "count"),
+            ("cost_usd", "sum"),
+            ("paid", "sum"),
+            ("cached", "sum"),
+            ("failed", "sum"),
+        ]
+    )
+    return (
+        out.rename_columns(
+            {
+                "cost_usd_count": "calls",
+                "cost_usd_sum": "cost_usd",
+                "paid_sum": "paid_calls",
+                "cached_sum": "cached",
+                "failed_sum": "failed",
+            }
+        )
+        .select([*keys, "calls", "paid_calls", "cached", "failed", "cost_usd"])
         .sort_by([(k, "ascending") for k in keys])
+    )
 
 
 def calls_by_host(table: pa.Table) -> pa.Table:
@@ -117,13 +190,25 @@ def calls_by_host(table: pa.Table) -> pa.Table:
 
 def catalog_totals(store: Storage, catalog: str) -> dict:
     """All-time spend and the last run of one catalog (zeros/None when nothing was recorded)."""
-    mats = read(store, "materializations", catalog,
-                columns=["run_id", "asset", "status", "cost_usd", "provider_calls", "finished_at"])
+    mats = read(
+        store,
+        "materializations",
+        catalog,
+        columns=["run_id", "asset", "status", "cost_usd", "provider_calls", "finished_at"],
+    )
     if mats.num_rows == 0:
-        return {"total_cost_usd": 0.0, "provider_calls": 0, "runs": 0, "last_run_id": None,
-                "last_run_at": None}
+        return {
+            "total_cost_usd": 0.0,
+            "provider_calls": 0,
+            "runs": 0,
+            "last_run_id": None,
+            "last_run_at": None,
+        }
     last = mats.sort_by([("finished_at", "descending")]).slice(0, 1).to_pylist()[0]
-    return {"total_cost_usd": float(pc.sum(mats["cost_usd"]).as_py() or 0.0),
-            "provider_calls": int(pc.sum(mats["provider_calls"]).as_py() or 0),
-            "runs": int(pc.count_distinct(mats["run_id"]).as_py()),
-            "last_run_id": last["run_id"], "last_run_at": last["finished_at"]}
+    return {
+        "total_cost_usd": float(pc.sum(mats["cost_usd"]).as_py() or 0.0),
+        "provider_calls": int(pc.sum(mats["provider_calls"]).as_py() or 0),
+        "runs": int(pc.count_distinct(mats["run_id"]).as_py()),
+        "last_run_id": last["run_id"],
+        "last_run_at": last["finished_at"],
+    }

@@ -19,55 +19,68 @@ ROOT = "tables/lineage"
 
 TS = pa.timestamp("us", tz="UTC")
 
-PROVIDER_CALLS = pa.schema([
-    pa.field("run_id", pa.string(), nullable=False),
-    pa.field("asset", pa.string(), nullable=False),      # the asset that asked, e.g. depth_maps
-    pa.field("image_id", pa.string(), nullable=False),
-    pa.field("source_sha256", pa.string()),             # input content hash (original file bytes)
-    pa.field("output_sha256", pa.string()),             # sha256 of the written output file
-    pa.field("output_path", pa.string()),               # relative to the storage root
-    pa.field("provider", pa.string()),
-    pa.field("model", pa.string()),
-    pa.field("model_version", pa.string()),
-    pa.field("params_hash", pa.string()),
-    pa.field("cache_key", pa.string()),                 # sha256(source, provider, model, params)
-    pa.field("prediction_id", pa.string()),             # host's id; for cached rows, the original call's
-    pa.field("status", pa.string(), nullable=False),    # succeeded | failed | cached | skipped_budget
-    pa.field("cached", pa.bool_(), nullable=False),
-    pa.field("attempts", pa.int32()),                   # HTTP attempts in this run; 0 when cached/skipped
-    pa.field("http_status", pa.int32()),                # of the last attempt
-    pa.field("latency_s", pa.float64()),
-    pa.field("cost_usd", pa.float64(), nullable=False),  # 0 for cached and skipped rows
-    pa.field("started_at", TS),
-    pa.field("finished_at", TS),
-    pa.field("error", pa.string()),                     # redacted: never holds a secret
-    pa.field("resumed", pa.bool_()),                    # finished a prediction an earlier run made
-    pa.field("uncertain_attempts", pa.int32()),         # creates sent without an answer (maybe paid)
-    pa.field("uncertain_cost_usd", pa.float64()),       # what those may have cost (not in cost_usd)
-    pa.field("host", pa.string()),                      # who served it: eachlabs | replicate | bfl;
-                                                        # null: local/onnx, cached, skipped, old rows
-], metadata={"flux_depth.table": "provider_calls", "flux_depth.schema_version": SCHEMA_VERSION})
+PROVIDER_CALLS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("asset", pa.string(), nullable=False),  # the asset that asked, e.g. depth_maps
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("source_sha256", pa.string()),  # input content hash (original file bytes)
+        pa.field("output_sha256", pa.string()),  # sha256 of the written output file
+        pa.field("output_path", pa.string()),  # relative to the storage root
+        pa.field("provider", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("params_hash", pa.string()),
+        pa.field("cache_key", pa.string()),  # sha256(source, provider, model, params)
+        pa.field("prediction_id", pa.string()),  # host's id; for cached rows, the original call's
+        pa.field(
+            "status", pa.string(), nullable=False
+        ),  # succeeded | failed | cached | skipped_budget
+        pa.field("cached", pa.bool_(), nullable=False),
+        pa.field("attempts", pa.int32()),  # HTTP attempts in this run; 0 when cached/skipped
+        pa.field("http_status", pa.int32()),  # of the last attempt
+        pa.field("latency_s", pa.float64()),
+        pa.field("cost_usd", pa.float64(), nullable=False),  # 0 for cached and skipped rows
+        pa.field("started_at", TS),
+        pa.field("finished_at", TS),
+        pa.field("error", pa.string()),  # redacted: never holds a secret
+        pa.field("resumed", pa.bool_()),  # finished a prediction an earlier run made
+        pa.field("uncertain_attempts", pa.int32()),  # creates sent without an answer (maybe paid)
+        pa.field("uncertain_cost_usd", pa.float64()),  # what those may have cost (not in cost_usd)
+        pa.field("host", pa.string()),  # who served it: eachlabs | replicate | bfl;
+        # null: local/onnx, cached, skipped, old rows
+    ],
+    metadata={"flux_depth.table": "provider_calls", "flux_depth.schema_version": SCHEMA_VERSION},
+)
 
-MATERIALIZATIONS = pa.schema([
-    pa.field("run_id", pa.string(), nullable=False),
-    pa.field("asset", pa.string(), nullable=False),
-    pa.field("status", pa.string(), nullable=False),    # succeeded | failed (failed after spending)
-    pa.field("code_version", pa.string()),
-    pa.field("config_hash", pa.string()),
-    pa.field("images_in", pa.int64()),
-    pa.field("images_new", pa.int64()),
-    pa.field("images_cached", pa.int64()),
-    pa.field("images_failed", pa.int64()),
-    pa.field("images_rejected", pa.int64()),
-    pa.field("images_skipped_budget", pa.int64()),
-    pa.field("provider_calls", pa.int64()),             # paid/attempted calls (not cache hits)
-    pa.field("cost_usd", pa.float64(), nullable=False),
-    pa.field("seconds", pa.float64()),
-    pa.field("started_at", TS),
-    pa.field("finished_at", TS),
-], metadata={"flux_depth.table": "materializations", "flux_depth.schema_version": SCHEMA_VERSION})
+MATERIALIZATIONS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("asset", pa.string(), nullable=False),
+        pa.field(
+            "status", pa.string(), nullable=False
+        ),  # succeeded | failed (failed after spending)
+        pa.field("code_version", pa.string()),
+        pa.field("config_hash", pa.string()),
+        pa.field("images_in", pa.int64()),
+        pa.field("images_new", pa.int64()),
+        pa.field("images_cached", pa.int64()),
+        pa.field("images_failed", pa.int64()),
+        pa.field("images_rejected", pa.int64()),
+        pa.field("images_skipped_budget", pa.int64()),
+        pa.field("provider_calls", pa.int64()),  # paid/attempted calls (not cache hits)
+        pa.field("cost_usd", pa.float64(), nullable=False),
+        pa.field("seconds", pa.float64()),
+        pa.field("started_at", TS),
+        pa.field("finished_at", TS),
+    ],
+    metadata={"flux_depth.table": "materializations", "flux_depth.schema_version": SCHEMA_VERSION},
+)
 
-TABLES: dict[str, pa.Schema] = {"provider_calls": PROVIDER_CALLS, "materializations": MATERIALIZATIONS}
+TABLES: dict[str, pa.Schema] = {
+    "provider_calls": PROVIDER_CALLS,
+    "materializations": MATERIALIZATIONS,
+}
 
 # The hive directory columns. `date` is typed as a date so filters compare dates, not strings.
 PARTITION_SCHEMA = pa.schema([pa.field("catalog", pa.string()), pa.field("date", pa.date32())])
@@ -97,36 +110,42 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
             cols.append(pa.nulls(table.num_rows, type=f.type))
     return pa.Table.from_arrays(cols, schema=schema)
 
+
 # --------------------------------------------------------------------------- catalog_summary
 
 # One file, `tables/catalog_summary/part-0.parquet`, one row per catalog, rewritten whole by the
 # (non-partitioned) `catalog_summary` asset; here `catalog` is an ordinary column.
-STAT_DISTRIBUTION = pa.struct([
-    pa.field("stat", pa.string()),      # a float column of the depth_stats table
-    pa.field("count", pa.int64()),      # images with a finite value
-    pa.field("mean", pa.float64()),
-    pa.field("min", pa.float64()),
-    pa.field("p10", pa.float64()),
-    pa.field("p50", pa.float64()),
-    pa.field("p90", pa.float64()),
-    pa.field("max", pa.float64()),
-])
+STAT_DISTRIBUTION = pa.struct(
+    [
+        pa.field("stat", pa.string()),  # a float column of the depth_stats table
+        pa.field("count", pa.int64()),  # images with a finite value
+        pa.field("mean", pa.float64()),
+        pa.field("min", pa.float64()),
+        pa.field("p10", pa.float64()),
+        pa.field("p50", pa.float64()),
+        pa.field("p90", pa.float64()),
+        pa.field("max", pa.float64()),
+    ]
+)
 
-CATALOG_SUMMARY = pa.schema([
-    pa.field("catalog", pa.string(), nullable=False),
-    pa.field("images", pa.int64()),                 # accepted, de-duplicated source images
-    pa.field("rejected", pa.int64()),
-    pa.field("depth_maps", pa.int64()),             # images with a depth map (succeeded or cached)
-    pa.field("depth_failed", pa.int64()),
-    pa.field("depth_skipped_budget", pa.int64()),
-    pa.field("depth_coverage", pa.float64()),       # depth_maps / images (null when no images)
-    pa.field("total_cost_usd", pa.float64()),       # all-time, from lineage materializations
-    pa.field("provider_calls", pa.int64()),         # all-time provider requests (not cache hits)
-    pa.field("cost_per_image", pa.float64()),       # total_cost_usd / depth_maps (null when none)
-    pa.field("runs", pa.int64()),
-    pa.field("last_run_id", pa.string()),
-    pa.field("last_run_at", TS),
-    pa.field("depth_stats_images", pa.int64()),     # rows in depth_stats (null: table absent)
-    pa.field("depth_stats", pa.list_(STAT_DISTRIBUTION)),
-    pa.field("summarized_at", TS),
-], metadata={"flux_depth.table": "catalog_summary", "flux_depth.schema_version": SCHEMA_VERSION})
+CATALOG_SUMMARY = pa.schema(
+    [
+        pa.field("catalog", pa.string(), nullable=False),
+        pa.field("images", pa.int64()),  # accepted, de-duplicated source images
+        pa.field("rejected", pa.int64()),
+        pa.field("depth_maps", pa.int64()),  # images with a depth map (succeeded or cached)
+        pa.field("depth_failed", pa.int64()),
+        pa.field("depth_skipped_budget", pa.int64()),
+        pa.field("depth_coverage", pa.float64()),  # depth_maps / images (null when no images)
+        pa.field("total_cost_usd", pa.float64()),  # all-time, from lineage materializations
+        pa.field("provider_calls", pa.int64()),  # all-time provider requests (not cache hits)
+        pa.field("cost_per_image", pa.float64()),  # total_cost_usd / depth_maps (null when none)
+        pa.field("runs", pa.int64()),
+        pa.field("last_run_id", pa.string()),
+        pa.field("last_run_at", TS),
+        pa.field("depth_stats_images", pa.int64()),  # rows in depth_stats (null: table absent)
+        pa.field("depth_stats", pa.list_(STAT_DISTRIBUTION)),
+        pa.field("summarized_at", TS),
+    ],
+    metadata={"flux_depth.table": "catalog_summary", "flux_depth.schema_version": SCHEMA_VERSION},
+)

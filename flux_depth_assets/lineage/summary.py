@@ -38,8 +38,11 @@ def _read_dir(store: Storage, rel_dir: str) -> pa.Table | None:
     if not store.fs.exists(full):
         return None
     prefix = store.base + "/"
-    files = sorted(p.removeprefix(prefix) for p in store.fs.find(full)
-                   if p.endswith(".parquet") and not posixpath.basename(p).startswith((".", "_")))
+    files = sorted(
+        p.removeprefix(prefix)
+        for p in store.fs.find(full)
+        if p.endswith(".parquet") and not posixpath.basename(p).startswith((".", "_"))
+    )
     if not files:
         return None
     tables = [store.read_table(f) for f in files]
@@ -59,8 +62,18 @@ def stat_distributions(table: pa.Table) -> list[dict]:
             continue
         q = pc.quantile(col, q=[0.1, 0.5, 0.9]).to_pylist()
         mm = pc.min_max(col).as_py()
-        out.append({"stat": f.name, "count": len(col), "mean": pc.mean(col).as_py(),
-                    "min": mm["min"], "p10": q[0], "p50": q[1], "p90": q[2], "max": mm["max"]})
+        out.append(
+            {
+                "stat": f.name,
+                "count": len(col),
+                "mean": pc.mean(col).as_py(),
+                "min": mm["min"],
+                "p10": q[0],
+                "p50": q[1],
+                "p90": q[2],
+                "max": mm["max"],
+            }
+        )
     return out
 
 
@@ -93,8 +106,9 @@ def summarize_catalog(store: Storage, catalog: str, now: datetime | None = None)
 def summarize(store: Storage, catalogs: list[str]) -> pa.Table:
     now = datetime.now(UTC)
     rows = [summarize_catalog(store, c, now) for c in catalogs]
-    return pa.Table.from_pylist([{f.name: r.get(f.name) for f in CATALOG_SUMMARY} for r in rows],
-                                schema=CATALOG_SUMMARY)
+    return pa.Table.from_pylist(
+        [{f.name: r.get(f.name) for f in CATALOG_SUMMARY} for r in rows], schema=CATALOG_SUMMARY
+    )
 
 
 def write_summary(store: Storage, table: pa.Table) -> str:
@@ -105,5 +119,12 @@ def read_summary(store: Storage) -> pa.Table | None:
     return store.read_table(SUMMARY_REL) if store.exists(SUMMARY_REL) else None
 
 
-__all__ = ["SUMMARY_REL", "known_catalogs", "read_summary", "stat_distributions",
-           "summarize", "summarize_catalog", "write_summary"]
+__all__ = [
+    "SUMMARY_REL",
+    "known_catalogs",
+    "read_summary",
+    "stat_distributions",
+    "summarize",
+    "summarize_catalog",
+    "write_summary",
+]

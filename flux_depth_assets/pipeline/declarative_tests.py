@@ -49,7 +49,10 @@ def _rows(storage: Storage, asset: str, catalog: str) -> tuple[list[dict] | None
     except Exception as exc:  # noqa: BLE001 - unreadable file: report it as the test's failure
         return None, f"cannot read {storage.uri(rel)}: {type(exc).__name__}: {exc}"
     if table is None:
-        return None, f"no {asset} table for catalog {catalog!r} at {storage.uri(rel)} (materialize {asset} first)"
+        return (
+            None,
+            f"no {asset} table for catalog {catalog!r} at {storage.uri(rel)} (materialize {asset} first)",
+        )
     return table.to_pylist(), ""
 
 
@@ -76,16 +79,22 @@ def _missing(rows: list[dict], columns: tuple[str, ...]) -> str:
     return f"{STATS_ASSET} has no {'/'.join(absent)} column (columns: {', '.join(rows[0])})"
 
 
-def _per_image(values: list[tuple[dict, float]], threshold: float,
-               aggregate: str, what: str, test: str) -> CheckOutcome:
+def _per_image(
+    values: list[tuple[dict, float]], threshold: float, aggregate: str, what: str, test: str
+) -> CheckOutcome:
     if not values:
         return CheckOutcome(False, f"{test}: no image has a {what} value to test", {"images": 0})
     vals = [v for _, v in values]
     mean = sum(vals) / len(vals)
     failing = sorted(((v, r) for r, v in values if v < threshold), key=lambda t: t[0])
-    meta: dict[str, Any] = {"images": len(vals), "threshold": threshold, "aggregate": aggregate,
-                            "mean": round(mean, 4), "min": round(min(vals), 4),
-                            "images_below": len(failing)}
+    meta: dict[str, Any] = {
+        "images": len(vals),
+        "threshold": threshold,
+        "aggregate": aggregate,
+        "mean": round(mean, 4),
+        "min": round(min(vals), 4),
+        "images_below": len(failing),
+    }
     if failing:
         meta["worst"] = ", ".join(f"{r.get('image_id')}={v:.3f}" for v, r in failing[:WORST_SHOWN])
     if aggregate == "mean":
@@ -93,8 +102,11 @@ def _per_image(values: list[tuple[dict, float]], threshold: float,
         desc = f"mean {what} {mean:.3f} {'≥' if passed else '<'} {threshold:g}"
     else:
         passed = not failing
-        desc = (f"all {len(vals)} images have {what} ≥ {threshold:g}" if passed else
-                f"{len(failing)} of {len(vals)} images have {what} < {threshold:g}")
+        desc = (
+            f"all {len(vals)} images have {what} ≥ {threshold:g}"
+            if passed
+            else f"{len(failing)} of {len(vals)} images have {what} < {threshold:g}"
+        )
     return CheckOutcome(passed, f"{test}: {desc}", meta)
 
 
@@ -125,18 +137,27 @@ def max_rejected_ratio(storage: Storage, catalog: str, args: MaxRejectedRatioTes
     files = len(rows)
     rejected = [r for r in rows if r.get("status") == "rejected"]
     ratio = len(rejected) / files if files else 0.0
-    meta: dict[str, Any] = {"files": files, "rejected": len(rejected),
-                            "rejected_ratio": round(ratio, 4), "threshold": args.max}
+    meta: dict[str, Any] = {
+        "files": files,
+        "rejected": len(rejected),
+        "rejected_ratio": round(ratio, 4),
+        "threshold": args.max,
+    }
     reasons: dict[str, int] = {}
     for r in rejected:
         reason = str(r.get("reason") or "unknown").split(":")[0][:80]
         reasons[reason] = reasons.get(reason, 0) + 1
     if reasons:
-        meta["top_reasons"] = "; ".join(f"{k} ({v})" for k, v in
-                                        sorted(reasons.items(), key=lambda kv: -kv[1])[:WORST_SHOWN])
+        meta["top_reasons"] = "; ".join(
+            f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:WORST_SHOWN]
+        )
     passed = ratio <= args.max
-    return CheckOutcome(passed, f"max_rejected_ratio: {len(rejected)} of {files} files rejected "
-                       f"({ratio:.1%}) {'≤' if passed else '>'} {args.max:.1%}", meta)
+    return CheckOutcome(
+        passed,
+        f"max_rejected_ratio: {len(rejected)} of {files} files rejected "
+        f"({ratio:.1%}) {'≤' if passed else '>'} {args.max:.1%}",
+        meta,
+    )
 
 
 def min_images(storage: Storage, catalog: str, args: MinImagesTest) -> CheckOutcome:
@@ -145,9 +166,11 @@ def min_images(storage: Storage, catalog: str, args: MinImagesTest) -> CheckOutc
         return CheckOutcome(False, f"min_images: {problem}")
     accepted = sum(r.get("status") == "accepted" for r in rows)
     passed = accepted >= args.min
-    return CheckOutcome(passed, f"min_images: {accepted} accepted images "
-                       f"{'≥' if passed else '<'} {args.min}",
-                       {"accepted": accepted, "threshold": args.min})
+    return CheckOutcome(
+        passed,
+        f"min_images: {accepted} accepted images {'≥' if passed else '<'} {args.min}",
+        {"accepted": accepted, "threshold": args.min},
+    )
 
 
 _RUNNERS: dict[str, Callable[[Storage, str, Any], CheckOutcome]] = {

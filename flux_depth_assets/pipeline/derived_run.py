@@ -61,32 +61,60 @@ class DepthInput:
     catalog_range: tuple[float, float] | None = None  # set with `normalization: catalog`
 
 
-def derived_inputs(store: Storage, catalog: str,
-                   normalization: str = "per_image") -> tuple[list[DepthInput], list[dict]]:
+def derived_inputs(
+    store: Storage, catalog: str, normalization: str = "per_image"
+) -> tuple[list[DepthInput], list[dict]]:
     """The accepted images with a depth map, and a `skipped_no_depth` row for every other one."""
     accepted = accepted_rows(store, catalog)
     table = store.read_partition(DEPTH_ASSET, catalog)
     if table is None:
-        raise FileNotFoundError(f"no depth_maps table for catalog {catalog!r}: "
-                                "materialize depth_maps first")
+        raise FileNotFoundError(
+            f"no depth_maps table for catalog {catalog!r}: materialize depth_maps first"
+        )
     depth = {r["image_id"]: r for r in table.to_pylist()}
     present = FileIndex(store, Storage.dir_rel(catalog, DEPTH_ASSET))
     inputs, skipped = [], []
     for src in accepted:
         d = depth.get(src["image_id"])
-        if d is None or d["status"] not in OK or not d.get("depth_path") or d["depth_path"] not in present:
-            why = ("no depth_maps row" if d is None else
-                   f"depth map {d['status']}" + (f": {d['error']}" if d.get("error") else "")
-                   if d["status"] not in OK else "depth map file missing")
-            skipped.append({"image_id": src["image_id"], "status": "skipped_no_depth", "error": why,
-                            "width": src["width"], "height": src["height"]})
+        if (
+            d is None
+            or d["status"] not in OK
+            or not d.get("depth_path")
+            or d["depth_path"] not in present
+        ):
+            why = (
+                "no depth_maps row"
+                if d is None
+                else f"depth map {d['status']}" + (f": {d['error']}" if d.get("error") else "")
+                if d["status"] not in OK
+                else "depth map file missing"
+            )
+            skipped.append(
+                {
+                    "image_id": src["image_id"],
+                    "status": "skipped_no_depth",
+                    "error": why,
+                    "width": src["width"],
+                    "height": src["height"],
+                }
+            )
             continue
-        sha = d.get("output_sha256") or hashlib.sha256(store.read_bytes(d["depth_path"])).hexdigest()
-        inputs.append(DepthInput(
-            image_id=src["image_id"], source_sha256=src["sha256"],
-            normalized_path=src["normalized_path"], depth_path=d["depth_path"], depth_sha256=sha,
-            depth_min=d.get("depth_min"), depth_max=d.get("depth_max"),
-            width=src["width"], height=src["height"]))
+        sha = (
+            d.get("output_sha256") or hashlib.sha256(store.read_bytes(d["depth_path"])).hexdigest()
+        )
+        inputs.append(
+            DepthInput(
+                image_id=src["image_id"],
+                source_sha256=src["sha256"],
+                normalized_path=src["normalized_path"],
+                depth_path=d["depth_path"],
+                depth_sha256=sha,
+                depth_min=d.get("depth_min"),
+                depth_max=d.get("depth_max"),
+                width=src["width"],
+                height=src["height"],
+            )
+        )
     if normalization == "catalog":
         common = catalog_range((i.depth_min, i.depth_max) for i in inputs)
         inputs = [replace(i, catalog_range=common) for i in inputs]
@@ -123,12 +151,22 @@ class DerivedSpec:
     out_dir: Callable[[str], str | None]
 
     def params_hash(self, settings: ModelSettings) -> str:
-        return config_hash({"asset": self.asset, "algorithm": ALGORITHM_VERSION[self.asset],
-                            "settings": self.params(settings)})
+        return config_hash(
+            {
+                "asset": self.asset,
+                "algorithm": ALGORITHM_VERSION[self.asset],
+                "settings": self.params(settings),
+            }
+        )
 
 
-def stale_reason(row: dict | None, inp: DepthInput, spec: DerivedSpec, present: FileIndex,
-                 params_hash: str | None = None) -> str | None:
+def stale_reason(
+    row: dict | None,
+    inp: DepthInput,
+    spec: DerivedSpec,
+    present: FileIndex,
+    params_hash: str | None = None,
+) -> str | None:
     """None when `row` holds usable outputs of `inp`'s current depth map, else why not.
 
     The one cache rule, shared by the run (which also requires the current `params_hash`) and
@@ -178,15 +216,27 @@ def derive_one(task: DeriveTask) -> dict:
         out = task.make(task.store, task.catalog, task.settings, inp)
         row = {**task.base, **out, "status": "succeeded", "error": None}
     except Exception as exc:  # noqa: BLE001 - one bad image never fails the run
-        row = {**task.base, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500],
-               "width": inp.width, "height": inp.height}
+        row = {
+            **task.base,
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}"[:500],
+            "width": inp.width,
+            "height": inp.height,
+        }
     row["seconds"] = time.perf_counter() - t1
     return row
 
 
-def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: ModelSettings, *,
-                run_id: str = "", log: Callable[[str], None] | None = None,
-                pool: PoolConfig | None = None) -> DerivedRun:
+def run_derived(
+    spec: DerivedSpec,
+    store: Storage,
+    catalog: str,
+    settings: ModelSettings,
+    *,
+    run_id: str = "",
+    log: Callable[[str], None] | None = None,
+    pool: PoolConfig | None = None,
+) -> DerivedRun:
     """Make `spec.asset` for every accepted image of a catalog; reuse rows whose inputs are
     unchanged. New work runs on the work pool (`pool`); rows come back in input order."""
     t0 = time.perf_counter()
@@ -203,19 +253,43 @@ def run_derived(spec: DerivedSpec, store: Storage, catalog: str, settings: Model
     for inp in inputs:
         prev = previous.get(inp.image_id)
         if prev is not None and stale_reason(prev, inp, spec, present, params_hash) is None:
-            rows.append({**prev, "status": "cached", "error": None, "run_id": run_id,
-                         **({"seconds": 0.0} if "seconds" in spec.schema.names else {})})
+            rows.append(
+                {
+                    **prev,
+                    "status": "cached",
+                    "error": None,
+                    "run_id": run_id,
+                    **({"seconds": 0.0} if "seconds" in spec.schema.names else {}),
+                }
+            )
         else:
             stale.append(len(rows))
             rows.append(None)
-    tasks = (DeriveTask(spec.make, store, catalog, settings, inputs[i],
-                        {"image_id": inputs[i].image_id, "depth_sha256": inputs[i].depth_sha256,
-                         "params_hash": params_hash, "run_id": run_id})
-             for i in stale)
+    tasks = (
+        DeriveTask(
+            spec.make,
+            store,
+            catalog,
+            settings,
+            inputs[i],
+            {
+                "image_id": inputs[i].image_id,
+                "depth_sha256": inputs[i].depth_sha256,
+                "params_hash": params_hash,
+                "run_id": run_id,
+            },
+        )
+        for i in stale
+    )
     if stale:
         say(f"{spec.asset}: {len(stale)} image(s) to make, {len(inputs) - len(stale)} cached")
-    made = map_ordered(derive_one, tasks, total=len(stale), config=pool,
-                       progress=lambda done, total: say(f"{spec.asset}: {done}/{total} image(s) done"))
+    made = map_ordered(
+        derive_one,
+        tasks,
+        total=len(stale),
+        config=pool,
+        progress=lambda done, total: say(f"{spec.asset}: {done}/{total} image(s) done"),
+    )
     for i, row in zip(stale, made):
         row["materialized_at"] = now
         rows[i] = row

@@ -56,8 +56,10 @@ def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
     s = settings.normal_maps
     near = load_nearness(store, inp)
     # invalid depth has no surface: the zero vector ("no normal", rgb 128) instead of NaN
-    normals = np.nan_to_num(normals_from_depth(near, s.strength, s.convention,
-                                               smooth_px=s.smooth * max(near.shape)), nan=0.0)
+    normals = np.nan_to_num(
+        normals_from_depth(near, s.strength, s.convention, smooth_px=s.smooth * max(near.shape)),
+        nan=0.0,
+    )
     normals[~np.isfinite(near)] = 0.0
     q = quantize_normals(normals, s.bit_depth)  # once: the file's pixels and the error check
     png = encode_png(q)
@@ -66,17 +68,25 @@ def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
     top = 255.0 if s.bit_depth == 8 else 65535.0
     unit_err = max_unit_error(q.astype(np.float32) * np.float32(2.0 / top) - 1.0)
     valid = np.isfinite(near)
-    return {"normal_path": rel, "output_sha256": hashlib.sha256(png).hexdigest(),
-            "convention": s.convention, "bit_depth": s.bit_depth, "strength": s.strength,
-            "width": int(near.shape[1]), "height": int(near.shape[0]), "max_unit_error": unit_err,
-            "mean_tilt_deg": float(tilt_deg(normals)[valid].mean()) if valid.any() else None}
+    return {
+        "normal_path": rel,
+        "output_sha256": hashlib.sha256(png).hexdigest(),
+        "convention": s.convention,
+        "bit_depth": s.bit_depth,
+        "strength": s.strength,
+        "width": int(near.shape[1]),
+        "height": int(near.shape[0]),
+        "max_unit_error": unit_err,
+        "mean_tilt_deg": float(tilt_deg(normals)[valid].mean()) if valid.any() else None,
+    }
 
 
 def make_sprites(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
     rgb = load_rgb(store, inp.normalized_path)
     near = match_size(load_nearness(store, inp), rgb.shape[1], rgb.shape[0])
-    ss = build_sprites(rgb, near, settings.parallax_sprites, image_id=inp.image_id,
-                       depth_sha256=inp.depth_sha256)
+    ss = build_sprites(
+        rgb, near, settings.parallax_sprites, image_id=inp.image_id, depth_sha256=inp.depth_sha256
+    )
     folder = sprite_dir(catalog, inp.image_id)
     files = ss.files()
     manifest = files.pop("manifest.json")
@@ -88,12 +98,18 @@ def make_sprites(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
         if rel not in keep:
             store.delete(rel)
     m = ss.manifest
-    return {"sprite_dir": folder, "manifest_path": f"{folder}/manifest.json",
-            "preview_path": f"{folder}/{ss.preview_file}", "layers": len(m["layers"]),
-            "nonempty_layers": sum(not layer["empty"] for layer in m["layers"]), "cuts": m["cuts"],
-            "width": m["image"]["width"], "height": m["image"]["height"],
-            "bytes": sum(map(len, files.values())) + len(manifest),
-            "source_sha256": inp.source_sha256}
+    return {
+        "sprite_dir": folder,
+        "manifest_path": f"{folder}/manifest.json",
+        "preview_path": f"{folder}/{ss.preview_file}",
+        "layers": len(m["layers"]),
+        "nonempty_layers": sum(not layer["empty"] for layer in m["layers"]),
+        "cuts": m["cuts"],
+        "width": m["image"]["width"],
+        "height": m["image"]["height"],
+        "bytes": sum(map(len, files.values())) + len(manifest),
+        "source_sha256": inp.source_sha256,
+    }
 
 
 def make_stats(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
@@ -106,25 +122,48 @@ def make_stats(store: Storage, catalog: str, settings: ModelSettings, inp: Depth
 
 SPECS = {
     NORMALS_ASSET: DerivedSpec(
-        asset=NORMALS_ASSET, schema=NORMAL_MAPS, make=make_normals,
+        asset=NORMALS_ASSET,
+        schema=NORMAL_MAPS,
+        make=make_normals,
         params=lambda s: s.normal_maps,
         outputs=lambda r: [r["normal_path"]],
         preview_columns=["image_id", "status", "normal_path", "mean_tilt_deg", "seconds", "error"],
         preview_path=lambda r: r.get("normal_path"),
-        out_dir=lambda c: Storage.dir_rel(c, NORMALS_ASSET)),
+        out_dir=lambda c: Storage.dir_rel(c, NORMALS_ASSET),
+    ),
     SPRITES_ASSET: DerivedSpec(
-        asset=SPRITES_ASSET, schema=PARALLAX_SPRITES, make=make_sprites,
+        asset=SPRITES_ASSET,
+        schema=PARALLAX_SPRITES,
+        make=make_sprites,
         params=lambda s: s.parallax_sprites,
         outputs=lambda r: [r["manifest_path"], r["preview_path"]],
-        preview_columns=["image_id", "status", "preview_path", "nonempty_layers", "seconds", "error"],
+        preview_columns=[
+            "image_id",
+            "status",
+            "preview_path",
+            "nonempty_layers",
+            "seconds",
+            "error",
+        ],
         preview_path=lambda r: r.get("preview_path"),
-        out_dir=lambda c: Storage.dir_rel(c, SPRITES_ASSET)),
+        out_dir=lambda c: Storage.dir_rel(c, SPRITES_ASSET),
+    ),
     STATS_ASSET: DerivedSpec(
-        asset=STATS_ASSET, schema=DEPTH_STATS, make=make_stats,
+        asset=STATS_ASSET,
+        schema=DEPTH_STATS,
+        make=make_stats,
         params=lambda s: {"normal_strength": s.normal_maps.strength},
         outputs=lambda r: [],
-        preview_columns=["image_id", "status", "p50", "near_far_ratio", "edge_density",
-                         "mean_tilt_deg", "error"],
+        preview_columns=[
+            "image_id",
+            "status",
+            "p50",
+            "near_far_ratio",
+            "edge_density",
+            "mean_tilt_deg",
+            "error",
+        ],
         preview_path=lambda r: None,
-        out_dir=lambda c: None),
+        out_dir=lambda c: None,
+    ),
 }

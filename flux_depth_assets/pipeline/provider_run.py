@@ -60,20 +60,32 @@ def load_normalized(storage: Storage, rel: str) -> Image.Image:
 
 def pending_input(source_row: dict, cache_key: str, storage: Storage) -> ProviderInput:
     """A provider input whose pixels are read from the normalised copy only when needed."""
-    return ProviderInput(image_id=source_row["image_id"], source_sha256=source_row["sha256"],
-                         cache_key=cache_key,
-                         load_image=partial(load_normalized, storage, source_row["normalized_path"]),
-                         source_uri=source_row.get("source_uri") or "")
+    return ProviderInput(
+        image_id=source_row["image_id"],
+        source_sha256=source_row["sha256"],
+        cache_key=cache_key,
+        load_image=partial(load_normalized, storage, source_row["normalized_path"]),
+        source_uri=source_row.get("source_uri") or "",
+    )
 
 
 def skipped_row(base: dict, item: ProviderInput, **extra: Any) -> dict:
-    return {**base, **extra, "image_id": item.image_id, "source_sha256": item.source_sha256,
-            "cache_key": item.cache_key, "status": "skipped_budget",
-            "error": "skipped: over budget_usd_per_run", "cost_usd": 0.0, "attempts": 0}
+    return {
+        **base,
+        **extra,
+        "image_id": item.image_id,
+        "source_sha256": item.source_sha256,
+        "cache_key": item.cache_key,
+        "status": "skipped_budget",
+        "error": "skipped: over budget_usd_per_run",
+        "cost_usd": 0.0,
+        "attempts": 0,
+    }
 
 
-def apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: float | None,
-                 on_budget: str) -> tuple[list[ProviderInput], list[ProviderInput]]:
+def apply_budget(
+    pending: list[ProviderInput], provider: DepthProvider, budget: float | None, on_budget: str
+) -> tuple[list[ProviderInput], list[ProviderInput]]:
     """(to send, to skip). Raises before any paid call when `on_budget` is `stop`."""
     if budget is None or provider.price_usd <= 0 or not pending:
         return pending, []
@@ -86,19 +98,28 @@ def apply_budget(pending: list[ProviderInput], provider: DepthProvider, budget: 
     raise BudgetExceeded(
         f"budget exceeded before any paid call: {len(pending)} pending image(s) × "
         f"${provider.price_usd:.4f} = ${need:.2f} > budget_usd_per_run ${budget:.2f} "
-        f"(set on_budget: partial to process up to the budget)")
+        f"(set on_budget: partial to process up to the budget)"
+    )
 
 
-def prediction_chunks(provider: DepthProvider, pending: list[ProviderInput], progress: ProgressFn,
-                      chunk_size: int = 256) -> Iterator[list[DepthPrediction]]:
+def prediction_chunks(
+    provider: DepthProvider,
+    pending: list[ProviderInput],
+    progress: ProgressFn,
+    chunk_size: int = 256,
+) -> Iterator[list[DepthPrediction]]:
     """Yield predictions chunk by chunk, so a 100k-image run never holds every result in memory
     and each chunk's outputs are cached (and its journal settled) before the next is sent."""
     for start in range(0, len(pending), chunk_size):
-        yield provider.predict_many(pending[start:start + chunk_size], progress=progress)
+        yield provider.predict_many(pending[start : start + chunk_size], progress=progress)
 
 
-def predict_in_chunks(provider: DepthProvider, pending: list[ProviderInput], progress: ProgressFn,
-                      chunk_size: int = 256) -> Iterator[DepthPrediction]:
+def predict_in_chunks(
+    provider: DepthProvider,
+    pending: list[ProviderInput],
+    progress: ProgressFn,
+    chunk_size: int = 256,
+) -> Iterator[DepthPrediction]:
     """`prediction_chunks`, one prediction at a time."""
     for chunk in prediction_chunks(provider, pending, progress, chunk_size):
         yield from chunk
@@ -124,21 +145,29 @@ def call_times(pred: DepthPrediction, batch_started: datetime | None) -> tuple[d
     return start, end
 
 
-def prediction_fields(pred: DepthPrediction, price_usd: float,
-                      batch_started: datetime | None) -> dict:
+def prediction_fields(
+    pred: DepthPrediction, price_usd: float, batch_started: datetime | None
+) -> dict:
     """The columns every provider call fills in, whatever the asset."""
     started_at, finished_at = call_times(pred, batch_started)
-    return {"seconds": pred.latency_s, "prediction_id": pred.prediction_id,
-            "attempts": pred.attempts, "http_status": pred.http_status,
-            "cost_usd": call_cost(pred, price_usd), "started_at": started_at,
-            "finished_at": finished_at, "resumed": bool(pred.extra.get("resumed")),
-            "uncertain_attempts": int(pred.extra.get("uncertain_create_attempts") or 0),
-            "uncertain_cost_usd": float(pred.extra.get("uncertain_cost_usd") or 0.0),
-            "host": pred.extra.get("host")}
+    return {
+        "seconds": pred.latency_s,
+        "prediction_id": pred.prediction_id,
+        "attempts": pred.attempts,
+        "http_status": pred.http_status,
+        "cost_usd": call_cost(pred, price_usd),
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "resumed": bool(pred.extra.get("resumed")),
+        "uncertain_attempts": int(pred.extra.get("uncertain_create_attempts") or 0),
+        "uncertain_cost_usd": float(pred.extra.get("uncertain_cost_usd") or 0.0),
+        "host": pred.extra.get("host"),
+    }
 
 
-def tally(rows_by_id: dict[str, dict], accepted: list[dict], schema: pa.Schema,
-          started: float) -> ProviderRunResult:
+def tally(
+    rows_by_id: dict[str, dict], accepted: list[dict], schema: pa.Schema, started: float
+) -> ProviderRunResult:
     """Order rows like the source, stamp new rows, count statuses and cost."""
     ordered = [rows_by_id[r["image_id"]] for r in accepted if r["image_id"] in rows_by_id]
     now = datetime.now(UTC)
@@ -149,6 +178,10 @@ def tally(rows_by_id: dict[str, dict], accepted: list[dict], schema: pa.Schema,
     for status in STATUSES:
         counts[status] = sum(r["status"] == status for r in ordered)
     counts["new"] = counts.pop("succeeded")
-    return ProviderRunResult(rows=ordered, schema=schema, counts=counts,
-                             cost_usd=float(sum(r.get("cost_usd") or 0.0 for r in ordered)),
-                             seconds=time.perf_counter() - started)
+    return ProviderRunResult(
+        rows=ordered,
+        schema=schema,
+        counts=counts,
+        cost_usd=float(sum(r.get("cost_usd") or 0.0 for r in ordered)),
+        seconds=time.perf_counter() - started,
+    )

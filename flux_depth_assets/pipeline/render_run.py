@@ -30,27 +30,71 @@ from flux_depth_assets.storage.store import Storage
 ASSET = "depth_renders"
 
 
-def run_renders(catalog: str, accepted: list[dict], provider: DepthProvider, storage: Storage, *,
-                prompt: str = "", seed: int | None = None, run_id: str = "",
-                budget_usd: float | None = None, on_budget: str = "stop",
-                log: Callable[[str], None] | None = None,
-                started_at: datetime | None = None) -> ProviderRunResult:
+def run_renders(
+    catalog: str,
+    accepted: list[dict],
+    provider: DepthProvider,
+    storage: Storage,
+    *,
+    prompt: str = "",
+    seed: int | None = None,
+    run_id: str = "",
+    budget_usd: float | None = None,
+    on_budget: str = "stop",
+    log: Callable[[str], None] | None = None,
+    started_at: datetime | None = None,
+) -> ProviderRunResult:
     """Raises `PaidRunError` (one line) when a paid run may not start or had to stop early."""
     log = log or (lambda _m: None)
-    with paid_run(storage, catalog, ASSET, provider, run_id=run_id, started_at=started_at,
-                  images=len(accepted), log=log) as guard:
-        return _run_renders(guard, catalog, accepted, provider, storage, prompt=prompt,
-                            seed=seed, budget_usd=budget_usd, on_budget=on_budget, log=log)
+    with paid_run(
+        storage,
+        catalog,
+        ASSET,
+        provider,
+        run_id=run_id,
+        started_at=started_at,
+        images=len(accepted),
+        log=log,
+    ) as guard:
+        return _run_renders(
+            guard,
+            catalog,
+            accepted,
+            provider,
+            storage,
+            prompt=prompt,
+            seed=seed,
+            budget_usd=budget_usd,
+            on_budget=on_budget,
+            log=log,
+        )
 
 
-def _run_renders(guard: PaidRun, catalog: str, accepted: list[dict], provider: DepthProvider,
-                 storage: Storage, *, prompt: str, seed: int | None, budget_usd: float | None,
-                 on_budget: str, log: Callable[[str], None]) -> ProviderRunResult:
+def _run_renders(
+    guard: PaidRun,
+    catalog: str,
+    accepted: list[dict],
+    provider: DepthProvider,
+    storage: Storage,
+    *,
+    prompt: str,
+    seed: int | None,
+    budget_usd: float | None,
+    on_budget: str,
+    log: Callable[[str], None],
+) -> ProviderRunResult:
     t0 = time.perf_counter()
     run_id = guard.run_id
     cache = DepthCache(storage, kind="render")
-    base = dict(provider=provider.name, model=provider.model, model_version=provider.model_version,
-                params_hash=provider.params_hash(), prompt=prompt, seed=seed, run_id=run_id)
+    base = dict(
+        provider=provider.name,
+        model=provider.model,
+        model_version=provider.model_version,
+        params_hash=provider.params_hash(),
+        prompt=prompt,
+        seed=seed,
+        run_id=run_id,
+    )
     rows: dict[str, dict] = {}
     pending: list[ProviderInput] = []
     for r in accepted:
@@ -59,9 +103,15 @@ def _run_renders(guard: PaidRun, catalog: str, accepted: list[dict], provider: D
         hit = cache.get_bytes(key)
         if hit is not None:
             data, meta = hit
-            rows[r["image_id"]] = {**common, **_write(storage, catalog, r["image_id"], data, meta["ext"]),
-                                   "status": "cached", "cost_usd": 0.0, "attempts": 0,
-                                   "prediction_id": meta.get("prediction_id"), "seconds": 0.0}
+            rows[r["image_id"]] = {
+                **common,
+                **_write(storage, catalog, r["image_id"], data, meta["ext"]),
+                "status": "cached",
+                "cost_usd": 0.0,
+                "attempts": 0,
+                "prediction_id": meta.get("prediction_id"),
+                "seconds": 0.0,
+            }
             continue
         pending.append(pending_input(r, key, storage))
     if provider.price_usd > 0 and rows:  # entries a killed run left for results it had cached
@@ -72,7 +122,9 @@ def _run_renders(guard: PaidRun, catalog: str, accepted: list[dict], provider: D
     if pending:
         provider.check_ready()
         guard.probe("cache")
-        log(f"depth_renders: {len(pending)} image(s) to render with {provider.name}/{provider.model}")
+        log(
+            f"depth_renders: {len(pending)} image(s) to render with {provider.name}/{provider.model}"
+        )
         keys: dict[str, ProviderInput] = {p.image_id: p for p in pending}
         batch_started = datetime.now(UTC)
         for chunk in prediction_chunks(provider, pending, log):
@@ -81,10 +133,14 @@ def _run_renders(guard: PaidRun, catalog: str, accepted: list[dict], provider: D
                 item = keys[pred.image_id]
                 ok = pred.status == "succeeded" and bool(pred.render_bytes)
                 rows[pred.image_id] = {
-                    **base, "image_id": pred.image_id, "source_sha256": item.source_sha256,
-                    "cache_key": item.cache_key, "status": "succeeded" if ok else "failed",
+                    **base,
+                    "image_id": pred.image_id,
+                    "source_sha256": item.source_sha256,
+                    "cache_key": item.cache_key,
+                    "status": "succeeded" if ok else "failed",
                     "error": None if ok else redact(pred.error) or "provider returned no image",
-                    **prediction_fields(pred, provider.price_usd, batch_started)}
+                    **prediction_fields(pred, provider.price_usd, batch_started),
+                }
             if provider.price_usd > 0:
                 guard.record(rows.values())
             durable, store_errors = [], []
@@ -92,12 +148,17 @@ def _run_renders(guard: PaidRun, catalog: str, accepted: list[dict], provider: D
                 item, row = keys[pred.image_id], rows[pred.image_id]
                 if row["status"] == "succeeded":
                     try:
-                        rows[pred.image_id] = {**row, **_store(storage, cache, catalog, pred, item,
-                                                               provider.name)}
+                        rows[pred.image_id] = {
+                            **row,
+                            **_store(storage, cache, catalog, pred, item, provider.name),
+                        }
                     except OSError as exc:  # storage full or read-only: the journal keeps it
                         store_errors.append(f"{type(exc).__name__}: {exc}")
-                        rows[pred.image_id] = {**row, "status": "failed",
-                                               "error": f"could not store the result: {exc}"}
+                        rows[pred.image_id] = {
+                            **row,
+                            "status": "failed",
+                            "error": f"could not store the result: {exc}",
+                        }
                         continue
                 durable.append(item.cache_key)
             guard.settle(durable)
@@ -105,13 +166,23 @@ def _run_renders(guard: PaidRun, catalog: str, accepted: list[dict], provider: D
     return tally(rows, accepted, DEPTH_RENDERS, t0)
 
 
-def _store(storage: Storage, cache: DepthCache, catalog: str, pred: DepthPrediction,
-           item: ProviderInput, provider_name: str) -> dict:
+def _store(
+    storage: Storage,
+    cache: DepthCache,
+    catalog: str,
+    pred: DepthPrediction,
+    item: ProviderInput,
+    provider_name: str,
+) -> dict:
     assert pred.render_bytes is not None
     fmt = (pred.render_format or "png").lower()
     ext = {"jpeg": "jpg", "jpg": "jpg", "webp": "webp"}.get(fmt, "png")
-    cache.put_bytes(item.cache_key, pred.render_bytes, ext,
-                    {"prediction_id": pred.prediction_id, "provider": provider_name})
+    cache.put_bytes(
+        item.cache_key,
+        pred.render_bytes,
+        ext,
+        {"prediction_id": pred.prediction_id, "provider": provider_name},
+    )
     return _write(storage, catalog, pred.image_id, pred.render_bytes, ext)
 
 

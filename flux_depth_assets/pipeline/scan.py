@@ -33,7 +33,6 @@ ASSET = "source_images"
 
 @dataclass
 class ScanResult(RowsRun):
-
     @property
     def accepted(self) -> list[dict]:
         return [r for r in self.rows if r["status"] == "accepted"]
@@ -58,9 +57,12 @@ def _ts_or_none(epoch: float | None) -> datetime | None:
     return None if epoch is None else _ts(epoch)
 
 
-def scan_catalog(catalog: CatalogConfig, storage: Storage,
-                 log: Callable[[str], None] | None = None,
-                 pool: PoolConfig | None = None) -> ScanResult:
+def scan_catalog(
+    catalog: CatalogConfig,
+    storage: Storage,
+    log: Callable[[str], None] | None = None,
+    pool: PoolConfig | None = None,
+) -> ScanResult:
     """Rows in source order. Unchanged files are reused here; new or changed files are read here
     and validated + normalised on the work pool (`pool`), `chunk` files at a time."""
     t0 = time.perf_counter()
@@ -86,9 +88,17 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
         counts["unchanged"] += reused
         rows.append(kept)
     tasks = (_task(objects[i], limits, storage) for i in todo)
-    for i, (made, rel) in zip(todo, map_ordered(validate_task, tasks, total=len(todo), config=pool,
-                                                 progress=_progress(log, len(objects))),
-                              strict=True):
+    for i, (made, rel) in zip(
+        todo,
+        map_ordered(
+            validate_task,
+            tasks,
+            total=len(todo),
+            config=pool,
+            progress=_progress(log, len(objects)),
+        ),
+        strict=True,
+    ):
         if rel is not None and rel not in present:
             present.add(rel)
             counts["new"] += 1
@@ -110,8 +120,10 @@ def scan_catalog(catalog: CatalogConfig, storage: Storage,
         counts[_COUNTED[row["status"]]] += 1
         out.append(row)
     if log:
-        log(f"source_images: {len(objects)} file(s): {counts['accepted']} accepted, "
-            f"{counts['rejected']} rejected, {counts['new']} new")
+        log(
+            f"source_images: {len(objects)} file(s): {counts['accepted']} accepted, "
+            f"{counts['rejected']} rejected, {counts['new']} new"
+        )
     return ScanResult(rows=out, counts=counts, seconds=time.perf_counter() - t0)
 
 
@@ -121,8 +133,9 @@ _COUNTED = {"accepted": "accepted", "rejected": "rejected", "duplicate": "duplic
 def _progress(log: Callable[[str], None] | None, files: int) -> Callable[[int, int], None] | None:
     if log is None:
         return None
-    return lambda done, total: log(f"source_images: validated {done}/{total} new or changed "
-                                   f"file(s) of {files}")
+    return lambda done, total: log(
+        f"source_images: validated {done}/{total} new or changed file(s) of {files}"
+    )
 
 
 @dataclass(frozen=True)
@@ -158,8 +171,11 @@ def _reusable(prev: dict | None, present: FileIndex) -> bool:
 def _as_current(prev: dict) -> dict:
     """The previous row, as this scan's (duplicates are decided again, in this scan's order)."""
     rejected = prev["status"] == "rejected"
-    return {**prev, "status": "rejected" if rejected else "accepted",
-            "reason": prev["reason"] if rejected else None}
+    return {
+        **prev,
+        "status": "rejected" if rejected else "accepted",
+        "reason": prev["reason"] if rejected else None,
+    }
 
 
 def _reuse(prev: dict | None, obj: SourceObject, present: FileIndex) -> dict | None:
@@ -171,8 +187,14 @@ def _reuse(prev: dict | None, obj: SourceObject, present: FileIndex) -> dict | N
     return _as_current(prev) if _reusable(prev, present) else None
 
 
-def _revalidate(prev: dict | None, obj: SourceObject, limits: Limits, storage: Storage,
-                present: FileIndex, counts: dict[str, int]) -> tuple[dict, bool]:
+def _revalidate(
+    prev: dict | None,
+    obj: SourceObject,
+    limits: Limits,
+    storage: Storage,
+    present: FileIndex,
+    counts: dict[str, int],
+) -> tuple[dict, bool]:
     """(row, reused) for an object with a conditional read: the server says whether it changed.
 
     The previous row's validators are sent only when that row can be reused, so "not modified"
@@ -181,9 +203,11 @@ def _revalidate(prev: dict | None, obj: SourceObject, limits: Limits, storage: S
     held = Validators()
     if prev is not None and _reusable(prev, present):
         mtime = prev["mtime"]
-        held = Validators(etag=prev["etag"] or None,
-                          # rows written before validators were kept have mtime 0 for URLs
-                          last_modified=mtime.timestamp() if mtime and mtime.timestamp() > 0 else None)
+        held = Validators(
+            etag=prev["etag"] or None,
+            # rows written before validators were kept have mtime 0 for URLs
+            last_modified=mtime.timestamp() if mtime and mtime.timestamp() > 0 else None,
+        )
     base = dict(source_uri=obj.uri, bytes=obj.size, mtime=None, etag=None)
     assert obj.conditional_read is not None  # the caller's condition
     try:
@@ -192,12 +216,21 @@ def _revalidate(prev: dict | None, obj: SourceObject, limits: Limits, storage: S
         return _unreadable(base, exc), False
     if got.data is None:  # not modified
         if prev is None or not held:  # a source that breaks its contract: do not trust it
-            return {**base, "status": "rejected",
-                    "reason": "the source said 'not modified' without a previous copy"}, False
-        return {**_as_current(prev), "etag": got.validators.etag,
-                "mtime": _ts_or_none(got.validators.last_modified)}, True
-    base.update(bytes=len(got.data), mtime=_ts_or_none(got.validators.last_modified),
-                etag=got.validators.etag)
+            return {
+                **base,
+                "status": "rejected",
+                "reason": "the source said 'not modified' without a previous copy",
+            }, False
+        return {
+            **_as_current(prev),
+            "etag": got.validators.etag,
+            "mtime": _ts_or_none(got.validators.last_modified),
+        }, True
+    base.update(
+        bytes=len(got.data),
+        mtime=_ts_or_none(got.validators.last_modified),
+        etag=got.validators.etag,
+    )
     row, rel = _validated(base, got.data, limits, storage, present)
     if rel is not None and rel not in present:
         present.add(rel)
@@ -213,9 +246,16 @@ def _task(obj: SourceObject, limits: Limits, storage: Storage) -> ScanTask:
     """Read a file for validation; a file over the byte limit or unreadable is rejected unread."""
     base = dict(source_uri=obj.uri, bytes=obj.size, mtime=_ts(obj.mtime))
     if obj.size > limits.max_bytes:
-        return ScanTask(base, limits, storage, row={
-            **base, "status": "rejected",
-            "reason": f"file is {obj.size:,} bytes, over the {limits.max_bytes:,}-byte limit"})
+        return ScanTask(
+            base,
+            limits,
+            storage,
+            row={
+                **base,
+                "status": "rejected",
+                "reason": f"file is {obj.size:,} bytes, over the {limits.max_bytes:,}-byte limit",
+            },
+        )
     try:
         data = obj.read()
     except Exception as exc:  # noqa: BLE001 - unreadable file: reject it, keep going
@@ -233,23 +273,39 @@ def validate_task(task: ScanTask) -> tuple[dict, str | None]:
     return _validated(task.base, task.data, task.limits, task.storage)
 
 
-def _validated(base: dict, data: bytes, limits: Limits, storage: Storage,
-               present: FileIndex | None = None) -> tuple[dict, str | None]:
+def _validated(
+    base: dict, data: bytes, limits: Limits, storage: Storage, present: FileIndex | None = None
+) -> tuple[dict, str | None]:
     """Validate the bytes; store the normalised copy of an accepted image once per content."""
     result = validate_image_bytes(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
     if isinstance(result, Rejected):
-        return {**base, "status": "rejected", "reason": result.reason, "sha256": result.sha256,
-                "format": result.format}, None
+        return {
+            **base,
+            "status": "rejected",
+            "reason": result.reason,
+            "sha256": result.sha256,
+            "format": result.format,
+        }, None
     rel = Storage.file_rel(limits.catalog, ASSET, result.image_id, "png")
     if (rel not in present) if present is not None else not storage.exists(rel):
         storage.write_bytes(rel, encode_normalized(result.image))
         write_mask(storage, rel, result.alpha)  # transparent pixels: invalid depth downstream
-    return {**base, "status": "accepted", "reason": None, "image_id": result.image_id,
-            "format": result.format, "mode": result.mode, "width": result.width,
-            "height": result.height, "sha256": result.sha256,
-            "exif_orientation": result.exif_orientation, "has_alpha": result.has_alpha,
-            "normalized_path": rel, "original_width": result.original_width,
-            "original_height": result.original_height}, rel
+    return {
+        **base,
+        "status": "accepted",
+        "reason": None,
+        "image_id": result.image_id,
+        "format": result.format,
+        "mode": result.mode,
+        "width": result.width,
+        "height": result.height,
+        "sha256": result.sha256,
+        "exif_orientation": result.exif_orientation,
+        "has_alpha": result.has_alpha,
+        "normalized_path": rel,
+        "original_width": result.original_width,
+        "original_height": result.original_height,
+    }, rel
 
 
 def encode_normalized(image: Image.Image) -> bytes:
@@ -261,6 +317,7 @@ def accepted_rows(storage: Storage, catalog: str) -> list[dict]:
     """The accepted images of the last `source_images` scan; raises if there was none."""
     table = storage.read_partition(ASSET, catalog)
     if table is None:
-        raise FileNotFoundError(f"no source_images table for catalog {catalog!r}: "
-                                "materialize source_images first")
+        raise FileNotFoundError(
+            f"no source_images table for catalog {catalog!r}: materialize source_images first"
+        )
     return [r for r in table.to_pylist() if r["status"] == "accepted"]

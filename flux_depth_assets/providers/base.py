@@ -73,8 +73,9 @@ class DepthProvider(abc.ABC):
         """Everything that changes the output besides the source pixels (goes into the cache key)."""
 
     @abc.abstractmethod
-    def predict_many(self, items: Sequence[ProviderInput],
-                     progress: ProgressFn | None = None) -> list[DepthPrediction]:
+    def predict_many(
+        self, items: Sequence[ProviderInput], progress: ProgressFn | None = None
+    ) -> list[DepthPrediction]:
         """Process every item; never raise for one bad image (return a failed prediction)."""
 
     def check_ready(self) -> None:

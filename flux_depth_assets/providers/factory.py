@@ -47,20 +47,26 @@ def host_env_names(config: object) -> list[str]:
     return [n for n in env_names(host_plan(config)) if not n.startswith("EACHLABS_")]
 
 
-def build_provider(config: LocalProviderConfig | EachlabsProviderConfig | OnnxProviderConfig,
-                   secrets: ProviderSecrets | None = None) -> DepthProvider:
+def build_provider(
+    config: LocalProviderConfig | EachlabsProviderConfig | OnnxProviderConfig,
+    secrets: ProviderSecrets | None = None,
+) -> DepthProvider:
     secrets = secrets or ProviderSecrets()
     if isinstance(config, LocalProviderConfig):
         from flux_depth_assets.providers.local import LocalProvider
+
         return LocalProvider(config)
     if isinstance(config, HostedProviderConfig):
         return _hosted(config, secrets)
     if isinstance(config, EachlabsProviderConfig):
         from flux_depth_assets.providers.eachlabs import EachlabsProvider
-        return EachlabsProvider(config, api_key=secrets.eachlabs_api_key,
-                                base_url_override=secrets.eachlabs_base_url)
+
+        return EachlabsProvider(
+            config, api_key=secrets.eachlabs_api_key, base_url_override=secrets.eachlabs_base_url
+        )
     if isinstance(config, OnnxProviderConfig):
         from flux_depth_assets.providers.onnx import OnnxProvider
+
         return OnnxProvider(config)
     raise TypeError(f"unknown provider config {type(config).__name__}")
 
@@ -73,17 +79,28 @@ def _hosted(config: HostedProviderConfig, secrets: ProviderSecrets) -> DepthProv
     from flux_depth_assets.providers.hosts.hosted import HostedProvider
     from flux_depth_assets.providers.hosts.plan import host_plan
 
-    shared = config.model_dump(exclude={"name", "hosts", "unavailable_after_s",
-                                        "interchangeable_results"})
+    shared = config.model_dump(
+        exclude={"name", "hosts", "unavailable_after_s", "interchangeable_results"}
+    )
     providers = []
     for host in host_plan(config):
-        settings = {**shared, "base_url": host.base_url, "model": host.model,
-                    "version": host.version or "", "price_usd": host.price_usd}
-        providers.append(EachlabsProvider(
-            EachlabsProviderConfig.model_validate(settings),
-            api_key=secrets.value(host.api_key_env),
-            base_url_override=secrets.value(host.base_url_env),
-            adapter=host.adapter, key_env=host.api_key_env, account=host.account,
-            limits=host.limits(),
-            unavailable_after_s=config.unavailable_after_s if len(config.hosts) > 1 else None))
+        settings = {
+            **shared,
+            "base_url": host.base_url,
+            "model": host.model,
+            "version": host.version or "",
+            "price_usd": host.price_usd,
+        }
+        providers.append(
+            EachlabsProvider(
+                EachlabsProviderConfig.model_validate(settings),
+                api_key=secrets.value(host.api_key_env),
+                base_url_override=secrets.value(host.base_url_env),
+                adapter=host.adapter,
+                key_env=host.api_key_env,
+                account=host.account,
+                limits=host.limits(),
+                unavailable_after_s=config.unavailable_after_s if len(config.hosts) > 1 else None,
+            )
+        )
     return providers[0] if len(providers) == 1 else HostedProvider(config, providers)

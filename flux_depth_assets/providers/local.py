@@ -30,22 +30,32 @@ class LocalProvider(DepthProvider):
         self.price_usd = config.price_usd
 
     def cache_params(self) -> dict[str, Any]:
-        return {"max_side": self.config.max_side, "version": ESTIMATOR_VERSION,
-                "estimator": DEFAULT_PARAMS.as_dict()}
+        return {
+            "max_side": self.config.max_side,
+            "version": ESTIMATOR_VERSION,
+            "estimator": DEFAULT_PARAMS.as_dict(),
+        }
 
-    def predict_many(self, items: Sequence[ProviderInput],
-                     progress: ProgressFn | None = None) -> list[DepthPrediction]:
+    def predict_many(
+        self, items: Sequence[ProviderInput], progress: ProgressFn | None = None
+    ) -> list[DepthPrediction]:
         out: list[DepthPrediction] = []
         for n, item in enumerate(items, 1):
             t0 = time.perf_counter()
             try:
                 depth = estimate_depth(item.load_image(), max_side=self.config.max_side)
-                out.append(DepthPrediction(item.image_id, depth=depth,
-                                           latency_s=time.perf_counter() - t0))
+                out.append(
+                    DepthPrediction(item.image_id, depth=depth, latency_s=time.perf_counter() - t0)
+                )
             except Exception as exc:  # noqa: BLE001 - one bad image never sinks the batch
-                out.append(DepthPrediction(item.image_id, status="failed",
-                                           error=f"{type(exc).__name__}: {exc}",
-                                           latency_s=time.perf_counter() - t0))
+                out.append(
+                    DepthPrediction(
+                        item.image_id,
+                        status="failed",
+                        error=f"{type(exc).__name__}: {exc}",
+                        latency_s=time.perf_counter() - t0,
+                    )
+                )
             if progress and (n % 10 == 0 or n == len(items)):
                 progress(f"local depth: {n}/{len(items)} images")
         return out

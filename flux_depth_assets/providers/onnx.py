@@ -76,8 +76,9 @@ def _round_to_multiple(x: float, multiple: int) -> int:
     return max(multiple, round(x / multiple) * multiple)
 
 
-def target_size(width: int, height: int, input_size: int, multiple: int,
-                fixed: tuple[int, int] | None = None) -> tuple[int, int]:
+def target_size(
+    width: int, height: int, input_size: int, multiple: int, fixed: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """The (width, height) the network sees.
 
     `fixed` (width, height) wins when the graph has a static spatial size. Otherwise the aspect ratio is
@@ -110,11 +111,15 @@ def postprocess(output: np.ndarray, width: int, height: int) -> np.ndarray:
     if out.ndim == 3 and out.shape[0] == 1:
         out = out[0]
     if out.ndim != 2:
-        raise OnnxModelError(f"model output per image has shape {tuple(out.shape)}; expected (H, W) "
-                             f"or (1, H, W)")
+        raise OnnxModelError(
+            f"model output per image has shape {tuple(out.shape)}; expected (H, W) or (1, H, W)"
+        )
     if (out.shape[1], out.shape[0]) != (width, height):
-        out = np.asarray(Image.fromarray(np.ascontiguousarray(out), "F")
-                         .resize((width, height), Image.Resampling.BILINEAR))
+        out = np.asarray(
+            Image.fromarray(np.ascontiguousarray(out), "F").resize(
+                (width, height), Image.Resampling.BILINEAR
+            )
+        )
     return out.astype(np.float32)
 
 
@@ -131,7 +136,9 @@ class OnnxProvider(DepthProvider):
 
     def __init__(self, config: OnnxProviderConfig):
         if config.family not in FAMILIES:
-            raise ValueError(f"unknown ONNX model family {config.family!r}; known: {sorted(FAMILIES)}")
+            raise ValueError(
+                f"unknown ONNX model family {config.family!r}; known: {sorted(FAMILIES)}"
+            )
         self.config = config
         self.path = Path(config.model_path).expanduser()
         self.model = self.path.name
@@ -155,7 +162,8 @@ class OnnxProvider(DepthProvider):
         except FileNotFoundError:
             raise OnnxModelError(
                 f"ONNX model file not found: {self.path} (provider.model_path in the catalog YAML; "
-                f"weights are not downloaded, see docs/onnx.md)") from None
+                f"weights are not downloaded, see docs/onnx.md)"
+            ) from None
         except OSError as exc:
             raise OnnxModelError(f"cannot read ONNX model file {self.path}: {exc}") from None
         if not self.path.is_file():
@@ -199,14 +207,18 @@ class OnnxProvider(DepthProvider):
         wanted = self.config.execution_providers or list(PREFERRED_EXECUTION_PROVIDERS)
         chosen = [p for p in wanted if p in available]
         if not chosen:
-            raise OnnxModelError(f"none of the execution providers {wanted} is available in this "
-                                 f"onnxruntime build (available: {available})")
+            raise OnnxModelError(
+                f"none of the execution providers {wanted} is available in this "
+                f"onnxruntime build (available: {available})"
+            )
         try:
             session = ort.InferenceSession(str(self.path), providers=chosen)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for a bad file
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OnnxModelError(f"cannot load ONNX model {self.path}: not a valid ONNX model or "
-                                 f"unsupported by onnxruntime {ort.__version__} ({msg})") from None
+            raise OnnxModelError(
+                f"cannot load ONNX model {self.path}: not a valid ONNX model or "
+                f"unsupported by onnxruntime {ort.__version__} ({msg})"
+            ) from None
         self._inspect_signature(session)
         self._session = session
         self.execution_providers = list(session.get_providers())
@@ -215,21 +227,31 @@ class OnnxProvider(DepthProvider):
     def _inspect_signature(self, session: Any) -> None:
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1:
-            raise OnnxModelError(f"ONNX model {self.path} has {len(inputs)} inputs "
-                                 f"({[i.name for i in inputs]}); a depth model takes one image tensor")
+            raise OnnxModelError(
+                f"ONNX model {self.path} has {len(inputs)} inputs "
+                f"({[i.name for i in inputs]}); a depth model takes one image tensor"
+            )
         inp = inputs[0]
         shape = list(inp.shape)
         if len(shape) != 4 or _dim(shape[1]) not in (3, None):
-            raise OnnxModelError(f"ONNX model {self.path}: input {inp.name!r} has shape {shape}; expected "
-                                 f"[batch, 3, height, width] (RGB, NCHW)")
+            raise OnnxModelError(
+                f"ONNX model {self.path}: input {inp.name!r} has shape {shape}; expected "
+                f"[batch, 3, height, width] (RGB, NCHW)"
+            )
         if inp.type not in ("tensor(float)", "tensor(float16)"):
-            raise OnnxModelError(f"ONNX model {self.path}: input {inp.name!r} is {inp.type}; expected a "
-                                 f"float tensor")
+            raise OnnxModelError(
+                f"ONNX model {self.path}: input {inp.name!r} is {inp.type}; expected a float tensor"
+            )
         out_shape = list(outputs[0].shape) if outputs else []
-        if not outputs or (out_shape and len(out_shape) not in (3, 4)) \
-                or (len(out_shape) == 4 and _dim(out_shape[1]) not in (1, None)):
-            raise OnnxModelError(f"ONNX model {self.path}: output has shape {out_shape}; expected "
-                                 f"[batch, height, width] or [batch, 1, height, width]")
+        if (
+            not outputs
+            or (out_shape and len(out_shape) not in (3, 4))
+            or (len(out_shape) == 4 and _dim(out_shape[1]) not in (1, None))
+        ):
+            raise OnnxModelError(
+                f"ONNX model {self.path}: output has shape {out_shape}; expected "
+                f"[batch, height, width] or [batch, 1, height, width]"
+            )
         self._input_name = inp.name
         self._input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         h, w = _dim(shape[2]), _dim(shape[3])
@@ -243,15 +265,20 @@ class OnnxProvider(DepthProvider):
         x = np.stack(batch)
         if self._fixed_batch and self._fixed_batch != n:  # pad a static batch with copies
             x = np.concatenate([x] + [x[-1:]] * (self._fixed_batch - n))
-        out = self._session.run(None, {self._input_name: x.astype(self._input_dtype, copy=False)})[0]
+        out = self._session.run(None, {self._input_name: x.astype(self._input_dtype, copy=False)})[
+            0
+        ]
         out = np.asarray(out)
         if out.ndim not in (3, 4) or out.shape[0] < n:
-            raise OnnxModelError(f"model returned shape {tuple(out.shape)} for a batch of {n}; expected "
-                                 f"[batch, height, width] or [batch, 1, height, width]")
+            raise OnnxModelError(
+                f"model returned shape {tuple(out.shape)} for a batch of {n}; expected "
+                f"[batch, height, width] or [batch, 1, height, width]"
+            )
         return [out[i] for i in range(n)]
 
-    def predict_many(self, items: Sequence[ProviderInput],
-                     progress: ProgressFn | None = None) -> list[DepthPrediction]:
+    def predict_many(
+        self, items: Sequence[ProviderInput], progress: ProgressFn | None = None
+    ) -> list[DepthPrediction]:
         results: list[DepthPrediction | None] = [None] * len(items)
         try:
             self._ensure_session()
@@ -261,7 +288,9 @@ class OnnxProvider(DepthProvider):
         if self._fixed_batch:
             batch_cap = min(batch_cap, self._fixed_batch)
 
-        pending: list[tuple[int, np.ndarray, tuple[int, int], float]] = []  # (index, input, size, s)
+        pending: list[
+            tuple[int, np.ndarray, tuple[int, int], float]
+        ] = []  # (index, input, size, s)
 
         def flush() -> None:
             if not pending:
@@ -272,9 +301,15 @@ class OnnxProvider(DepthProvider):
                 share = (time.perf_counter() - t0) / len(pending)
                 for (i, _x, (w, h), prep_s), out in zip(pending, outs):
                     results[i] = DepthPrediction(
-                        items[i].image_id, depth=postprocess(out, w, h), latency_s=prep_s + share,
-                        extra={"execution_provider": self.execution_providers[0]
-                               if self.execution_providers else None})
+                        items[i].image_id,
+                        depth=postprocess(out, w, h),
+                        latency_s=prep_s + share,
+                        extra={
+                            "execution_provider": self.execution_providers[0]
+                            if self.execution_providers
+                            else None
+                        },
+                    )
             except Exception as exc:  # noqa: BLE001 - a batch that fails: retry its images one by one
                 if len(pending) > 1:
                     singles = list(pending)
@@ -285,8 +320,11 @@ class OnnxProvider(DepthProvider):
                     return
                 i = pending[0][0]
                 results[i] = DepthPrediction(
-                    items[i].image_id, status="failed", error=f"{type(exc).__name__}: {exc}",
-                    latency_s=time.perf_counter() - t0)
+                    items[i].image_id,
+                    status="failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    latency_s=time.perf_counter() - t0,
+                )
             pending.clear()
 
         for n, item in enumerate(items, 1):
@@ -294,12 +332,17 @@ class OnnxProvider(DepthProvider):
             try:
                 image = item.load_image()
                 w, h = image.size
-                size = target_size(w, h, self.config.input_size, self.recipe.multiple, self._fixed_size)
+                size = target_size(
+                    w, h, self.config.input_size, self.recipe.multiple, self._fixed_size
+                )
                 x = preprocess(image, size, self.recipe)
             except Exception as exc:  # noqa: BLE001 - one bad image never sinks the batch
-                results[n - 1] = DepthPrediction(item.image_id, status="failed",
-                                                 error=f"{type(exc).__name__}: {exc}",
-                                                 latency_s=time.perf_counter() - t0)
+                results[n - 1] = DepthPrediction(
+                    item.image_id,
+                    status="failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    latency_s=time.perf_counter() - t0,
+                )
             else:
                 if pending and pending[0][1].shape != x.shape:
                     flush()  # a batch holds one input size
@@ -310,4 +353,3 @@ class OnnxProvider(DepthProvider):
                 progress(f"onnx depth ({self.model}): {n}/{len(items)} images")
         flush()
         return [r for r in results if r is not None]
-

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flux_depth_assets.sources.base import (
-                                           Fetched,
-                                           SourceError,
-                                           SourceObject,
-                                           Validators,
-                                           list_objects,
+    Fetched,
+    SourceError,
+    SourceObject,
+    Validators,
+    list_objects,
 )
 
 __all__ = ["Fetched", "SourceError", "SourceObject", "Validators", "list_objects"]

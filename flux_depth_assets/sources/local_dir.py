@@ -25,9 +25,13 @@ from flux_depth_assets.sources.roots import (
     system_root_reason,
 )
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISDIR, "a folder"))
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+)
 
 
 def _kind(mode: int) -> str:
@@ -57,9 +61,11 @@ def check_root(source: LocalDirSource, storage_root: str | None = None) -> tuple
     storage = storage_folders(storage_root)
     home = inside(real_root, storage)
     if home is not None:
-        raise SourceError(f"local_dir source {str(root)!r} is inside the pipeline's storage root "
-                          f"{str(home)!r} ($FLUX_DEPTH_HOME): it would read its own outputs; "
-                          "point `path` at a folder outside it")
+        raise SourceError(
+            f"local_dir source {str(root)!r} is inside the pipeline's storage root "
+            f"{str(home)!r} ($FLUX_DEPTH_HOME): it would read its own outputs; "
+            "point `path` at a folder outside it"
+        )
     return real_root, [s for s in storage if s.is_relative_to(real_root)]
 
 
@@ -83,8 +89,9 @@ def list_local_dir(source: LocalDirSource, storage_root: str | None = None) -> l
     return sorted(out, key=lambda o: o.key)
 
 
-def _follow_link(path: Path, wanted: bool, real_root: Path,
-                 skip: list[Path]) -> tuple[Path, os.stat_result] | str | None:
+def _follow_link(
+    path: Path, wanted: bool, real_root: Path, skip: list[Path]
+) -> tuple[Path, os.stat_result] | str | None:
     """A symlink's (real path, target's stat) when it may be followed; else why it is rejected,
     or None when it is left out silently (a name the include patterns do not want)."""
     try:
@@ -105,8 +112,9 @@ def _follow_link(path: Path, wanted: bool, real_root: Path,
     return real, target
 
 
-def _entry(root: Path, path: Path, source: LocalDirSource, real_root: Path,
-           skip: list[Path]) -> tuple[SourceObject | None, bool]:
+def _entry(
+    root: Path, path: Path, source: LocalDirSource, real_root: Path, skip: list[Path]
+) -> tuple[SourceObject | None, bool]:
     """(object or None, walk into it) for one directory entry."""
     try:
         st = path.lstat()
@@ -131,13 +139,22 @@ def _entry(root: Path, path: Path, source: LocalDirSource, real_root: Path,
                 return None, False
             return rejected(STORAGE_ROOT_REASON, 0.0)
         if wanted:  # still walked, so the images inside are found
-            return (rejected("a folder whose name matches the include patterns, not an image "
-                             "file" + ("" if source.recursive else " (recursive: false)"))[0],
-                    True)
+            return (
+                rejected(
+                    "a folder whose name matches the include patterns, not an image "
+                    "file" + ("" if source.recursive else " (recursive: false)")
+                )[0],
+                True,
+            )
         return None, True
     if not wanted:
         return None, False
     if not stat.S_ISREG(target.st_mode):
         return rejected(f"{_kind(target.st_mode)}, not an image file: not read")
-    return SourceObject(uri=str(path.absolute()), key=key, size=target.st_size,
-                        mtime=target.st_mtime, read=partial(_read, str(real))), False
+    return SourceObject(
+        uri=str(path.absolute()),
+        key=key,
+        size=target.st_size,
+        mtime=target.st_mtime,
+        read=partial(_read, str(real)),
+    ), False

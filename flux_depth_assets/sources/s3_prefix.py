@@ -22,8 +22,14 @@ from flux_depth_assets.config.models import S3PrefixSource
 from flux_depth_assets.sources.base import SourceError, SourceObject, matches, refused
 from flux_depth_assets.sources.roots import STORAGE_ROOT_REASON, s3_storage_prefixes
 
-_ENV_KEYS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION",
-             "AWS_REGION", "AWS_ACCESS_KEY_ID")
+_ENV_KEYS = (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+)
 
 
 def s3_client() -> Any:
@@ -45,6 +51,7 @@ def _cached_client(_env: tuple) -> Any:
 def _reader(client: Any, bucket: str, key: str) -> Callable[[], bytes]:
     def read() -> bytes:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
     return read
 
 
@@ -56,16 +63,19 @@ def _storage_inside(source: S3PrefixSource, storage_root: str | None) -> list[st
         if bucket != source.bucket:
             continue
         if source.prefix.startswith(prefix):
-            raise SourceError(f"s3_prefix source s3://{bucket}/{source.prefix} is inside the "
-                              f"pipeline's storage root s3://{bucket}/{prefix} ($FLUX_DEPTH_HOME): "
-                              "it would read its own outputs; use a prefix outside it")
+            raise SourceError(
+                f"s3_prefix source s3://{bucket}/{source.prefix} is inside the "
+                f"pipeline's storage root s3://{bucket}/{prefix} ($FLUX_DEPTH_HOME): "
+                "it would read its own outputs; use a prefix outside it"
+            )
         if prefix.startswith(source.prefix):
             held.append(prefix)
     return held
 
 
-def iter_s3_prefix(source: S3PrefixSource, client: Any | None = None,
-                   storage_root: str | None = None) -> Iterator[SourceObject]:
+def iter_s3_prefix(
+    source: S3PrefixSource, client: Any | None = None, storage_root: str | None = None
+) -> Iterator[SourceObject]:
     """Matching objects in listing order (S3 returns keys in UTF-8 binary order).
 
     Keys under the pipeline's storage root (`storage_root`, `$FLUX_DEPTH_HOME`) are not listed;
@@ -76,8 +86,9 @@ def iter_s3_prefix(source: S3PrefixSource, client: Any | None = None,
     paginator = client.get_paginator("list_objects_v2")
     strip = len(source.prefix)
     try:
-        for page in paginator.paginate(Bucket=source.bucket, Prefix=source.prefix,
-                                       PaginationConfig={"PageSize": 1000}):
+        for page in paginator.paginate(
+            Bucket=source.bucket, Prefix=source.prefix, PaginationConfig={"PageSize": 1000}
+        ):
             for item in page.get("Contents", ()):
                 full = item["Key"]
                 key = full[strip:]
@@ -85,8 +96,9 @@ def iter_s3_prefix(source: S3PrefixSource, client: Any | None = None,
                 if held is not None:
                     if held not in reported:  # one row per storage root
                         reported.add(held)
-                        yield refused(f"s3://{source.bucket}/{held}", held[strip:],
-                                      STORAGE_ROOT_REASON)
+                        yield refused(
+                            f"s3://{source.bucket}/{held}", held[strip:], STORAGE_ROOT_REASON
+                        )
                     continue
                 if not key or key.endswith("/"):
                     continue  # the prefix itself or a "folder" marker
@@ -95,16 +107,23 @@ def iter_s3_prefix(source: S3PrefixSource, client: Any | None = None,
                 if not matches(posixpath.basename(key), source.include):
                     continue
                 yield SourceObject(
-                    uri=f"s3://{source.bucket}/{full}", key=key, size=int(item["Size"]),
-                    mtime=item["LastModified"].timestamp(), etag=item.get("ETag", "").strip('"'),
-                    read=_reader(client, source.bucket, full))
+                    uri=f"s3://{source.bucket}/{full}",
+                    key=key,
+                    size=int(item["Size"]),
+                    mtime=item["LastModified"].timestamp(),
+                    etag=item.get("ETag", "").strip('"'),
+                    read=_reader(client, source.bucket, full),
+                )
     except SourceError:
         raise
     except Exception as exc:  # noqa: BLE001 - botocore ClientError, endpoint/credential errors
-        raise SourceError(f"s3_prefix source s3://{source.bucket}/{source.prefix}: cannot list: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise SourceError(
+            f"s3_prefix source s3://{source.bucket}/{source.prefix}: cannot list: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
 
 
-def list_s3_prefix(source: S3PrefixSource, client: Any | None = None,
-                   storage_root: str | None = None) -> list[SourceObject]:
+def list_s3_prefix(
+    source: S3PrefixSource, client: Any | None = None, storage_root: str | None = None
+) -> list[SourceObject]:
     return sorted(iter_s3_prefix(source, client, storage_root), key=lambda o: o.key)

@@ -50,8 +50,9 @@ def _check_url(url: str) -> None:
     except ValueError as exc:
         raise FetchError(f"malformed URL: {exc}") from None
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise FetchError(f"URL scheme {parts.scheme or '(none)'!r} is not allowed "
-                         "(http/https only)")
+        raise FetchError(
+            f"URL scheme {parts.scheme or '(none)'!r} is not allowed (http/https only)"
+        )
     if not parts.hostname:
         raise FetchError("URL has no host")
 
@@ -151,8 +152,9 @@ class _RedactRequestLines(logging.Filter):
         import httpx
 
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(str(a)) if isinstance(a, httpx.URL) else a
-                                for a in record.args)
+            record.args = tuple(
+                redact(str(a)) if isinstance(a, httpx.URL) else a for a in record.args
+            )
         return True
 
 
@@ -173,25 +175,48 @@ def new_client(allow_private_networks: bool = False) -> Any:
         return httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
     from flux_depth_assets.sources.netguard import guarded_transport
 
-    return httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT},
-                        transport=guarded_transport(), trust_env=False)
+    return httpx.Client(
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+        transport=guarded_transport(),
+        trust_env=False,
+    )
 
 
-def fetch(url: str, *, max_bytes: int, timeout_s: float, max_redirects: int = 5,
-          allow_private_networks: bool = False, client: Any | None = None) -> bytes:
+def fetch(
+    url: str,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    max_redirects: int = 5,
+    allow_private_networks: bool = False,
+    client: Any | None = None,
+) -> bytes:
     """GET `url` under the source's limits; raise `FetchError` with the reason otherwise."""
-    got = fetch_if_changed(url, Validators(), max_bytes=max_bytes, timeout_s=timeout_s,
-                           max_redirects=max_redirects,
-                           allow_private_networks=allow_private_networks, client=client)
+    got = fetch_if_changed(
+        url,
+        Validators(),
+        max_bytes=max_bytes,
+        timeout_s=timeout_s,
+        max_redirects=max_redirects,
+        allow_private_networks=allow_private_networks,
+        client=client,
+    )
     assert got.data is not None  # an unconditional GET never ends in "not modified"
     return got.data
 
 
 # Complexity (C901): one redirect loop; each branch is a distinct HTTP outcome, own message.
 def fetch_if_changed(  # noqa: C901
-        url: str, validators: Validators, *, max_bytes: int, timeout_s: float,
-        max_redirects: int = 5, allow_private_networks: bool = False,
-        client: Any = None) -> Fetched:
+    url: str,
+    validators: Validators,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    max_redirects: int = 5,
+    allow_private_networks: bool = False,
+    client: Any = None,
+) -> Fetched:
     """GET `url` unless it still matches `validators`, under the source's limits.
 
     Returns the body with the response's validators, or `Fetched(None, ...)` on `304 Not
@@ -219,17 +244,26 @@ def fetch_if_changed(  # noqa: C901
             if left <= 0:
                 raise FetchError(f"took longer than {timeout_s:g} s")
             try:
-                with client.stream("GET", current, headers=conditional,
-                                   timeout=httpx.Timeout(left)) as resp:
+                with client.stream(
+                    "GET", current, headers=conditional, timeout=httpx.Timeout(left)
+                ) as resp:
                     if resp.status_code == 304:  # 3xx for httpx, but not a redirect
                         if not conditional:
-                            raise FetchError(f"HTTP 304 from {redact(current)} to a GET that "
-                                             "was not conditional")
+                            raise FetchError(
+                                f"HTTP 304 from {redact(current)} to a GET that was not conditional"
+                            )
                         fresh = response_validators(resp.headers)  # a 304 may update them
-                        return Fetched(None, Validators(
-                            etag=fresh.etag or validators.etag,
-                            last_modified=(fresh.last_modified if fresh.last_modified is not None
-                                           else validators.last_modified)))
+                        return Fetched(
+                            None,
+                            Validators(
+                                etag=fresh.etag or validators.etag,
+                                last_modified=(
+                                    fresh.last_modified
+                                    if fresh.last_modified is not None
+                                    else validators.last_modified
+                                ),
+                            ),
+                        )
                     if resp.is_redirect:
                         location = resp.headers.get("location")
                         if not location:
@@ -240,8 +274,10 @@ def fetch_if_changed(  # noqa: C901
                         raise FetchError(f"HTTP {resp.status_code} from {redact(current)}")
                     declared = resp.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
-                        raise FetchError(f"Content-Length {int(declared):,} bytes is over the "
-                                         f"{max_bytes:,}-byte limit")
+                        raise FetchError(
+                            f"Content-Length {int(declared):,} bytes is over the "
+                            f"{max_bytes:,}-byte limit"
+                        )
                     buf = bytearray()
                     for chunk in resp.iter_bytes():
                         buf += chunk
@@ -300,20 +336,38 @@ def list_url_manifest(source: UrlManifestSource) -> list[SourceObject]:
             key = f"{key}#row={n}"
         seen.add(key)
         read, conditional_read = _row_readers(source, url, n, shared)
-        out.append(SourceObject(uri=uri, key=key, size=-1, mtime=0.0, external_id=ext,
-                                read=read, conditional_read=conditional_read))
+        out.append(
+            SourceObject(
+                uri=uri,
+                key=key,
+                size=-1,
+                mtime=0.0,
+                external_id=ext,
+                read=read,
+                conditional_read=conditional_read,
+            )
+        )
     return sorted(out, key=lambda o: o.key)
 
 
-def _row_readers(source: UrlManifestSource, url: str, row: int, shared: _SharedClient,
-                 ) -> tuple[Callable[[], bytes], Callable[[Validators], Fetched]]:
+def _row_readers(
+    source: UrlManifestSource,
+    url: str,
+    row: int,
+    shared: _SharedClient,
+) -> tuple[Callable[[], bytes], Callable[[Validators], Fetched]]:
     def conditional_read(validators: Validators) -> Fetched:
         if not url:
             raise FetchError(f"manifest row {row} has no URL in column {source.url_column!r}")
-        return fetch_if_changed(url, validators, max_bytes=source.max_bytes,
-                                timeout_s=source.timeout_s, max_redirects=source.max_redirects,
-                                allow_private_networks=source.allow_private_networks,
-                                client=shared.get())
+        return fetch_if_changed(
+            url,
+            validators,
+            max_bytes=source.max_bytes,
+            timeout_s=source.timeout_s,
+            max_redirects=source.max_redirects,
+            allow_private_networks=source.allow_private_networks,
+            client=shared.get(),
+        )
 
     def read() -> bytes:
         data = conditional_read(Validators()).data

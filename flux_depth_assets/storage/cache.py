@@ -42,7 +42,9 @@ class DepthCache:
         meta = self.meta(key)
         if meta is None:
             return None
-        depth = np.load(io.BytesIO(self.storage.read_bytes(self._rel(key, "npy"))), allow_pickle=False)
+        depth = np.load(
+            io.BytesIO(self.storage.read_bytes(self._rel(key, "npy"))), allow_pickle=False
+        )
         return CachedDepth(depth=depth, meta=meta)
 
     def put(self, key: str, depth: np.ndarray, meta: dict[str, Any]) -> None:
@@ -60,7 +62,9 @@ class DepthCache:
 
     def put_bytes(self, key: str, data: bytes, ext: str, meta: dict[str, Any]) -> None:
         self.storage.write_bytes(self._rel(key, ext), data)
-        self.storage.write_bytes(self._rel(key, "json"), json.dumps({**meta, "ext": ext}, sort_keys=True).encode())
+        self.storage.write_bytes(
+            self._rel(key, "json"), json.dumps({**meta, "ext": ext}, sort_keys=True).encode()
+        )
 
     # A result that is known not to be usable (e.g. a host that answers depth mode with colour
     # renders) is remembered too: the same call would return the same thing, so it is not paid

@@ -52,7 +52,11 @@ class Storage:
     def uri(self, rel: str) -> str:
         """A user-facing location: a local path or an s3:// URI."""
         full = self.full(rel)
-        return full if self.is_local else f"{self.fs.protocol[0] if isinstance(self.fs.protocol, tuple) else self.fs.protocol}://{full}"
+        return (
+            full
+            if self.is_local
+            else f"{self.fs.protocol[0] if isinstance(self.fs.protocol, tuple) else self.fs.protocol}://{full}"
+        )
 
     @staticmethod
     def dir_rel(catalog: str, asset: str) -> str:
@@ -157,8 +161,7 @@ class Storage:
         if not self.fs.exists(full):
             return []
         prefix = self.base + "/"
-        return sorted(p.removeprefix(prefix)
-                      for p in self.fs.ls(full, detail=False))
+        return sorted(p.removeprefix(prefix) for p in self.fs.ls(full, detail=False))
 
     def files_under(self, rel_dir: str) -> set[str]:
         """Relative paths of every file below `rel_dir`, from one recursive listing."""
@@ -183,14 +186,17 @@ class Storage:
         """Replace a catalog's snapshot table for `asset` (one file per partition)."""
         return self.write_table(self.table_rel(asset, catalog), table)
 
-    def read_partition(self, asset: str, catalog: str, schema: pa.Schema | None = None) -> pa.Table | None:
+    def read_partition(
+        self, asset: str, catalog: str, schema: pa.Schema | None = None
+    ) -> pa.Table | None:
         rel = self.table_rel(asset, catalog)
         if not self.exists(rel):
             return None
         return self.read_table(rel, schema=schema)
 
-    def partition_rows(self, asset: str, catalog: str, key: str = "image_id",
-                       schema: pa.Schema | None = None) -> dict[str, dict]:
+    def partition_rows(
+        self, asset: str, catalog: str, key: str = "image_id", schema: pa.Schema | None = None
+    ) -> dict[str, dict]:
         """The last snapshot's rows by `key`; empty when absent or not a readable Parquet table
         (logged with its cause: a recompute, no loss). Any other error (S3 credentials, network)
         propagates: a silent full rescan would hide it.
@@ -203,8 +209,12 @@ class Storage:
         except FileNotFoundError:  # deleted since the existence check
             return {}
         except pa.ArrowException as exc:  # corrupt, truncated, or not castable to `schema`
-            _log.warning("%s: unreadable snapshot, its rows are recomputed (%s: %s)",
-                         self.uri(self.table_rel(asset, catalog)), type(exc).__name__, exc)
+            _log.warning(
+                "%s: unreadable snapshot, its rows are recomputed (%s: %s)",
+                self.uri(self.table_rel(asset, catalog)),
+                type(exc).__name__,
+                exc,
+            )
             return {}
         return {} if table is None else {r[key]: r for r in table.to_pylist()}
 

@@ -29,8 +29,13 @@ CHROMIUM = os.environ.get("FLUX_DEPTH_CHROMIUM", "/usr/bin/chromium")
 # The flags that work on these machines: as root (no sandbox), no GPU, and no background
 # networking (the closed network refuses Chromium's own connections, many at a time).
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 READY_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
@@ -65,8 +70,9 @@ class DagsterDev:
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -89,8 +95,11 @@ def _write_instance_yaml(dagster_home: Path) -> None:
     """The instance `make dev` uses (run queue, one run per catalog, hosted-API pool, telemetry
     off), without the first-visit tips; SQLite storage in the temp home."""
     dagster_home.mkdir(parents=True, exist_ok=True)
-    profile = LAPTOP_PROFILE.read_text() if LAPTOP_PROFILE.exists() else (
-        "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 2\n")
+    profile = (
+        LAPTOP_PROFILE.read_text()
+        if LAPTOP_PROFILE.exists()
+        else ("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 2\n")
+    )
     (dagster_home / "dagster.yaml").write_text(profile + "\nnux:\n  enabled: false\n")
 
 
@@ -108,7 +117,9 @@ def _wait_until_ready(dev: DagsterDev) -> None:
     last = "no answer yet"
     while time.monotonic() < deadline:
         if dev.process.poll() is not None:
-            raise RuntimeError(f"dagster dev exited with {dev.process.returncode}:\n{dev.log_tail()}")
+            raise RuntimeError(
+                f"dagster dev exited with {dev.process.returncode}:\n{dev.log_tail()}"
+            )
         try:
             entries = dev.graphql(WORKSPACE_QUERY)["data"]["workspaceOrError"]["locationEntries"]
             states = {e["name"]: (e["loadStatus"], e["locationOrLoadError"]) for e in entries}
@@ -121,7 +132,9 @@ def _wait_until_ready(dev: DagsterDev) -> None:
         except (urllib.error.URLError, ConnectionError, OSError, KeyError, TypeError) as exc:
             last = repr(exc)
         time.sleep(0.5)
-    raise RuntimeError(f"dagster dev not ready after {READY_TIMEOUT_S}s ({last}):\n{dev.log_tail()}")
+    raise RuntimeError(
+        f"dagster dev not ready after {READY_TIMEOUT_S}s ({last}):\n{dev.log_tail()}"
+    )
 
 
 def stop_process_group(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> list[str]:
@@ -163,37 +176,64 @@ def run_dagster_dev(base: Path, add_demo_partition: bool = True):
     if add_demo_partition:
         _add_demo_partition(dagster_home)
     port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("EACHLABS_", "FLUX_DEPTH_CONFIG_DIR", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=str(dagster_home), FLUX_DEPTH_HOME=str(flux_depth_home),
-               PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EACHLABS_", "FLUX_DEPTH_CONFIG_DIR", "DAGSTER_"))
+    }
+    env.update(
+        DAGSTER_HOME=str(dagster_home), FLUX_DEPTH_HOME=str(flux_depth_home), PYTHONUNBUFFERED="1"
+    )
     log_path = base / "dagster_dev.log"
     dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-w", str(REPO / "workspace.yaml"),
-               "-h", "127.0.0.1", "-p", str(port)]
+    command = [
+        str(dagster),
+        "dev",
+        "-w",
+        str(REPO / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     # A Python-level handler becomes SIG_DFL across exec, where an inherited SIG_IGN would stay
     # (and make dagster dev ignore SIGTERM as well).
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
     finally:
         signal.signal(signal.SIGINT, previous)
-    dev = DagsterDev(url=f"http://127.0.0.1:{port}", dagster_home=dagster_home,
-                     flux_depth_home=flux_depth_home, log_path=log_path, process=process)
+    dev = DagsterDev(
+        url=f"http://127.0.0.1:{port}",
+        dagster_home=dagster_home,
+        flux_depth_home=flux_depth_home,
+        log_path=log_path,
+        process=process,
+    )
     started = time.monotonic()
     try:
         _wait_until_ready(dev)
-        print(f"dagster dev ready at {dev.url} after {time.monotonic() - started:.1f}s "
-              f"(log: {log_path})")
+        print(
+            f"dagster dev ready at {dev.url} after {time.monotonic() - started:.1f}s "
+            f"(log: {log_path})"
+        )
         yield dev
     finally:
         stopping = time.monotonic()
         forced = stop_process_group(process)
-        print(f"dagster dev stopped in {time.monotonic() - stopping:.1f}s"
-              + (f" ({'; '.join(forced)})" if forced else " (clean SIGTERM)"))
+        print(
+            f"dagster dev stopped in {time.monotonic() - stopping:.1f}s"
+            + (f" ({'; '.join(forced)})" if forced else " (clean SIGTERM)")
+        )
         assert _port_is_free(port), f"port {port} still answers after stopping dagster dev"
 
 
@@ -221,8 +261,9 @@ def browser():
     except ImportError:
         _require("playwright is not installed (pip install -e '.[dev]')")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
         try:
             yield browser
         finally:

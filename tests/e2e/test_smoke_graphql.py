@@ -33,8 +33,9 @@ def test_smoke_test_graphql_flow_against_dagster_dev(dagster_dev_sensor_only, tm
     assert stack.url == dev.url
 
     assert stack.wait_for("the code location", stack.location_loaded, 60, interval=0.5)
-    assert stack.wait_for("the registry sensor to add demo", stack.has_demo_partition, 120,
-                          interval=1)
+    assert stack.wait_for(
+        "the registry sensor to add demo", stack.has_demo_partition, 120, interval=1
+    )
     run_id = stack.launch_demo_run()
 
     def finished():
@@ -43,8 +44,10 @@ def test_smoke_test_graphql_flow_against_dagster_dev(dagster_dev_sensor_only, tm
 
     status = stack.wait_for(f"run {run_id}", finished, 180, interval=1)
     assert status == "SUCCESS", dev.log_tail()
-    tags = {t["key"]: t["value"] for t in stack.graphql(smoke.RUN_QUERY, {"runId": run_id})
-            ["runOrError"]["tags"]}
+    tags = {
+        t["key"]: t["value"]
+        for t in stack.graphql(smoke.RUN_QUERY, {"runId": run_id})["runOrError"]["tags"]
+    }
     assert tags["dagster/partition"] == "demo" and "flux_depth/catalog" not in tags
     pngs = list((dev.flux_depth_home / "catalogs" / "demo" / "depth_maps").glob("*.png"))
     assert len(pngs) == 6

@@ -130,5 +130,7 @@ def test_materialize_demo_partition_from_the_asset_graph(dagster_dev, page, tmp_
         assert len(runs) == 1
         assert runs[0].status == dg.DagsterRunStatus.SUCCESS
         assert runs[0].tags.get("dagster/partition") == "demo"
-    depth_pngs = list((dagster_dev.flux_depth_home / "catalogs" / "demo" / "depth_maps").glob("*.png"))
+    depth_pngs = list(
+        (dagster_dev.flux_depth_home / "catalogs" / "demo" / "depth_maps").glob("*.png")
+    )
     assert len(depth_pngs) == 6

@@ -26,8 +26,12 @@ from flux_depth_assets.sources import SourceError
         "rejected files with the reason. Table: tables/source_images/catalog={catalog}/."
     ),
 )
-def source_images(context: dg.AssetExecutionContext, storage: StorageResource,
-                  catalogs: CatalogsResource, compute: ComputeResource) -> dg.MaterializeResult:
+def source_images(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    catalogs: CatalogsResource,
+    compute: ComputeResource,
+) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
     catalog = catalogs.load().catalog(context.partition_key)
     store = storage.get()
@@ -36,16 +40,29 @@ def source_images(context: dg.AssetExecutionContext, storage: StorageResource,
     except SourceError as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
     return finish_asset(
-        context, store, catalog, ASSET, table=result.table(), rows=result.rows,
-        counts={"images": result.counts["files"], "new": result.counts["new"],
-                "cached": result.counts["unchanged"], "rejected": result.counts["rejected"],
-                "failed": 0},
-        seconds=result.seconds, started_at=started_at,
+        context,
+        store,
+        catalog,
+        ASSET,
+        table=result.table(),
+        rows=result.rows,
+        counts={
+            "images": result.counts["files"],
+            "new": result.counts["new"],
+            "cached": result.counts["unchanged"],
+            "rejected": result.counts["rejected"],
+            "failed": 0,
+        },
+        seconds=result.seconds,
+        started_at=started_at,
         config_hash=config_hash(catalog.source, catalog.max_image_bytes, catalog.max_image_pixels),
         problems=[f"rejected {r['source_uri']}: {r['reason']}" for r in result.rejected[:20]],
         metadata={
             **{k: dg.MetadataValue.int(int(v)) for k, v in result.counts.items()},
             "images": dg.MetadataValue.int(len(result.accepted)),
-            "preview": preview_table(result.rows, ["image_id", "status", "format", "width",
-                                                   "height", "source_uri", "reason"]),
-        })
+            "preview": preview_table(
+                result.rows,
+                ["image_id", "status", "format", "width", "height", "source_uri", "reason"],
+            ),
+        },
+    )

@@ -28,21 +28,45 @@ from flux_depth_assets.pipeline.scan import accepted_rows
         "params). Files: catalogs/{catalog}/depth_maps/{image_id}.png; table: tables/depth_maps/."
     ),
 )
-def depth_maps(context: dg.AssetExecutionContext, storage: StorageResource,
-               catalogs: CatalogsResource, depth_provider: DepthProviderResource,
-               compute: ComputeResource) -> dg.MaterializeResult:
+def depth_maps(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    catalogs: CatalogsResource,
+    depth_provider: DepthProviderResource,
+    compute: ComputeResource,
+) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
     project = catalogs.load()
     catalog = project.catalog(context.partition_key)
     settings = project.settings_for(catalog.name).depth_maps
     store = storage.get()
     provider = depth_provider.for_catalog(catalog)
-    result = run_or_fail(catalog, lambda: run_depth(
-        catalog.name, accepted_rows(store, catalog.name), provider, store, settings,
-        run_id=context.run.run_id, budget_usd=catalog.budget_usd_per_run,
-        on_budget=catalog.on_budget, log=context.log.info, started_at=started_at,
-        pool=compute.pool()), store)
+    result = run_or_fail(
+        catalog,
+        lambda: run_depth(
+            catalog.name,
+            accepted_rows(store, catalog.name),
+            provider,
+            store,
+            settings,
+            run_id=context.run.run_id,
+            budget_usd=catalog.budget_usd_per_run,
+            on_budget=catalog.on_budget,
+            log=context.log.info,
+            started_at=started_at,
+            pool=compute.pool(),
+        ),
+        store,
+    )
     return finish_provider_asset(
-        context, store, catalog, ASSET, result, depth_provider, started_at=started_at,
-        settings=settings, preview_columns=["image_id", "status", "depth_path", "seconds", "cost_usd", "error"],
-        extra_metadata={"provider": dg.MetadataValue.text(f"{provider.name}/{provider.model}")})
+        context,
+        store,
+        catalog,
+        ASSET,
+        result,
+        depth_provider,
+        started_at=started_at,
+        settings=settings,
+        preview_columns=["image_id", "status", "depth_path", "seconds", "cost_usd", "error"],
+        extra_metadata={"provider": dg.MetadataValue.text(f"{provider.name}/{provider.model}")},
+    )

@@ -29,25 +29,65 @@ from flux_depth_assets.pipeline.scan import accepted_rows
         "Files: catalogs/{catalog}/depth_renders/{image_id}.<ext>; table: tables/depth_renders/."
     ),
 )
-def depth_renders(context: dg.AssetExecutionContext, storage: StorageResource,
-                  catalogs: CatalogsResource, depth_provider: DepthProviderResource) -> dg.MaterializeResult:
+def depth_renders(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    catalogs: CatalogsResource,
+    depth_provider: DepthProviderResource,
+) -> dg.MaterializeResult:
     started_at = datetime.now(UTC)
     catalog = catalogs.load().catalog(context.partition_key)
     if getattr(catalog.provider, "mode", "depth") != "render":
-        return dg.MaterializeResult(metadata={
-            "images": dg.MetadataValue.int(0), "cost_usd": dg.MetadataValue.float(0.0),
-            "dagster/row_count": dg.MetadataValue.int(0),
-            "note": dg.MetadataValue.text("catalog's provider is not in render mode: nothing to render")},
-            check_results=[gate_result(ASSET, evaluate_gate(
-                [], asset=ASSET, catalog=catalog.name, threshold=catalog.max_failure_ratio,
-                where="(no rows)"))])
+        return dg.MaterializeResult(
+            metadata={
+                "images": dg.MetadataValue.int(0),
+                "cost_usd": dg.MetadataValue.float(0.0),
+                "dagster/row_count": dg.MetadataValue.int(0),
+                "note": dg.MetadataValue.text(
+                    "catalog's provider is not in render mode: nothing to render"
+                ),
+            },
+            check_results=[
+                gate_result(
+                    ASSET,
+                    evaluate_gate(
+                        [],
+                        asset=ASSET,
+                        catalog=catalog.name,
+                        threshold=catalog.max_failure_ratio,
+                        where="(no rows)",
+                    ),
+                )
+            ],
+        )
     store = storage.get()
     provider = depth_provider.for_catalog(catalog, purpose="render")
     params = catalog.provider.params  # type: ignore[union-attr]  # render mode: a hosted provider
-    result = run_or_fail(catalog, lambda: run_renders(
-        catalog.name, accepted_rows(store, catalog.name), provider, store, prompt=params.prompt,
-        seed=params.seed, run_id=context.run.run_id, budget_usd=catalog.budget_usd_per_run,
-        on_budget=catalog.on_budget, log=context.log.info, started_at=started_at), store)
+    result = run_or_fail(
+        catalog,
+        lambda: run_renders(
+            catalog.name,
+            accepted_rows(store, catalog.name),
+            provider,
+            store,
+            prompt=params.prompt,
+            seed=params.seed,
+            run_id=context.run.run_id,
+            budget_usd=catalog.budget_usd_per_run,
+            on_budget=catalog.on_budget,
+            log=context.log.info,
+            started_at=started_at,
+        ),
+        store,
+    )
     return finish_provider_asset(
-        context, store, catalog, ASSET, result, depth_provider, started_at=started_at,
-        settings=params, preview_columns=["image_id", "status", "render_path", "prompt", "cost_usd", "error"])
+        context,
+        store,
+        catalog,
+        ASSET,
+        result,
+        depth_provider,
+        started_at=started_at,
+        settings=params,
+        preview_columns=["image_id", "status", "render_path", "prompt", "cost_usd", "error"],
+    )

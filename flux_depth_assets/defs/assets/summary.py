@@ -39,25 +39,47 @@ SUMMARY_AUTOMATION = (
         "tables/catalog_summary/part-0.parquet (`catalog` is a column)."
     ),
 )
-def catalog_summary(context: dg.AssetExecutionContext, storage: StorageResource,
-                    catalogs: CatalogsResource) -> dg.MaterializeResult:
+def catalog_summary(
+    context: dg.AssetExecutionContext, storage: StorageResource, catalogs: CatalogsResource
+) -> dg.MaterializeResult:
     store = storage.get()
     names = known_catalogs(store, list(catalogs.load().catalogs))
     table = summarize(store, names)
     rel = write_summary(store, table)
     rows = table.to_pylist()
     for r in rows:
-        r["depth_stats"] = ", ".join(f"{d['stat']} p50={d['p50']:.3g}" for d in r["depth_stats"] or []
-                                     if d.get("p50") is not None) or None
+        r["depth_stats"] = (
+            ", ".join(
+                f"{d['stat']} p50={d['p50']:.3g}"
+                for d in r["depth_stats"] or []
+                if d.get("p50") is not None
+            )
+            or None
+        )
     context.log.info(f"catalog_summary: {len(rows)} catalog(s) summarized into {store.uri(rel)}")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": dg.MetadataValue.int(len(rows)),
-        "catalogs": dg.MetadataValue.int(len(rows)),
-        "images": dg.MetadataValue.int(sum(r["images"] or 0 for r in rows)),
-        "depth_maps": dg.MetadataValue.int(sum(r["depth_maps"] or 0 for r in rows)),
-        "total_cost_usd": dg.MetadataValue.float(round(sum(r["total_cost_usd"] or 0.0 for r in rows), 6)),
-        "table": dg.MetadataValue.path(store.uri(rel)),
-        "preview": preview_table(rows, ["catalog", "images", "depth_maps", "depth_coverage",
-                                        "total_cost_usd", "cost_per_image", "last_run_at",
-                                        "depth_stats"], limit=20),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(rows)),
+            "catalogs": dg.MetadataValue.int(len(rows)),
+            "images": dg.MetadataValue.int(sum(r["images"] or 0 for r in rows)),
+            "depth_maps": dg.MetadataValue.int(sum(r["depth_maps"] or 0 for r in rows)),
+            "total_cost_usd": dg.MetadataValue.float(
+                round(sum(r["total_cost_usd"] or 0.0 for r in rows), 6)
+            ),
+            "table": dg.MetadataValue.path(store.uri(rel)),
+            "preview": preview_table(
+                rows,
+                [
+                    "catalog",
+                    "images",
+                    "depth_maps",
+                    "depth_coverage",
+                    "total_cost_usd",
+                    "cost_per_image",
+                    "last_run_at",
+                    "depth_stats",
+                ],
+                limit=20,
+            ),
+        }
+    )

@@ -103,14 +103,23 @@ class EachlabsClient:
     bills a canceled prediction, not an aborted one) and the next run pays for a new one.
     """
 
-    def __init__(self, base_url: str, api_key: Secret | str | None, *, timeout_s: float = 30.0,
-                 max_connections: int = 8, retry: RetryPolicy | None = None,
-                 requests_per_second: float | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 rng: random.Random | None = None, adapter: HostAdapter | None = None,
-                 cancel_at_deadline: bool = False):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret | str | None,
+        *,
+        timeout_s: float = 30.0,
+        max_connections: int = 8,
+        retry: RetryPolicy | None = None,
+        requests_per_second: float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+        adapter: HostAdapter | None = None,
+        cancel_at_deadline: bool = False,
+    ):
         if adapter is None:
             from flux_depth_assets.providers.hosts.eachlabs import EachlabsAdapter
+
             adapter = EachlabsAdapter()
         self.adapter = adapter
         self.cancel_at_deadline = cancel_at_deadline
@@ -125,10 +134,13 @@ class EachlabsClient:
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,  # redirects are followed by hand so the key never leaves its origin
             transport=transport,
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
-            headers={"Accept": "application/json",
-                     "User-Agent": f"flux-depth-assets/{adapter.name}"},
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={
+                "Accept": "application/json",
+                "User-Agent": f"flux-depth-assets/{adapter.name}",
+            },
         )
 
     def __repr__(self) -> str:
@@ -145,20 +157,39 @@ class EachlabsClient:
 
     # ------------------------------------------------------------------ protocol
 
-    async def create(self, payload: dict[str, Any], *, deadline: float | None = None,
-                     on_retry: RetryHook | None = None) -> tuple[str, int, int]:
+    async def create(
+        self,
+        payload: dict[str, Any],
+        *,
+        deadline: float | None = None,
+        on_retry: RetryHook | None = None,
+    ) -> tuple[str, int, int]:
         """(prediction id, attempts, HTTP status). Raises `EachlabsError`.
 
         `payload` is `{"model", "version", "input"}`; the adapter shapes its host's request from
         it (with `cancel_at_deadline`, also the deadline, where the host takes one)."""
-        left = max(0.0, deadline - time.monotonic()) \
-            if deadline is not None and self.cancel_at_deadline else None
-        request = self.adapter.create_request(self.base_url, payload.get("model", ""),
-                                              payload.get("version"), payload.get("input", {}),
-                                              left)
-        response, attempts = await self._send(request.method, request.url, payload=request.json,
-                                              api=True, deadline=deadline, on_retry=on_retry,
-                                              phase="create", headers=request.headers)
+        left = (
+            max(0.0, deadline - time.monotonic())
+            if deadline is not None and self.cancel_at_deadline
+            else None
+        )
+        request = self.adapter.create_request(
+            self.base_url,
+            payload.get("model", ""),
+            payload.get("version"),
+            payload.get("input", {}),
+            left,
+        )
+        response, attempts = await self._send(
+            request.method,
+            request.url,
+            payload=request.json,
+            api=True,
+            deadline=deadline,
+            on_retry=on_retry,
+            phase="create",
+            headers=request.headers,
+        )
         data = self._json(response, attempts)
         created = self.adapter.parse_create(data)
         pid = created.prediction_id if created is not None else None
@@ -166,44 +197,68 @@ class EachlabsClient:
             self._poll_urls[created.prediction_id] = created.poll_url
         if pid is None:
             what = message_from(data) if isinstance(data, dict) else None
-            raise EachlabsError(self.redact(
-                f"create answered HTTP {response.status_code} without a prediction id"
-                + (f": {clean_message(what)}" if what else "")),
-                status=response.status_code, attempts=attempts)
+            raise EachlabsError(
+                self.redact(
+                    f"create answered HTTP {response.status_code} without a prediction id"
+                    + (f": {clean_message(what)}" if what else "")
+                ),
+                status=response.status_code,
+                attempts=attempts,
+            )
         return pid, attempts, response.status_code
 
-    async def get(self, prediction_id: str, *, deadline: float | None = None,
-                  on_retry: RetryHook | None = None) -> tuple[PredictionState, int, int]:
+    async def get(
+        self,
+        prediction_id: str,
+        *,
+        deadline: float | None = None,
+        on_retry: RetryHook | None = None,
+    ) -> tuple[PredictionState, int, int]:
         """(normalised state, attempts, HTTP status). Raises `EachlabsError` (404: unknown id)."""
         from flux_depth_assets.providers.hosts.base import Created
 
         request = self.adapter.poll_request(
-            self.base_url, Created(prediction_id, self._poll_urls.get(prediction_id)))
-        response, attempts = await self._send("GET", request.url, api=True, deadline=deadline,
-                                              on_retry=on_retry, phase="poll")
+            self.base_url, Created(prediction_id, self._poll_urls.get(prediction_id))
+        )
+        response, attempts = await self._send(
+            "GET", request.url, api=True, deadline=deadline, on_retry=on_retry, phase="poll"
+        )
         poll = self.adapter.parse_poll(self._json(response, attempts))
-        state = PredictionState(status=poll.status, state=poll.coarse, outputs=list(poll.outputs),
-                                error=poll.error, metrics=dict(poll.metrics),
-                                cost_usd=poll.cost_usd)
+        state = PredictionState(
+            status=poll.status,
+            state=poll.coarse,
+            outputs=list(poll.outputs),
+            error=poll.error,
+            metrics=dict(poll.metrics),
+            cost_usd=poll.cost_usd,
+        )
         return state, attempts, response.status_code
 
-    async def download(self, url: str, *, deadline: float | None = None,
-                       on_retry: RetryHook | None = None) -> tuple[bytes, str, int, int]:
+    async def download(
+        self, url: str, *, deadline: float | None = None, on_retry: RetryHook | None = None
+    ) -> tuple[bytes, str, int, int]:
         """(bytes, content type, attempts, HTTP status) of an output URL or `data:` URI."""
         if url.startswith("data:"):
             head, _, payload = url.partition(",")
             try:
-                data = base64.b64decode(payload, validate=True) if ";base64" in head \
+                data = (
+                    base64.b64decode(payload, validate=True)
+                    if ";base64" in head
                     else payload.encode()
+                )
             except (binascii.Error, ValueError):
                 raise EachlabsError("output data URI is not valid base64") from None
             return data, head[5:].split(";")[0], 0, 200
-        response, attempts = await self._send("GET", url, api=False, deadline=deadline,
-                                              on_retry=on_retry, phase="download")
+        response, attempts = await self._send(
+            "GET", url, api=False, deadline=deadline, on_retry=on_retry, phase="download"
+        )
         content = response.content
         if len(content) > MAX_OUTPUT_BYTES:
-            raise EachlabsError(f"output is larger than {MAX_OUTPUT_BYTES} bytes",
-                                status=response.status_code, attempts=attempts)
+            raise EachlabsError(
+                f"output is larger than {MAX_OUTPUT_BYTES} bytes",
+                status=response.status_code,
+                attempts=attempts,
+            )
         return content, response.headers.get("content-type", ""), attempts, response.status_code
 
     # ------------------------------------------------------------------ transport
@@ -212,15 +267,27 @@ class EachlabsClient:
         try:
             return response.json()
         except (ValueError, UnicodeDecodeError):
-            raise EachlabsError(self.redact(
-                f"HTTP {response.status_code} answer is not JSON: "
-                f"{clean_message(response.text[:120])}"),
-                status=response.status_code, attempts=attempts) from None
+            raise EachlabsError(
+                self.redact(
+                    f"HTTP {response.status_code} answer is not JSON: "
+                    f"{clean_message(response.text[:120])}"
+                ),
+                status=response.status_code,
+                attempts=attempts,
+            ) from None
 
-    async def _send(self, method: str, url: str, *, payload: Any = None, api: bool,
-                    deadline: float | None, on_retry: RetryHook | None,
-                    phase: Literal["create", "poll", "download"],
-                    headers: Mapping[str, str] | None = None) -> tuple[httpx.Response, int]:
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        payload: Any = None,
+        api: bool,
+        deadline: float | None,
+        on_retry: RetryHook | None,
+        phase: Literal["create", "poll", "download"],
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[httpx.Response, int]:
         attempt = 0
         while True:
             attempt += 1
@@ -232,14 +299,20 @@ class EachlabsClient:
                 # the request could not even be built (e.g. an illegal header value): it was
                 # never sent and can never succeed, so no retry; h11's text quotes the header
                 # value (the key), so it is not shown at all
-                raise EachlabsError(f"the request could not be sent ({type(exc).__name__}): "
-                                    "a header or the URL is not valid HTTP; nothing was sent",
-                                    attempts=attempt) from None
+                raise EachlabsError(
+                    f"the request could not be sent ({type(exc).__name__}): "
+                    "a header or the URL is not valid HTTP; nothing was sent",
+                    attempts=attempt,
+                ) from None
             except httpx.TransportError as exc:
-                connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+                connect = isinstance(
+                    exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+                )
                 error = EachlabsError(
                     self.redact(f"{type(exc).__name__}: {clean_message(str(exc)) or 'no detail'}"),
-                    retryable=True, uncertain=not connect)
+                    retryable=True,
+                    uncertain=not connect,
+                )
             except EachlabsError:
                 raise
             else:
@@ -248,9 +321,13 @@ class EachlabsClient:
                     return response, attempt
                 failure = self.adapter.classify(phase, response)  # 429/5xx retry, Retry-After
                 error = EachlabsError(
-                    self.redact(f"HTTP {code}: {failure.message}"), status=code,
-                    retryable=failure.retryable, retry_after=failure.retry_after,
-                    uncertain=failure.uncertain, kind=failure.kind.value)
+                    self.redact(f"HTTP {code}: {failure.message}"),
+                    status=code,
+                    retryable=failure.retryable,
+                    retry_after=failure.retry_after,
+                    uncertain=failure.uncertain,
+                    kind=failure.kind.value,
+                )
             error.attempts = attempt
             if not error.retryable:
                 raise error
@@ -259,15 +336,17 @@ class EachlabsClient:
                 raise error
             wait = self.retry.delay(attempt, error.retry_after, self._rng)
             if deadline is not None and time.monotonic() + wait > deadline:
-                error.add_note_to_message(f"no retry: waiting {wait:.1f} s would pass the "
-                                          "prediction deadline")
+                error.add_note_to_message(
+                    f"no retry: waiting {wait:.1f} s would pass the prediction deadline"
+                )
                 raise error
             if on_retry is not None:
                 on_retry(error, wait)
             await asyncio.sleep(wait)
 
-    async def _follow(self, method: str, url: str, payload: Any,
-                      extra_headers: Mapping[str, str]) -> httpx.Response:
+    async def _follow(
+        self, method: str, url: str, payload: Any, extra_headers: Mapping[str, str]
+    ) -> httpx.Response:
         """One request, following redirects by hand: the key goes only where the adapter allows
         (the API's own origin, by default)."""
         current = httpx.URL(url)
@@ -280,12 +359,16 @@ class EachlabsClient:
                 return response
             await response.aclose()
             if method == "POST" and response.status_code not in (307, 308):
-                raise EachlabsError(f"create was redirected with HTTP {response.status_code}; "
-                                    "refusing to turn it into a GET", status=response.status_code)
+                raise EachlabsError(
+                    f"create was redirected with HTTP {response.status_code}; "
+                    "refusing to turn it into a GET",
+                    status=response.status_code,
+                )
             current = current.join(response.headers["location"])
             if current.scheme not in ("http", "https"):
-                raise EachlabsError(f"redirect to a non-http(s) URL ({current.scheme})",
-                                    status=response.status_code)
+                raise EachlabsError(
+                    f"redirect to a non-http(s) URL ({current.scheme})", status=response.status_code
+                )
         raise EachlabsError(f"more than {MAX_REDIRECTS} redirects", status=response.status_code)
 
 

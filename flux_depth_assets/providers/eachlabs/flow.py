@@ -66,9 +66,14 @@ async def predict_one(track: Track, entry: JournalEntry | None) -> DepthPredicti
     except Exception as exc:  # noqa: BLE001 - one image never sinks the batch
         if log.isEnabledFor(logging.DEBUG):  # the traceback, redacted like everything else
             trace = "".join(traceback.format_exception(exc))
-            log.debug("eachlabs %s: unexpected error\n%s", track.item.image_id,
-                      track.run.client.redact(trace))
-        note = "; its prediction stays journaled" if track.prediction_id and not track.terminal else ""
+            log.debug(
+                "eachlabs %s: unexpected error\n%s",
+                track.item.image_id,
+                track.run.client.redact(trace),
+            )
+        note = (
+            "; its prediction stays journaled" if track.prediction_id and not track.terminal else ""
+        )
         return track.failed(f"{type(exc).__name__}: {exc}{note}")
     finally:
         await track.run.result_checked(counted=track.admitted)
@@ -87,28 +92,33 @@ async def _resume(track: Track, entry: JournalEntry) -> DepthPrediction | None:
     run.resumed += 1
     if entry.state == "downloaded" and entry.output_b64:
         track.host_status = "success"
-        return await _deliver(track, entry, entry.output(), entry.output_content_type or "",
-                              already_journaled=True)
+        return await _deliver(
+            track, entry, entry.output(), entry.output_content_type or "", already_journaled=True
+        )
     try:
         state = await _wait(track, fresh=False)
     except EachlabsError as exc:
         if exc.status != 404:
             track.http_status = exc.status
-            return track.failed(f"polling journaled prediction {entry.prediction_id} failed: "
-                                f"{exc.message}; it stays journaled and the next run resumes it")
+            return track.failed(
+                f"polling journaled prediction {entry.prediction_id} failed: "
+                f"{exc.message}; it stays journaled and the next run resumes it"
+            )
         reason = f"journaled prediction {entry.prediction_id} is unknown to the host (HTTP 404)"
     except DeadlineExceeded as exc:
         return track.failed(
             f"journaled prediction {entry.prediction_id} still {exc.last_status or 'running'} "
             f"after {run.config.prediction_deadline_s:g} s (prediction_deadline_s); it stays "
-            "journaled and the next run resumes it")
+            "journaled and the next run resumes it"
+        )
     else:
         if state.state == "succeeded":
             return await _download_and_deliver(track, entry, state)
-        reason = (f"journaled prediction {entry.prediction_id} ended {state.status}: "
-                  f"{state.error or 'no error given'}")
-    track.extra["replaced_prediction_ids"] = [*entry.replaced_prediction_ids,
-                                              entry.prediction_id]
+        reason = (
+            f"journaled prediction {entry.prediction_id} ended {state.status}: "
+            f"{state.error or 'no error given'}"
+        )
+    track.extra["replaced_prediction_ids"] = [*entry.replaced_prediction_ids, entry.prediction_id]
     track.extra["replaced_because"] = run.client.redact(reason)
     run.emit(f"eachlabs: {track.item.image_id}: {reason}; creating a new prediction")
     track.resumed = False
@@ -131,20 +141,35 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
     if refused:
         track.extra["host_refused"] = refused
         return track.failed(f"not sent: {refused}")
-    if (cfg.image_transport == "source_url" and item.source_uri.startswith(("http://", "https://"))
-            and not hides_secrets(item.source_uri)):  # stored without its secrets: send bytes
+    if (
+        cfg.image_transport == "source_url"
+        and item.source_uri.startswith(("http://", "https://"))
+        and not hides_secrets(item.source_uri)
+    ):  # stored without its secrets: send bytes
         control, size = item.source_uri, None
         track.extra["transport"] = "source_url"
     else:
         control, size, sent = await asyncio.to_thread(_prepare, item)
         track.extra["transport"] = "data_uri"
         track.extra["sent_size"] = list(sent)
-    payload = {"model": cfg.model, "version": cfg.version,
-               "input": _inputs(cfg, control), "webhook_url": ""}
-    entry = JournalEntry(cache_key=item.cache_key, image_id=item.image_id, prediction_id=None,
-                         host=run.host, model=cfg.model, version=cfg.version, state="sending",
-                         run_id=run.run_id, cost_usd=cfg.price_usd,
-                         replaced_prediction_ids=replaced)
+    payload = {
+        "model": cfg.model,
+        "version": cfg.version,
+        "input": _inputs(cfg, control),
+        "webhook_url": "",
+    }
+    entry = JournalEntry(
+        cache_key=item.cache_key,
+        image_id=item.image_id,
+        prediction_id=None,
+        host=run.host,
+        model=cfg.model,
+        version=cfg.version,
+        state="sending",
+        run_id=run.run_id,
+        cost_usd=cfg.price_usd,
+        replaced_prediction_ids=replaced,
+    )
     # durable BEFORE the request leaves: a crash from here on is known to the next run
     try:
         await asyncio.to_thread(run.journal.write, entry)
@@ -153,8 +178,9 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         return track.failed(f"not sent: {run.stop}")
     track.journal_live = True
     try:
-        pid, attempts, status = await run.client.create(payload, deadline=track.deadline,
-                                                        on_retry=track.on_retry)
+        pid, attempts, status = await run.client.create(
+            payload, deadline=track.deadline, on_retry=track.on_retry
+        )
     except EachlabsError as exc:
         return await _create_failed(track, exc)
     del payload, control
@@ -176,15 +202,19 @@ async def _create(track: Track, replaced: list[str]) -> DepthPrediction:
         return track.failed(
             f"prediction {pid} still {exc.last_status or 'running'} after "
             f"{cfg.prediction_deadline_s:g} s (prediction_deadline_s); it stays journaled and "
-            "the next run resumes polling it instead of paying again")
+            "the next run resumes polling it instead of paying again"
+        )
     except EachlabsError as exc:
         track.http_status = exc.status
-        return track.failed(f"polling prediction {pid} failed: {exc.message}; it stays "
-                            "journaled and the next run resumes it")
+        return track.failed(
+            f"polling prediction {pid} failed: {exc.message}; it stays "
+            "journaled and the next run resumes it"
+        )
     if state.state == "failed":
         track.terminal = True
-        return track.failed(f"host reported prediction {pid} {state.status}: "
-                            f"{state.error or 'no error given'}")
+        return track.failed(
+            f"host reported prediction {pid} {state.status}: {state.error or 'no error given'}"
+        )
     return await _download_and_deliver(track, entry, state, size)
 
 
@@ -198,25 +228,33 @@ async def _create_failed(track: Track, exc: EachlabsError) -> DepthPrediction:
         await asyncio.to_thread(run.gate.stop, f"HTTP {exc.status}: {exc.message}")
     if exc.kind == "model_unavailable" and run.fatal is None:
         run.fatal = f"HTTP {exc.status} (the host does not serve the model)"
-        run.emit(f"eachlabs: create answered {exc.message}; no further "
-                 "predictions will be created on this host in this run")
+        run.emit(
+            f"eachlabs: create answered {exc.message}; no further "
+            "predictions will be created on this host in this run"
+        )
     if exc.kind in ("model_unavailable", "auth", "out_of_credit") and not exc.uncertain:
         track.extra["host_refused"] = f"HTTP {exc.status}"  # nothing was created
     if exc.status in FATAL_CREATE_STATUSES and run.fatal is None:
         run.fatal = f"HTTP {exc.status}"
-        run.emit(f"eachlabs: create answered {exc.message}; no further "
-                 "predictions will be created in this run")
+        run.emit(
+            f"eachlabs: create answered {exc.message}; no further "
+            "predictions will be created in this run"
+        )
     if exc.uncertain:  # reported by this run, so the entry must not be reported again
         track.uncertain(cfg.price_usd, run.run_id)
     else:
         track.extra["not_created"] = True  # the host never had it: another host may take it
-    if not exc.uncertain and exc.retryable and run.unavailable_after_s is not None:  # unreachable, nothing created
+    if (
+        not exc.uncertain and exc.retryable and run.unavailable_after_s is not None
+    ):  # unreachable, nothing created
         now = time.monotonic()
         run.failing_since = run.failing_since or now
         if now - run.failing_since >= run.unavailable_after_s and run.fatal is None:
             run.fatal = f"unavailable for {run.unavailable_after_s:g} s (unavailable_after_s)"
-            run.emit(f"eachlabs: {run.host} {run.fatal}; no further predictions will be "
-                     "created on this host in this run")
+            run.emit(
+                f"eachlabs: {run.host} {run.fatal}; no further predictions will be "
+                "created on this host in this run"
+            )
         if run.fatal:
             track.extra["host_refused"] = run.fatal
     await asyncio.to_thread(_forget, run, item.cache_key)
@@ -257,9 +295,13 @@ def _prepare(item: ProviderInput) -> tuple[str, tuple[int, int], tuple[int, int]
 def _inputs(cfg: EachlabsProviderConfig, control: str) -> dict[str, Any]:
     p = cfg.params
     inputs: dict[str, Any] = {
-        "control_image": control, "prompt": p.prompt, "steps": p.steps,
-        "guidance": p.guidance, "safety_tolerance": p.safety_tolerance,
-        "output_format": p.output_format, "prompt_upsampling": p.prompt_upsampling,
+        "control_image": control,
+        "prompt": p.prompt,
+        "steps": p.steps,
+        "guidance": p.guidance,
+        "safety_tolerance": p.safety_tolerance,
+        "output_format": p.output_format,
+        "prompt_upsampling": p.prompt_upsampling,
     }
     if p.seed is not None:
         inputs["seed"] = p.seed
@@ -282,11 +324,16 @@ async def _wait(track: Track, fresh: bool) -> PredictionState:
         if fresh:
             await run.schedule.sleep_until_poll(role, started, last_poll, polls, track.deadline)
         elif last_poll is not None:  # a resumed prediction is polled at once, then every interval
-            await asyncio.sleep(max(0.0, min(last_poll + run.config.poll_interval_s,
-                                             track.deadline) - time.monotonic()))
+            await asyncio.sleep(
+                max(
+                    0.0,
+                    min(last_poll + run.config.poll_interval_s, track.deadline) - time.monotonic(),
+                )
+            )
         last_poll = time.monotonic()
-        state, _attempts, status = await run.client.get(pid, deadline=track.deadline,
-                                                        on_retry=track.on_retry)
+        state, _attempts, status = await run.client.get(
+            pid, deadline=track.deadline, on_retry=track.on_retry
+        )
         polls += 1
         track.polls += 1
         track.http_status = status
@@ -309,30 +356,41 @@ async def _wait(track: Track, fresh: bool) -> PredictionState:
             raise DeadlineExceeded(last_status)
 
 
-async def _download_and_deliver(track: Track, entry: JournalEntry,
-                                state: PredictionState,
-                                size: tuple[int, int] | None = None) -> DepthPrediction:
+async def _download_and_deliver(
+    track: Track, entry: JournalEntry, state: PredictionState, size: tuple[int, int] | None = None
+) -> DepthPrediction:
     run = track.run
     if not state.outputs:
         track.terminal = True
-        return track.failed(f"host reported prediction {track.prediction_id} {state.status} "
-                            "without an output URL")
+        return track.failed(
+            f"host reported prediction {track.prediction_id} {state.status} without an output URL"
+        )
     try:
         data, content_type, _attempts, status = await run.client.download(
-            state.outputs[0], deadline=track.deadline + run.config.timeout_s,
-            on_retry=track.on_retry)
+            state.outputs[0],
+            deadline=track.deadline + run.config.timeout_s,
+            on_retry=track.on_retry,
+        )
     except EachlabsError as exc:
         track.http_status = exc.status
-        return track.failed(f"downloading the output of prediction {track.prediction_id} "
-                            f"failed: {exc.message}; it stays journaled and the next run "
-                            "fetches it again")
+        return track.failed(
+            f"downloading the output of prediction {track.prediction_id} "
+            f"failed: {exc.message}; it stays journaled and the next run "
+            "fetches it again"
+        )
     track.http_status = status
     return await _deliver(track, entry, data, content_type, size=size)
 
 
-async def _deliver(track: Track, entry: JournalEntry, data: bytes | None,
-                   content_type: str, *, size: tuple[int, int] | None = None,
-                   already_journaled: bool = False) -> DepthPrediction:
+async def _deliver(
+    track: Track,
+    entry: JournalEntry,
+    data: bytes | None,
+    content_type: str,
+    *,
+    size: tuple[int, int] | None = None,
+    already_journaled: bool = False,
+) -> DepthPrediction:
     """Journal the output, then turn it into the prediction for this mode."""
     mode, item = track.run.mode, track.item
     fmt = sniff_image_format(data or b"")
@@ -346,9 +404,11 @@ async def _deliver(track: Track, entry: JournalEntry, data: bytes | None,
         track.terminal = True
         if mode == "render":
             if fmt is None:
-                return track.failed(f"the output of prediction {track.prediction_id} is not a "
-                                    f"PNG/JPEG/WebP image ({len(data or b'')} bytes, "
-                                    f"{content_type or 'no content type'})")
+                return track.failed(
+                    f"the output of prediction {track.prediction_id} is not a "
+                    f"PNG/JPEG/WebP image ({len(data or b'')} bytes, "
+                    f"{content_type or 'no content type'})"
+                )
             return track.prediction(render_bytes=data, render_format=fmt, depth=None)
         target = size
         if target is None:
@@ -357,9 +417,15 @@ async def _deliver(track: Track, entry: JournalEntry, data: bytes | None,
                     target = im.size
             except Exception:  # noqa: BLE001 - keep the host's size; the caller resizes
                 target = None
-        problem = check_depth_result(data or b"", target) if fmt is not None else ResultProblem(
-            f"the host returned {len(data or b'')} bytes ({content_type or 'no content type'}) "
-            "that are not a PNG/JPEG/WebP image", "check the host's output format")
+        problem = (
+            check_depth_result(data or b"", target)
+            if fmt is not None
+            else ResultProblem(
+                f"the host returned {len(data or b'')} bytes ({content_type or 'no content type'}) "
+                "that are not a PNG/JPEG/WebP image",
+                "check the host's output format",
+            )
+        )
         track.run.breaker.record(problem)
         if problem is not None:
             track.extra["result_problem"] = str(problem)
@@ -367,8 +433,10 @@ async def _deliver(track: Track, entry: JournalEntry, data: bytes | None,
         try:
             depth = decode_depth(data or b"", target)
         except Exception as exc:  # noqa: BLE001
-            return track.failed(f"the output of prediction {track.prediction_id} could not be "
-                                f"decoded: {type(exc).__name__}: {exc}")
+            return track.failed(
+                f"the output of prediction {track.prediction_id} could not be "
+                f"decoded: {type(exc).__name__}: {exc}"
+            )
         return track.prediction(depth=depth)
 
     return await asyncio.to_thread(work)  # file writes and decoding stay off the event loop

@@ -54,6 +54,8 @@ def decode_depth(data: bytes, size: tuple[int, int] | None) -> np.ndarray:
     """float32 nearness in [0, 1] (white = near) at `size` (w, h) when given."""
     nearness = depth_image_to_nearness(data)
     if size is not None and nearness.shape != (size[1], size[0]):
-        resized = Image.fromarray(nearness.astype(np.float32), "F").resize(size, Image.Resampling.BILINEAR)
+        resized = Image.fromarray(nearness.astype(np.float32), "F").resize(
+            size, Image.Resampling.BILINEAR
+        )
         nearness = np.asarray(resized, dtype=np.float32)
     return np.ascontiguousarray(nearness, dtype=np.float32)

@@ -113,8 +113,11 @@ class PredictionJournal:
         return JournalEntry.from_bytes(self.storage.read_bytes(rel))
 
     def keys(self) -> list[str]:
-        return [rel.rsplit("/", 1)[-1][: -len(".json")] for rel in self.storage.list(self.directory)
-                if rel.endswith(".json") and not rel.rsplit("/", 1)[-1].startswith(".")]
+        return [
+            rel.rsplit("/", 1)[-1][: -len(".json")]
+            for rel in self.storage.list(self.directory)
+            if rel.endswith(".json") and not rel.rsplit("/", 1)[-1].startswith(".")
+        ]
 
     def write(self, entry: JournalEntry) -> None:
         entry.updated_at = _now()

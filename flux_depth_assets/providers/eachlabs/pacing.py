@@ -81,14 +81,16 @@ class PollScheduler:
             return "scout"
         return "follower"
 
-    async def sleep_until_poll(self, role: str, started: float, last_poll: float | None,
-                               polls: int, deadline: float) -> None:
+    async def sleep_until_poll(
+        self, role: str, started: float, last_poll: float | None, polls: int, deadline: float
+    ) -> None:
         """Sleep until the next poll of a fresh prediction (monotonic times)."""
         if role == "follower" and self.estimate_s is None:
             fallback = (last_poll or started) + self.interval_s * min(8, 2 ** (polls + 1))
             try:
-                await asyncio.wait_for(self._learned.wait(),
-                                       max(0.0, min(fallback, deadline) - time.monotonic()))
+                await asyncio.wait_for(
+                    self._learned.wait(), max(0.0, min(fallback, deadline) - time.monotonic())
+                )
             except TimeoutError:
                 return
         if last_poll is None:

@@ -17,9 +17,21 @@ from typing import Any, Literal
 import httpx
 
 SUCCESS_STATUSES = frozenset({"success", "succeeded", "completed", "complete", "ready", "done"})
-FAILED_STATUSES = frozenset({"failed", "failure", "error", "errored", "canceled", "cancelled",
-                             "aborted", "timeout", "timed_out", "content moderated",
-                             "request moderated"})
+FAILED_STATUSES = frozenset(
+    {
+        "failed",
+        "failure",
+        "error",
+        "errored",
+        "canceled",
+        "cancelled",
+        "aborted",
+        "timeout",
+        "timed_out",
+        "content moderated",
+        "request moderated",
+    }
+)
 MAX_MESSAGE_CHARS = 300
 
 
@@ -31,9 +43,17 @@ class EachlabsError(Exception):
     a prediction whose id we never received.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 retry_after: float | None = None, attempts: int = 1, uncertain: bool = False,
-                 kind: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        attempts: int = 1,
+        uncertain: bool = False,
+        kind: str | None = None,
+    ):
         super().__init__(message)
         self.kind = kind  # an error answer's `providers.hosts.ErrorKind` value
         self.message = message
@@ -157,17 +177,27 @@ def parse_prediction(data: Any) -> PredictionState:
         outputs = _output_urls(data["result"])
     metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
     cost = None
-    for holder, key in ((data, "cost_usd"), (data, "cost"), (data, "price"),
-                        (metrics, "cost_usd"), (metrics, "cost")):
+    for holder, key in (
+        (data, "cost_usd"),
+        (data, "cost"),
+        (data, "price"),
+        (metrics, "cost_usd"),
+        (metrics, "cost"),
+    ):
         cost = _number(holder.get(key))
         if cost is not None:
             break
     error = message_from(data.get("error"))
     if state == "failed" and not error:
         error = message_from(data.get("message")) or f"prediction {status}"
-    return PredictionState(status=status, state=state, outputs=outputs,
-                           error=clean_message(error) if error else None, metrics=dict(metrics),
-                           cost_usd=cost)
+    return PredictionState(
+        status=status,
+        state=state,
+        outputs=outputs,
+        error=clean_message(error) if error else None,
+        metrics=dict(metrics),
+        cost_usd=cost,
+    )
 
 
 def prediction_id_from(data: Any) -> str | None:

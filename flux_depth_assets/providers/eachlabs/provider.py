@@ -72,15 +72,26 @@ class EachlabsProvider(DepthProvider):
 
     name = "eachlabs"
 
-    def __init__(self, config: EachlabsProviderConfig, api_key: str | None = None,
-                 base_url_override: str | None = None, journal_storage: Storage | None = None, *,
-                 retry: RetryPolicy | None = None, progress_interval_s: float = 5.0,
-                 transport: httpx.AsyncBaseTransport | None = None, seed: int | None = None,
-                 adapter: HostAdapter | None = None, key_env: str | None = None,
-                 account: str | None = None, limits: AccountLimits | None = None,
-                 unavailable_after_s: float | None = None):
+    def __init__(
+        self,
+        config: EachlabsProviderConfig,
+        api_key: str | None = None,
+        base_url_override: str | None = None,
+        journal_storage: Storage | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        progress_interval_s: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        seed: int | None = None,
+        adapter: HostAdapter | None = None,
+        key_env: str | None = None,
+        account: str | None = None,
+        limits: AccountLimits | None = None,
+        unavailable_after_s: float | None = None,
+    ):
         if adapter is None:
             from flux_depth_assets.providers.hosts.eachlabs import EachlabsAdapter
+
             adapter = EachlabsAdapter()
         self.adapter = adapter  # the host's wire dialect
         self.name = self.adapter.name
@@ -96,8 +107,9 @@ class EachlabsProvider(DepthProvider):
         self._api_key = Secret(api_key or "")
         base_url = (base_url_override or "").strip() or config.base_url
         if not base_url.startswith(("http://", "https://")):
-            raise EachlabsNotReady(f"{self.adapter.base_url_env} must start with http:// or "
-                                   "https://")
+            raise EachlabsNotReady(
+                f"{self.adapter.base_url_env} must start with http:// or https://"
+            )
         self.base_url = base_url.rstrip("/")
         self.journal_storage = journal_storage
         self.retry = retry or RetryPolicy(max_retries=config.max_retries)
@@ -110,8 +122,10 @@ class EachlabsProvider(DepthProvider):
 
     def __repr__(self) -> str:
         key = "<set>" if self._api_key else "<unset>"
-        return (f"EachlabsProvider(model={self.model!r}, version={self.model_version!r}, "
-                f"mode={self.mode!r}, base_url={self.base_url!r}, api_key={key})")
+        return (
+            f"EachlabsProvider(model={self.model!r}, version={self.model_version!r}, "
+            f"mode={self.mode!r}, base_url={self.base_url!r}, api_key={key})"
+        )
 
     # ------------------------------------------------------------------ DepthProvider
 
@@ -129,12 +143,14 @@ class EachlabsProvider(DepthProvider):
             raise EachlabsNotReady(
                 f"the {self.name} provider has no API key: set the environment variable "
                 f"{self.key_env} "
-                "(read at run time through Dagster's EnvVar; never logged). Nothing was sent.")
+                "(read at run time through Dagster's EnvVar; never logged). Nothing was sent."
+            )
         problem = unsafe_key_problem(self._api_key.reveal())
         if problem:
             raise EachlabsNotReady(
                 f"the API key in {self.key_env} cannot be used: {problem}. Set it again on one "
-                "line, without spaces. Nothing was sent.")
+                "line, without spaces. Nothing was sent."
+            )
 
     def bind_storage(self, storage: Storage, run_id: str = "") -> None:
         """The journal lives with the run's storage root (on S3 in production)."""
@@ -159,8 +175,9 @@ class EachlabsProvider(DepthProvider):
     def stop_reason(self) -> str | None:
         return self._stop
 
-    def predict_many(self, items: Sequence[ProviderInput],
-                     progress: ProgressFn | None = None) -> list[DepthPrediction]:
+    def predict_many(
+        self, items: Sequence[ProviderInput], progress: ProgressFn | None = None
+    ) -> list[DepthPrediction]:
         self.check_ready()
         if not items:
             return []
@@ -172,7 +189,8 @@ class EachlabsProvider(DepthProvider):
             raise EachlabsNotReady(
                 f"the prediction journal at {journal.storage.uri(journal.directory)} cannot be "
                 f"written ({type(exc).__name__}: {exc}); without it a crash could pay twice, so "
-                "nothing was sent. Fix the storage root and run again") from None
+                "nothing was sent. Fix the storage root and run again"
+            ) from None
         # one prediction per cache key: an image listed twice is paid once
         unique: dict[str, ProviderInput] = {}
         for item in items:
@@ -183,15 +201,20 @@ class EachlabsProvider(DepthProvider):
         for item in items:
             pred = by_key[item.cache_key]
             if pred.image_id != item.image_id:
-                pred = dataclasses.replace(pred, image_id=item.image_id, cost_usd=0.0, attempts=0,
-                                           extra={**pred.extra, "same_as": pred.image_id,
-                                                  "cost_reported": True})  # paid once, above
+                pred = dataclasses.replace(
+                    pred,
+                    image_id=item.image_id,
+                    cost_usd=0.0,
+                    attempts=0,
+                    extra={**pred.extra, "same_as": pred.image_id, "cost_reported": True},
+                )  # paid once, above
             pred.extra.setdefault("host", self.name)  # lineage's `host` column
             out.append(pred)
         return out
 
-    def _run_sync(self, items: list[ProviderInput], journal: PredictionJournal,
-                  progress: ProgressFn | None) -> list[DepthPrediction]:
+    def _run_sync(
+        self, items: list[ProviderInput], journal: PredictionJournal, progress: ProgressFn | None
+    ) -> list[DepthPrediction]:
         coro = self._run(items, journal, progress)
         try:
             asyncio.get_running_loop()
@@ -215,35 +238,55 @@ class EachlabsProvider(DepthProvider):
 
     # ------------------------------------------------------------------ the run
 
-    async def _run(self, items: list[ProviderInput], journal: PredictionJournal,
-                   progress: ProgressFn | None) -> list[DepthPrediction]:
+    async def _run(
+        self, items: list[ProviderInput], journal: PredictionJournal, progress: ProgressFn | None
+    ) -> list[DepthPrediction]:
         cfg = self.config
         client = EachlabsClient(
-            self.base_url, self._api_key, timeout_s=cfg.timeout_s,
-            max_connections=min(cfg.max_concurrency, len(items)) + 2, retry=self.retry,
-            requests_per_second=cfg.requests_per_second, transport=self._transport, rng=self._rng,
-            adapter=self.adapter)
+            self.base_url,
+            self._api_key,
+            timeout_s=cfg.timeout_s,
+            max_connections=min(cfg.max_concurrency, len(items)) + 2,
+            retry=self.retry,
+            requests_per_second=cfg.requests_per_second,
+            transport=self._transport,
+            rng=self._rng,
+            adapter=self.adapter,
+        )
         t_start = time.monotonic()
         try:
             host = url_host(self.base_url)
-            run = RunState(total=len(items), config=cfg, mode=self.mode, host=host, client=client,
-                           journal=journal, schedule=PollScheduler(cfg.poll_interval_s),
-                           progress=progress, run_id=self.run_id,
-                           gate=self._gate(journal.storage),
-                           unavailable_after_s=self.unavailable_after_s)
+            run = RunState(
+                total=len(items),
+                config=cfg,
+                mode=self.mode,
+                host=host,
+                client=client,
+                journal=journal,
+                schedule=PollScheduler(cfg.poll_interval_s),
+                progress=progress,
+                run_id=self.run_id,
+                gate=self._gate(journal.storage),
+                unavailable_after_s=self.unavailable_after_s,
+            )
             entries = await asyncio.to_thread(journal.load, {i.cache_key for i in items})
             entries = {k: e for k, e in entries.items() if e.host == host}
             live = {k for k, e in entries.items() if e.prediction_id}
             if live:
-                run.emit(f"eachlabs: resuming {len(live)} journaled prediction(s) "
-                         f"before creating new ones ({journal!r})")
+                run.emit(
+                    f"eachlabs: resuming {len(live)} journaled prediction(s) "
+                    f"before creating new ones ({journal!r})"
+                )
             if len(entries) > len(live):
-                run.emit(f"eachlabs: {len(entries) - len(live)} create(s) of an earlier run were "
-                         "sent without an answer (the run stopped); the host may have charged "
-                         "them: reported as uncertain")
+                run.emit(
+                    f"eachlabs: {len(entries) - len(live)} create(s) of an earlier run were "
+                    "sent without an answer (the run stopped); the host may have charged "
+                    "them: reported as uncertain"
+                )
             if origin(self.base_url)[0] == "http" and not _is_loopback(self.base_url):
-                run.emit(f"eachlabs: warning: {host} is plain http; the API key travels "
-                         "unencrypted")
+                run.emit(
+                    f"eachlabs: warning: {host} is plain http; the API key travels unencrypted"
+                )
             # journaled images first: their ids are polled before anything new is created
             order = sorted(range(len(items)), key=lambda i: items[i].cache_key not in live)
             queue = deque(order)
@@ -255,8 +298,9 @@ class EachlabsProvider(DepthProvider):
                     index = queue.popleft()
                     item = items[index]
                     now = time.monotonic()
-                    track = Track(item=item, t0=now, deadline=now + cfg.prediction_deadline_s,
-                                  run=run)
+                    track = Track(
+                        item=item, t0=now, deadline=now + cfg.prediction_deadline_s, run=run
+                    )
                     tracks[index] = track
                     run.inflight += 1
                     try:
@@ -270,7 +314,9 @@ class EachlabsProvider(DepthProvider):
             ticker = asyncio.create_task(run.report_progress(self.progress_interval_s))
             renewer = asyncio.create_task(run.gate.keep_renewed()) if run.gate else None
             try:
-                await asyncio.gather(*(worker() for _ in range(min(cfg.max_concurrency, len(items)))))
+                await asyncio.gather(
+                    *(worker() for _ in range(min(cfg.max_concurrency, len(items))))
+                )
             finally:
                 ticker.cancel()
                 if renewer is not None:
@@ -285,11 +331,13 @@ class EachlabsProvider(DepthProvider):
                     self._unfinished.add(t.item.cache_key)
             self._stop = run.stop
             kept = sum(1 for t in tracks if t is not None and not t.terminal and t.prediction_id)
-            run.emit(f"eachlabs: finished {run.done}/{run.total}: "
-                     f"{run.done - run.failed} succeeded, {run.failed} failed, "
-                     f"{run.created} created, {run.resumed} resumed, {run.retries} retries, "
-                     f"${run.cost_usd:.2f}, {time.monotonic() - t_start:.1f} s"
-                     + (f"; {kept} prediction(s) still journaled for the next run" if kept else ""))
+            run.emit(
+                f"eachlabs: finished {run.done}/{run.total}: "
+                f"{run.done - run.failed} succeeded, {run.failed} failed, "
+                f"{run.created} created, {run.resumed} resumed, {run.retries} retries, "
+                f"${run.cost_usd:.2f}, {time.monotonic() - t_start:.1f} s"
+                + (f"; {kept} prediction(s) still journaled for the next run" if kept else "")
+            )
             return out
         finally:
             await client.aclose()
@@ -302,9 +350,12 @@ class EachlabsProvider(DepthProvider):
             account_id,
         )
 
-        return AccountGate(storage, self.name,
-                           self.account or account_id(self._api_key.reveal()),
-                           self.limits or AccountLimits())
+        return AccountGate(
+            storage,
+            self.name,
+            self.account or account_id(self._api_key.reveal()),
+            self.limits or AccountLimits(),
+        )
 
     @staticmethod
     def _clear(journal: PredictionJournal, keys: list[str]) -> None:

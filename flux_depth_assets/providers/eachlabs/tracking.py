@@ -65,8 +65,9 @@ class RunState:
             self.emit(f"eachlabs: {self.stop}; no further predictions will be created in this run")
 
     def journal_failed(self, exc: BaseException, what: str) -> None:
-        self.halt(f"the prediction journal could not be written ({what}: {type(exc).__name__}: "
-                  f"{exc})")
+        self.halt(
+            f"the prediction journal could not be written ({what}: {type(exc).__name__}: {exc})"
+        )
 
     async def admit_create(self) -> str | None:
         """Wait until a create may be sent; the reason when it may not. In `depth` mode, until
@@ -77,8 +78,11 @@ class RunState:
                 reason = self.fatal and f"an earlier create failed with {self.fatal}" or self.stop
                 if reason:
                     return reason
-                if self.mode != "depth" or self.breaker.verified \
-                        or self.unverified < self.breaker.limit - self.breaker.bad:
+                if (
+                    self.mode != "depth"
+                    or self.breaker.verified
+                    or self.unverified < self.breaker.limit - self.breaker.bad
+                ):
                     self.unverified += self.mode == "depth"
                     return None
                 await self.checked.wait()
@@ -106,9 +110,11 @@ class RunState:
         while True:
             await asyncio.sleep(interval_s)
             if self.inflight:
-                self.emit(f"eachlabs: {self.done}/{self.total} done ({self.failed} failed), "
-                          f"{self.inflight} in flight, {self.retries} retries, "
-                          f"${self.cost_usd:.2f} so far")
+                self.emit(
+                    f"eachlabs: {self.done}/{self.total} done ({self.failed} failed), "
+                    f"{self.inflight} in flight, {self.retries} retries, "
+                    f"${self.cost_usd:.2f} so far"
+                )
 
 
 @dataclass
@@ -161,9 +167,13 @@ class Track:
 
     def prediction(self, **fields: Any) -> DepthPrediction:
         extra = {
-            "resumed": self.resumed, "created": self.created, "host_status": self.host_status,
-            "polls": self.polls, "retries": self.retries,
-            "retry_wait_s": round(self.retry_wait_s, 3), **self.extra,
+            "resumed": self.resumed,
+            "created": self.created,
+            "host_status": self.host_status,
+            "polls": self.polls,
+            "retries": self.retries,
+            "retry_wait_s": round(self.retry_wait_s, 3),
+            **self.extra,
         }
         if self.uncertain_create_attempts:
             extra["uncertain_create_attempts"] = self.uncertain_create_attempts
@@ -173,10 +183,15 @@ class Track:
         if self.resumed or self.journaled_ids:
             extra["cost_reported"] = True  # this run's own creates only; see journaled_ids
         return DepthPrediction(
-            image_id=self.item.image_id, prediction_id=self.prediction_id,
-            attempts=self.create_attempts, http_status=self.http_status,
-            latency_s=time.monotonic() - self.t0, cost_usd=round(self.cost_usd, 6),
-            extra=extra, **fields)
+            image_id=self.item.image_id,
+            prediction_id=self.prediction_id,
+            attempts=self.create_attempts,
+            http_status=self.http_status,
+            latency_s=time.monotonic() - self.t0,
+            cost_usd=round(self.cost_usd, 6),
+            extra=extra,
+            **fields,
+        )
 
     def failed(self, error: str) -> DepthPrediction:
         return self.prediction(status="failed", error=self.run.client.redact(error))

@@ -20,6 +20,16 @@ from flux_depth_assets.defs.assets.derived.checks import (
 )
 from flux_depth_assets.pipeline.derived_run import NORMALS_ASSET, SPRITES_ASSET, STATS_ASSET
 
-__all__ = ["DERIVED_ASSETS", "DERIVED_CHECKS", "NORMALS_ASSET", "SPRITES_ASSET", "STATS_ASSET",
-           "check_complete", "check_recomposition", "check_unit_normals", "depth_stats",
-           "normal_maps", "parallax_sprites"]
+__all__ = [
+    "DERIVED_ASSETS",
+    "DERIVED_CHECKS",
+    "NORMALS_ASSET",
+    "SPRITES_ASSET",
+    "STATS_ASSET",
+    "check_complete",
+    "check_recomposition",
+    "check_unit_normals",
+    "depth_stats",
+    "normal_maps",
+    "parallax_sprites",
+]

@@ -9,6 +9,7 @@ import json
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import dagster as dg
 import numpy as np
@@ -51,17 +52,22 @@ def _sample(rows: list[dict]) -> list[dict]:
     an unchanged re-run stays cheap."""
     ok = [r for r in rows if r["status"] in OK]
     epoch = datetime.min.replace(tzinfo=UTC)
-    ok.sort(key=lambda r: (r["status"] == "succeeded", r.get("materialized_at") or epoch), reverse=True)
+    ok.sort(
+        key=lambda r: (r["status"] == "succeeded", r.get("materialized_at") or epoch), reverse=True
+    )
     new = [r for r in ok[:CHECK_SAMPLE] if r["status"] == "succeeded"]
     return new + [r for r in ok if r["status"] != "succeeded"][:CACHED_SPOT_CHECK]
 
 
 def _missing_table(asset: str, catalog: str) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=False, description=f"no {asset} table for catalog {catalog!r}")
+    return dg.AssetCheckResult(
+        passed=False, description=f"no {asset} table for catalog {catalog!r}"
+    )
 
 
-def _normals_missing_on_valid_depth(store: Storage, catalog: str, image_id: str,
-                                    present: np.ndarray) -> int:
+def _normals_missing_on_valid_depth(
+    store: Storage, catalog: str, image_id: str, present: np.ndarray
+) -> int:
     """Pixels whose depth is valid but whose normal is the "no normal" marker."""
     rel = Storage.file_rel(catalog, "depth_maps", image_id, "png")
     try:
@@ -97,10 +103,23 @@ def check_unit_normals(store: Storage, catalog: str) -> dg.AssetCheckResult:
             bad.append(f"{r['image_id']}: max | |n| - 1 | = {err:.4f}, min z = {z:.4f}")
     return dg.AssetCheckResult(
         passed=not bad,
-        description=(f"{len(sample)} normal map(s) decoded: unit length within ±{UNIT_TOLERANCE:.0%}"
-                     " and facing the camera (z > 0)") if not bad else "; ".join(bad[:10]),
-        metadata={"checked": len(sample), "max_unit_error": round(worst, 6),
-                  "min_z": round(min_z, 6), "failed": len(bad)})
+        description=(
+            f"{len(sample)} normal map(s) decoded: unit length within ±{UNIT_TOLERANCE:.0%}"
+            " and facing the camera (z > 0)"
+        )
+        if not bad
+        else "; ".join(bad[:10]),
+        metadata={
+            "checked": len(sample),
+            "max_unit_error": round(worst, 6),
+            "min_z": round(min_z, 6),
+            "failed": len(bad),
+        },
+    )
+
+
+def _read_in(store: Storage, folder: str, name: str) -> bytes:
+    return store.read_bytes(f"{folder}/{name}")
 
 
 def check_recomposition(store: Storage, catalog: str) -> dg.AssetCheckResult:
@@ -113,7 +132,7 @@ def check_recomposition(store: Storage, catalog: str) -> dg.AssetCheckResult:
         try:
             folder = r["sprite_dir"]
             manifest = json.loads(store.read_bytes(r["manifest_path"]))
-            back = recompose(manifest, lambda name, folder=folder: store.read_bytes(f"{folder}/{name}"))  # type: ignore[misc]
+            back = recompose(manifest, partial(_read_in, store, folder))
             value = psnr(back, load_rgb(store, src[r["image_id"]]["normalized_path"]))
         except Exception as exc:  # noqa: BLE001 - any failure is this image's check finding
             bad.append(f"{r['image_id']}: {type(exc).__name__}: {exc}")
@@ -123,11 +142,19 @@ def check_recomposition(store: Storage, catalog: str) -> dg.AssetCheckResult:
             bad.append(f"{r['image_id']}: PSNR {value:.1f} dB")
     return dg.AssetCheckResult(
         passed=not bad,
-        description=(f"{len(sample)} sprite set(s) composited at zero offset reproduce their "
-                     f"source at ≥ {MIN_PSNR_DB:.0f} dB") if not bad else "; ".join(bad[:10]),
-        metadata={"checked": len(sample), "failed": len(bad),
-                  # 999 stands for "identical" (infinite PSNR), which is what exact layers give
-                  "min_psnr_db": round(worst, 2) if np.isfinite(worst) else 999.0})
+        description=(
+            f"{len(sample)} sprite set(s) composited at zero offset reproduce their "
+            f"source at ≥ {MIN_PSNR_DB:.0f} dB"
+        )
+        if not bad
+        else "; ".join(bad[:10]),
+        metadata={
+            "checked": len(sample),
+            "failed": len(bad),
+            # 999 stands for "identical" (infinite PSNR), which is what exact layers give
+            "min_psnr_db": round(worst, 2) if np.isfinite(worst) else 999.0,
+        },
+    )
 
 
 def check_parallax_holes(store: Storage, catalog: str) -> dg.AssetCheckResult:
@@ -152,9 +179,14 @@ def check_parallax_holes(store: Storage, catalog: str) -> dg.AssetCheckResult:
             bad.append(f"{r['image_id']}: {holes} unfilled pixel(s) at the largest offset")
     return dg.AssetCheckResult(
         passed=not bad,
-        description=(f"{len(sample)} sprite set(s): every pixel covered at the preview's largest "
-                     "camera offset") if not bad else "; ".join(bad[:10]),
-        metadata={"checked": len(sample), "failed": len(bad), "max_unfilled_pixels": worst})
+        description=(
+            f"{len(sample)} sprite set(s): every pixel covered at the preview's largest "
+            "camera offset"
+        )
+        if not bad
+        else "; ".join(bad[:10]),
+        metadata={"checked": len(sample), "failed": len(bad), "max_unfilled_pixels": worst},
+    )
 
 
 def check_complete(store: Storage, asset: str, catalog: str) -> dg.AssetCheckResult:
@@ -177,55 +209,79 @@ def check_complete(store: Storage, asset: str, catalog: str) -> dg.AssetCheckRes
             missing.append(f"{inp.image_id}: {why}")
     no_depth = [f"{s['image_id']}: {s['error']}" for s in skipped]
     passed = not missing and not no_depth
-    severity = dg.AssetCheckSeverity.WARN if no_depth and not missing else dg.AssetCheckSeverity.ERROR
+    severity = (
+        dg.AssetCheckSeverity.WARN if no_depth and not missing else dg.AssetCheckSeverity.ERROR
+    )
     if passed:
         text = f"all {len(inputs)} accepted image(s) have their {asset}"
     else:
         text = "; ".join((missing + [f"(no depth map) {x}" for x in no_depth])[:10])
     return dg.AssetCheckResult(
-        passed=passed, severity=severity, description=text,
-        metadata={"accepted": len(inputs) + len(skipped), "with_outputs": len(inputs) - len(missing),
-                  "missing": len(missing), "no_depth_map": len(no_depth)})
+        passed=passed,
+        severity=severity,
+        description=text,
+        metadata={
+            "accepted": len(inputs) + len(skipped),
+            "with_outputs": len(inputs) - len(missing),
+            "missing": len(missing),
+            "no_depth_map": len(no_depth),
+        },
+    )
 
 
 with warnings.catch_warnings():
     # partitioned asset checks are a Dagster preview feature; they are what we need here
     warnings.simplefilter("ignore", dg.PreviewWarning)
 
-    def _partition_check(asset_def: dg.AssetsDefinition, name: str, description: str,
-                         run: Callable[[Storage, str], dg.AssetCheckResult]
-                         ) -> dg.AssetChecksDefinition:
+    def _partition_check(
+        asset_def: dg.AssetsDefinition,
+        name: str,
+        description: str,
+        run: Callable[[Storage, str], dg.AssetCheckResult],
+    ) -> dg.AssetChecksDefinition:
         """One partitioned check on `asset_def` that answers `run(storage, catalog)`."""
-        @dg.asset_check(asset=asset_def, name=name, partitions_def=CATALOG_PARTITIONS,
-                        description=description)
-        def _check(context: dg.AssetCheckExecutionContext,
-                   storage: StorageResource) -> dg.AssetCheckResult:
+
+        @dg.asset_check(
+            asset=asset_def, name=name, partitions_def=CATALOG_PARTITIONS, description=description
+        )
+        def _check(
+            context: dg.AssetCheckExecutionContext, storage: StorageResource
+        ) -> dg.AssetCheckResult:
             return run(storage.get(), context.partition_key)
+
         return _check
 
     def _complete_check(asset_def: dg.AssetsDefinition, asset: str) -> dg.AssetChecksDefinition:
         return _partition_check(
-            asset_def, "outputs_complete",
+            asset_def,
+            "outputs_complete",
             f"Every accepted image has its {asset} outputs, made from its current depth map "
             "(WARN when only the depth map is missing).",
-            lambda store, catalog: check_complete(store, asset, catalog))
+            lambda store, catalog: check_complete(store, asset, catalog),
+        )
 
     DERIVED_CHECKS: list = [
         _partition_check(
-            normal_maps, "unit_normals",
+            normal_maps,
+            "unit_normals",
             f"Decoded normals are unit length (±{UNIT_TOLERANCE:.0%}) and face the camera "
             f"(z > 0); checks up to {CHECK_SAMPLE} images, newest first.",
-            check_unit_normals),
+            check_unit_normals,
+        ),
         _partition_check(
-            parallax_sprites, "recomposition_psnr",
+            parallax_sprites,
+            "recomposition_psnr",
             f"All layers composited in order at zero offset reproduce the source image at "
             f"PSNR ≥ {MIN_PSNR_DB:.0f} dB; up to {CHECK_SAMPLE} images.",
-            check_recomposition),
+            check_recomposition,
+        ),
         _partition_check(
-            parallax_sprites, "no_unfilled_pixels",
+            parallax_sprites,
+            "no_unfilled_pixels",
             "At the preview's largest camera offset every pixel is covered by a layer (no hole); "
             f"up to {CHECK_SAMPLE} images.",
-            check_parallax_holes),
+            check_parallax_holes,
+        ),
         _complete_check(normal_maps, NORMALS_ASSET),
         _complete_check(parallax_sprites, SPRITES_ASSET),
         _complete_check(depth_stats, STATS_ASSET),
