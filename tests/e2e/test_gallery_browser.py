@@ -19,6 +19,7 @@ from flux_depth_assets.defs.assets.derived import DERIVED_ASSETS
 from flux_depth_assets.defs.assets.gallery import catalog_gallery
 from flux_depth_assets.defs.resources import (
     CatalogsResource,
+    ComputeResource,
     DepthProviderResource,
     StorageResource,
 )
@@ -52,6 +53,7 @@ def _materialize(home: Path, cfg: Path, catalog: str, provider: Any) -> None:
             "storage": StorageResource(root=str(home)),
             "catalogs": CatalogsResource(config_dir=str(cfg)),
             "depth_provider": provider,
+            "compute": ComputeResource(),
         },
     )
     assert result.success
