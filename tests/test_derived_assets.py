@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from flux_depth_assets.config.models import SpriteSettings
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import (
@@ -158,7 +159,9 @@ def test_every_image_gets_normals_sprites_and_stats_and_every_check_passes(tmp_p
         with Image.open(home / src[r["image_id"]]["normalized_path"]) as im:
             assert psnr(back, np.asarray(im.convert("RGB"))) >= 35
         with Image.open(folder / "preview.webp") as im:
-            assert im.n_frames == 32 and max(im.size) <= 512
+            defaults = SpriteSettings()
+            assert im.n_frames == defaults.preview_frames
+            assert max(im.size) <= defaults.preview_max_side
 
     stats = table(tmp_path, STATS_ASSET)
     assert {r["image_id"] for r in stats} == ids

@@ -11,6 +11,7 @@ from PIL import Image
 
 from flux_depth_assets.config.models import SpriteSettings
 from flux_depth_assets.depth.sprites import (
+    PREVIEW_LOOP_MS,
     build_sprites,
     decode_rgba,
     depth_cuts,
@@ -195,6 +196,8 @@ def test_preview_is_an_animated_sway_small_enough_to_glance_at():
             quarter = np.asarray(im.convert("RGB"), np.int16)
         assert np.abs(first - quarter).mean() > 1.0  # the camera moves
         assert ss.preview_file == f"preview.{fmt}"
+        # one sway loop lasts the same whatever the frame count
+        assert abs(ss.manifest["preview"]["frame_ms"] * frames - PREVIEW_LOOP_MS) <= frames
 
 
 def test_invalid_depth_goes_to_the_background_and_constant_depth_gives_one_layer():

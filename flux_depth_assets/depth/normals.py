@@ -31,6 +31,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from flux_depth_assets.depth.encoding import PNG_SIGNATURE as _PNG_SIG
+from flux_depth_assets.depth.encoding import encode_png
+
 Convention = Literal["opengl", "directx"]
 
 #: two one-sided slopes whose directions differ by more than this are a depth edge
@@ -418,42 +421,10 @@ def quantize_normals(normals: np.ndarray, bit_depth: Literal[8, 16] = 8) -> np.n
     return q.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data))
-        + kind
-        + data
-        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
-
-
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-
-
-def encode_rgb16_png(rgb: np.ndarray, compress_level: int = 3) -> bytes:
-    """A 48-bit RGB PNG (16 bits per channel) from a uint16 (H, W, 3) array; rows use the Up filter."""
-    if rgb.dtype != np.uint16 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected a uint16 (H, W, 3) array, got {rgb.dtype} {rgb.shape}")
-    h, w, _ = rgb.shape
-    raw = np.ascontiguousarray(rgb.astype(">u2")).view(np.uint8).reshape(h, w * 6)
-    up = raw.copy()
-    up[1:] -= raw[:-1]  # PNG filter 2 (Up): byte minus the byte above, modulo 256
-    rows = np.empty((h, w * 6 + 1), dtype=np.uint8)
-    rows[:, 0] = 2
-    rows[0, 0] = 0  # the first row has nothing above it
-    rows[0, 1:] = raw[0]
-    rows[1:, 1:] = up[1:]
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    return (
-        _PNG_SIG
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level))
-        + _png_chunk(b"IEND", b"")
-    )
-
-
 def decode_rgb16_png(data: bytes) -> np.ndarray:
-    """uint16 (H, W, 3) from a 48-bit RGB PNG using filters None/Up (what `encode_rgb16_png` writes)."""
+    """uint16 (H, W, 3) from a 48-bit RGB PNG using filters None/Up (what `encode_png` writes).
+
+    Pillow reads such files as 8-bit RGB, dropping the low bytes, hence this reader."""
     if not data.startswith(_PNG_SIG):
         raise ValueError("not a PNG file")
     pos, idat, ihdr = len(_PNG_SIG), [], None
@@ -480,22 +451,18 @@ def decode_rgb16_png(data: bytes) -> np.ndarray:
     if not np.isin(filters, (0, 2)).all():
         raise ValueError(f"unsupported PNG row filters {sorted(set(filters.tolist()) - {0, 2})}")
     raw = rows[:, 1:].copy()
-    for i in range(1, h):  # undo Up row by row (each depends on the decoded row above)
-        if filters[i] == 2:
-            raw[i] += raw[i - 1]
+    if (filters[1:] == 2).all():  # every row but the first is Up: one running sum mod 256
+        np.cumsum(raw, axis=0, dtype=np.uint8, out=raw)
+    else:
+        for i in range(1, h):  # undo Up row by row (each depends on the decoded row above)
+            if filters[i] == 2:
+                raw[i] += raw[i - 1]
     return raw.view(">u2").reshape(h, w, 3).astype(np.uint16)
 
 
-def encode_normals_png(
-    normals: np.ndarray, bit_depth: Literal[8, 16] = 8, compress_level: int = 3
-) -> bytes:
+def encode_normals_png(normals: np.ndarray, bit_depth: Literal[8, 16] = 8) -> bytes:
     """RGB PNG bytes of unit normals: 8-bit (rgb = (n+1)/2*255) or 16-bit."""
-    q = quantize_normals(normals, bit_depth)
-    if bit_depth == 16:
-        return encode_rgb16_png(q, compress_level=compress_level)
-    buf = io.BytesIO()
-    Image.fromarray(q, "RGB").save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
+    return encode_png(quantize_normals(normals, bit_depth))
 
 
 def decode_normals_png(data: bytes) -> np.ndarray:

@@ -20,7 +20,8 @@ from flux_depth_assets.depth.layers import Box
 
 #: sway amplitude of the nearest layer in the preview, as a fraction of the preview width
 SWAY_AMPLITUDE = 0.03
-PREVIEW_FRAME_MS = 60
+#: one full sway, whatever the number of frames
+PREVIEW_LOOP_MS = 1920
 
 
 def sway_preview(
@@ -79,6 +80,7 @@ def sway_preview(
             layers.append((layer, factors[k], cbox))
     frames = []
     n = settings.preview_frames
+    frame_ms = round(PREVIEW_LOOP_MS / n)
     for t in range(n):
         th = 2.0 * math.pi * t / n
         dx, dy = amp * math.sin(th), 0.3 * amp * math.cos(th)
@@ -113,7 +115,7 @@ def sway_preview(
             format="WEBP",
             save_all=True,
             append_images=frames[1:],
-            duration=PREVIEW_FRAME_MS,
+            duration=frame_ms,
             loop=0,
             quality=70,
             method=0,
@@ -129,7 +131,7 @@ def sway_preview(
             format="GIF",
             save_all=True,
             append_images=pframes[1:],
-            duration=PREVIEW_FRAME_MS,
+            duration=frame_ms,
             loop=0,
             optimize=False,
             disposal=1,
@@ -141,7 +143,7 @@ def sway_preview(
         "width": pw,
         "height": ph,
         "frames": n,
-        "frame_ms": PREVIEW_FRAME_MS,
+        "frame_ms": frame_ms,
         "amplitude_px": round(amp, 2),
         "crop_px": round(margin / s, 2),
         "motion": "ellipse: dx = A sin(t), dy = 0.3 A cos(t); layer offset = parallax_factor × (dx, dy)",

@@ -51,12 +51,12 @@ from flux_depth_assets.depth.layers import (
     layer_nearness,
     parallax_factors,
 )
-from flux_depth_assets.depth.preview import PREVIEW_FRAME_MS, SWAY_AMPLITUDE, sway_preview
+from flux_depth_assets.depth.preview import PREVIEW_LOOP_MS, SWAY_AMPLITUDE, sway_preview
 
 __all__ = [
     "MANIFEST_FORMAT",
     "MANIFEST_VERSION",
-    "PREVIEW_FRAME_MS",
+    "PREVIEW_LOOP_MS",
     "SWAY_AMPLITUDE",
     "Box",
     "SpriteLayer",

@@ -45,9 +45,15 @@ def sprite_dir(catalog: str, image_id: str) -> str:
 NO_NORMAL_BELOW = 0.5
 
 
-def max_unit_error(normals: np.ndarray) -> float:
+def normal_lengths(normals: np.ndarray) -> np.ndarray:
+    """|n| of every (H, W, 3) normal, float32 (one fused pass; `np.linalg.norm` takes 3x longer)."""
+    n = np.asarray(normals, dtype=np.float32)
+    return np.sqrt(np.einsum("...i,...i->...", n, n))
+
+
+def max_unit_error(normals: np.ndarray, lengths: np.ndarray | None = None) -> float:
     """max | |n| - 1 | over the (H, W, 3) normals that exist, as decoded from their PNG."""
-    length = np.linalg.norm(normals, axis=-1)
+    length = normal_lengths(normals) if lengths is None else lengths
     present = length >= NO_NORMAL_BELOW
     return float(np.abs(length[present] - 1.0).max()) if present.any() else 0.0
 

@@ -30,7 +30,12 @@ from flux_depth_assets.pipeline.derived_run import (
     load_rgb,
     stale_reason,
 )
-from flux_depth_assets.pipeline.derived_specs import NO_NORMAL_BELOW, SPECS, max_unit_error
+from flux_depth_assets.pipeline.derived_specs import (
+    NO_NORMAL_BELOW,
+    SPECS,
+    max_unit_error,
+    normal_lengths,
+)
 from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
 
@@ -91,8 +96,9 @@ def check_unit_normals(store: Storage, catalog: str) -> dg.AssetCheckResult:
         except Exception as exc:  # noqa: BLE001 - any decode failure is this image's check finding
             bad.append(f"{r['image_id']}: unreadable ({exc})")
             continue
-        err = max_unit_error(n)  # "no normal" pixels (invalid depth) are not unit by design
-        present = np.linalg.norm(n, axis=-1) >= NO_NORMAL_BELOW
+        lengths = normal_lengths(n)
+        err = max_unit_error(n, lengths)  # "no normal" pixels (invalid depth) are not unit
+        present = lengths >= NO_NORMAL_BELOW
         z = float(n[..., 2][present].min()) if present.any() else 1.0
         missing = _normals_missing_on_valid_depth(store, catalog, r["image_id"], present)
         if missing:
