@@ -39,7 +39,14 @@ from PIL import Image, ImageEnhance, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo_catalog"
-ASSETS = ["source_images", "depth_maps", "normal_maps", "parallax_sprites", "depth_stats"]
+ASSETS = [
+    "source_images",
+    "depth_maps",
+    "normal_maps",
+    "parallax_sprites",
+    "depth_stats",
+    "catalog_gallery",
+]
 TARGET_PIXELS = 1_000_000
 
 

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import io
 import math
-import struct
-import zlib
 from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from flux_depth_assets.depth.encoding import PNG_SIGNATURE as _PNG_SIG
-from flux_depth_assets.depth.encoding import encode_png
+from flux_depth_assets.depth.encoding import decode_own_png, encode_png
 
 Convention = Literal["opengl", "directx"]
 
@@ -422,42 +420,13 @@ def quantize_normals(normals: np.ndarray, bit_depth: Literal[8, 16] = 8) -> np.n
 
 
 def decode_rgb16_png(data: bytes) -> np.ndarray:
-    """uint16 (H, W, 3) from a 48-bit RGB PNG using filters None/Up (what `encode_png` writes).
+    """uint16 (H, W, 3) from a 48-bit RGB PNG as `encode_png` writes it (rows None/Up).
 
     Pillow reads such files as 8-bit RGB, dropping the low bytes, hence this reader."""
-    if not data.startswith(_PNG_SIG):
-        raise ValueError("not a PNG file")
-    pos, idat, ihdr = len(_PNG_SIG), [], None
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if ihdr is None:
-        raise ValueError("PNG without IHDR")
-    w, h, depth, ctype, _, _, interlace = ihdr
-    if (depth, ctype, interlace) != (16, 2, 0):
-        raise ValueError(
-            f"expected a non-interlaced 16-bit RGB PNG, got depth={depth} "
-            f"colour type={ctype} interlace={interlace}"
-        )
-    rows = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8).reshape(h, w * 6 + 1)
-    filters = rows[:, 0]
-    if not np.isin(filters, (0, 2)).all():
-        raise ValueError(f"unsupported PNG row filters {sorted(set(filters.tolist()) - {0, 2})}")
-    raw = rows[:, 1:].copy()
-    if (filters[1:] == 2).all():  # every row but the first is Up: one running sum mod 256
-        np.cumsum(raw, axis=0, dtype=np.uint8, out=raw)
-    else:
-        for i in range(1, h):  # undo Up row by row (each depends on the decoded row above)
-            if filters[i] == 2:
-                raw[i] += raw[i - 1]
-    return raw.view(">u2").reshape(h, w, 3).astype(np.uint16)
+    arr = decode_own_png(data)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError("expected a non-interlaced 16-bit RGB PNG with None/Up row filters")
+    return arr
 
 
 def encode_normals_png(normals: np.ndarray, bit_depth: Literal[8, 16] = 8) -> bytes:
@@ -465,16 +434,26 @@ def encode_normals_png(normals: np.ndarray, bit_depth: Literal[8, 16] = 8) -> by
     return encode_png(quantize_normals(normals, bit_depth))
 
 
+#: 8-bit code → normal component (c / 255 * 2 - 1), for one table gather per decode
+_UNIT_OF_CODE8 = (
+    np.arange(256, dtype=np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+).astype(np.float32)
+
+
 def decode_normals_png(data: bytes) -> np.ndarray:
     """float32 (H, W, 3) normals n = rgb / max * 2 - 1 from an 8- or 16-bit RGB PNG."""
     if _png_bit_depth(data) == 16:
         arr = decode_rgb16_png(data).astype(np.float32)
         return arr * np.float32(2.0 / 65535.0) - np.float32(1.0)
-    with Image.open(io.BytesIO(data)) as im:
-        if im.mode != "RGB":
-            raise ValueError(f"expected an RGB normal map, got mode {im.mode}")
-        arr = np.asarray(im, dtype=np.float32)
-    return arr * np.float32(2.0 / 255.0) - np.float32(1.0)
+    own = decode_own_png(data)
+    if own is None:  # written by another PNG encoder
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode != "RGB":
+                raise ValueError(f"expected an RGB normal map, got mode {im.mode}")
+            own = np.asarray(im)
+    elif own.ndim != 3 or own.shape[2] != 3:
+        raise ValueError(f"expected an RGB normal map, got pixels of shape {own.shape}")
+    return _UNIT_OF_CODE8[own]
 
 
 def _png_bit_depth(data: bytes) -> int:

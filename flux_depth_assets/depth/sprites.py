@@ -25,7 +25,6 @@ The pieces live in `depth.layers` (cuts, labels, alpha), `depth.inpaint` (backgr
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -38,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from flux_depth_assets.config.models import SpriteSettings
-from flux_depth_assets.depth.encoding import encode_png
+from flux_depth_assets.depth.encoding import decode_image, encode_png
 from flux_depth_assets.depth.inpaint import as_rgb8, fill_holes
 from flux_depth_assets.depth.layers import (
     Box,
@@ -377,8 +376,7 @@ def _r(x: float | None) -> float | None:
 
 
 def decode_rgba(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGBA"))
+    return decode_image(data, "RGBA")
 
 
 def recompose(manifest: dict[str, Any], read: Callable[[str], bytes]) -> np.ndarray:

@@ -23,12 +23,11 @@ import numpy as np
 import pyarrow as pa
 
 from flux_depth_assets.config.models import ModelSettings
-from flux_depth_assets.depth.encoding import decode_png16
+from flux_depth_assets.depth.encoding import decode_image, decode_png16
 from flux_depth_assets.depth.normalization import catalog_range, to_catalog_scale
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.depth_run import ASSET as DEPTH_ASSET
 from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
-from flux_depth_assets.pipeline.provider_run import load_normalized
 from flux_depth_assets.pipeline.rows_run import RowsRun
 from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
@@ -131,7 +130,7 @@ def load_nearness(store: Storage, inp: DepthInput) -> np.ndarray:
 
 
 def load_rgb(store: Storage, rel: str) -> np.ndarray:
-    return np.asarray(load_normalized(store, rel))
+    return decode_image(store.read_bytes(rel), "RGB")
 
 
 # --------------------------------------------------------------------------- specs and the cache rule

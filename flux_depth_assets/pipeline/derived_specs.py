@@ -51,29 +51,38 @@ def normal_lengths(normals: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("...i,...i->...", n, n))
 
 
-def max_unit_error(normals: np.ndarray, lengths: np.ndarray | None = None) -> float:
-    """max | |n| - 1 | over the (H, W, 3) normals that exist, as decoded from their PNG."""
-    length = normal_lengths(normals) if lengths is None else lengths
-    present = length >= NO_NORMAL_BELOW
-    return float(np.abs(length[present] - 1.0).max()) if present.any() else 0.0
+def code_lengths(q: np.ndarray, top: int) -> np.ndarray:
+    """|n| of every normal as its PNG decodes it (code c → c / top * 2 - 1), straight from the
+    (H, W, 3) codes: three table gathers instead of a float copy of the whole map."""
+    component = np.arange(top + 1, dtype=np.float32) * np.float32(2.0 / top) - np.float32(1.0)
+    square = component * component
+    total = square[q[..., 0]]
+    total += square[q[..., 1]]
+    total += square[q[..., 2]]
+    return np.sqrt(total)
+
+
+def max_unit_error(lengths: np.ndarray) -> float:
+    """max | |n| - 1 | over the normals that exist (`lengths` from `normal_lengths`)."""
+    present = lengths >= NO_NORMAL_BELOW
+    return float(np.abs(lengths[present] - 1.0).max()) if present.any() else 0.0
 
 
 def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
     s = settings.normal_maps
     near = load_nearness(store, inp)
-    # invalid depth has no surface: the zero vector ("no normal", rgb 128) instead of NaN
-    normals = np.nan_to_num(
-        normals_from_depth(near, s.strength, s.convention, smooth_px=s.smooth * max(near.shape)),
-        nan=0.0,
+    # invalid depth has no surface: the zero vector ("no normal", rgb 128) instead of NaN (a
+    # NaN slope makes all three components NaN, so z alone tells where)
+    normals = normals_from_depth(
+        near, s.strength, s.convention, smooth_px=s.smooth * max(near.shape)
     )
-    normals[~np.isfinite(near)] = 0.0
+    valid = np.isfinite(near)
+    normals[~valid | np.isnan(normals[..., 2])] = 0.0
     q = quantize_normals(normals, s.bit_depth)  # once: the file's pixels and the error check
     png = encode_png(q)
     rel = store.file_rel(catalog, NORMALS_ASSET, inp.image_id, "png")
     store.write_bytes(rel, png)
-    top = 255.0 if s.bit_depth == 8 else 65535.0
-    unit_err = max_unit_error(q.astype(np.float32) * np.float32(2.0 / top) - 1.0)
-    valid = np.isfinite(near)
+    unit_err = max_unit_error(code_lengths(q, 255 if s.bit_depth == 8 else 65535))
     return {
         "normal_path": rel,
         "output_sha256": hashlib.sha256(png).hexdigest(),

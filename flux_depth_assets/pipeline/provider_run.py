@@ -6,7 +6,6 @@ decides whether and what to pay lives here, once.
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 from PIL import Image
 
+from flux_depth_assets.depth.encoding import decode_image
 from flux_depth_assets.providers.base import (
     DepthPrediction,
     DepthProvider,
@@ -54,8 +54,7 @@ class ProviderRunResult:
 
 
 def load_normalized(storage: Storage, rel: str) -> Image.Image:
-    with Image.open(io.BytesIO(storage.read_bytes(rel))) as im:
-        return im.convert("RGB")
+    return Image.fromarray(decode_image(storage.read_bytes(rel), "RGB"), "RGB")
 
 
 def pending_input(source_row: dict, cache_key: str, storage: Storage) -> ProviderInput:

@@ -97,7 +97,7 @@ def check_unit_normals(store: Storage, catalog: str) -> dg.AssetCheckResult:
             bad.append(f"{r['image_id']}: unreadable ({exc})")
             continue
         lengths = normal_lengths(n)
-        err = max_unit_error(n, lengths)  # "no normal" pixels (invalid depth) are not unit
+        err = max_unit_error(lengths)  # "no normal" pixels (invalid depth) are not unit
         present = lengths >= NO_NORMAL_BELOW
         z = float(n[..., 2][present].min()) if present.any() else 1.0
         missing = _normals_missing_on_valid_depth(store, catalog, r["image_id"], present)
