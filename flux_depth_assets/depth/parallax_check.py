@@ -28,16 +28,27 @@ def largest_offsets(manifest: dict[str, Any]) -> list[tuple[float, float]]:
     return [(amp, 0.0), (-amp, 0.0), (0.0, 0.3 * amp), (0.0, -0.3 * amp)]
 
 
+def layer_alphas(
+    manifest: dict[str, Any], read: Callable[[str], bytes]
+) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """(alpha float32 in [0, 1], manifest entry) of every non-empty layer, decoded once."""
+    out = []
+    for layer in manifest["layers"]:
+        if not layer["empty"]:
+            a8 = decode_rgba(read(layer["file"]))[..., 3]
+            out.append((a8.astype(np.float32) * np.float32(1.0 / 255.0), layer))
+    return out
+
+
 def coverage_at(
-    manifest: dict[str, Any], read: Callable[[str], bytes], offset: tuple[float, float]
+    manifest: dict[str, Any],
+    alphas: list[tuple[np.ndarray, dict[str, Any]]],
+    offset: tuple[float, float],
 ) -> np.ndarray:
     """float32 (H, W): composited opacity of every layer moved by factor × offset."""
     w, h = manifest["image"]["width"], manifest["image"]["height"]
     clear = np.ones((h, w), dtype=np.float32)  # product of (1 - alpha)
-    for layer in manifest["layers"]:
-        if layer["empty"]:
-            continue
-        a = decode_rgba(read(layer["file"]))[..., 3].astype(np.float32) / 255.0
+    for a, layer in alphas:
         b = layer["bbox"]
         f = float(layer["parallax_factor"])
         x = b["x"] + round(f * offset[0])
@@ -55,8 +66,9 @@ def unfilled_pixels(manifest: dict[str, Any], read: Callable[[str], bytes]) -> i
     (the worst of the four extremes). 0 for a sound sprite set."""
     w, h = manifest["image"]["width"], manifest["image"]["height"]
     crop = int(np.ceil(float(manifest["preview"].get("crop_px", 0.0))))
+    alphas = layer_alphas(manifest, read)
     worst = 0
     for off in largest_offsets(manifest):
-        cov = coverage_at(manifest, read, off)[crop : h - crop or None, crop : w - crop or None]
+        cov = coverage_at(manifest, alphas, off)[crop : h - crop or None, crop : w - crop or None]
         worst = max(worst, int((cov < OPAQUE).sum()))
     return worst
