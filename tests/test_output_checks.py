@@ -163,3 +163,52 @@ def test_a_missing_output_fails_outputs_complete_as_an_error(store, asset, colum
     result = check_complete(store, asset, "shop")
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
     assert table[0]["image_id"] in result.description
+
+
+def test_unchanged_maps_are_not_decoded_again_and_changed_ones_are(store, monkeypatch):
+    first = oc.measure_depth_maps(store, "shop")  # the run already filled the memo
+    assert first.edge_lift and store.exists("cache/measures/shop/depth_maps.json")
+
+    def must_not_decode(*_a, **_k):
+        raise AssertionError("an unchanged depth map was decoded again")
+
+    with monkeypatch.context() as m:
+        m.setattr(oc, "_measure_depth", must_not_decode)
+        again = oc.measure_depth_maps(store, "shop")
+    assert again.edge_lift == first.edge_lift and not again.problems
+    replace_depth(store, lambda d: 1.0 - d)  # new bytes: measured afresh, and caught
+    assert not oc.near_at_bottom(oc.measure_depth_maps(store, "shop")).passed
+
+
+def test_a_memo_that_cannot_be_written_or_read_costs_only_time(store, monkeypatch):
+    from flux_depth_assets.pipeline.memo import Memo
+
+    store.write_bytes("cache/measures/shop/depth_maps.json", b"{torn")
+    memo = Memo(store, "shop", "depth_maps")  # a torn file is an empty memo
+    assert memo.get("k", lambda: 1.5) == 1.5
+
+    def read_only(*_a, **_k):
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(store, "write_bytes", read_only)
+    memo.save()  # no exception: the figures stand, the next run measures again
+    assert oc.measure_depth_maps(store, "shop").edge_lift
+
+
+def test_the_contact_sheet_is_drawn_again_only_when_a_file_it_shows_changed(store, monkeypatch):
+    from flux_depth_assets.pipeline import contact_sheet as cs
+
+    first = cs.contact_sheet_jpeg(store, "shop")
+    assert first is not None and first[:2] == b"\xff\xd8"
+
+    def must_not_draw(*_a, **_k):
+        raise AssertionError("drawn again although nothing it shows changed")
+
+    with monkeypatch.context() as m:
+        m.setattr(cs, "_draw", must_not_draw)
+        assert cs.contact_sheet_jpeg(store, "shop") == first
+    shown = min(rows(store, "normal_maps"), key=lambda r: r["image_id"])
+    flat = np.zeros((8, 8, 3), np.float32)
+    flat[..., 2] = 1.0
+    store.write_bytes(shown["normal_path"], encode_normals_png(flat))
+    assert cs.contact_sheet_jpeg(store, "shop") != first

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from flux_depth_assets.depth.encoding import decode_image
 from flux_depth_assets.depth.normals import decode_normals_png, normals_from_depth
 from flux_depth_assets.pipeline.derived_run import (
     NORMALS_ASSET,
     SPRITES_ASSET,
+    DepthInput,
     derived_inputs,
     load_nearness,
-    load_rgb,
 )
+from flux_depth_assets.pipeline.memo import Memo, content_key
 from flux_depth_assets.storage.store import Storage
 
 IMAGES = 3
@@ -58,50 +62,49 @@ def _rows_by_id(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
     }
 
 
-def _row(
-    store: Storage,
-    inp_id: str,
-    rgb: np.ndarray,
-    near: np.ndarray,
-    normals: dict[str, dict],
-    sprites: dict[str, dict],
-) -> list[Image.Image]:
-    cells = [_thumb(Image.fromarray(rgb)), _thumb(_depth_image(near))]
-    n_row = normals.get(inp_id)
-    if n_row and store.exists(n_row["normal_path"]):
-        cells.append(
-            _thumb(_normals_image(decode_normals_png(store.read_bytes(n_row["normal_path"]))))
-        )
+@dataclass(frozen=True)
+class _Files:
+    """The bytes one row of the sheet is drawn from (None: that output does not exist yet)."""
+
+    inp: DepthInput
+    source: bytes
+    depth: bytes
+    normals: bytes | None
+    preview: bytes | None
+
+
+def _read(store: Storage, rel: str | None) -> bytes | None:
+    return store.read_bytes(rel) if rel and store.exists(rel) else None
+
+
+def _files(store: Storage, inp: DepthInput, normals: dict, sprites: dict) -> _Files:
+    return _Files(
+        inp,
+        store.read_bytes(inp.normalized_path),
+        store.read_bytes(inp.depth_path),
+        _read(store, normals.get(inp.image_id, {}).get("normal_path")),
+        _read(store, sprites.get(inp.image_id, {}).get("preview_path")),
+    )
+
+
+def _row(store: Storage, f: _Files) -> list[Image.Image]:
+    near = load_nearness(store, f.inp, f.depth)
+    cells = [_thumb(Image.fromarray(decode_image(f.source, "RGB"))), _thumb(_depth_image(near))]
+    if f.normals is not None:
+        cells.append(_thumb(_normals_image(decode_normals_png(f.normals))))
     else:
         small = np.asarray(_thumb(_depth_image(near)).convert("L"), dtype=np.float32) / 255.0
         cells.append(_normals_image(normals_from_depth(small)))
-    s_row = sprites.get(inp_id)
-    if s_row and s_row.get("preview_path") and store.exists(s_row["preview_path"]):
-        with Image.open(io.BytesIO(store.read_bytes(s_row["preview_path"]))) as im:
+    if f.preview is not None:
+        with Image.open(io.BytesIO(f.preview)) as im:
             im.seek(0)
             cells.append(_thumb(im.copy()))
     return cells
 
 
-def contact_sheet_jpeg(store: Storage, catalog: str, images: int = IMAGES) -> bytes | None:
-    """The sheet as JPEG bytes, or None when the catalog has no depth map yet."""
-    inputs, _ = derived_inputs(store, catalog)
-    if not inputs:
-        return None
-    normals = _rows_by_id(store, NORMALS_ASSET, catalog)
-    sprites = _rows_by_id(store, SPRITES_ASSET, catalog)
-    rows = []
-    for inp in sorted(inputs, key=lambda i: i.image_id)[:images]:
-        rows.append(
-            _row(
-                store,
-                inp.image_id,
-                load_rgb(store, inp.normalized_path),
-                load_nearness(store, inp),
-                normals,
-                sprites,
-            )
-        )
+def _draw(store: Storage, files: list[_Files]) -> str:
+    """The sheet, base64 JPEG (what the memo keeps and the Markdown embeds)."""
+    rows = [_row(store, f) for f in files]
     ncols = max(len(r) for r in rows)
     col_w = [max((r[c].width for r in rows if c < len(r)), default=0) for c in range(ncols)]
     label_h = 14
@@ -123,7 +126,28 @@ def contact_sheet_jpeg(store: Storage, catalog: str, images: int = IMAGES) -> by
         sheet.save(buf, format="JPEG", quality=quality, optimize=True)
         if buf.tell() <= MAX_BYTES:
             break
-    return buf.getvalue()
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def contact_sheet_jpeg(store: Storage, catalog: str, images: int = IMAGES) -> bytes | None:
+    """The sheet as JPEG bytes, or None when the catalog has no depth map yet. Drawn again only
+    when one of the files it shows changed (`pipeline.memo`)."""
+    inputs, _ = derived_inputs(store, catalog)
+    if not inputs:
+        return None
+    normals = _rows_by_id(store, NORMALS_ASSET, catalog)
+    sprites = _rows_by_id(store, SPRITES_ASSET, catalog)
+    files = [
+        _files(store, inp, normals, sprites)
+        for inp in sorted(inputs, key=lambda i: i.image_id)[:images]
+    ]
+    key = content_key(
+        *(part for f in files for part in (f.source, f.depth, f.normals or b"-", f.preview or b"-"))
+    )
+    memo = Memo(store, catalog, "contact_sheet", max_entries=2)
+    sheet = memo.get(key, partial(_draw, store, files))
+    memo.save()
+    return base64.b64decode(sheet)
 
 
 def contact_sheet_markdown(store: Storage, catalog: str) -> str | None:

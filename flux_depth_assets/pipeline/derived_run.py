@@ -120,10 +120,11 @@ def derived_inputs(
     return inputs, skipped
 
 
-def load_nearness(store: Storage, inp: DepthInput) -> np.ndarray:
+def load_nearness(store: Storage, inp: DepthInput, data: bytes | None = None) -> np.ndarray:
     """float32 (H, W) in [0, 1], larger = nearer, NaN = invalid; on the catalog's common range
-    when the input carries one (`depth_maps.normalization: catalog`, see depth.normalization)."""
-    near = decode_png16(store.read_bytes(inp.depth_path))
+    when the input carries one (`depth_maps.normalization: catalog`, see depth.normalization).
+    `data`: the depth PNG's bytes when the caller has read them already."""
+    near = decode_png16(store.read_bytes(inp.depth_path) if data is None else data)
     if inp.catalog_range is not None and inp.depth_min is not None and inp.depth_max is not None:
         near = to_catalog_scale(near, (inp.depth_min, inp.depth_max), inp.catalog_range)
     return near

@@ -16,6 +16,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from flux_depth_assets.pipeline.derived_run import (
     load_nearness,
     load_rgb,
 )
+from flux_depth_assets.pipeline.memo import Memo, content_key
 from flux_depth_assets.storage.store import Storage
 
 #: how many images a check opens per run (a large catalog costs the same as a small one)
@@ -57,34 +59,51 @@ def _sample(store: Storage, catalog: str) -> list[DepthInput]:
     return sorted(inputs, key=lambda i: i.image_id)[:SAMPLE]
 
 
+def _measure_depth(store: Storage, inp: DepthInput, data: bytes) -> dict[str, Any]:
+    """The figures of one depth map, or {"problem": why} when it cannot be measured."""
+    near = load_nearness(store, inp, data)
+    if near.shape != (inp.height, inp.width):
+        return {
+            "problem": f"{near.shape[1]}x{near.shape[0]} px, its source is {inp.width}x{inp.height}"
+        }
+    valid = np.isfinite(near)
+    if not valid.any():
+        return {"problem": "no valid pixel"}
+    lo, hi = np.percentile(near[valid], [1, 99])
+    if hi - lo < MIN_RANGE:
+        return {"problem": f"flat (p99 - p1 = {hi - lo:.2g})"}
+    filled = np.where(valid, near, 0.0).astype(np.float32)
+    rgb = load_rgb(store, inp.normalized_path)
+    return {
+        "edge_lift": measures.edge_lift(filled, rgb, valid),
+        "vertical_share": measures.vertical_prior_share(filled, valid),
+        "bottom_minus_top": measures.bottom_minus_top(filled, valid),
+    }
+
+
 def measure_depth_maps(store: Storage, catalog: str) -> DepthSample:
+    """One pass over the sample; maps measured before with the same bytes are not decoded again
+    (`pipeline.memo`)."""
     out = DepthSample()
+    memo = Memo(store, catalog, "depth_maps")
     for inp in _sample(store, catalog):
         out.images += 1
         try:
-            near = load_nearness(store, inp)
+            data = store.read_bytes(inp.depth_path)
+            key = content_key(
+                data, inp.source_sha256, f"{inp.width}x{inp.height}", repr(inp.catalog_range)
+            )
+            figures = memo.get(key, partial(_measure_depth, store, inp, data))
         except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
             out.problems.append(f"{inp.image_id}: unreadable ({type(exc).__name__}: {exc})")
             continue
-        if near.shape != (inp.height, inp.width):
-            out.problems.append(
-                f"{inp.image_id}: {near.shape[1]}x{near.shape[0]} px, its source "
-                f"is {inp.width}x{inp.height}"
-            )
+        if "problem" in figures:
+            out.problems.append(f"{inp.image_id}: {figures['problem']}")
             continue
-        valid = np.isfinite(near)
-        if not valid.any():
-            out.problems.append(f"{inp.image_id}: no valid pixel")
-            continue
-        lo, hi = np.percentile(near[valid], [1, 99])
-        if hi - lo < MIN_RANGE:
-            out.problems.append(f"{inp.image_id}: flat (p99 - p1 = {hi - lo:.2g})")
-            continue
-        filled = np.where(valid, near, 0.0).astype(np.float32)
-        rgb = load_rgb(store, inp.normalized_path)
-        out.edge_lift[inp.image_id] = measures.edge_lift(filled, rgb, valid)
-        out.vertical_share[inp.image_id] = measures.vertical_prior_share(filled, valid)
-        out.bottom_minus_top[inp.image_id] = measures.bottom_minus_top(filled, valid)
+        out.edge_lift[inp.image_id] = figures["edge_lift"]
+        out.vertical_share[inp.image_id] = figures["vertical_share"]
+        out.bottom_minus_top[inp.image_id] = figures["bottom_minus_top"]
+    memo.save()
     return out
 
 
@@ -166,6 +185,10 @@ def near_at_bottom(sample: DepthSample) -> CheckOutcome:
     )
 
 
+def _roughness(data: bytes) -> float:
+    return measures.normal_roughness_deg(decode_normals_png(data))
+
+
 def normals_smooth(store: Storage, catalog: str, rows: list[dict]) -> CheckOutcome:
     """Normals are not dominated by texture noise (median neighbourhood angle per map)."""
     values: dict[str, float] = {}
@@ -174,13 +197,17 @@ def normals_smooth(store: Storage, catalog: str, rows: list[dict]) -> CheckOutco
         (r for r in rows if r["status"] in ("succeeded", "cached") and r.get("normal_path")),
         key=lambda r: r["image_id"],
     )[:SAMPLE]
+    memo = Memo(store, catalog, "normal_maps")
     for r in ok_rows:
         try:
-            values[r["image_id"]] = measures.normal_roughness_deg(
-                decode_normals_png(store.read_bytes(r["normal_path"]))
+            data = store.read_bytes(r["normal_path"])
+            values[r["image_id"]] = memo.get(
+                content_key(data),
+                partial(_roughness, data),
             )
         except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
             problems.append(f"{r['image_id']}: unreadable ({type(exc).__name__}: {exc})")
+    memo.save()
     if problems:
         return CheckOutcome(
             False,
