@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
+from flux_depth_assets.depth.encoding import PNG_SIGNATURE, decode_own_png
 from flux_depth_assets.paths import safe_segment
+from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
 from flux_depth_assets.storage.store import FileIndex, Storage
 
 PAGE_SIZE = 100
@@ -54,22 +57,35 @@ def _rows(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
     )
 
 
-def _thumb(data: bytes, kind: str) -> bytes:
-    with Image.open(io.BytesIO(data)) as opened:
-        opened.load()
-        im: Image.Image = opened
-        if kind == "depth" and im.mode.startswith("I"):
-            im = im.point(lambda v: v / 256).convert("L")  # 16-bit → 8-bit for the browser
-        im = im.convert("RGB")
-        im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=80)
-        return buf.getvalue()
+def _pixels_8bit(data: bytes) -> Image.Image:
+    """An output file as an 8-bit RGB image: the pipeline's own PNGs through the fast reader
+    (16-bit depth keeps its high byte), anything else through Pillow."""
+    own = decode_own_png(data) if data.startswith(PNG_SIGNATURE) else None
+    if own is None:
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            if opened.mode.startswith("I"):  # 16-bit → 8-bit for the browser
+                return opened.point(lambda v: v / 256).convert("RGB")
+            return opened.convert("RGB")
+    if own.dtype == np.uint16:
+        own = (own >> 8).astype(np.uint8)
+    if own.ndim == 2:
+        own = np.repeat(own[..., None], 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(own[..., :3]), "RGB")
+
+
+def _thumb(data: bytes) -> bytes:
+    im = _pixels_8bit(data)
+    # reduce by an integer factor first (a box filter, cheap), then resample the rest
+    im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
 
 
 def _preview_thumb(data: bytes) -> bytes:
     """The animated sway preview at thumbnail size: every other frame, THUMB_SIDE px, WebP
-    (a page of 100 rows then loads ~2 MB of previews instead of ~40)."""
+    (a page of 100 rows then loads ~2 MB of previews instead of ~25)."""
     frames, durations = [], []
     with Image.open(io.BytesIO(data)) as im:
         n = getattr(im, "n_frames", 1)
@@ -94,13 +110,35 @@ def _preview_thumb(data: bytes) -> bytes:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class ThumbTask:
+    """One missing thumbnail, made on the work pool: read `rel`, write `dest`."""
+
+    store: Storage
+    kind: str
+    rel: str
+    dest: str
+
+
+def make_thumb(task: ThumbTask) -> str | None:
+    """None when written, else why not (a missing or corrupt output: shown as such)."""
+    try:
+        data = task.store.read_bytes(task.rel)
+        small = _preview_thumb(data) if task.kind == "preview" else _thumb(data)
+        task.store.write_bytes(task.dest, small)
+    except (OSError, ValueError) as exc:
+        return f"{task.kind}: {exc}"
+    return None
+
+
 def _js(name: str, *args: Any) -> bytes:
     body = ",".join(json.dumps(a, separators=(",", ":"), default=str) for a in args)
     return f"{name}({body});\n".encode()
 
 
-def build_gallery(store: Storage, catalog: str) -> GalleryResult:
-    """Write (or refresh) the catalog's gallery; returns where the page is and what it holds."""
+def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) -> GalleryResult:
+    """Write (or refresh) the catalog's gallery; returns where the page is and what it holds.
+    Missing thumbnails are made on the work pool (`pool`)."""
     base = gallery_dir(catalog)
     sources = store.read_partition("source_images", catalog)
     if sources is None:
@@ -112,6 +150,7 @@ def build_gallery(store: Storage, catalog: str) -> GalleryResult:
     present = FileIndex(store, f"{base}/thumbs")
     made = 0
     items: list[dict[str, Any]] = []
+    todo: list[tuple[int, ThumbTask]] = []
     rejected: list[dict[str, Any]] = []
     for r in src_rows:
         if r["status"] != "accepted":
@@ -135,15 +174,8 @@ def build_gallery(store: Storage, catalog: str) -> GalleryResult:
             tag = hashlib.sha256(f"{rel}:{key}".encode()).hexdigest()[:10]
             name = f"thumbs/{kind}-{tag}.{ext}"  # by content: shared outputs share a file
             if f"{base}/{name}" not in present:
-                try:
-                    data = store.read_bytes(rel)
-                    small = _preview_thumb(data) if kind == "preview" else _thumb(data, kind)
-                    store.write_bytes(f"{base}/{name}", small)
-                    made += 1
-                except (OSError, ValueError) as exc:  # a missing/corrupt output: shown as such
-                    thumbs[kind] = None
-                    s = {**s, "error": s.get("error") or f"{kind}: {exc}"}
-                    continue
+                present.add(f"{base}/{name}")  # shared outputs: made once
+                todo.append((len(items), ThumbTask(store, kind, rel, f"{base}/{name}")))
             thumbs[kind] = name
         items.append(
             {
@@ -163,6 +195,14 @@ def build_gallery(store: Storage, catalog: str) -> GalleryResult:
                 "layers": _layers(store, s),
             }
         )
+    failures = map_ordered(make_thumb, (t for _, t in todo), total=len(todo), config=pool)
+    for (i, task), why in zip(todo, failures):
+        if why is None:
+            made += 1
+            continue
+        items[i]["thumbs"][task.kind] = None  # shown as missing, with the reason
+        shown = items[i]["checks"].setdefault("parallax_sprites", {"status": None, "error": None})
+        shown["error"] = shown["error"] or why
     pages = max(1, -(-len(items) // PAGE_SIZE))
     for p in range(pages):
         chunk = items[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]

@@ -12,7 +12,7 @@ from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived import normal_maps, parallax_sprites
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP
-from flux_depth_assets.defs.resources import StorageResource
+from flux_depth_assets.defs.resources import ComputeResource, StorageResource
 from flux_depth_assets.gallery import build_gallery
 
 
@@ -30,11 +30,11 @@ from flux_depth_assets.gallery import build_gallery
     ),
 )
 def catalog_gallery(
-    context: dg.AssetExecutionContext, storage: StorageResource
+    context: dg.AssetExecutionContext, storage: StorageResource, compute: ComputeResource
 ) -> dg.MaterializeResult:
     store = storage.get()
     try:
-        result = build_gallery(store, context.partition_key)
+        result = build_gallery(store, context.partition_key, pool=compute.pool())
     except FileNotFoundError as exc:
         raise dg.Failure(description=f"catalog {context.partition_key!r}: {exc}") from None
     return dg.MaterializeResult(
