@@ -8,8 +8,9 @@ one asset per run so each asset's CPU is measured on its own. Then the unchanged
 
 Printed per asset: ms of wall time per image, images/s, CPU-seconds per image (user+sys of this
 process and of its reaped children, plus Dask worker processes when `--engine dask`), CPU
-utilisation (CPU over wall; 2.0 = both cores busy), peak RSS of the process tree (sampled every
-20 ms, summed over the tree) and of the biggest single process.
+utilisation (CPU over wall; 2.0 = both cores busy), peak memory of the process tree: summed PSS
+(shared pages counted once: what the tree holds), summed RSS (an upper bound that counts the
+pages the forked pool workers share once per process) and the biggest single process's RSS.
 
     .venv/bin/python benchmarks/pipeline_throughput.py --n 200               # all cores
     .venv/bin/python benchmarks/pipeline_throughput.py --n 200 --workers 1
@@ -149,6 +150,18 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: pages shared between the pool's forked workers counted once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _cpu_s(pid: int) -> float:
     """user+sys CPU seconds of a live process (from /proc)."""
     try:
@@ -160,7 +173,11 @@ def _cpu_s(pid: int) -> float:
 
 
 class Meter:
-    """Wall, CPU and sampled RSS of this process tree (+ extra pids, e.g. Dask workers) over a block.
+    """Wall, CPU and sampled memory of this process tree (+ extra pids, e.g. Dask workers).
+
+    Memory: the peak of the tree's summed PSS (what the tree really holds: the workers forked
+    from one server share its pages, which a sum of RSS counts once per process), sampled every
+    0.2 s; the sum of RSS (an upper bound) and the largest single RSS, every 20 ms.
 
     CPU = this process's rusage + what every descendant used while it was seen: descendants are
     sampled every 20 ms (pool workers are grandchildren, under the forkserver, so RUSAGE_CHILDREN
@@ -171,6 +188,8 @@ class Meter:
         self.extra = extra_pids or []
         self.peak_tree_kb = 0
         self.peak_one_kb = 0
+        self.peak_pss_kb = 0
+        self._ticks = 0
         self._first: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._stop = threading.Event()
@@ -184,6 +203,9 @@ class Meter:
         sizes = [_rss_kb(p) for p in [os.getpid(), *pids]]
         self.peak_tree_kb = max(self.peak_tree_kb, sum(sizes))
         self.peak_one_kb = max([self.peak_one_kb, *sizes])
+        if initial or self._ticks % 10 == 0:  # smaps_rollup walks page tables: not every tick
+            self.peak_pss_kb = max(self.peak_pss_kb, sum(_pss_kb(p) for p in [os.getpid(), *pids]))
+        self._ticks += 1
         for p in pids:
             cpu = _cpu_s(p)
             if p not in self._first:
@@ -272,7 +294,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"command: {' '.join(sys.argv)}\n")
     head = (
         f"{'step':<22}{'wall s':>8}{'ms/img':>9}{'img/s':>8}{'CPU s/img':>11}{'CPU util':>10}"
-        f"{'tree RSS MB':>13}{'max proc MB':>13}"
+        f"{'tree PSS MB':>13}{'tree RSS MB':>13}{'max proc MB':>13}"
     )
     print(head)
     print("-" * len(head))
@@ -281,7 +303,8 @@ def run(args: argparse.Namespace) -> None:
         n = max(n, 1)
         print(
             f"{name:<22}{m.wall:>8.2f}{1000 * m.wall / n:>9.1f}{n / m.wall:>8.1f}"
-            f"{m.cpu / n:>11.3f}{m.cpu / m.wall:>10.2f}{m.peak_tree_kb / 1024:>13.0f}"
+            f"{m.cpu / n:>11.3f}{m.cpu / m.wall:>10.2f}{m.peak_pss_kb / 1024:>13.0f}"
+            f"{m.peak_tree_kb / 1024:>13.0f}"
             f"{m.peak_one_kb / 1024:>13.0f}",
             flush=True,
         )
