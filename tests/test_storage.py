@@ -97,6 +97,21 @@ def test_file_index_lists_nested_files_once_and_tracks_writes(tmp_path):
     assert "catalogs/c/a/sub/y.json" in index and "catalogs/c/b/z.png" not in index
     index.add("catalogs/c/a/new.png")
     assert "catalogs/c/a/new.png" in index
+    # the local listing and fsspec's agree, and both stay inside their folder
+    assert store.files_under("catalogs/c") == {
+        p.removeprefix(store.base + "/") for p in store.fs.find(store.full("catalogs/c"))
+    }
+    store.write_bytes("catalogs/c/a.png", b"not inside catalogs/c/a/")
+    assert "catalogs/c/a.png" not in store.files_under("catalogs/c/a")
+
+
+def test_a_rewritten_table_is_never_served_from_the_read_cache(tmp_path):
+    store = Storage(str(tmp_path))
+    rel = Storage.table_rel("depth_maps", "c")
+    for value in ("aaaa", "bbbb", "cccc"):  # same size every time, written back to back
+        store.write_table(rel, pa.table({"image_id": [value]}))
+        assert store.read_table(rel).column("image_id").to_pylist() == [value]
+    assert store.read_table(rel) is store.read_table(rel)  # unchanged: decoded once
 
 
 def test_create_exclusive_creates_once_and_never_replaces(tmp_path):
