@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from flux_depth_assets.depth.encoding import PNG_SIGNATURE, decode_own_png
+from flux_depth_assets.depth.preview import encode_animation
 from flux_depth_assets.paths import safe_segment
 from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
 from flux_depth_assets.storage.store import FileIndex, Storage
@@ -96,18 +97,7 @@ def _preview_thumb(data: bytes) -> bytes:
             frame.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
             frames.append(frame)
             durations.append(int(im.info.get("duration", 60)) * step)
-    buf = io.BytesIO()
-    frames[0].save(
-        buf,
-        format="WEBP",
-        save_all=True,
-        append_images=frames[1:],
-        duration=durations,
-        loop=0,
-        quality=60,
-        method=0,
-    )
-    return buf.getvalue()
+    return encode_animation(frames, "webp", durations, quality=60)
 
 
 @dataclass(frozen=True)
@@ -151,6 +141,7 @@ def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) 
     made = 0
     items: list[dict[str, Any]] = []
     todo: list[tuple[int, ThumbTask]] = []
+    known_layers = _previous_layers(store, base)  # manifests of unchanged sprites: not re-read
     rejected: list[dict[str, Any]] = []
     for r in src_rows:
         if r["status"] != "accepted":
@@ -160,6 +151,9 @@ def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) 
             continue
         iid = r["image_id"]
         d, n, s = depth.get(iid, {}), normals.get(iid, {}), sprites.get(iid, {})
+        lkey = _layers_key(s)
+        if lkey and (iid, lkey) not in known_layers:
+            known_layers[(iid, lkey)] = _layers(store, s)
         thumbs: dict[str, str | None] = {}
         for kind, rel, key in (
             ("src", r.get("normalized_path"), r.get("sha256")),
@@ -192,7 +186,8 @@ def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) 
                     for a, row in (("depth_maps", d), ("normal_maps", n), ("parallax_sprites", s))
                     if row
                 },
-                "layers": _layers(store, s),
+                "layers": known_layers.get((iid, lkey)) if lkey else None,
+                "lkey": lkey,
             }
         )
     failures = map_ordered(make_thumb, (t for _, t in todo), total=len(todo), config=pool)
@@ -221,6 +216,31 @@ def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) 
     return GalleryResult(
         page_rel=page_rel, images=len(items), rejected=len(rejected), pages=pages, thumbs_made=made
     )
+
+
+def _layers_key(sprite_row: dict) -> str | None:
+    """What a sprite set's layer list depends on: the row that made it (None: no usable set)."""
+    if sprite_row.get("status") not in ("succeeded", "cached"):
+        return None
+    parts = (sprite_row.get(k) for k in ("manifest_path", "depth_sha256", "params_hash"))
+    return ":".join(str(p) for p in parts)
+
+
+def _previous_layers(store: Storage, base: str) -> dict[tuple[str, str], Any]:
+    """(image id, layers key) → layer list, from the pages the last build wrote."""
+    known: dict[tuple[str, str], Any] = {}
+    for rel in store.list(f"{base}/data"):
+        if not rel.rsplit("/", 1)[-1].startswith("page-"):
+            continue
+        try:
+            text = store.read_bytes(rel).decode()
+            rows = json.loads(f"[{text[text.index('(') + 1 : text.rindex(')')]}]")[1]
+        except (OSError, ValueError, IndexError):  # unreadable: those manifests are read again
+            continue
+        for row in rows:
+            if isinstance(row, dict) and row.get("lkey"):
+                known[(row["id"], row["lkey"])] = row.get("layers")
+    return known
 
 
 def _layers(store: Storage, sprite_row: dict) -> dict[str, Any] | None:

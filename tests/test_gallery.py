@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -77,3 +78,29 @@ def test_a_broken_output_is_shown_missing_with_its_reason(store):
     row = next(r for r in page_rows(store) if r["id"] == victim["id"])
     assert row["thumbs"]["normals"] is None and row["thumbs"]["src"]
     assert "normals:" in row["checks"]["parallax_sprites"]["error"]
+
+
+def test_a_rebuild_reads_only_the_manifests_of_changed_sprites(store, monkeypatch):
+    import flux_depth_assets.gallery as gallery
+
+    build_gallery(store, "shop", pool=PoolConfig(workers=1))
+    before = {r["id"]: r["layers"] for r in page_rows(store)}
+    assert all(layers and layers["list"] for layers in before.values())
+
+    def must_not_read(*_a, **_k):
+        raise AssertionError("an unchanged sprite set's manifest was read again")
+
+    with monkeypatch.context() as m:
+        m.setattr(gallery, "_layers", must_not_read)
+        build_gallery(store, "shop", pool=PoolConfig(workers=1))
+    assert {r["id"]: r["layers"] for r in page_rows(store)} == before
+    # a re-made sprite set (another params hash) is read again
+    table = store.read_partition("parallax_sprites", "shop")
+    rows = table.to_pylist()
+    rows[0]["params_hash"] = "other"
+    store.write_partition("parallax_sprites", "shop", pa.Table.from_pylist(rows, table.schema))
+    calls = []
+    real = gallery._layers
+    monkeypatch.setattr(gallery, "_layers", lambda st, row: calls.append(row) or real(st, row))
+    build_gallery(store, "shop", pool=PoolConfig(workers=1))
+    assert [r["image_id"] for r in calls] == [rows[0]["image_id"]]

@@ -108,34 +108,7 @@ def sway_preview(
             frame.paste(tile_im, (u0, v0), tile_im)
         frames.append(frame)
     encode_started = time.process_time()
-    buf = io.BytesIO()
-    if settings.preview_format == "webp":
-        frames[0].save(
-            buf,
-            format="WEBP",
-            save_all=True,
-            append_images=frames[1:],
-            duration=frame_ms,
-            loop=0,
-            quality=70,
-            method=0,
-            kmin=0,
-            kmax=0,
-        )  # no key-frame search: ~45 % less CPU, same size
-    else:
-        # one shared palette, no dithering: Pillow's per-frame quantizer is ~20× slower
-        palette = frames[0].quantize(colors=255, method=Image.Quantize.FASTOCTREE)
-        pframes = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-        pframes[0].save(
-            buf,
-            format="GIF",
-            save_all=True,
-            append_images=pframes[1:],
-            duration=frame_ms,
-            loop=0,
-            optimize=False,
-            disposal=1,
-        )
+    data = encode_animation(frames, settings.preview_format, frame_ms, quality=70)
     if timings is not None:  # CPU seconds: drawing the frames vs encoding them
         timings["preview_encode"] = round(time.process_time() - encode_started, 4)
     info = {
@@ -148,4 +121,30 @@ def sway_preview(
         "crop_px": round(margin / s, 2),
         "motion": "ellipse: dx = A sin(t), dy = 0.3 A cos(t); layer offset = parallax_factor × (dx, dy)",
     }
-    return buf.getvalue(), info
+    return data, info
+
+
+def encode_animation(
+    frames: list[Image.Image], fmt: str, frame_ms: int | list[int], quality: int
+) -> bytes:
+    """An endless animation: lossy WebP at the fastest method without key-frame search (~45 %
+    less CPU than the default, same size), or GIF on one shared palette without dithering
+    (Pillow's per-frame quantizer is ~20x slower)."""
+    options: dict[str, Any]
+    if fmt == "webp":
+        shown, options = frames, {"quality": quality, "method": 0, "kmin": 0, "kmax": 0}
+    else:
+        palette = frames[0].quantize(colors=255, method=Image.Quantize.FASTOCTREE)
+        shown = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+        options = {"optimize": False, "disposal": 1}
+    buf = io.BytesIO()
+    shown[0].save(
+        buf,
+        format=fmt.upper(),
+        save_all=True,
+        append_images=shown[1:],
+        duration=frame_ms,
+        loop=0,
+        **options,
+    )
+    return buf.getvalue()

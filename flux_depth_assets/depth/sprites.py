@@ -389,7 +389,7 @@ def recompose(manifest: dict[str, Any], read: Callable[[str], bytes]) -> np.ndar
     for layer in manifest["layers"]:
         if layer["empty"]:
             continue
-        rgba = decode_rgba(read(layer["file"])).astype(np.float32)
+        rgba = decode_rgba(read(layer["file"]))
         b = layer["bbox"]
         x, y, bw, bh = b["x"], b["y"], b["width"], b["height"]
         if rgba.shape[:2] != (bh, bw):
@@ -397,10 +397,16 @@ def recompose(manifest: dict[str, Any], read: Callable[[str], bytes]) -> np.ndar
                 f"{layer['file']}: size {rgba.shape[1]}x{rgba.shape[0]} does not "
                 f"match its bbox {bw}x{bh}"
             )
-        a = rgba[..., 3:] / 255.0
         region = out[y : y + bh, x : x + bw]
-        region *= 1.0 - a
-        region += a * rgba[..., :3]
+        a8 = rgba[..., 3]
+        if a8.min() == 255:  # an opaque layer (the background): it replaces what is below
+            region[...] = rgba[..., :3]
+            continue
+        # "over" as region + a * (colour - region): one float copy of the layer, in place
+        step = rgba[..., :3].astype(np.float32)
+        step -= region
+        step *= (a8.astype(np.float32) * np.float32(1.0 / 255.0))[..., None]
+        region += step
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
