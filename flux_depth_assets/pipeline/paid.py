@@ -1,6 +1,6 @@
 """The guard around every paid provider run: never pay twice, and record exactly what was paid.
 
-`paid_run(...)` wraps the part of `run_depth`/`run_renders` that may pay:
+`paid_run(...)` wraps the part of `provider_run.run_provider_asset` that may pay:
 
 1. the catalog's lease (`storage.lease`): one paid run per catalog at a time, whatever started it;
    a second run waits (bounded) or refuses with one line, before anything is paid;
