@@ -27,7 +27,7 @@ from flux_depth_assets.depth.encoding import decode_png16
 from flux_depth_assets.depth.normalization import catalog_range, to_catalog_scale
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.depth_run import ASSET as DEPTH_ASSET
-from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
+from flux_depth_assets.pipeline.parallel import PoolConfig, map_images
 from flux_depth_assets.pipeline.provider_run import load_normalized
 from flux_depth_assets.pipeline.rows_run import RowsRun
 from flux_depth_assets.pipeline.scan import accepted_rows
@@ -283,14 +283,7 @@ def run_derived(
     )
     if stale:
         say(f"{spec.asset}: {len(stale)} image(s) to make, {len(inputs) - len(stale)} cached")
-    made = map_ordered(
-        derive_one,
-        tasks,
-        total=len(stale),
-        config=pool,
-        progress=lambda done, total: say(f"{spec.asset}: {done}/{total} image(s) done"),
-    )
-    for i, row in zip(stale, made):
+    for i, row in map_images(derive_one, tasks, stale, pool=pool, log=say, label=spec.asset):
         row["materialized_at"] = now
         rows[i] = row
     done = [r for r in rows if r is not None]
