@@ -145,10 +145,20 @@ class DerivedSpec:
     schema: pa.Schema
     make: Callable[[Storage, str, ModelSettings, DepthInput], dict]
     params: Callable[[ModelSettings], Any]  # the settings the outputs depend on
-    outputs: Callable[[dict], list[str]]  # files a row's outputs live in (checked to exist)
+    output_columns: tuple[str, ...]  # columns naming the files a row's outputs live in
+    preview_column: str | None  # the column naming the file to show for a run (if any)
     preview_columns: list[str]
-    preview_path: Callable[[dict], str | None]
-    out_dir: Callable[[str], str | None]
+
+    def outputs(self, row: dict) -> list[str]:
+        """The files `row`'s outputs live in (checked to exist)."""
+        return [row[c] for c in self.output_columns]
+
+    def preview_path(self, row: dict) -> str | None:
+        return row.get(self.preview_column) if self.preview_column else None
+
+    def out_dir(self, catalog: str) -> str | None:
+        """The folder of the asset's files (None when it makes no files, only table rows)."""
+        return Storage.dir_rel(catalog, self.asset) if self.output_columns else None
 
     def params_hash(self, settings: ModelSettings) -> str:
         return config_hash(
