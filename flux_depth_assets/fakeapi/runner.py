@@ -264,6 +264,7 @@ def build_parser(prog: str = "flux-depth fake-api") -> argparse.ArgumentParser:
     p.add_argument(
         "--api-key",
         dest="api_keys",
+        metavar="KEY",
         action="append",
         default=None,
         help="accept only this key (repeatable); default: any non-empty key",
