@@ -1,9 +1,8 @@
 """`depth_maps`: one depth map per accepted image, from the catalog's provider, cached per call."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 
+from flux_depth_assets.defs.finish import open_partition
 from flux_depth_assets.defs.provider_assets import materialize_provider_asset, provider_asset
 from flux_depth_assets.defs.resources import (
     CatalogsResource,
@@ -30,18 +29,15 @@ def depth_maps(
     depth_provider: DepthProviderResource,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    started_at = datetime.now(UTC)
-    project = catalogs.load()
-    catalog = project.catalog(context.partition_key)
-    settings = project.settings_for(catalog.name).depth_maps
-    store = storage.get()
-    provider = depth_provider.for_catalog(catalog)
+    part = open_partition(context, catalogs, storage)
+    settings = part.project.settings_for(part.catalog.name).depth_maps
+    provider = depth_provider.for_catalog(part.catalog)
     return materialize_provider_asset(
         context,
-        catalog,
-        store,
+        part.catalog,
+        part.store,
         depth_provider,
-        DepthMaps(catalog.name, provider, store, settings, pool=compute.pool()),
-        started_at=started_at,
+        DepthMaps(part.catalog.name, provider, part.store, settings, pool=compute.pool()),
+        started_at=part.started_at,
         extra_metadata={"provider": dg.MetadataValue.text(f"{provider.name}/{provider.model}")},
     )
