@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from flux_depth_assets.providers.hosts import Created, HostAdapter, HostPoll, HostRequest
+from flux_depth_assets.providers.hosts.base import Created, HostAdapter, HostPoll, HostRequest
 
 
 def data_uri(size: tuple[int, int] = (80, 60), shade: int = 0) -> str:

@@ -249,7 +249,7 @@ def test_cli_flags():
             "0.05",
         ]
     )
-    assert (args.port, args.latency, args.fail_ratio, args.rate_limit, args.error_rate) == (
+    assert (args.port, args.latency_s, args.fail_ratio, args.rate_limit, args.error_rate) == (
         0,
         1.5,
         0.1,

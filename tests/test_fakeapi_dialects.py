@@ -15,14 +15,8 @@ from PIL import Image
 from flux_depth_assets.fakeapi import fake_api_process, running_fake_api
 from flux_depth_assets.fakeapi.dialects import parse_cancel_after
 from flux_depth_assets.fakeapi.faults import max_in_window
-from flux_depth_assets.providers.hosts import (
-    ADAPTERS,
-    BflAdapter,
-    Created,
-    ErrorKind,
-    HostState,
-    ReplicateAdapter,
-)
+from flux_depth_assets.providers.hosts import ADAPTERS, BflAdapter, ReplicateAdapter
+from flux_depth_assets.providers.hosts.base import Created, ErrorKind, HostState
 from tests.hostcalls import Driver
 
 HOSTS = sorted(ADAPTERS)

@@ -81,7 +81,7 @@ def test_a_broken_output_is_shown_missing_with_its_reason(store):
 
 
 def test_a_rebuild_reads_only_the_manifests_of_changed_sprites(store, monkeypatch):
-    import flux_depth_assets.gallery as gallery
+    from flux_depth_assets import gallery
 
     build_gallery(store, "shop", pool=PoolConfig(workers=1))
     before = {r["id"]: r["layers"] for r in page_rows(store)}

@@ -11,13 +11,11 @@ from flux_depth_assets.providers.eachlabs.protocol import parse_prediction
 from flux_depth_assets.providers.hosts import (
     ADAPTERS,
     BflAdapter,
-    Created,
     EachlabsAdapter,
-    ErrorKind,
-    HostState,
     ReplicateAdapter,
     adapter_for,
 )
+from flux_depth_assets.providers.hosts.base import Created, ErrorKind, HostState
 from flux_depth_assets.providers.hosts.replicate import cancel_after
 from tests.hostcalls import inputs
 

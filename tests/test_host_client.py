@@ -15,7 +15,8 @@ from flux_depth_assets.fakeapi import running_fake_api
 from flux_depth_assets.providers.eachlabs.client import EachlabsClient
 from flux_depth_assets.providers.eachlabs.pacing import RetryPolicy
 from flux_depth_assets.providers.eachlabs.protocol import EachlabsError
-from flux_depth_assets.providers.hosts import ADAPTERS, ErrorKind
+from flux_depth_assets.providers.hosts import ADAPTERS
+from flux_depth_assets.providers.hosts.base import ErrorKind
 from tests.hostcalls import inputs
 
 

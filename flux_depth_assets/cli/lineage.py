@@ -170,8 +170,11 @@ def _estimate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- costs
 
 
-def _print_machine_readable(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> bool:
-    """Print `rows` as JSON or CSV when `fmt` asks for it; False for the human table."""
+def _printed_without_table(
+    rows: list[dict[str, Any]], columns: list[str], fmt: str, empty: str
+) -> bool:
+    """Print `rows` as JSON or CSV when `fmt` asks for it, or `empty` when there are none; False
+    when the human table is still to print."""
     if fmt == "json":
         print(json.dumps(rows, indent=2, default=str))
         return True
@@ -180,7 +183,19 @@ def _print_machine_readable(rows: list[dict[str, Any]], columns: list[str], fmt:
         w.writeheader()
         w.writerows(rows)
         return True
+    if not rows:
+        print(empty)
+        return True
     return False
+
+
+def _provider_calls(args: argparse.Namespace, columns: list[str]) -> Any:
+    """The `provider_calls` rows of the catalog and days the command asks for (`columns` only)."""
+    from flux_depth_assets.lineage.queries import read
+
+    return read(
+        _store(args.root), "provider_calls", args.catalog, args.since, args.until, columns=columns
+    )
 
 
 UNCERTAIN_COLUMNS = [
@@ -198,22 +213,12 @@ def _uncertain(args: argparse.Namespace) -> int:
     """Creates that may have been charged without the run learning their prediction id."""
     import pyarrow.compute as pc
 
-    from flux_depth_assets.lineage.queries import read
-
-    table = read(
-        _store(args.root),
-        "provider_calls",
-        args.catalog,
-        args.since,
-        args.until,
-        columns=UNCERTAIN_COLUMNS,
-    )
+    table = _provider_calls(args, UNCERTAIN_COLUMNS)
     table = table.filter(pc.fill_null(pc.greater(table["uncertain_attempts"], 0), False))
     rows = table.sort_by([("date", "ascending"), ("run_id", "ascending")]).to_pylist()
-    if _print_machine_readable(rows, UNCERTAIN_COLUMNS, args.format):
-        return 0
-    if not rows:
-        print("no uncertain create attempts recorded")
+    if _printed_without_table(
+        rows, UNCERTAIN_COLUMNS, args.format, "no uncertain create attempts recorded"
+    ):
         return 0
     for r in rows:
         print("  ".join(_cell(r[c]) for c in UNCERTAIN_COLUMNS))
@@ -230,21 +235,11 @@ HOST_COLUMNS = ["catalog", "host", "calls", "paid_calls", "cached", "failed", "c
 
 def _by_host(args: argparse.Namespace) -> int:
     """Spend per catalog and host, from the `provider_calls` rows (see `calls_by_host`)."""
-    from flux_depth_assets.lineage.queries import calls_by_host, read
+    from flux_depth_assets.lineage.queries import calls_by_host
 
-    table = read(
-        _store(args.root),
-        "provider_calls",
-        args.catalog,
-        args.since,
-        args.until,
-        columns=["catalog", "host", "provider", "status", "cached", "cost_usd"],
-    )
+    table = _provider_calls(args, ["catalog", "host", "provider", "status", "cached", "cost_usd"])
     rows = calls_by_host(table).to_pylist()
-    if _print_machine_readable(rows, HOST_COLUMNS, args.format):
-        return 0
-    if not rows:
-        print("no provider calls recorded")
+    if _printed_without_table(rows, HOST_COLUMNS, args.format, "no provider calls recorded"):
         return 0
     print("  ".join(HOST_COLUMNS))
     for r in rows:
@@ -261,14 +256,12 @@ def _costs(args: argparse.Namespace) -> int:
         return _by_host(args)
     table = costs(_store(args.root), catalog=args.catalog, since=args.since, until=args.until)
     rows = table.to_pylist()
-    if _print_machine_readable(rows, COST_COLUMNS, args.format):
-        return 0
-    if not rows:
-        print(
-            "no materializations recorded"
-            + (f" for catalog {args.catalog!r}" if args.catalog else "")
-            + (f" since {args.since}" if args.since else "")
-        )
+    empty = (
+        "no materializations recorded"
+        + (f" for catalog {args.catalog!r}" if args.catalog else "")
+        + (f" since {args.since}" if args.since else "")
+    )
+    if _printed_without_table(rows, COST_COLUMNS, args.format, empty):
         return 0
     cols = [
         "date",

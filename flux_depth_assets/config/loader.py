@@ -146,21 +146,18 @@ def collect_project(
         except ValidationError as exc:
             errors.extend(_errors_from_validation(path, exc, node, data, prefix=("models",)))
 
-    catalogs: dict[str, CatalogConfig] = {}
-    files: dict[str, Path] = {}
-    settings: dict[str, ModelSettings] = {}
-    source_lines: dict[str, int | None] = {}
+    out = Project(config_dir, root, project, catalogs={}, models=models)  # filled in below
     for path in _yaml_files(config_dir, project.catalog_paths):
         data, node = _read_yaml(path, errors)
         if data is None:
             continue
         for index, cat in _catalog_entries(path, data, node, errors):
             where = ("catalogs", index)
-            if cat.name in catalogs:
+            if cat.name in out.catalogs:
                 errors.append(
                     ConfigError(
                         path,
-                        f"duplicate catalog name (first declared in {files[cat.name]})",
+                        f"duplicate catalog name (first declared in {out.catalog_files[cat.name]})",
                         line=_line_of(node, (*where, "name")),
                         catalog=cat.name,
                         field_path="name",
@@ -169,8 +166,9 @@ def collect_project(
                 continue
             # a bad override is reported; the catalog stays so its source is checked too
             merged = _merge_overrides(path, models, cat, data, node, where, errors) or models
-            catalogs[cat.name] = _resolve_paths(cat, root)
-            refused = _refused_source(catalogs[cat.name])  # a relative path judged once resolved
+            out.catalogs[cat.name] = _resolve_paths(cat, root)
+            # a relative path is judged once resolved
+            refused = _refused_source(out.catalogs[cat.name])
             if refused:
                 raise ConfigError(
                     path,
@@ -179,19 +177,10 @@ def collect_project(
                     catalog=cat.name,
                     field_path="source.path",
                 )
-            files[cat.name] = path
-            settings[cat.name] = merged
-            source_lines[cat.name] = _line_of(node, (*where, "source"))
-    return Project(
-        config_dir=config_dir,
-        root=root,
-        project=project,
-        catalogs=catalogs,
-        models=models,
-        catalog_files=files,
-        catalog_settings=settings,
-        source_lines=source_lines,
-    ), errors
+            out.catalog_files[cat.name] = path
+            out.catalog_settings[cat.name] = merged
+            out.source_lines[cat.name] = _line_of(node, (*where, "source"))
+    return out, errors
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,4 +1,5 @@
-"""The common end of every per-catalog asset: table, lineage, metadata and the failure gate.
+"""The common start and end of every per-catalog asset: the partition it works on, then table,
+lineage, metadata and the failure gate.
 
 An asset writes its table and reports it as materialized, with a blocking `failure_ratio` check
 computed from the same rows (`pipeline.gate`). When the ratio passes the catalog's threshold the
@@ -10,19 +11,41 @@ run of a downstream asset re-evaluates the upstream gate on the stored table bef
 
 import warnings
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 
+from flux_depth_assets.config import Project
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
 from flux_depth_assets.defs.lineage import record_materialization
 from flux_depth_assets.defs.metadata import counts_metadata
+from flux_depth_assets.defs.resources import CatalogsResource, StorageResource
 from flux_depth_assets.pipeline.contact_sheet import contact_sheet_markdown
 from flux_depth_assets.pipeline.gate import GATE_CHECK, GateOutcome, evaluate_gate
 from flux_depth_assets.storage.store import Storage
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What a per-catalog asset run works on: the project, the partition's catalog, the store,
+    and when the run started (its lineage row's `started_at`)."""
+
+    started_at: datetime
+    project: Project
+    catalog: CatalogConfig
+    store: Storage
+
+
+def open_partition(
+    context: dg.AssetExecutionContext, catalogs: CatalogsResource, storage: StorageResource
+) -> Partition:
+    started_at = datetime.now(UTC)
+    project = catalogs.load()
+    return Partition(started_at, project, project.catalog(context.partition_key), storage.get())
 
 
 def gate_spec(asset: str) -> dg.AssetCheckSpec:

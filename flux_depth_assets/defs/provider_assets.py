@@ -18,7 +18,12 @@ from flux_depth_assets.defs.metadata import preview_table
 from flux_depth_assets.defs.resources import DepthProviderResource
 from flux_depth_assets.lineage.writer import calls_from_rows, config_hash
 from flux_depth_assets.pipeline.paid import PaidRunError
-from flux_depth_assets.pipeline.provider_run import BudgetExceeded, ProviderRunResult
+from flux_depth_assets.pipeline.provider_run import (
+    BudgetExceeded,
+    ProviderAsset,
+    run_provider_asset,
+)
+from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.providers.base import ProviderNotReady
 from flux_depth_assets.storage.store import Storage
 
@@ -40,59 +45,59 @@ def provider_asset(
     )
 
 
-def run_or_fail(
-    catalog: CatalogConfig, fn: Callable[[], ProviderRunResult], store: Storage | None = None
-) -> ProviderRunResult:
-    """Run the pipeline; a budget stop, an unusable provider, a missing upstream table or an
-    upstream over its failure gate becomes a one-line Failure (nothing was paid in any case)."""
-    if store is not None:
-        require_upstream_gates(store, catalog, [source_images.key.to_user_string()])
-    try:
-        return fn()
-    except (BudgetExceeded, ProviderNotReady, PaidRunError, FileNotFoundError) as exc:
-        raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
-
-
-def finish_provider_asset(
+def materialize_provider_asset(
     context: dg.AssetExecutionContext,
-    store: Storage,
     catalog: CatalogConfig,
-    asset: str,
-    result: ProviderRunResult,
+    store: Storage,
     depth_provider: DepthProviderResource,
+    asset: ProviderAsset,
     *,
     started_at: datetime,
-    settings: Any,
-    preview_columns: list[str],
     extra_metadata: dict[str, Any] | None = None,
 ) -> dg.MaterializeResult:
+    """Run `asset` on the catalog's accepted images and record the run. A budget stop, an
+    unusable provider, a missing upstream table or an upstream over its failure gate becomes a
+    one-line Failure (nothing was paid in any case)."""
+    require_upstream_gates(store, catalog, [source_images.key.to_user_string()])
+    try:
+        result = run_provider_asset(
+            asset,
+            accepted_rows(store, catalog.name),
+            run_id=context.run.run_id,
+            budget_usd=catalog.budget_usd_per_run,
+            on_budget=catalog.on_budget,
+            log=context.log.info,
+            started_at=started_at,
+        )
+    except (BudgetExceeded, ProviderNotReady, PaidRunError, FileNotFoundError) as exc:
+        raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
     return finish_asset(
         context,
         store,
         catalog,
-        asset,
+        asset.name,
         table=result.table(),
         rows=result.rows,
         counts=result.counts,
         seconds=result.seconds,
         started_at=started_at,
-        config_hash=config_hash(catalog, settings),
+        config_hash=config_hash(catalog, asset.config),
         problems=[
-            f"{asset} failed for {r['image_id']}: {r['error']}"
+            f"{asset.name} failed for {r['image_id']}: {r['error']}"
             for r in result.rows
             if r["status"] == "failed"
         ][:20],
         calls=calls_from_rows(
             result.rows,
             run_id=context.run.run_id,
-            asset=asset,
+            asset=asset.name,
             default_time=started_at,
             secrets=depth_provider.secrets(catalog.provider).values(),
         ),
         metadata={
             **(extra_metadata or {}),
-            "output_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{asset}")),
-            "preview": preview_table(result.rows, preview_columns),
+            "output_dir": dg.MetadataValue.path(store.uri(f"catalogs/{catalog.name}/{asset.name}")),
+            "preview": preview_table(result.rows, list(asset.preview_columns)),
         },
-        contact_sheet=asset == "depth_maps",
+        contact_sheet=asset.name == "depth_maps",
     )

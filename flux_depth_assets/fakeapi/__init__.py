@@ -1,7 +1,7 @@
 """A loopback server speaking the Eachlabs prediction protocol, for tests, demos and load tests.
 
 Entry points:
-- `serve(host, port, latency_s, fail_ratio, rate_limit, error_rate, **options)`: blocking;
+- `serve(host, port, **options)`: blocking; `options` are `FakeApiConfig` fields;
 - `running_fake_api(...)`: context manager, runs it in-process on a free port, yields
   `FakeApiServer(base_url, state)` with `.stats()`;
 - `fake_api_process(...)`: context manager, runs it as a child process, yields `.base_url`/`.stats()`;

@@ -167,13 +167,11 @@ class FakeReplicate(_Dialect):
             return self._error(404, "output not found (outputs are deleted after an hour)")
         return await super().output(request)
 
-    def routes(self) -> list[Route]:
+    def api_routes(self) -> list[Route]:
         return [
             Route("/v1/models/{owner}/{name}/predictions", self.create_for_model, methods=["POST"]),
             Route("/v1/predictions/{pid}", self.get, methods=["GET"]),
             Route("/outputs/{name}", self.output, methods=["GET"]),
-            Route("/stats", self.stats_endpoint, methods=["GET"]),
-            Route("/", self.health, methods=["GET"]),
         ]
 
 
@@ -266,13 +264,11 @@ class FakeBfl(_Dialect):
             return PlainTextResponse("AuthenticationFailed: signed URL expired", status_code=403)
         return await self.output(request)
 
-    def routes(self) -> list[Route]:
+    def api_routes(self) -> list[Route]:
         return [
             Route("/v1/get_result", self.get_result, methods=["GET"]),
             Route("/v1/{model}", self.create_task, methods=["POST"]),
             Route("/delivery/{name}", self.delivery, methods=["GET"]),
-            Route("/stats", self.stats_endpoint, methods=["GET"]),
-            Route("/", self.health, methods=["GET"]),
         ]
 
 

@@ -1,9 +1,9 @@
-"""Command-line options for the fake host's dialect and its per-host faults."""
+"""Command-line options for the fake host's dialect and its per-host faults (each `dest` is the
+`FakeApiConfig` field it sets)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
 def add_dialect_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,6 +16,7 @@ def add_dialect_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--retired-model",
+        dest="retired_models",
         action="append",
         default=[],
         metavar="MODEL",
@@ -23,6 +24,7 @@ def add_dialect_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--credit",
+        dest="credit_usd",
         type=float,
         default=None,
         metavar="USD",
@@ -35,7 +37,13 @@ def add_dialect_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="accepted creates per --window seconds, then 429 (Replicate: 600)",
     )
-    g.add_argument("--window", type=float, default=60.0, help="window for --creates-per-window")
+    g.add_argument(
+        "--window",
+        dest="window_s",
+        type=float,
+        default=60.0,
+        help="window for --creates-per-window",
+    )
     g.add_argument(
         "--max-active",
         type=int,
@@ -51,21 +59,9 @@ def add_dialect_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--output-ttl",
+        dest="output_ttl_s",
         type=float,
         default=None,
         metavar="S",
         help="output URLs stop working S seconds after success (bfl default 600)",
     )
-
-
-def dialect_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "dialect": args.dialect,
-        "retired_models": tuple(args.retired_model),
-        "credit_usd": args.credit,
-        "creates_per_window": args.creates_per_window,
-        "window_s": args.window,
-        "max_active": args.max_active,
-        "moderation_ratio": args.moderation_ratio,
-        "output_ttl_s": args.output_ttl,
-    }

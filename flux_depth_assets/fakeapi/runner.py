@@ -20,11 +20,16 @@ from typing import Any
 import httpx
 import uvicorn
 
-from flux_depth_assets.fakeapi.options import add_dialect_arguments, dialect_options
+from flux_depth_assets.fakeapi.options import add_dialect_arguments
 from flux_depth_assets.fakeapi.server import FakeEachlabs, build_app
 from flux_depth_assets.fakeapi.state import FakeApiConfig
 
 READY_PREFIX = "fake Eachlabs API listening on "
+#: the command line's options that say where and how to listen; every other one sets the
+#: `FakeApiConfig` field of its name
+LISTEN_OPTIONS = ("host", "port", "access_log")
+#: what the ready line repeats of the config
+SUMMARY = ("latency_s", "fail_ratio", "bfl_like", "rate_limit", "error_rate", "seed")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -55,43 +60,30 @@ def _uvicorn_server(app, access_log: bool, loop: str = "auto") -> uvicorn.Server
     return uvicorn.Server(config)
 
 
-def _make_config(
-    latency_s: float,
-    fail_ratio: float,
-    rate_limit: float | None,
-    error_rate: float,
-    options: dict[str, Any],
-) -> FakeApiConfig:
+def _make_config(options: dict[str, Any]) -> FakeApiConfig:
+    """The server's config from `FakeApiConfig` field values (as keywords or parsed flags)."""
     known = {f.name for f in fields(FakeApiConfig)}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"unknown fake API option(s): {sorted(unknown)}")
-    if "api_keys" in options and options["api_keys"] is not None:
+    if options.get("api_keys") is not None:
         options["api_keys"] = frozenset(options["api_keys"])
-    return FakeApiConfig(
-        latency_s=latency_s,
-        fail_ratio=fail_ratio,
-        rate_limit=rate_limit or None,
-        error_rate=error_rate,
-        **options,
-    )
+    if "retired_models" in options:
+        options["retired_models"] = tuple(options["retired_models"])
+    return FakeApiConfig(**{**options, "rate_limit": options.get("rate_limit") or None})
 
 
 def serve(
     host: str = "127.0.0.1",
     port: int = 8787,
-    latency_s: float = 2.0,
-    fail_ratio: float = 0.0,
-    rate_limit: float | None = None,
-    error_rate: float = 0.0,
     *,
     access_log: bool = False,
     on_ready: Callable[[str], None] | None = None,
     **options: Any,
 ) -> None:
     """Run the fake host until SIGINT/SIGTERM. `port=0` picks a free port; `on_ready(base_url)` is
-    called once the socket listens. Other options: see `FakeApiConfig` (seed, api_keys, ...)."""
-    config = _make_config(latency_s, fail_ratio, rate_limit, error_rate, options)
+    called once the socket listens. `options`: `FakeApiConfig` fields (latency_s, seed, ...)."""
+    config = _make_config(options)
     app, _state = build_app(config)
     sock = _bind(host, port)
     if on_ready:
@@ -114,15 +106,10 @@ class FakeApiServer:
 
 
 @contextlib.contextmanager
-def running_fake_api(
-    latency_s: float = 0.2,
-    fail_ratio: float = 0.0,
-    rate_limit: float | None = None,
-    error_rate: float = 0.0,
-    **options: Any,
-) -> Iterator[FakeApiServer]:
-    """Start the fake host on a free loopback port in a thread; yields its base URL and stats."""
-    config = _make_config(latency_s, fail_ratio, rate_limit, error_rate, options)
+def running_fake_api(latency_s: float = 0.2, **options: Any) -> Iterator[FakeApiServer]:
+    """Start the fake host on a free loopback port in a thread; yields its base URL and stats.
+    `options`: `FakeApiConfig` fields (fail_ratio, rate_limit, seed, api_keys, dialect, ...)."""
+    config = _make_config({"latency_s": latency_s, **options})
     app, state = build_app(config)
     sock = _bind("127.0.0.1", 0)
     server = _uvicorn_server(app, access_log=False, loop="asyncio")
@@ -235,16 +222,22 @@ def build_parser(prog: str = "flux-depth fake-api") -> argparse.ArgumentParser:
         "EACHLABS_BASE_URL=http://127.0.0.1:PORT; any non-empty EACHLABS_API_KEY is accepted "
         "unless --api-key is given.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8787, help="port; 0 picks a free one (default 8787)")
+    listen = p.add_argument_group("where to listen")
+    listen.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    listen.add_argument(
+        "--port", type=int, default=8787, help="port; 0 picks a free one (default 8787)"
+    )
+    listen.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument(
         "--latency",
+        dest="latency_s",
         type=float,
         default=2.0,
         help="seconds from create to success/failure (default 2.0)",
     )
     p.add_argument(
         "--latency-jitter",
+        dest="latency_jitter_s",
         type=float,
         default=0.0,
         help="extra latency drawn uniformly from [0, J] per prediction (default 0)",
@@ -270,12 +263,18 @@ def build_parser(prog: str = "flux-depth fake-api") -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     p.add_argument(
         "--api-key",
+        dest="api_keys",
+        metavar="KEY",
         action="append",
         default=None,
         help="accept only this key (repeatable); default: any non-empty key",
     )
     p.add_argument(
-        "--price", type=float, default=0.05, help="USD charged per create (default 0.05)"
+        "--price",
+        dest="price_usd",
+        type=float,
+        default=0.05,
+        help="USD charged per create (default 0.05)",
     )
     p.add_argument(
         "--output-style",
@@ -290,7 +289,6 @@ def build_parser(prog: str = "flux-depth fake-api") -> argparse.ArgumentParser:
         help="answer like Black Forest Labs' flux-depth-pro: a colour render for "
         "every prompt, the empty one included (not a depth map)",
     )
-    p.add_argument("--access-log", action="store_true", help="log every request")
     add_dialect_arguments(p)
     return p
 
@@ -301,37 +299,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--"]:  # `flux-depth fake-api -- --port 8765` hands the separator through
         argv = argv[1:]
     args = build_parser().parse_args(argv)
-    summary = {
-        "latency_s": args.latency,
-        "fail_ratio": args.fail_ratio,
-        "bfl_like": args.bfl_like,
-        "rate_limit": args.rate_limit or None,
-        "error_rate": args.error_rate,
-        "seed": args.seed,
-    }
+    config = {k: v for k, v in vars(args).items() if k not in LISTEN_OPTIONS}
+    config["rate_limit"] = config["rate_limit"] or None  # 0: none
+    summary = {k: config[k] for k in SUMMARY}
 
     def announce(url: str) -> None:
         print(f"{READY_PREFIX}{url} {json.dumps(summary)}", flush=True)
 
     try:
-        serve(
-            args.host,
-            args.port,
-            args.latency,
-            args.fail_ratio,
-            args.rate_limit or None,
-            args.error_rate,
-            access_log=args.access_log,
-            on_ready=announce,
-            latency_jitter_s=args.latency_jitter,
-            seed=args.seed,
-            api_keys=args.api_key,
-            price_usd=args.price,
-            output_style=args.output_style,
-            report_cost=args.report_cost,
-            bfl_like=args.bfl_like,
-            **dialect_options(args),
-        )
+        serve(args.host, args.port, access_log=args.access_log, on_ready=announce, **config)
     except (OSError, ValueError, TypeError) as exc:
         print(f"fake-api: {exc}", file=sys.stderr)
         return 2

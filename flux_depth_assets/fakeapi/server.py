@@ -237,13 +237,19 @@ class FakeEachlabs:
         return JSONResponse({"status": "ok", "service": "fake-eachlabs"})
 
     def routes(self) -> list[Route]:
+        """The host's own endpoints (`api_routes`), then the fake's `/stats` and health check."""
+        return [
+            *self.api_routes(),
+            Route("/stats", self.stats_endpoint, methods=["GET"]),
+            Route("/", self.health, methods=["GET"]),
+        ]
+
+    def api_routes(self) -> list[Route]:
         return [
             Route("/v1/prediction/", self.create, methods=["POST"]),
             Route("/v1/prediction", self.create, methods=["POST"]),
             Route("/v1/prediction/{pid}", self.get, methods=["GET"]),
             Route("/outputs/{name}", self.output, methods=["GET"]),
-            Route("/stats", self.stats_endpoint, methods=["GET"]),
-            Route("/", self.health, methods=["GET"]),
         ]
 
 

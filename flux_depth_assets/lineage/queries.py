@@ -74,12 +74,8 @@ def read(
     return data.to_table(columns=columns, filter=filter_expr(catalog, since, until))
 
 
-COST_COLUMNS = [
-    "catalog",
-    "asset",
-    "date",
-    "runs",
-    "materializations",
+#: the `materializations` columns `costs` sums per catalog, asset and day
+SUMMED = [
     "images_new",
     "images_cached",
     "images_failed",
@@ -87,6 +83,8 @@ COST_COLUMNS = [
     "provider_calls",
     "cost_usd",
 ]
+COST_KEYS = ["catalog", "asset", "date"]
+COST_COLUMNS = [*COST_KEYS, "runs", "materializations", *SUMMED]
 
 
 def costs(
@@ -97,42 +95,16 @@ def costs(
     `cost_usd` of a materialization is the sum of its `provider_calls` rows, written together.
     """
     t = read(
-        store,
-        "materializations",
-        catalog,
-        since,
-        until,
-        columns=[
-            "catalog",
-            "asset",
-            "date",
-            "run_id",
-            "images_new",
-            "images_cached",
-            "images_failed",
-            "images_skipped_budget",
-            "provider_calls",
-            "cost_usd",
-        ],
+        store, "materializations", catalog, since, until, columns=[*COST_KEYS, "run_id", *SUMMED]
     )
-    keys = ["catalog", "asset", "date"]
-    out = t.group_by(keys).aggregate(
-        [
-            ("run_id", "count_distinct"),
-            ("run_id", "count"),
-            ("images_new", "sum"),
-            ("images_cached", "sum"),
-            ("images_failed", "sum"),
-            ("images_skipped_budget", "sum"),
-            ("provider_calls", "sum"),
-            ("cost_usd", "sum"),
-        ]
+    out = t.group_by(COST_KEYS).aggregate(
+        [("run_id", "count_distinct"), ("run_id", "count"), *((c, "sum") for c in SUMMED)]
     )
     out = out.rename_columns(
         {
             "run_id_count_distinct": "runs",
             "run_id_count": "materializations",
-            **{f"{c}_sum": c for c in COST_COLUMNS[5:]},
+            **{f"{c}_sum": c for c in SUMMED},
         }
     )
     out = out.select(COST_COLUMNS)

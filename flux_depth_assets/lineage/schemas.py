@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from flux_depth_assets.storage.schemas import columns
+
 SCHEMA_VERSION = "1"
 ROOT = "tables/lineage"
 
@@ -62,12 +64,15 @@ MATERIALIZATIONS = pa.schema(
         ),  # succeeded | failed (failed after spending)
         pa.field("code_version", pa.string()),
         pa.field("config_hash", pa.string()),
-        pa.field("images_in", pa.int64()),
-        pa.field("images_new", pa.int64()),
-        pa.field("images_cached", pa.int64()),
-        pa.field("images_failed", pa.int64()),
-        pa.field("images_rejected", pa.int64()),
-        pa.field("images_skipped_budget", pa.int64()),
+        *columns(
+            pa.int64(),
+            "images_in",
+            "images_new",
+            "images_cached",
+            "images_failed",
+            "images_rejected",
+            "images_skipped_budget",
+        ),
         pa.field("provider_calls", pa.int64()),  # paid/attempted calls (not cache hits)
         pa.field("cost_usd", pa.float64(), nullable=False),
         pa.field("seconds", pa.float64()),
@@ -119,12 +124,7 @@ STAT_DISTRIBUTION = pa.struct(
     [
         pa.field("stat", pa.string()),  # a float column of the depth_stats table
         pa.field("count", pa.int64()),  # images with a finite value
-        pa.field("mean", pa.float64()),
-        pa.field("min", pa.float64()),
-        pa.field("p10", pa.float64()),
-        pa.field("p50", pa.float64()),
-        pa.field("p90", pa.float64()),
-        pa.field("max", pa.float64()),
+        *columns(pa.float64(), "mean", "min", "p10", "p50", "p90", "max"),
     ]
 )
 

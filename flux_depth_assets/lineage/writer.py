@@ -116,7 +116,7 @@ def calls_from_rows(
     default_time: datetime,
     secrets: Iterable[str | None] = (),
 ) -> list[dict]:
-    """`provider_calls` rows from `run_depth`/`run_renders` rows (their table rows plus timings;
+    """`provider_calls` rows from `run_provider_asset` rows (their table rows plus timings;
     the output path is `output_path`, `depth_path` or `render_path`).
 
     One row per image: cache hits (`cached=true`, cost 0) and budget skips included. A row's

@@ -20,7 +20,7 @@ from flux_depth_assets.config.models import (
     LocalProviderConfig,
     OnnxProviderConfig,
 )
-from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
+from flux_depth_assets.pipeline.parallel import PoolConfig, map_images
 from flux_depth_assets.providers.base import DepthProvider, ProviderInput
 from flux_depth_assets.storage.cache import DepthCache
 from flux_depth_assets.storage.store import Storage
@@ -134,12 +134,5 @@ def depth_rows_on_pool(
         )
         for p in pending
     )
-    rows = map_ordered(
-        depth_one,
-        tasks,
-        total=len(pending),
-        config=pool,
-        progress=lambda d, t: log(f"depth_maps: {d}/{t} image(s) done"),
-    )
-    for item, row in zip(pending, rows):
-        yield item.image_id, row
+    keys = [p.image_id for p in pending]
+    yield from map_images(depth_one, tasks, keys, pool=pool, log=log, label="depth_maps")

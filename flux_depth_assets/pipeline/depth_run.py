@@ -1,4 +1,4 @@
-"""Produce a catalog's depth maps: cache first, budget check, then the provider for what is left.
+"""A catalog's depth maps: cache first, budget check, then the provider for what is left.
 
 Never pays twice: a provider call is identified by `cache_key(source sha256, provider, model,
 params)`; a hit in the shared cache (any catalog, any earlier run) costs nothing.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -19,16 +19,11 @@ from flux_depth_assets.config.models import DepthMapSettings
 from flux_depth_assets.depth.encoding import encode_png16, quantize, to_nearness
 from flux_depth_assets.lineage.writer import redact
 from flux_depth_assets.pipeline.depth_pool import depth_rows_on_pool, pool_config_of
-from flux_depth_assets.pipeline.paid import PaidRun, paid_run
 from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.pipeline.provider_run import (
-    ProviderRunResult,
-    apply_budget,
-    pending_input,
-    prediction_chunks,
+    Batch,
+    ProviderAsset,
     prediction_fields,
-    skipped_row,
-    tally,
 )
 from flux_depth_assets.pipeline.source_mask import apply_mask
 from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, ProviderInput
@@ -40,95 +35,47 @@ ASSET = "depth_maps"
 REJECTED_HINT = "delete cache/depth-rejected/ to ask the host again"
 
 
-def run_depth(
-    catalog: str,
-    accepted: list[dict],
-    provider: DepthProvider,
-    storage: Storage,
-    settings: DepthMapSettings,
-    *,
-    run_id: str = "",
-    budget_usd: float | None = None,
-    on_budget: str = "stop",
-    log: Callable[[str], None] | None = None,
-    started_at: datetime | None = None,
-    pool: PoolConfig | None = None,
-) -> ProviderRunResult:
-    """Raises `PaidRunError` (one line) when a paid run may not start or had to stop early;
-    whatever was paid by then is cached or journaled, and recorded."""
-    log = log or (lambda _m: None)
-    with paid_run(
-        storage,
-        catalog,
-        ASSET,
-        provider,
-        run_id=run_id,
-        started_at=started_at,
-        images=len(accepted),
-        log=log,
-    ) as guard:
-        return _run_depth(
-            guard,
-            catalog,
-            accepted,
-            provider,
-            storage,
-            settings,
-            budget_usd=budget_usd,
-            on_budget=on_budget,
-            log=log,
-            pool=pool,
-        )
+class DepthMaps(ProviderAsset):
+    """`depth_maps` of one catalog: a kept row, a cache hit or a known reject needs no call; a
+    prediction becomes a 16-bit PNG (and an optional .npy). Run with `run_provider_asset`."""
 
+    name = ASSET
+    schema = DEPTH_MAPS
+    preview_columns = ("image_id", "status", "depth_path", "seconds", "cost_usd", "error")
 
-def _run_depth(
-    guard: PaidRun,
-    catalog: str,
-    accepted: list[dict],
-    provider: DepthProvider,
-    storage: Storage,
-    settings: DepthMapSettings,
-    *,
-    budget_usd: float | None,
-    on_budget: str,
-    log: Callable[[str], None],
-    pool: PoolConfig | None = None,
-) -> ProviderRunResult:
-    t0 = time.perf_counter()
-    run_id = guard.run_id
-    cache = DepthCache(storage)
-    previous = storage.partition_rows(ASSET, catalog)
-    present = FileIndex(storage, Storage.dir_rel(catalog, ASSET))
-    base = dict(
-        provider=provider.name,
-        model=provider.model,
-        model_version=provider.model_version,
-        params_hash=provider.params_hash(),
-        run_id=run_id,
-    )
-    rows: dict[str, dict] = {}
-    pending: list[ProviderInput] = []
-    by_id = {r["image_id"]: r for r in accepted}
-    for r in accepted:
-        key = provider.cache_key(r["sha256"])
-        common = {
-            **base,
-            "image_id": r["image_id"],
-            "source_sha256": r["sha256"],
-            "cache_key": key,
-            "width": r["width"],
-            "height": r["height"],
-        }
-        prev = previous.get(r["image_id"])
+    def __init__(
+        self,
+        catalog: str,
+        provider: DepthProvider,
+        storage: Storage,
+        settings: DepthMapSettings,
+        *,
+        pool: PoolConfig | None = None,
+    ):
+        super().__init__(catalog, provider, storage, DepthCache(storage), settings)
+        self.settings = settings
+        self.pool = pool
+        self.previous: dict[str, dict] = {}
+        self.present = FileIndex(storage)
+
+    def prepare(self) -> None:
+        self.previous = self.storage.partition_rows(ASSET, self.catalog)
+        self.present = FileIndex(self.storage, Storage.dir_rel(self.catalog, ASSET))
+
+    def source_columns(self, source: dict) -> dict:
+        return {"width": source["width"], "height": source["height"]}
+
+    def reuse(self, source: dict, common: dict) -> dict | None:
+        prev = self.previous.get(source["image_id"])
         if (
             prev
-            and prev["cache_key"] == key
+            and prev["cache_key"] == common["cache_key"]
             and prev["status"] in ("succeeded", "cached")
-            and prev["depth_path"] in present
-            and (not settings.write_npy or prev["npy_path"] in present)
+            and prev["depth_path"] in self.present
+            and (not self.settings.write_npy or prev["npy_path"] in self.present)
         ):
             at = datetime.now(UTC)
-            rows[r["image_id"]] = {
+            return {
                 **prev,
                 **common,
                 "status": "cached",
@@ -139,16 +86,15 @@ def _run_depth(
                 "started_at": at,
                 "finished_at": at,
             }
-            continue
-        hit = cache.get(key)
+        hit = self.cache.get(common["cache_key"])
         if hit is not None:
             t1, at = time.perf_counter(), datetime.now(UTC)
-            out = _write_outputs(
-                storage, catalog, r["image_id"], apply_mask(storage, r, hit.depth), settings
-            )
-            rows[r["image_id"]] = {
+            nearness = apply_mask(self.storage, source, hit.depth)
+            return {
                 **common,
-                **out,
+                **_write_outputs(
+                    self.storage, self.catalog, source["image_id"], nearness, self.settings
+                ),
                 **_meta_fields(hit.meta),
                 "status": "cached",
                 "seconds": time.perf_counter() - t1,
@@ -157,10 +103,9 @@ def _run_depth(
                 "started_at": at,
                 "finished_at": datetime.now(UTC),
             }
-            continue
-        rejected = cache.rejection(key)
+        rejected = self.cache.rejection(common["cache_key"])
         if rejected is not None:  # the same call returned something unusable: not paid again
-            rows[r["image_id"]] = {
+            return {
                 **common,
                 "status": "failed",
                 "cost_usd": 0.0,
@@ -169,85 +114,52 @@ def _run_depth(
                 "error": f"{rejected.get('reason')} (an earlier run's result; "
                 f"not paid again: {REJECTED_HINT})",
             }
-            continue
-        pending.append(pending_input(r, key, storage))
+        return None
 
-    if provider.price_usd > 0 and rows:  # entries a killed run left for results it had cached
-        guard.settle([r["cache_key"] for r in rows.values()])
-    pending, skipped = apply_budget(pending, provider, budget_usd, on_budget)
-    for item in skipped:
-        src = by_id[item.image_id]
-        rows[item.image_id] = skipped_row(base, item, width=src["width"], height=src["height"])
-    if pending:
-        provider.check_ready()
-        guard.probe("cache")
-        log(
-            f"depth_maps: {len(pending)} image(s) to compute with {provider.name}/{provider.model}, "
-            f"{len(rows)} cached"
+    def announce(self, pending: int, done: int) -> str:
+        p = self.provider
+        return f"depth_maps: {pending} image(s) to compute with {p.name}/{p.model}, {done} cached"
+
+    def local_rows(
+        self, pending: list[ProviderInput], batch: Batch, log: Callable[[str], None]
+    ) -> Iterable[tuple[str, dict]] | None:
+        """Free CPU work (local/onnx) runs on the work pool: `pipeline.depth_pool`."""
+        local = pool_config_of(self.provider) if batch.price_usd == 0 else None
+        if local is None:
+            return None
+        return depth_rows_on_pool(
+            local,
+            pending,
+            batch.sources,
+            self.storage,
+            self.catalog,
+            self.settings,
+            batch.base,
+            price_usd=0.0,
+            pool=self.pool,
+            log=log,
+            batch_started=batch.started,
         )
-        pending_by_id = {p.image_id: p for p in pending}
-        batch_started = datetime.now(UTC)
-        local = pool_config_of(provider) if provider.price_usd == 0 else None
-        if local is not None:  # free CPU work (local/onnx): on the work pool, pipeline.depth_pool
-            rows.update(
-                depth_rows_on_pool(
-                    local,
-                    pending,
-                    by_id,
-                    storage,
-                    catalog,
-                    settings,
-                    base,
-                    price_usd=0.0,
-                    pool=pool,
-                    log=log,
-                    batch_started=batch_started,
-                )
-            )
-            pending = []
-        for chunk in prediction_chunks(provider, pending, log):
-            chunk = guard.resolve_costs(chunk)
-            for pred in chunk:  # the bill first: recorded before anything is cached
-                src = by_id[pred.image_id]
-                rows[pred.image_id] = {
-                    **base,
-                    "image_id": pred.image_id,
-                    "source_sha256": src["sha256"],
-                    "cache_key": pending_by_id[pred.image_id].cache_key,
-                    "status": "succeeded" if pred.status == "succeeded" else "failed",
-                    "error": pred.error,
-                    **prediction_fields(pred, provider.price_usd, batch_started),
-                }
-            if provider.price_usd > 0:
-                guard.record(rows.values())
-            durable, store_errors = [], []
-            for pred in chunk:
-                item = pending_by_id[pred.image_id]
-                try:
-                    rows[pred.image_id] = _row_for_prediction(
-                        pred,
-                        item,
-                        storage,
-                        cache,
-                        catalog,
-                        settings,
-                        base,
-                        by_id[pred.image_id],
-                        price_usd=provider.price_usd,
-                        batch_started=batch_started,
-                    )
-                except OSError as exc:  # storage full or read-only: the journal keeps it
-                    store_errors.append(f"{type(exc).__name__}: {exc}")
-                    rows[pred.image_id] = {
-                        **rows[pred.image_id],
-                        "status": "failed",
-                        "error": redact(f"could not store the result: {exc}"),
-                    }
-                    continue
-                durable.append(item.cache_key)
-            guard.settle(durable)
-            guard.check(store_errors)
-    return tally(rows, accepted, DEPTH_MAPS, t0)
+
+    def outcome(self, pred: DepthPrediction) -> dict:
+        return {
+            "status": "succeeded" if pred.status == "succeeded" else "failed",
+            "error": pred.error,
+        }
+
+    def store(self, pred: DepthPrediction, item: ProviderInput, billed: dict, batch: Batch) -> dict:
+        return _row_for_prediction(
+            pred,
+            item,
+            self.storage,
+            self.cache,
+            self.catalog,
+            self.settings,
+            batch.base,
+            batch.sources[pred.image_id],
+            price_usd=batch.price_usd,
+            batch_started=batch.started,
+        )
 
 
 def _meta_fields(meta: dict) -> dict:

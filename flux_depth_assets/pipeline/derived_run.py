@@ -27,7 +27,7 @@ from flux_depth_assets.depth.encoding import decode_image, decode_png16
 from flux_depth_assets.depth.normalization import catalog_range, to_catalog_scale
 from flux_depth_assets.lineage.writer import config_hash
 from flux_depth_assets.pipeline.depth_run import ASSET as DEPTH_ASSET
-from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
+from flux_depth_assets.pipeline.parallel import PoolConfig, map_images
 from flux_depth_assets.pipeline.rows_run import RowsRun
 from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
@@ -145,10 +145,20 @@ class DerivedSpec:
     schema: pa.Schema
     make: Callable[[Storage, str, ModelSettings, DepthInput], dict]
     params: Callable[[ModelSettings], Any]  # the settings the outputs depend on
-    outputs: Callable[[dict], list[str]]  # files a row's outputs live in (checked to exist)
+    output_columns: tuple[str, ...]  # columns naming the files a row's outputs live in
+    preview_column: str | None  # the column naming the file to show for a run (if any)
     preview_columns: list[str]
-    preview_path: Callable[[dict], str | None]
-    out_dir: Callable[[str], str | None]
+
+    def outputs(self, row: dict) -> list[str]:
+        """The files `row`'s outputs live in (checked to exist)."""
+        return [row[c] for c in self.output_columns]
+
+    def preview_path(self, row: dict) -> str | None:
+        return row.get(self.preview_column) if self.preview_column else None
+
+    def out_dir(self, catalog: str) -> str | None:
+        """The folder of the asset's files (None when it makes no files, only table rows)."""
+        return Storage.dir_rel(catalog, self.asset) if self.output_columns else None
 
     def params_hash(self, settings: ModelSettings) -> str:
         return config_hash(
@@ -283,14 +293,7 @@ def run_derived(
     )
     if stale:
         say(f"{spec.asset}: {len(stale)} image(s) to make, {len(inputs) - len(stale)} cached")
-    made = map_ordered(
-        derive_one,
-        tasks,
-        total=len(stale),
-        config=pool,
-        progress=lambda done, total: say(f"{spec.asset}: {done}/{total} image(s) done"),
-    )
-    for i, row in zip(stale, made):
+    for i, row in map_images(derive_one, tasks, stale, pool=pool, log=say, label=spec.asset):
         row["materialized_at"] = now
         rows[i] = row
     done = [r for r in rows if r is not None]

@@ -13,6 +13,7 @@ set on the demo catalog with the local estimator and on broken fixtures (tests/t
 
 from __future__ import annotations
 
+import operator
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,34 +108,72 @@ def measure_depth_maps(store: Storage, catalog: str) -> DepthSample:
     return out
 
 
-def _verdict(
-    name: str,
-    values: dict[str, float],
-    ok: Callable[[float], bool],
-    what: str,
-    rule: str,
-    low_is_bad: bool,
-) -> CheckOutcome:
-    if not values:
-        return CheckOutcome(
-            False, f"{name}: no measurable depth map (see depth_readable)", {"images": 0}
+_PASSES: dict[str, Callable[[float, float], bool]] = {
+    "≥": operator.ge,
+    ">": operator.gt,
+    "<": operator.lt,
+    "≤": operator.le,
+}
+
+
+@dataclass(frozen=True)
+class MedianRule:
+    """A check on a per-image measure: passes when the sample's median is `op` `limit` (the
+    images on the wrong side are listed worst first). `note` follows the rule in the message."""
+
+    name: str
+    what: str
+    op: str  # ≥ > < ≤
+    limit: float
+    note: str = ""
+
+    def verdict(self, values: dict[str, float]) -> CheckOutcome:
+        name, passes = self.name, _PASSES[self.op]
+        if not values:
+            return CheckOutcome(
+                False, f"{name}: no measurable depth map (see depth_readable)", {"images": 0}
+            )
+        median = statistics.median(values.values())
+        low_is_bad = self.op in ("≥", ">")
+        bad = sorted(
+            ((v, k) for k, v in values.items() if not passes(v, self.limit)), reverse=not low_is_bad
         )
-    median = statistics.median(values.values())
-    bad = sorted(((v, k) for k, v in values.items() if not ok(v)), reverse=not low_is_bad)
-    meta: dict[str, Any] = {
-        "images": len(values),
-        "median": round(median, 4),
-        "images_failing": len(bad),
-    }
-    if bad:
-        meta["worst"] = ", ".join(f"{k}={v:.3g}" for v, k in bad[:WORST])
-    passed = ok(median)
-    return CheckOutcome(
-        passed,
-        f"{name}: median {what} {median:.3g} over {len(values)} image(s) "
-        f"({'meets' if passed else 'fails'} {rule})",
-        meta,
-    )
+        meta: dict[str, Any] = {
+            "images": len(values),
+            "median": round(median, 4),
+            "images_failing": len(bad),
+        }
+        if bad:
+            meta["worst"] = ", ".join(f"{k}={v:.3g}" for v, k in bad[:WORST])
+        passed = passes(median, self.limit)
+        return CheckOutcome(
+            passed,
+            f"{name}: median {self.what} {median:.3g} over {len(values)} image(s) "
+            f"({'meets' if passed else 'fails'} {self.op} {self.limit:g}{self.note})",
+            meta,
+        )
+
+
+EDGES_AGREE = MedianRule(
+    "edges_agree", "edge lift (image edges at depth edges vs chance)", "≥", MIN_EDGE_LIFT
+)
+NOT_VERTICAL_PRIOR = MedianRule(
+    "not_vertical_prior", "share of variance explained by rows", "<", MAX_VERTICAL_PRIOR_SHARE
+)
+NEAR_AT_BOTTOM = MedianRule(
+    "near_at_bottom",
+    "nearness bottom third − top third",
+    ">",
+    0,
+    " (else larger = farther: inverted)",
+)
+NORMALS_SMOOTH = MedianRule(
+    "normals_smooth",
+    "roughness (angle to the neighbourhood's mean normal, degrees)",
+    "≤",
+    MAX_ROUGHNESS_DEG,
+    "°",
+)
 
 
 def depth_readable(sample: DepthSample) -> CheckOutcome:
@@ -153,36 +192,15 @@ def depth_readable(sample: DepthSample) -> CheckOutcome:
 
 
 def edges_agree(sample: DepthSample) -> CheckOutcome:
-    return _verdict(
-        "edges_agree",
-        sample.edge_lift,
-        lambda v: v >= MIN_EDGE_LIFT,
-        "edge lift (image edges at depth edges vs chance)",
-        f"≥ {MIN_EDGE_LIFT}",
-        low_is_bad=True,
-    )
+    return EDGES_AGREE.verdict(sample.edge_lift)
 
 
 def not_vertical_prior(sample: DepthSample) -> CheckOutcome:
-    return _verdict(
-        "not_vertical_prior",
-        sample.vertical_share,
-        lambda v: v < MAX_VERTICAL_PRIOR_SHARE,
-        "share of variance explained by rows",
-        f"< {MAX_VERTICAL_PRIOR_SHARE}",
-        low_is_bad=False,
-    )
+    return NOT_VERTICAL_PRIOR.verdict(sample.vertical_share)
 
 
 def near_at_bottom(sample: DepthSample) -> CheckOutcome:
-    return _verdict(
-        "near_at_bottom",
-        sample.bottom_minus_top,
-        lambda v: v > 0,
-        "nearness bottom third − top third",
-        "> 0 (else larger = farther: inverted)",
-        low_is_bad=True,
-    )
+    return NEAR_AT_BOTTOM.verdict(sample.bottom_minus_top)
 
 
 def _roughness(data: bytes) -> float:
@@ -214,11 +232,4 @@ def normals_smooth(store: Storage, catalog: str, rows: list[dict]) -> CheckOutco
             f"{NORMALS_ASSET} normals_smooth: " + "; ".join(problems[:WORST]),
             {"images": len(ok_rows), "unreadable": len(problems)},
         )
-    return _verdict(
-        "normals_smooth",
-        values,
-        lambda v: v <= MAX_ROUGHNESS_DEG,
-        "roughness (angle to the neighbourhood's mean normal, degrees)",
-        f"≤ {MAX_ROUGHNESS_DEG:g}°",
-        low_is_bad=False,
-    )
+    return NORMALS_SMOOTH.verdict(values)

@@ -1,6 +1,6 @@
 """The guard around every paid provider run: never pay twice, and record exactly what was paid.
 
-`paid_run(...)` wraps the part of `run_depth`/`run_renders` that may pay:
+`paid_run(...)` wraps the part of `provider_run.run_provider_asset` that may pay:
 
 1. the catalog's lease (`storage.lease`): one paid run per catalog at a time, whatever started it;
    a second run waits (bounded) or refuses with one line, before anything is paid;
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -83,16 +82,12 @@ class PaidRun:
         self.lease: CatalogLease | None = None
 
     def probe(self, rel_dir: str) -> None:
-        rel = f"{rel_dir.strip('/')}/.probe-{uuid.uuid4().hex}"
-        try:
-            self.storage.write_bytes(rel, b"probe")
-            self.storage.delete(rel)
-        except Exception as exc:  # noqa: BLE001 - whatever the store raises, nothing was sent
+        problem = self.storage.unwritable(rel_dir)
+        if problem:
             raise PaidRunError(
-                f"{self.storage.uri(rel_dir)} cannot be written ({type(exc).__name__}: "
-                f"{exc}); results could not be kept, so nothing was sent. Fix the storage root "
+                f"{problem}; results could not be kept, so nothing was sent. Fix the storage root "
                 "and run again"
-            ) from None
+            )
 
     def resolve_costs(self, preds: list[DepthPrediction]) -> list[DepthPrediction]:
         """Add the cost of journaled predictions that no run recorded (their run crashed)."""

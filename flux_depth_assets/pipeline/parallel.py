@@ -21,13 +21,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+K = TypeVar("K")
 
 WORKERS_ENV = "FLUX_DEPTH_WORKERS"
 PROGRESS_STEPS = 20  # progress lines per map (about every 5 %)
@@ -138,6 +139,27 @@ def map_ordered(
         yield result
         if progress and (done == total or done % step == 0):
             progress(done, total)
+
+
+def map_images(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    keys: Sequence[K],
+    *,
+    pool: PoolConfig | None,
+    log: Callable[[str], None],
+    label: str,
+) -> Iterator[tuple[K, R]]:
+    """`map_ordered` over one task per image, each result paired with its task's key (`keys` in
+    task order), progress logged to the run as `<label>: done/total image(s) done`."""
+    results = map_ordered(
+        fn,
+        tasks,
+        total=len(keys),
+        config=pool,
+        progress=lambda done, total: log(f"{label}: {done}/{total} image(s) done"),
+    )
+    return zip(keys, results)
 
 
 def _results(

@@ -1,4 +1,6 @@
-"""Arrow schemas of the per-catalog snapshot tables, declared once and written with.
+"""Arrow schemas of the per-catalog snapshot tables, declared once and written with. Column groups
+that several tables share (`PROVIDER_ROW`, `PROVIDER`, `CALL`, `DERIVED_ROW`, `STAMP`) are declared
+once too.
 
 The `catalog` column is not stored in the files: it comes from the hive partition directory
 (`catalog=<name>`), so pandas, `pyarrow.dataset` and DuckDB all see it as a column.
@@ -9,6 +11,14 @@ from __future__ import annotations
 import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
+STR = pa.string()
+F64 = pa.float64()
+
+
+def columns(kind: pa.DataType, *names: str) -> list[pa.Field]:
+    """Consecutive columns of one type (the column groups below are shared between tables)."""
+    return [pa.field(name, kind) for name in names]
+
 
 SOURCE_IMAGES = pa.schema(
     [
@@ -38,32 +48,33 @@ SOURCE_IMAGES = pa.schema(
     ]
 )
 
+#: the image and the outcome of its provider call: every `depth_maps`/`depth_renders` row starts so
+#: (status: succeeded | cached | failed | skipped_budget)
+PROVIDER_ROW = columns(STR, "image_id", "source_sha256", "status", "error")
+#: what identifies the call (its cache key, from the provider, model and params)
+PROVIDER = columns(STR, "provider", "model", "model_version", "params_hash", "cache_key")
+#: what the call cost
+CALL = [
+    pa.field("prediction_id", STR),
+    *columns(pa.int32(), "attempts", "http_status"),
+    pa.field("cost_usd", F64),
+]
+#: which run wrote the row, and when: every table but source_images ends so
+STAMP = [pa.field("run_id", STR), pa.field("materialized_at", TS)]
+
 DEPTH_MAPS = pa.schema(
     [
-        pa.field("image_id", pa.string()),
-        pa.field("source_sha256", pa.string()),
-        pa.field("status", pa.string()),  # succeeded | cached | failed | skipped_budget
-        pa.field("error", pa.string()),
-        pa.field("depth_path", pa.string()),  # 16-bit PNG, larger = nearer
-        pa.field("npy_path", pa.string()),  # float32 .npy (optional)
-        pa.field("output_sha256", pa.string()),
-        pa.field("provider", pa.string()),
-        pa.field("model", pa.string()),
-        pa.field("model_version", pa.string()),
-        pa.field("params_hash", pa.string()),
-        pa.field("cache_key", pa.string()),
+        *PROVIDER_ROW,
+        pa.field("depth_path", STR),  # 16-bit PNG, larger = nearer
+        pa.field("npy_path", STR),  # float32 .npy (optional)
+        pa.field("output_sha256", STR),
+        *PROVIDER,
         pa.field("metric", pa.bool_()),
-        pa.field("depth_min", pa.float64()),  # before normalisation
-        pa.field("depth_max", pa.float64()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("seconds", pa.float64()),
-        pa.field("prediction_id", pa.string()),
-        pa.field("attempts", pa.int32()),
-        pa.field("http_status", pa.int32()),
-        pa.field("cost_usd", pa.float64()),
-        pa.field("run_id", pa.string()),
-        pa.field("materialized_at", TS),
+        *columns(F64, "depth_min", "depth_max"),  # before normalisation
+        *columns(pa.int32(), "width", "height"),
+        pa.field("seconds", F64),
+        *CALL,
+        *STAMP,
     ]
 )
 
@@ -77,27 +88,14 @@ def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
 
 DEPTH_RENDERS = pa.schema(
     [
-        pa.field("image_id", pa.string()),
-        pa.field("source_sha256", pa.string()),
-        pa.field("status", pa.string()),  # succeeded | cached | failed | skipped_budget
-        pa.field("error", pa.string()),
-        pa.field("render_path", pa.string()),  # as returned by the host (PNG or JPG)
-        pa.field("format", pa.string()),
-        pa.field("output_sha256", pa.string()),
-        pa.field("prompt", pa.string()),
+        *PROVIDER_ROW,
+        pa.field("render_path", STR),  # as returned by the host (PNG or JPG)
+        *columns(STR, "format", "output_sha256", "prompt"),
         pa.field("seed", pa.int64()),
-        pa.field("provider", pa.string()),
-        pa.field("model", pa.string()),
-        pa.field("model_version", pa.string()),
-        pa.field("params_hash", pa.string()),
-        pa.field("cache_key", pa.string()),
-        pa.field("prediction_id", pa.string()),
-        pa.field("attempts", pa.int32()),
-        pa.field("http_status", pa.int32()),
-        pa.field("cost_usd", pa.float64()),
-        pa.field("seconds", pa.float64()),
-        pa.field("run_id", pa.string()),
-        pa.field("materialized_at", TS),
+        *PROVIDER,
+        *CALL,
+        pa.field("seconds", F64),
+        *STAMP,
     ]
 )
 
@@ -106,76 +104,53 @@ DEPTH_RENDERS = pa.schema(
 # depth map PNG the row was made from and `params_hash` of the settings + algorithm version:
 # an image is recomputed only when either changes (or its outputs are gone).
 
+#: an image and the depth map its outputs were made from: every derived row starts so
+DERIVED_ROW = columns(STR, "image_id", "status", "error", "depth_sha256")
+
 NORMAL_MAPS = pa.schema(
     [
-        pa.field("image_id", pa.string()),
-        pa.field("status", pa.string()),
-        pa.field("error", pa.string()),
-        pa.field("depth_sha256", pa.string()),
-        pa.field("params_hash", pa.string()),
-        pa.field("normal_path", pa.string()),  # RGB PNG, n = rgb / max * 2 - 1
-        pa.field("output_sha256", pa.string()),
-        pa.field("convention", pa.string()),  # opengl (+Y up) | directx (+Y down)
+        *DERIVED_ROW,
+        pa.field("params_hash", STR),
+        pa.field("normal_path", STR),  # RGB PNG, n = rgb / max * 2 - 1
+        pa.field("output_sha256", STR),
+        pa.field("convention", STR),  # opengl (+Y up) | directx (+Y down)
         pa.field("bit_depth", pa.int8()),  # 8 | 16
-        pa.field("strength", pa.float64()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("max_unit_error", pa.float64()),  # max | |decoded n| - 1 |
-        pa.field("mean_tilt_deg", pa.float64()),
-        pa.field("seconds", pa.float64()),
-        pa.field("run_id", pa.string()),
-        pa.field("materialized_at", TS),
+        pa.field("strength", F64),
+        *columns(pa.int32(), "width", "height"),
+        pa.field("max_unit_error", F64),  # max | |decoded n| - 1 |
+        *columns(F64, "mean_tilt_deg", "seconds"),
+        *STAMP,
     ]
 )
 
 PARALLAX_SPRITES = pa.schema(
     [
-        pa.field("image_id", pa.string()),
-        pa.field("status", pa.string()),
-        pa.field("error", pa.string()),
-        pa.field("depth_sha256", pa.string()),
-        pa.field("source_sha256", pa.string()),
-        pa.field("params_hash", pa.string()),
-        pa.field("sprite_dir", pa.string()),  # catalogs/<name>/parallax_sprites/<image_id>/
-        pa.field("manifest_path", pa.string()),  # written last: its presence means complete
-        pa.field("preview_path", pa.string()),
-        pa.field("layers", pa.int32()),
-        pa.field("nonempty_layers", pa.int32()),
-        pa.field("cuts", pa.list_(pa.float64())),  # nearness thresholds, far → near
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
+        *DERIVED_ROW,
+        *columns(STR, "source_sha256", "params_hash"),
+        pa.field("sprite_dir", STR),  # catalogs/<name>/parallax_sprites/<image_id>/
+        pa.field("manifest_path", STR),  # written last: its presence means complete
+        pa.field("preview_path", STR),
+        *columns(pa.int32(), "layers", "nonempty_layers"),
+        pa.field("cuts", pa.list_(F64)),  # nearness thresholds, far → near
+        *columns(pa.int32(), "width", "height"),
         pa.field("bytes", pa.int64()),  # all files of the folder
-        pa.field("seconds", pa.float64()),
-        pa.field("run_id", pa.string()),
-        pa.field("materialized_at", TS),
+        pa.field("seconds", F64),
+        *STAMP,
     ]
 )
 
 DEPTH_STATS = pa.schema(
     [
-        pa.field("image_id", pa.string()),
-        pa.field("status", pa.string()),
-        pa.field("error", pa.string()),
-        pa.field("depth_sha256", pa.string()),
-        pa.field("params_hash", pa.string()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("valid_fraction", pa.float64()),
-        pa.field("p1", pa.float64()),  # nearness percentiles, stored [0, 1] scale
-        pa.field("p5", pa.float64()),
-        pa.field("p25", pa.float64()),
-        pa.field("p50", pa.float64()),
-        pa.field("p75", pa.float64()),
-        pa.field("p95", pa.float64()),
-        pa.field("p99", pa.float64()),
-        pa.field("nearness_mean", pa.float64()),
-        pa.field("nearness_std", pa.float64()),
-        pa.field(
-            "near_far_ratio", pa.float64()
-        ),  # p99 / p1 in the provider's scale; null if p1 <= 0
-        pa.field("edge_density", pa.float64()),  # fraction of valid pixels on a depth edge
-        pa.field("mean_tilt_deg", pa.float64()),  # with the catalog's normal_maps strength
-        pa.field("run_id", pa.string()),
-        pa.field("materialized_at", TS),
+        *DERIVED_ROW,
+        pa.field("params_hash", STR),
+        *columns(pa.int32(), "width", "height"),
+        pa.field("valid_fraction", F64),
+        # nearness percentiles, stored [0, 1] scale
+        *columns(F64, "p1", "p5", "p25", "p50", "p75", "p95", "p99"),
+        *columns(F64, "nearness_mean", "nearness_std"),
+        pa.field("near_far_ratio", F64),  # p99 / p1 in the provider's scale; null if p1 <= 0
+        pa.field("edge_density", F64),  # fraction of valid pixels on a depth edge
+        pa.field("mean_tilt_deg", F64),  # with the catalog's normal_maps strength
+        *STAMP,
     ]
 )

@@ -157,6 +157,17 @@ class Storage:
         if self.fs.exists(full):
             self.fs.rm(full, recursive=True)
 
+    def unwritable(self, rel_dir: str) -> str | None:
+        """None when `rel_dir` can be written (a small file is written there and removed), else
+        why not, in words; checked before anything is paid, so a result can always be kept."""
+        rel = f"{rel_dir.strip('/')}/.probe-{uuid.uuid4().hex}"
+        try:
+            self.write_bytes(rel, b"probe")
+            self.delete(rel)
+        except Exception as exc:  # noqa: BLE001 - whatever the store raises is the answer
+            return f"{self.uri(rel_dir)} cannot be written ({type(exc).__name__}: {exc})"
+        return None
+
     def list(self, rel_dir: str) -> list[str]:
         """Relative paths of the files directly under `rel_dir` (empty if it does not exist)."""
         full = self.full(rel_dir)

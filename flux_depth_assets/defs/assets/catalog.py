@@ -1,11 +1,9 @@
 """`source_images`: the validated manifest of a catalog's images."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, INGEST_GROUP
-from flux_depth_assets.defs.finish import finish_asset, gate_spec
+from flux_depth_assets.defs.finish import finish_asset, gate_spec, open_partition
 from flux_depth_assets.defs.metadata import preview_table
 from flux_depth_assets.defs.resources import CatalogsResource, ComputeResource, StorageResource
 from flux_depth_assets.lineage.writer import config_hash
@@ -32,16 +30,15 @@ def source_images(
     catalogs: CatalogsResource,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    started_at = datetime.now(UTC)
-    catalog = catalogs.load().catalog(context.partition_key)
-    store = storage.get()
+    part = open_partition(context, catalogs, storage)
+    catalog = part.catalog
     try:
-        result = scan_catalog(catalog, store, log=context.log.info, pool=compute.pool())
+        result = scan_catalog(catalog, part.store, log=context.log.info, pool=compute.pool())
     except SourceError as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
     return finish_asset(
         context,
-        store,
+        part.store,
         catalog,
         ASSET,
         table=result.table(),
@@ -54,7 +51,7 @@ def source_images(
             "failed": 0,
         },
         seconds=result.seconds,
-        started_at=started_at,
+        started_at=part.started_at,
         config_hash=config_hash(catalog.source, catalog.max_image_bytes, catalog.max_image_pixels),
         problems=[f"rejected {r['source_uri']}: {r['reason']}" for r in result.rejected[:20]],
         metadata={

@@ -1,22 +1,16 @@
 """`depth_maps`: one depth map per accepted image, from the catalog's provider, cached per call."""
 
-from datetime import UTC, datetime
-
 import dagster as dg
 
-from flux_depth_assets.defs.provider_assets import (
-    finish_provider_asset,
-    provider_asset,
-    run_or_fail,
-)
+from flux_depth_assets.defs.finish import open_partition
+from flux_depth_assets.defs.provider_assets import materialize_provider_asset, provider_asset
 from flux_depth_assets.defs.resources import (
     CatalogsResource,
     ComputeResource,
     DepthProviderResource,
     StorageResource,
 )
-from flux_depth_assets.pipeline.depth_run import ASSET, run_depth
-from flux_depth_assets.pipeline.scan import accepted_rows
+from flux_depth_assets.pipeline.depth_run import ASSET, DepthMaps
 
 
 @provider_asset(
@@ -35,38 +29,15 @@ def depth_maps(
     depth_provider: DepthProviderResource,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    started_at = datetime.now(UTC)
-    project = catalogs.load()
-    catalog = project.catalog(context.partition_key)
-    settings = project.settings_for(catalog.name).depth_maps
-    store = storage.get()
-    provider = depth_provider.for_catalog(catalog)
-    result = run_or_fail(
-        catalog,
-        lambda: run_depth(
-            catalog.name,
-            accepted_rows(store, catalog.name),
-            provider,
-            store,
-            settings,
-            run_id=context.run.run_id,
-            budget_usd=catalog.budget_usd_per_run,
-            on_budget=catalog.on_budget,
-            log=context.log.info,
-            started_at=started_at,
-            pool=compute.pool(),
-        ),
-        store,
-    )
-    return finish_provider_asset(
+    part = open_partition(context, catalogs, storage)
+    settings = part.project.settings_for(part.catalog.name).depth_maps
+    provider = depth_provider.for_catalog(part.catalog)
+    return materialize_provider_asset(
         context,
-        store,
-        catalog,
-        ASSET,
-        result,
+        part.catalog,
+        part.store,
         depth_provider,
-        started_at=started_at,
-        settings=settings,
-        preview_columns=["image_id", "status", "depth_path", "seconds", "cost_usd", "error"],
+        DepthMaps(part.catalog.name, provider, part.store, settings, pool=compute.pool()),
+        started_at=part.started_at,
         extra_metadata={"provider": dg.MetadataValue.text(f"{provider.name}/{provider.model}")},
     )

@@ -5,19 +5,14 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from flux_depth_assets.defs.finish import gate_result
-from flux_depth_assets.defs.provider_assets import (
-    finish_provider_asset,
-    provider_asset,
-    run_or_fail,
-)
+from flux_depth_assets.defs.provider_assets import materialize_provider_asset, provider_asset
 from flux_depth_assets.defs.resources import (
     CatalogsResource,
     DepthProviderResource,
     StorageResource,
 )
 from flux_depth_assets.pipeline.gate import evaluate_gate
-from flux_depth_assets.pipeline.render_run import ASSET, run_renders
-from flux_depth_assets.pipeline.scan import accepted_rows
+from flux_depth_assets.pipeline.render_run import ASSET, DepthRenders
 
 
 @provider_asset(
@@ -63,31 +58,11 @@ def depth_renders(
     store = storage.get()
     provider = depth_provider.for_catalog(catalog, purpose="render")
     params = catalog.provider.params  # type: ignore[union-attr]  # render mode: a hosted provider
-    result = run_or_fail(
-        catalog,
-        lambda: run_renders(
-            catalog.name,
-            accepted_rows(store, catalog.name),
-            provider,
-            store,
-            prompt=params.prompt,
-            seed=params.seed,
-            run_id=context.run.run_id,
-            budget_usd=catalog.budget_usd_per_run,
-            on_budget=catalog.on_budget,
-            log=context.log.info,
-            started_at=started_at,
-        ),
-        store,
-    )
-    return finish_provider_asset(
+    return materialize_provider_asset(
         context,
-        store,
         catalog,
-        ASSET,
-        result,
+        store,
         depth_provider,
+        DepthRenders(catalog.name, provider, store, params),
         started_at=started_at,
-        settings=params,
-        preview_columns=["image_id", "status", "render_path", "prompt", "cost_usd", "error"],
     )

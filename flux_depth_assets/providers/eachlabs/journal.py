@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -36,7 +35,6 @@ log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "journal/eachlabs"
 SCHEMA_VERSION = 2
-PROBE_PREFIX = ".probe-"
 
 
 def _now() -> str:
@@ -135,9 +133,6 @@ class PredictionJournal:
     def clear(self, cache_key: str) -> None:
         self.storage.delete(self.rel(cache_key))
 
-    def probe(self) -> None:
-        """Prove the journal can be written: write and remove a small file. Raises OSError (or the
-        store's error) when it cannot, before anything is paid."""
-        rel = f"{self.directory}/{PROBE_PREFIX}{uuid.uuid4().hex}"
-        self.storage.write_bytes(rel, b"probe")
-        self.storage.delete(rel)
+    def unwritable(self) -> str | None:
+        """None when the journal can be written, else why not (see `Storage.unwritable`)."""
+        return self.storage.unwritable(self.directory)

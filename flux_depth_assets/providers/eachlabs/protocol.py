@@ -55,7 +55,7 @@ class EachlabsError(Exception):
         kind: str | None = None,
     ):
         super().__init__(message)
-        self.kind = kind  # an error answer's `providers.hosts.ErrorKind` value
+        self.kind = kind  # an error answer's `providers.hosts.base.ErrorKind` value
         self.message = message
         self.status = status
         self.retryable = retryable

@@ -183,14 +183,12 @@ class EachlabsProvider(DepthProvider):
             return []
         self._stop = None
         journal = self._journal()
-        try:
-            journal.probe()
-        except Exception as exc:  # noqa: BLE001 - whatever the store raises, nothing is sent
+        problem = journal.unwritable()
+        if problem:
             raise EachlabsNotReady(
-                f"the prediction journal at {journal.storage.uri(journal.directory)} cannot be "
-                f"written ({type(exc).__name__}: {exc}); without it a crash could pay twice, so "
+                f"the prediction journal at {problem}; without it a crash could pay twice, so "
                 "nothing was sent. Fix the storage root and run again"
-            ) from None
+            )
         # one prediction per cache key: an image listed twice is paid once
         unique: dict[str, ProviderInput] = {}
         for item in items:

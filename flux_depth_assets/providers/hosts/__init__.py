@@ -1,17 +1,9 @@
-"""Host adapters for the hosted flux-depth-pro client: one thin, pure module per host."""
+"""Host adapters for the hosted flux-depth-pro client: one thin, pure module per host, and the
+registry of them. The seam they implement (`HostAdapter` and its vocabulary) is `hosts.base`."""
 
 from __future__ import annotations
 
-from flux_depth_assets.providers.hosts.base import (
-    Created,
-    ErrorKind,
-    HostAdapter,
-    HostError,
-    HostPoll,
-    HostRequest,
-    HostState,
-    PublishedLimits,
-)
+from flux_depth_assets.providers.hosts.base import HostAdapter
 from flux_depth_assets.providers.hosts.bfl import BflAdapter
 from flux_depth_assets.providers.hosts.eachlabs import EachlabsAdapter
 from flux_depth_assets.providers.hosts.replicate import ReplicateAdapter
@@ -34,15 +26,7 @@ __all__ = [
     "ADAPTERS",
     "HOST_NAMES",
     "BflAdapter",
-    "Created",
     "EachlabsAdapter",
-    "ErrorKind",
-    "HostAdapter",
-    "HostError",
-    "HostPoll",
-    "HostRequest",
-    "HostState",
-    "PublishedLimits",
     "ReplicateAdapter",
     "adapter_for",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
@@ -24,6 +24,7 @@ import httpx
 
 from flux_depth_assets.providers.eachlabs.client import origin
 from flux_depth_assets.providers.eachlabs.protocol import (
+    PredictionState,
     clean_message,
     host_message,
     parse_retry_after,
@@ -255,6 +256,20 @@ def created_from(data: Any, poll_url: Callable[[dict[str, Any]], Any]) -> Create
         return None
     poll = poll_url(data)
     return Created(pid.strip(), poll if isinstance(poll, str) and poll else None)
+
+
+def poll_from(reading: PredictionState, state: HostState, **changes: Any) -> HostPoll:
+    """A poll answer from the shared tolerant reading (`parse_prediction`) in the host's own
+    `state`; `changes` are the fields the host reads otherwise."""
+    poll = HostPoll(
+        status=reading.status,
+        state=state,
+        outputs=tuple(reading.outputs),
+        error=reading.error,
+        metrics=dict(reading.metrics),
+        cost_usd=reading.cost_usd,
+    )
+    return replace(poll, **changes)
 
 
 def short_error(value: str | None) -> str | None:

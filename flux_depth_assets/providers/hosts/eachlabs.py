@@ -19,6 +19,7 @@ from flux_depth_assets.providers.hosts.base import (
     HostRequest,
     HostState,
     PublishedLimits,
+    poll_from,
 )
 
 MODERATED_STATUSES = frozenset({"content moderated", "request moderated"})
@@ -70,11 +71,4 @@ class EachlabsAdapter(HostAdapter):
             state = HostState.CANCELED  # Eachlabs does not say a stopped one is free: charged
         else:
             state = HostState.FAILED
-        return HostPoll(
-            status=legacy.status,
-            state=state,
-            outputs=tuple(legacy.outputs),
-            error=legacy.error,
-            metrics=dict(legacy.metrics),
-            cost_usd=legacy.cost_usd,
-        )
+        return poll_from(legacy, state)

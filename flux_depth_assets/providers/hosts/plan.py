@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 
 from flux_depth_assets.config.models import EachlabsProviderConfig, HostedProviderConfig
-from flux_depth_assets.providers.hosts import HostAdapter, adapter_for
+from flux_depth_assets.providers.hosts import adapter_for
+from flux_depth_assets.providers.hosts.base import HostAdapter
 from flux_depth_assets.providers.hosts.limits import AccountLimits, account_id
 
 MINUTE_S = 60.0

@@ -33,6 +33,7 @@ from flux_depth_assets.providers.hosts.base import (
     Phase,
     PublishedLimits,
     created_from,
+    poll_from,
 )
 
 VERSION_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -116,14 +117,7 @@ class ReplicateAdapter(HostAdapter):
         if state.coarse == "failed" and not error:
             error = f"prediction {shape.status}"
         outputs = tuple(shape.outputs) if state is HostState.SUCCEEDED else ()
-        return HostPoll(
-            status=shape.status,
-            state=state,
-            outputs=outputs,
-            error=error,
-            metrics=dict(shape.metrics),
-            cost_usd=None,
-        )  # Replicate reports no cost
+        return poll_from(shape, state, outputs=outputs, error=error, cost_usd=None)  # no cost given
 
     def classify(self, phase: Phase, response: httpx.Response) -> HostError:
         error = super().classify(phase, response)

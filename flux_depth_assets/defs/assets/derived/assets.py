@@ -4,16 +4,20 @@ No `from __future__ import annotations` here: Dagster reads the `context` annota
 function at decoration time and needs the real class.
 """
 
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
-from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.defs.assets.catalog import source_images
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS, DERIVED_GROUP
-from flux_depth_assets.defs.finish import finish_asset, gate_spec, require_upstream_gates
+from flux_depth_assets.defs.finish import (
+    Partition,
+    finish_asset,
+    gate_spec,
+    open_partition,
+    require_upstream_gates,
+)
 from flux_depth_assets.defs.metadata import preview_table
 from flux_depth_assets.defs.resources import CatalogsResource, ComputeResource, StorageResource
 from flux_depth_assets.lineage.writer import config_hash
@@ -27,6 +31,7 @@ from flux_depth_assets.pipeline.derived_run import (
     run_derived,
 )
 from flux_depth_assets.pipeline.derived_specs import SPECS
+from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.storage.schemas import table_from_rows
 
 #: eager, but never on a partition whose upstream failure gate (a blocking check) failed
@@ -42,17 +47,10 @@ UPSTREAM = {
 
 
 def _materialize(
-    spec: DerivedSpec,
-    context: dg.AssetExecutionContext,
-    storage: StorageResource,
-    catalogs: CatalogsResource,
-    compute: ComputeResource,
+    spec: DerivedSpec, context: dg.AssetExecutionContext, part: Partition, pool: PoolConfig
 ) -> dg.MaterializeResult:
-    started_at = datetime.now(UTC)
-    project = catalogs.load()
-    catalog: CatalogConfig = project.catalog(context.partition_key)
-    settings = project.settings_for(catalog.name)
-    store = storage.get()
+    catalog, store = part.catalog, part.store
+    settings = part.project.settings_for(catalog.name)
     require_upstream_gates(store, catalog, UPSTREAM[spec.asset])
     try:
         result = run_derived(
@@ -62,7 +60,7 @@ def _materialize(
             settings,
             run_id=context.run.run_id,
             log=context.log.info,
-            pool=compute.pool(),
+            pool=pool,
         )
     except FileNotFoundError as exc:
         raise dg.Failure(description=f"catalog {catalog.name!r}: {exc}") from None
@@ -84,7 +82,7 @@ def _materialize(
         rows=result.rows,
         counts=result.counts,
         seconds=result.seconds,
-        started_at=started_at,
+        started_at=part.started_at,
         config_hash=config_hash(catalog, spec.params(settings)),
         problems=[
             f"{spec.asset} failed for {r['image_id']}: {r['error']}"
@@ -119,7 +117,9 @@ def _derived_asset(
         catalogs: CatalogsResource,
         compute: ComputeResource,
     ) -> dg.MaterializeResult:
-        return _materialize(spec, context, storage, catalogs, compute)
+        return _materialize(
+            spec, context, open_partition(context, catalogs, storage), compute.pool()
+        )
 
     return _asset
 

@@ -70,6 +70,14 @@ def _missing_table(asset: str, catalog: str) -> dg.AssetCheckResult:
     )
 
 
+def _sampled_result(bad: list[str], passing: str, metadata: dict) -> dg.AssetCheckResult:
+    """A file-reading check's result: `passing` when no sampled image was found bad, else the
+    first ten findings."""
+    return dg.AssetCheckResult(
+        passed=not bad, description="; ".join(bad[:10]) if bad else passing, metadata=metadata
+    )
+
+
 def _normals_missing_on_valid_depth(
     store: Storage, catalog: str, image_id: str, present: np.ndarray
 ) -> int:
@@ -107,15 +115,11 @@ def check_unit_normals(store: Storage, catalog: str) -> dg.AssetCheckResult:
         worst, min_z = max(worst, err), min(min_z, z)
         if err > UNIT_TOLERANCE or z <= 0:
             bad.append(f"{r['image_id']}: max | |n| - 1 | = {err:.4f}, min z = {z:.4f}")
-    return dg.AssetCheckResult(
-        passed=not bad,
-        description=(
-            f"{len(sample)} normal map(s) decoded: unit length within ±{UNIT_TOLERANCE:.0%}"
-            " and facing the camera (z > 0)"
-        )
-        if not bad
-        else "; ".join(bad[:10]),
-        metadata={
+    return _sampled_result(
+        bad,
+        f"{len(sample)} normal map(s) decoded: unit length within ±{UNIT_TOLERANCE:.0%}"
+        " and facing the camera (z > 0)",
+        {
             "checked": len(sample),
             "max_unit_error": round(worst, 6),
             "min_z": round(min_z, 6),
@@ -146,15 +150,11 @@ def check_recomposition(store: Storage, catalog: str) -> dg.AssetCheckResult:
         worst = min(worst, value)
         if value < MIN_PSNR_DB:
             bad.append(f"{r['image_id']}: PSNR {value:.1f} dB")
-    return dg.AssetCheckResult(
-        passed=not bad,
-        description=(
-            f"{len(sample)} sprite set(s) composited at zero offset reproduce their "
-            f"source at ≥ {MIN_PSNR_DB:.0f} dB"
-        )
-        if not bad
-        else "; ".join(bad[:10]),
-        metadata={
+    return _sampled_result(
+        bad,
+        f"{len(sample)} sprite set(s) composited at zero offset reproduce their "
+        f"source at ≥ {MIN_PSNR_DB:.0f} dB",
+        {
             "checked": len(sample),
             "failed": len(bad),
             # 999 stands for "identical" (infinite PSNR), which is what exact layers give
@@ -183,15 +183,10 @@ def check_parallax_holes(store: Storage, catalog: str) -> dg.AssetCheckResult:
         worst = max(worst, holes)
         if holes:
             bad.append(f"{r['image_id']}: {holes} unfilled pixel(s) at the largest offset")
-    return dg.AssetCheckResult(
-        passed=not bad,
-        description=(
-            f"{len(sample)} sprite set(s): every pixel covered at the preview's largest "
-            "camera offset"
-        )
-        if not bad
-        else "; ".join(bad[:10]),
-        metadata={"checked": len(sample), "failed": len(bad), "max_unfilled_pixels": worst},
+    return _sampled_result(
+        bad,
+        f"{len(sample)} sprite set(s): every pixel covered at the preview's largest camera offset",
+        {"checked": len(sample), "failed": len(bad), "max_unfilled_pixels": worst},
     )
 
 
