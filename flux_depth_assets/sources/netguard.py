@@ -104,17 +104,13 @@ class GuardedBackend(httpcore.NetworkBackend):
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
+        self, host: str, port: int, *args: Any, **kwargs: Any
     ) -> httpcore.NetworkStream:
+        """The first checked address that answers; the other options go to httpcore as given."""
         last: Exception | None = None
         for addr in checked_addresses(host, port):
             try:  # TLS still verifies the certificate for `host` (httpcore passes it as SNI)
-                return self._inner.connect_tcp(addr, port, timeout, local_address, socket_options)
+                return self._inner.connect_tcp(addr, port, *args, **kwargs)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None

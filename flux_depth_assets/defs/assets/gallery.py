@@ -22,16 +22,14 @@ from flux_depth_assets.gallery import build_gallery
     group_name=DERIVED_GROUP,
     kinds={"python", "html"},
     automation_condition=dg.AutomationCondition.eager(),
-    description=(
-        "A self-contained static page per catalog: each image's source, depth, normals and "
-        "animated parallax preview (thumbnails), provider/model, cost and statuses, the "
-        "rejected files with reasons, paginated (100 per page, lazy images) and an "
-        "interactive parallax viewer; opens offline. Files: galleries/{catalog}/index.html."
-    ),
 )
 def catalog_gallery(
     context: dg.AssetExecutionContext, storage: StorageResource, compute: ComputeResource
 ) -> dg.MaterializeResult:
+    """A self-contained static page per catalog: each image's source, depth, normals and
+    animated parallax preview (thumbnails), provider/model, cost and statuses, the rejected
+    files with reasons, paginated (100 per page, lazy images) and an interactive parallax
+    viewer; opens offline. Files: galleries/{catalog}/index.html."""
     store = storage.get()
     try:
         result = build_gallery(store, context.partition_key, pool=compute.pool())

@@ -18,17 +18,8 @@ from urllib.parse import quote
 from flux_depth_assets.providers.eachlabs.client import origin
 from flux_depth_assets.providers.eachlabs.protocol import _number as positive_number
 from flux_depth_assets.providers.eachlabs.protocol import _output_urls, message_from
-from flux_depth_assets.providers.hosts.base import (
-    CreateCall,
-    Created,
-    HostAdapter,
-    HostPoll,
-    HostRequest,
-    HostState,
-    PublishedLimits,
-    created_from,
-    short_error,
-)
+from flux_depth_assets.providers.hosts import base
+from flux_depth_assets.providers.hosts.base import HostPoll, HostState, created_from, short_error
 
 STATES = {
     "ready": HostState.SUCCEEDED,
@@ -48,14 +39,14 @@ def base64_payload(control_image: str) -> str:
     )
 
 
-class BflAdapter(HostAdapter):
+class BflAdapter(base.HostAdapter):
     name = "bfl"
     default_base_url = "https://api.bfl.ai"
     api_key_env = "BFL_API_KEY"
     base_url_env = "BFL_BASE_URL"
     default_model = "flux-pro-1.0-depth"
     poll_path = "/v1/get_result?id={id}"
-    limits = PublishedLimits(
+    limits = base.PublishedLimits(
         max_in_flight=24,
         output_ttl_s=600.0,
         sources=(
@@ -80,13 +71,13 @@ class BflAdapter(HostAdapter):
         domain = base_host.removeprefix("api.")
         return scheme == "https" and "." in domain and host.endswith("." + domain)
 
-    def create(self, call: CreateCall) -> HostRequest:
+    def create(self, call: base.CreateCall) -> base.HostRequest:
         body = dict(call.inputs)
         if isinstance(body.get("control_image"), str):
             body["control_image"] = base64_payload(body["control_image"])
-        return HostRequest("POST", f"{call.base}/v1/{quote(call.model, safe='')}", json=body)
+        return base.HostRequest("POST", f"{call.base}/v1/{quote(call.model, safe='')}", json=body)
 
-    def parse_create(self, data: Any) -> Created | None:
+    def parse_create(self, data: Any) -> base.Created | None:
         return created_from(data, lambda d: d.get("polling_url"))
 
     def parse_poll(self, data: Any) -> HostPoll:

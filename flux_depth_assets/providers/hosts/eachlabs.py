@@ -11,22 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from flux_depth_assets.providers.eachlabs.protocol import parse_prediction, prediction_id_from
-from flux_depth_assets.providers.hosts.base import (
-    CreateCall,
-    Created,
-    HostAdapter,
-    HostPoll,
-    HostRequest,
-    HostState,
-    PublishedLimits,
-    poll_from,
-)
+from flux_depth_assets.providers.hosts import base
+from flux_depth_assets.providers.hosts.base import HostPoll, HostState, poll_from
 
 MODERATED_STATUSES = frozenset({"content moderated", "request moderated"})
 CANCELED_STATUSES = frozenset({"canceled", "cancelled", "aborted"})
 
 
-class EachlabsAdapter(HostAdapter):
+class EachlabsAdapter(base.HostAdapter):
     name = "eachlabs"
     default_base_url = "https://api.eachlabs.ai"
     api_key_env = "EACHLABS_API_KEY"
@@ -34,7 +26,7 @@ class EachlabsAdapter(HostAdapter):
     default_model = "flux-depth-pro"
     default_version = "0.0.1"
     poll_path = "/v1/prediction/{id}"
-    limits = PublishedLimits(
+    limits = base.PublishedLimits(
         sources=(
             (
                 "https://www.eachlabs.ai/ (model page: $0.05 per execution; no account limits "
@@ -46,18 +38,18 @@ class EachlabsAdapter(HostAdapter):
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"X-API-Key": key}
 
-    def create(self, call: CreateCall) -> HostRequest:
+    def create(self, call: base.CreateCall) -> base.HostRequest:
         body = {
             "model": call.model,
             "version": call.version if call.version is not None else self.default_version,
             "input": dict(call.inputs),
             "webhook_url": "",
         }
-        return HostRequest("POST", f"{call.base}/v1/prediction/", json=body)
+        return base.HostRequest("POST", f"{call.base}/v1/prediction/", json=body)
 
-    def parse_create(self, data: Any) -> Created | None:
+    def parse_create(self, data: Any) -> base.Created | None:
         pid = prediction_id_from(data)
-        return Created(pid) if pid is not None else None
+        return base.Created(pid) if pid is not None else None
 
     def parse_poll(self, data: Any) -> HostPoll:
         legacy = parse_prediction(data)
