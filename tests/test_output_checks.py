@@ -185,7 +185,7 @@ def test_a_memo_that_cannot_be_written_or_read_costs_only_time(store, monkeypatc
 
     store.write_bytes("cache/measures/shop/depth_maps.json", b"{torn")
     memo = Memo(store, "shop", "depth_maps")  # a torn file is an empty memo
-    assert memo.get("k", lambda: 1.5) == 1.5
+    assert memo.remember("k", lambda: 1.5) == 1.5
 
     def read_only(*_a, **_k):
         raise PermissionError(30, "Read-only file system")
@@ -212,3 +212,42 @@ def test_the_contact_sheet_is_drawn_again_only_when_a_file_it_shows_changed(stor
     flat[..., 2] = 1.0
     store.write_bytes(shown["normal_path"], encode_normals_png(flat))
     assert cs.contact_sheet_jpeg(store, "shop") != first
+
+
+def test_sprite_checks_decode_each_layer_once_and_the_pool_gives_the_same_figures(
+    store, monkeypatch
+):
+    import shutil as sh
+
+    from flux_depth_assets.defs.assets.derived.checks import check_parallax_holes
+    from flux_depth_assets.pipeline import derived_checks as dc
+    from flux_depth_assets.pipeline.parallel import PoolConfig
+
+    sh.rmtree(store.full("cache/measures"))  # forget what the run measured
+    calls = []
+    real = dc.decode_rgba
+    monkeypatch.setattr(dc, "decode_rgba", lambda data: calls.append(1) or real(data))
+    assert check_recomposition(store, "shop", PoolConfig(workers=1)).passed
+    assert check_parallax_holes(store, "shop", PoolConfig(workers=1)).passed
+    layers = sum(r["nonempty_layers"] for r in rows(store, "parallax_sprites"))
+    assert len(calls) == layers  # once per layer for both checks, not once per check
+
+    in_process = dc.sampled_figures(
+        store,
+        "fresh",
+        [
+            dc.FigureTask(store, "parallax_sprites", r, None)
+            for r in rows(store, "parallax_sprites")
+        ],
+        PoolConfig(workers=1),
+    )
+    on_pool = dc.sampled_figures(
+        store,
+        "other",
+        [
+            dc.FigureTask(store, "parallax_sprites", r, None)
+            for r in rows(store, "parallax_sprites")
+        ],
+        PoolConfig(workers=2, min_tasks=1),
+    )
+    assert on_pool == in_process and all("unfilled" in f for f in on_pool)

@@ -29,14 +29,15 @@ def largest_offsets(manifest: dict[str, Any]) -> list[tuple[float, float]]:
 
 
 def layer_alphas(
-    manifest: dict[str, Any], read: Callable[[str], bytes]
+    manifest: dict[str, Any], layer: Callable[[str], np.ndarray]
 ) -> list[tuple[np.ndarray, dict[str, Any]]]:
-    """(alpha float32 in [0, 1], manifest entry) of every non-empty layer, decoded once."""
+    """(alpha float32 in [0, 1], manifest entry) of every non-empty layer; `layer(file_name)`
+    gives that file's uint8 RGBA pixels."""
     out = []
-    for layer in manifest["layers"]:
-        if not layer["empty"]:
-            a8 = decode_rgba(read(layer["file"]))[..., 3]
-            out.append((a8.astype(np.float32) * np.float32(1.0 / 255.0), layer))
+    for entry in manifest["layers"]:
+        if not entry["empty"]:
+            a8 = layer(entry["file"])[..., 3]
+            out.append((a8.astype(np.float32) * np.float32(1.0 / 255.0), entry))
     return out
 
 
@@ -63,10 +64,15 @@ def coverage_at(
 
 def unfilled_pixels(manifest: dict[str, Any], read: Callable[[str], bytes]) -> int:
     """How many pixels of the preview's crop are not fully covered at the largest offset
-    (the worst of the four extremes). 0 for a sound sprite set."""
+    (the worst of the four extremes). 0 for a sound sprite set. `read(file_name)`: its bytes."""
+    return unfilled_in_layers(manifest, lambda name: decode_rgba(read(name)))
+
+
+def unfilled_in_layers(manifest: dict[str, Any], layer: Callable[[str], np.ndarray]) -> int:
+    """`unfilled_pixels` from decoded layers (`layer(file_name)`: uint8 RGBA pixels)."""
     w, h = manifest["image"]["width"], manifest["image"]["height"]
     crop = int(np.ceil(float(manifest["preview"].get("crop_px", 0.0))))
-    alphas = layer_alphas(manifest, read)
+    alphas = layer_alphas(manifest, layer)
     worst = 0
     for off in largest_offsets(manifest):
         cov = coverage_at(manifest, alphas, off)[crop : h - crop or None, crop : w - crop or None]

@@ -384,17 +384,22 @@ def recompose(manifest: dict[str, Any], read: Callable[[str], bytes]) -> np.ndar
 
     `read(file_name)` returns a file's bytes from the folder (so this works on storage or memory).
     """
+    return recompose_layers(manifest, lambda name: decode_rgba(read(name)))
+
+
+def recompose_layers(manifest: dict[str, Any], layer: Callable[[str], np.ndarray]) -> np.ndarray:
+    """`recompose` from decoded layers: `layer(file_name)` is that file's uint8 RGBA pixels."""
     w, h = manifest["image"]["width"], manifest["image"]["height"]
     out = np.zeros((h, w, 3), dtype=np.float32)
-    for layer in manifest["layers"]:
-        if layer["empty"]:
+    for entry in manifest["layers"]:
+        if entry["empty"]:
             continue
-        rgba = decode_rgba(read(layer["file"]))
-        b = layer["bbox"]
+        rgba = layer(entry["file"])
+        b = entry["bbox"]
         x, y, bw, bh = b["x"], b["y"], b["width"], b["height"]
         if rgba.shape[:2] != (bh, bw):
             raise ValueError(
-                f"{layer['file']}: size {rgba.shape[1]}x{rgba.shape[0]} does not "
+                f"{entry['file']}: size {rgba.shape[1]}x{rgba.shape[0]} does not "
                 f"match its bbox {bw}x{bh}"
             )
         region = out[y : y + bh, x : x + bw]

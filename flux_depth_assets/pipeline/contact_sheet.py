@@ -145,7 +145,7 @@ def contact_sheet_jpeg(store: Storage, catalog: str, images: int = IMAGES) -> by
         *(part for f in files for part in (f.source, f.depth, f.normals or b"-", f.preview or b"-"))
     )
     memo = Memo(store, catalog, "contact_sheet", max_entries=2)
-    sheet = memo.get(key, partial(_draw, store, files))
+    sheet = memo.remember(key, partial(_draw, store, files))
     memo.save()
     return base64.b64decode(sheet)
 

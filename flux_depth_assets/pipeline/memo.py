@@ -49,13 +49,20 @@ class Memo:
             if isinstance(loaded, dict):
                 self._entries = loaded
 
-    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+    def known(self, key: str) -> Any | None:
+        """The remembered value of `key`, None when there is none."""
+        return self._entries.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self._entries[key] = value
+        self._dirty = True
+
+    def remember(self, key: str, compute: Callable[[], Any]) -> Any:
         """The remembered value of `key`, else `compute()` (remembered when JSON-serialisable)."""
         if key in self._entries:
             return self._entries[key]
         value = compute()
-        self._entries[key] = value
-        self._dirty = True
+        self.put(key, value)
         return value
 
     def save(self) -> None:

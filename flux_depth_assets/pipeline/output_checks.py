@@ -94,7 +94,7 @@ def measure_depth_maps(store: Storage, catalog: str) -> DepthSample:
             key = content_key(
                 data, inp.source_sha256, f"{inp.width}x{inp.height}", repr(inp.catalog_range)
             )
-            figures = memo.get(key, partial(_measure_depth, store, inp, data))
+            figures = memo.remember(key, partial(_measure_depth, store, inp, data))
         except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
             out.problems.append(f"{inp.image_id}: unreadable ({type(exc).__name__}: {exc})")
             continue
@@ -219,7 +219,7 @@ def normals_smooth(store: Storage, catalog: str, rows: list[dict]) -> CheckOutco
     for r in ok_rows:
         try:
             data = store.read_bytes(r["normal_path"])
-            values[r["image_id"]] = memo.get(
+            values[r["image_id"]] = memo.remember(
                 content_key(data),
                 partial(_roughness, data),
             )

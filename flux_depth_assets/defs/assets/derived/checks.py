@@ -5,37 +5,27 @@ same to check as a small one. No `from __future__ import annotations`: Dagster n
 `context` class at decoration time.
 """
 
-import json
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 
 import dagster as dg
 import numpy as np
 
 from flux_depth_assets.defs.assets.derived.assets import depth_stats, normal_maps, parallax_sprites
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
-from flux_depth_assets.defs.resources import StorageResource
-from flux_depth_assets.depth.encoding import decode_png16
-from flux_depth_assets.depth.normals import decode_normals_png
-from flux_depth_assets.depth.parallax_check import unfilled_pixels
-from flux_depth_assets.depth.sprites import psnr, recompose
+from flux_depth_assets.defs.resources import ComputeResource, StorageResource
+from flux_depth_assets.pipeline.derived_checks import FigureTask, sampled_figures
 from flux_depth_assets.pipeline.derived_run import (
     NORMALS_ASSET,
     OK,
     SPRITES_ASSET,
     STATS_ASSET,
     derived_inputs,
-    load_rgb,
     stale_reason,
 )
-from flux_depth_assets.pipeline.derived_specs import (
-    NO_NORMAL_BELOW,
-    SPECS,
-    max_unit_error,
-    normal_lengths,
-)
+from flux_depth_assets.pipeline.derived_specs import SPECS
+from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.pipeline.scan import accepted_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
 
@@ -78,40 +68,30 @@ def _sampled_result(bad: list[str], passing: str, metadata: dict) -> dg.AssetChe
     )
 
 
-def _normals_missing_on_valid_depth(
-    store: Storage, catalog: str, image_id: str, present: np.ndarray
-) -> int:
-    """Pixels whose depth is valid but whose normal is the "no normal" marker."""
-    rel = Storage.file_rel(catalog, "depth_maps", image_id, "png")
-    try:
-        valid = np.isfinite(decode_png16(store.read_bytes(rel)))
-    except Exception:  # noqa: BLE001 - no depth map to compare with: only the unit test applies
-        valid = np.ones(present.shape, bool)
-    if valid.shape != present.shape:
-        return int(present.size)
-    return int((valid & ~present).sum())
-
-
-def check_unit_normals(store: Storage, catalog: str) -> dg.AssetCheckResult:
+def check_unit_normals(
+    store: Storage, catalog: str, pool: PoolConfig | None = None
+) -> dg.AssetCheckResult:
     rows = _check_rows(store, NORMALS_ASSET, catalog)
     if rows is None:
         return _missing_table(NORMALS_ASSET, catalog)
     worst, min_z, bad = 0.0, 1.0, []
     sample = _sample(rows)
-    for r in sample:
-        try:
-            n = decode_normals_png(store.read_bytes(r["normal_path"]))
-        except Exception as exc:  # noqa: BLE001 - any decode failure is this image's check finding
-            bad.append(f"{r['image_id']}: unreadable ({exc})")
+    tasks = [
+        FigureTask(
+            store, NORMALS_ASSET, r, Storage.file_rel(catalog, "depth_maps", r["image_id"], "png")
+        )
+        for r in sample
+    ]
+    for r, fig in zip(sample, sampled_figures(store, catalog, tasks, pool)):
+        if "error" in fig:
+            bad.append(f"{r['image_id']}: unreadable ({fig['error']})")
             continue
-        lengths = normal_lengths(n)
-        err = max_unit_error(lengths)  # "no normal" pixels (invalid depth) are not unit
-        present = lengths >= NO_NORMAL_BELOW
-        z = float(n[..., 2][present].min()) if present.any() else 1.0
-        missing = _normals_missing_on_valid_depth(store, catalog, r["image_id"], present)
-        if missing:
-            bad.append(f"{r['image_id']}: {missing} pixel(s) with valid depth have no normal")
+        if fig["missing"]:
+            bad.append(
+                f"{r['image_id']}: {fig['missing']} pixel(s) with valid depth have no normal"
+            )
             continue
+        err, z = fig["max_unit_error"], fig["min_z"]
         worst, min_z = max(worst, err), min(min_z, z)
         if err > UNIT_TOLERANCE or z <= 0:
             bad.append(f"{r['image_id']}: max | |n| - 1 | = {err:.4f}, min z = {z:.4f}")
@@ -128,34 +108,45 @@ def check_unit_normals(store: Storage, catalog: str) -> dg.AssetCheckResult:
     )
 
 
-def _read_in(store: Storage, folder: str, name: str) -> bytes:
-    return store.read_bytes(f"{folder}/{name}")
-
-
-def check_recomposition(store: Storage, catalog: str) -> dg.AssetCheckResult:
+def _sprite_figures(
+    store: Storage, catalog: str, pool: PoolConfig | None
+) -> list[tuple[dict, dict]] | None:
+    """(row, figures) of the sampled sprite sets: both sprite checks read the same figures (the
+    second from the memo), so each set's layers are decoded once per run at most."""
     rows = _check_rows(store, SPRITES_ASSET, catalog)
     if rows is None:
+        return None
+    src = {r["image_id"]: r["normalized_path"] for r in accepted_rows(store, catalog)}
+    sample = _sample(rows)
+    tasks = [FigureTask(store, SPRITES_ASSET, r, src.get(r["image_id"])) for r in sample]
+    return list(zip(sample, sampled_figures(store, catalog, tasks, pool)))
+
+
+def check_recomposition(
+    store: Storage, catalog: str, pool: PoolConfig | None = None
+) -> dg.AssetCheckResult:
+    measured = _sprite_figures(store, catalog, pool)
+    if measured is None:
         return _missing_table(SPRITES_ASSET, catalog)
-    src = {r["image_id"]: r for r in accepted_rows(store, catalog)}
-    sample, worst, bad = _sample(rows), float("inf"), []
-    for r in sample:
-        try:
-            folder = r["sprite_dir"]
-            manifest = json.loads(store.read_bytes(r["manifest_path"]))
-            back = recompose(manifest, partial(_read_in, store, folder))
-            value = psnr(back, load_rgb(store, src[r["image_id"]]["normalized_path"]))
-        except Exception as exc:  # noqa: BLE001 - any failure is this image's check finding
-            bad.append(f"{r['image_id']}: {type(exc).__name__}: {exc}")
+    worst, bad = float("inf"), []
+    for r, fig in measured:
+        if "error" in fig:
+            bad.append(f"{r['image_id']}: {fig['error']}")
             continue
-        worst = min(worst, value)
-        if value < MIN_PSNR_DB:
-            bad.append(f"{r['image_id']}: PSNR {value:.1f} dB")
+        if fig["identical"]:
+            continue
+        if fig["psnr_db"] is None:
+            bad.append(f"{r['image_id']}: KeyError: no accepted source image to compare with")
+            continue
+        worst = min(worst, fig["psnr_db"])
+        if fig["psnr_db"] < MIN_PSNR_DB:
+            bad.append(f"{r['image_id']}: PSNR {fig['psnr_db']:.1f} dB")
     return _sampled_result(
         bad,
-        f"{len(sample)} sprite set(s) composited at zero offset reproduce their "
+        f"{len(measured)} sprite set(s) composited at zero offset reproduce their "
         f"source at ≥ {MIN_PSNR_DB:.0f} dB",
         {
-            "checked": len(sample),
+            "checked": len(measured),
             "failed": len(bad),
             # 999 stands for "identical" (infinite PSNR), which is what exact layers give
             "min_psnr_db": round(worst, 2) if np.isfinite(worst) else 999.0,
@@ -163,30 +154,27 @@ def check_recomposition(store: Storage, catalog: str) -> dg.AssetCheckResult:
     )
 
 
-def check_parallax_holes(store: Storage, catalog: str) -> dg.AssetCheckResult:
+def check_parallax_holes(
+    store: Storage, catalog: str, pool: PoolConfig | None = None
+) -> dg.AssetCheckResult:
     """At the preview's largest camera offset no pixel of any sampled sprite set is unfilled."""
-    rows = _check_rows(store, SPRITES_ASSET, catalog)
-    if rows is None:
+    measured = _sprite_figures(store, catalog, pool)
+    if measured is None:
         return _missing_table(SPRITES_ASSET, catalog)
-    sample, bad, worst = _sample(rows), [], 0
-    for r in sample:
-        folder: str = r["sprite_dir"]
-
-        def read(name: str, folder: str = folder) -> bytes:
-            return store.read_bytes(f"{folder}/{name}")
-
-        try:
-            holes = unfilled_pixels(json.loads(store.read_bytes(r["manifest_path"])), read)
-        except Exception as exc:  # noqa: BLE001 - any failure is this image's check finding
-            bad.append(f"{r['image_id']}: {type(exc).__name__}: {exc}")
+    bad, worst = [], 0
+    for r, fig in measured:
+        if "error" in fig:
+            bad.append(f"{r['image_id']}: {fig['error']}")
             continue
-        worst = max(worst, holes)
-        if holes:
-            bad.append(f"{r['image_id']}: {holes} unfilled pixel(s) at the largest offset")
+        worst = max(worst, fig["unfilled"])
+        if fig["unfilled"]:
+            bad.append(
+                f"{r['image_id']}: {fig['unfilled']} unfilled pixel(s) at the largest offset"
+            )
     return _sampled_result(
         bad,
-        f"{len(sample)} sprite set(s): every pixel covered at the preview's largest camera offset",
-        {"checked": len(sample), "failed": len(bad), "max_unfilled_pixels": worst},
+        f"{len(measured)} sprite set(s): every pixel covered at the preview's largest camera offset",
+        {"checked": len(measured), "failed": len(bad), "max_unfilled_pixels": worst},
     )
 
 
@@ -238,17 +226,19 @@ with warnings.catch_warnings():
         asset_def: dg.AssetsDefinition,
         name: str,
         description: str,
-        run: Callable[[Storage, str], dg.AssetCheckResult],
+        run: Callable[[Storage, str, PoolConfig], dg.AssetCheckResult],
     ) -> dg.AssetChecksDefinition:
-        """One partitioned check on `asset_def` that answers `run(storage, catalog)`."""
+        """One partitioned check on `asset_def` that answers `run(storage, catalog, pool)`."""
 
         @dg.asset_check(
             asset=asset_def, name=name, partitions_def=CATALOG_PARTITIONS, description=description
         )
         def _check(
-            context: dg.AssetCheckExecutionContext, storage: StorageResource
+            context: dg.AssetCheckExecutionContext,
+            storage: StorageResource,
+            compute: ComputeResource,
         ) -> dg.AssetCheckResult:
-            return run(storage.get(), context.partition_key)
+            return run(storage.get(), context.partition_key, compute.pool())
 
         return _check
 
@@ -258,7 +248,7 @@ with warnings.catch_warnings():
             "outputs_complete",
             f"Every accepted image has its {asset} outputs, made from its current depth map "
             "(WARN when only the depth map is missing).",
-            lambda store, catalog: check_complete(store, asset, catalog),
+            lambda store, catalog, _pool: check_complete(store, asset, catalog),
         )
 
     DERIVED_CHECKS: list = [
