@@ -68,21 +68,41 @@ def _sampled_result(bad: list[str], passing: str, metadata: dict) -> dg.AssetChe
     )
 
 
-def check_unit_normals(
-    store: Storage, catalog: str, pool: PoolConfig | None = None
-) -> dg.AssetCheckResult:
-    rows = _check_rows(store, NORMALS_ASSET, catalog)
+def _measured(
+    store: Storage, catalog: str, asset: str, pool: PoolConfig | None
+) -> list[tuple[dict, dict]] | None:
+    """(row, figures) of the sampled images (`pipeline.derived_checks`), None without a table.
+    Both sprite checks get the same figures (the second from the memo), so each set's layers
+    are decoded once per run at most."""
+    rows = _check_rows(store, asset, catalog)
     if rows is None:
-        return _missing_table(NORMALS_ASSET, catalog)
-    worst, min_z, bad = 0.0, 1.0, []
+        return None
     sample = _sample(rows)
-    tasks = [
-        FigureTask(
-            store, NORMALS_ASSET, r, Storage.file_rel(catalog, "depth_maps", r["image_id"], "png")
-        )
-        for r in sample
-    ]
-    for r, fig in zip(sample, sampled_figures(store, catalog, tasks, pool)):
+    refs: list[str | None]
+    if asset == NORMALS_ASSET:  # compared with the depth map they were made from
+        refs = [Storage.file_rel(catalog, "depth_maps", r["image_id"], "png") for r in sample]
+    else:  # compared with the source image
+        src = {r["image_id"]: r["normalized_path"] for r in accepted_rows(store, catalog)}
+        refs = [src.get(r["image_id"]) for r in sample]
+    tasks = [FigureTask(store, asset, r, ref) for r, ref in zip(sample, refs)]
+    return list(zip(sample, sampled_figures(store, catalog, tasks, pool)))
+
+
+def _file_check(
+    asset: str, verdict: Callable[[list[tuple[dict, dict]]], dg.AssetCheckResult]
+) -> Callable[..., dg.AssetCheckResult]:
+    """check(store, catalog, pool=None): `verdict` over the sampled images' figures."""
+
+    def check(store: Storage, catalog: str, pool: PoolConfig | None = None) -> dg.AssetCheckResult:
+        measured = _measured(store, catalog, asset, pool)
+        return _missing_table(asset, catalog) if measured is None else verdict(measured)
+
+    return check
+
+
+def _unit_normals(measured: list[tuple[dict, dict]]) -> dg.AssetCheckResult:
+    worst, min_z, bad = 0.0, 1.0, []
+    for r, fig in measured:
         if "error" in fig:
             bad.append(f"{r['image_id']}: unreadable ({fig['error']})")
             continue
@@ -97,10 +117,10 @@ def check_unit_normals(
             bad.append(f"{r['image_id']}: max | |n| - 1 | = {err:.4f}, min z = {z:.4f}")
     return _sampled_result(
         bad,
-        f"{len(sample)} normal map(s) decoded: unit length within ±{UNIT_TOLERANCE:.0%}"
+        f"{len(measured)} normal map(s) decoded: unit length within ±{UNIT_TOLERANCE:.0%}"
         " and facing the camera (z > 0)",
         {
-            "checked": len(sample),
+            "checked": len(measured),
             "max_unit_error": round(worst, 6),
             "min_z": round(min_z, 6),
             "failed": len(bad),
@@ -108,39 +128,17 @@ def check_unit_normals(
     )
 
 
-def _sprite_figures(
-    store: Storage, catalog: str, pool: PoolConfig | None
-) -> list[tuple[dict, dict]] | None:
-    """(row, figures) of the sampled sprite sets: both sprite checks read the same figures (the
-    second from the memo), so each set's layers are decoded once per run at most."""
-    rows = _check_rows(store, SPRITES_ASSET, catalog)
-    if rows is None:
-        return None
-    src = {r["image_id"]: r["normalized_path"] for r in accepted_rows(store, catalog)}
-    sample = _sample(rows)
-    tasks = [FigureTask(store, SPRITES_ASSET, r, src.get(r["image_id"])) for r in sample]
-    return list(zip(sample, sampled_figures(store, catalog, tasks, pool)))
-
-
-def check_recomposition(
-    store: Storage, catalog: str, pool: PoolConfig | None = None
-) -> dg.AssetCheckResult:
-    measured = _sprite_figures(store, catalog, pool)
-    if measured is None:
-        return _missing_table(SPRITES_ASSET, catalog)
+def _recomposition(measured: list[tuple[dict, dict]]) -> dg.AssetCheckResult:
     worst, bad = float("inf"), []
     for r, fig in measured:
         if "error" in fig:
             bad.append(f"{r['image_id']}: {fig['error']}")
-            continue
-        if fig["identical"]:
-            continue
-        if fig["psnr_db"] is None:
+        elif fig["psnr_db"] is None and not fig["identical"]:
             bad.append(f"{r['image_id']}: KeyError: no accepted source image to compare with")
-            continue
-        worst = min(worst, fig["psnr_db"])
-        if fig["psnr_db"] < MIN_PSNR_DB:
-            bad.append(f"{r['image_id']}: PSNR {fig['psnr_db']:.1f} dB")
+        elif fig["psnr_db"] is not None:
+            worst = min(worst, fig["psnr_db"])
+            if fig["psnr_db"] < MIN_PSNR_DB:
+                bad.append(f"{r['image_id']}: PSNR {fig['psnr_db']:.1f} dB")
     return _sampled_result(
         bad,
         f"{len(measured)} sprite set(s) composited at zero offset reproduce their "
@@ -154,13 +152,8 @@ def check_recomposition(
     )
 
 
-def check_parallax_holes(
-    store: Storage, catalog: str, pool: PoolConfig | None = None
-) -> dg.AssetCheckResult:
+def _holes(measured: list[tuple[dict, dict]]) -> dg.AssetCheckResult:
     """At the preview's largest camera offset no pixel of any sampled sprite set is unfilled."""
-    measured = _sprite_figures(store, catalog, pool)
-    if measured is None:
-        return _missing_table(SPRITES_ASSET, catalog)
     bad, worst = [], 0
     for r, fig in measured:
         if "error" in fig:
@@ -176,6 +169,11 @@ def check_parallax_holes(
         f"{len(measured)} sprite set(s): every pixel covered at the preview's largest camera offset",
         {"checked": len(measured), "failed": len(bad), "max_unfilled_pixels": worst},
     )
+
+
+check_unit_normals = _file_check(NORMALS_ASSET, _unit_normals)
+check_recomposition = _file_check(SPRITES_ASSET, _recomposition)
+check_parallax_holes = _file_check(SPRITES_ASSET, _holes)
 
 
 def check_complete(store: Storage, asset: str, catalog: str) -> dg.AssetCheckResult:
