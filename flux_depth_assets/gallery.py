@@ -102,23 +102,27 @@ def _preview_thumb(data: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class ThumbTask:
-    """One missing thumbnail, made on the work pool: read `rel`, write `dest`."""
+    """One image's missing thumbnails, made on the work pool: (kind, output, thumbnail) each."""
 
     store: Storage
-    kind: str
-    rel: str
-    dest: str
+    thumbs: tuple[tuple[str, str, str], ...]
 
 
-def make_thumb(task: ThumbTask) -> str | None:
-    """None when written, else why not (a missing or corrupt output: shown as such)."""
-    try:
-        data = task.store.read_bytes(task.rel)
-        small = _preview_thumb(data) if task.kind == "preview" else _thumb(data)
-        task.store.write_bytes(task.dest, small)
-    except (OSError, ValueError) as exc:
-        return f"{task.kind}: {exc}"
-    return None
+def make_thumbs(task: ThumbTask) -> list[tuple[str, str | None]]:
+    """(kind, None when written else why not) of each thumbnail: a missing or corrupt output
+    is shown as such, never a failure of the page."""
+    out: list[tuple[str, str | None]] = []
+    for kind, rel, dest in task.thumbs:
+        try:
+            data = task.store.read_bytes(rel)
+            task.store.write_bytes(
+                dest, _preview_thumb(data) if kind == "preview" else _thumb(data)
+            )
+        except (OSError, ValueError) as exc:
+            out.append((kind, f"{kind}: {exc}"))
+        else:
+            out.append((kind, None))
+    return out
 
 
 def _js(name: str, *args: Any) -> bytes:
@@ -155,6 +159,7 @@ def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) 
         if lkey and (iid, lkey) not in known_layers:
             known_layers[(iid, lkey)] = _layers(store, s)
         thumbs: dict[str, str | None] = {}
+        missing: list[tuple[str, str, str]] = []
         for kind, rel, key in (
             ("src", r.get("normalized_path"), r.get("sha256")),
             ("depth", d.get("depth_path"), d.get("output_sha256")),
@@ -169,8 +174,10 @@ def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) 
             name = f"thumbs/{kind}-{tag}.{ext}"  # by content: shared outputs share a file
             if f"{base}/{name}" not in present:
                 present.add(f"{base}/{name}")  # shared outputs: made once
-                todo.append((len(items), ThumbTask(store, kind, rel, f"{base}/{name}")))
+                missing.append((kind, rel, f"{base}/{name}"))
             thumbs[kind] = name
+        if missing:  # one task per image, like every other per-image step
+            todo.append((len(items), ThumbTask(store, tuple(missing))))
         items.append(
             {
                 "id": iid,
@@ -190,14 +197,17 @@ def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) 
                 "lkey": lkey,
             }
         )
-    failures = map_ordered(make_thumb, (t for _, t in todo), total=len(todo), config=pool)
-    for (i, task), why in zip(todo, failures):
-        if why is None:
-            made += 1
-            continue
-        items[i]["thumbs"][task.kind] = None  # shown as missing, with the reason
-        shown = items[i]["checks"].setdefault("parallax_sprites", {"status": None, "error": None})
-        shown["error"] = shown["error"] or why
+    results = map_ordered(make_thumbs, (t for _, t in todo), total=len(todo), config=pool)
+    for (i, _task), outcomes in zip(todo, results):
+        for kind, why in outcomes:
+            if why is None:
+                made += 1
+                continue
+            items[i]["thumbs"][kind] = None  # shown as missing, with the reason
+            shown = items[i]["checks"].setdefault(
+                "parallax_sprites", {"status": None, "error": None}
+            )
+            shown["error"] = shown["error"] or why
     pages = max(1, -(-len(items) // PAGE_SIZE))
     for p in range(pages):
         chunk = items[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]

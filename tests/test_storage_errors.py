@@ -50,6 +50,7 @@ def test_storage_errors_propagate_instead_of_a_silent_rescan(tmp_path, monkeypat
     def refuse(*args: object, **kwargs: object) -> None:
         raise error
 
-    monkeypatch.setattr(store.fs, "open", refuse)
+    monkeypatch.setattr(store.fs, "open", refuse)  # object stores read through fsspec
+    monkeypatch.setattr("flux_depth_assets.storage.store.pq.read_table", refuse)  # local
     with pytest.raises(type(error)):
         store.partition_rows("source_images", "shop")
