@@ -73,6 +73,23 @@ def test_progress_is_reported_in_the_callers_process_about_every_5_percent():
     assert [d for d, _ in calls] == list(range(20, 401, 20))  # 20 lines, not one per task
 
 
+def native_threads(_task: object) -> tuple[int, int]:
+    """(OpenCV threads, largest BLAS/OpenMP pool) where a task runs."""
+    import cv2
+    from threadpoolctl import threadpool_info
+
+    return cv2.getNumThreads(), max((p["num_threads"] for p in threadpool_info()), default=1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_native_libraries_run_one_thread_per_worker_and_are_restored(workers):
+    before = native_threads(None)
+    config = PoolConfig(workers=workers, chunk_size=1, min_tasks=1)
+    seen = set(map_ordered(native_threads, range(4), total=4, config=config))
+    assert seen == {(1, 1)}
+    assert native_threads(None) == before  # this process's own settings are back
+
+
 # --------------------------------------------------------------------------- whole runs
 
 
