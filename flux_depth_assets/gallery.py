@@ -52,10 +52,8 @@ def gallery_dir(catalog: str) -> str:
 
 
 def _rows(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
-    table = store.read_partition(asset, catalog)
-    return (
-        {} if table is None else {r["image_id"]: r for r in table.to_pylist() if r.get("image_id")}
-    )
+    rows = store.partition_dicts(asset, catalog) or []
+    return {r["image_id"]: r for r in rows if r.get("image_id")}
 
 
 def _pixels_8bit(data: bytes) -> Image.Image:
@@ -134,10 +132,9 @@ def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) 
     """Write (or refresh) the catalog's gallery; returns where the page is and what it holds.
     Missing thumbnails are made on the work pool (`pool`)."""
     base = gallery_dir(catalog)
-    sources = store.read_partition("source_images", catalog)
-    if sources is None:
+    src_rows = store.partition_dicts("source_images", catalog)
+    if src_rows is None:
         raise FileNotFoundError(f"no source_images table for catalog {catalog!r}")
-    src_rows = sources.to_pylist()
     depth = _rows(store, "depth_maps", catalog)
     normals = _rows(store, "normal_maps", catalog)
     sprites = _rows(store, "parallax_sprites", catalog)

@@ -149,3 +149,14 @@ def test_create_exclusive_without_hard_links_still_excludes(tmp_path, monkeypatc
     assert store.create_exclusive("x", b"two") is False
     assert store.read_bytes("x") == b"one"
     assert os.listdir(tmp_path) == ["x"]
+
+
+def test_snapshot_rows_are_converted_once_and_each_caller_gets_its_own(tmp_path):
+    store = Storage(str(tmp_path))
+    store.write_partition("depth_maps", "c", pa.table({"image_id": ["a"], "status": ["ok"]}))
+    first = store.partition_dicts("depth_maps", "c")
+    first[0]["status"] = "changed by a caller"
+    assert store.partition_dicts("depth_maps", "c") == [{"image_id": "a", "status": "ok"}]
+    store.write_partition("depth_maps", "c", pa.table({"image_id": ["b"], "status": ["ok"]}))
+    assert store.partition_dicts("depth_maps", "c") == [{"image_id": "b", "status": "ok"}]
+    assert store.partition_dicts("depth_maps", "none") is None

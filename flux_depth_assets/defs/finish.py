@@ -79,11 +79,11 @@ def gate_result(asset: str, outcome: GateOutcome) -> dg.AssetCheckResult:
 def require_upstream_gates(store: Storage, catalog: CatalogConfig, upstream: Iterable[str]) -> None:
     """Refuse to start when an upstream table of this catalog is over its failure threshold."""
     for asset in upstream:
-        table = store.read_partition(asset, catalog.name)
-        if table is None:
+        rows = store.partition_dicts(asset, catalog.name)
+        if rows is None:
             continue  # the asset's own "missing upstream table" error says it better
         outcome = evaluate_gate(
-            table.to_pylist(),
+            rows,
             asset=asset,
             catalog=catalog.name,
             threshold=catalog.max_failure_ratio,

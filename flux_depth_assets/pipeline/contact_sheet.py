@@ -54,12 +54,8 @@ def _normals_image(n: np.ndarray) -> Image.Image:
 
 
 def _rows_by_id(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
-    table = store.read_partition(asset, catalog)
-    if table is None:
-        return {}
-    return {
-        r["image_id"]: r for r in table.to_pylist() if r.get("status") in ("succeeded", "cached")
-    }
+    rows = store.partition_dicts(asset, catalog) or []
+    return {r["image_id"]: r for r in rows if r.get("status") in ("succeeded", "cached")}
 
 
 @dataclass(frozen=True)

@@ -65,12 +65,12 @@ def derived_inputs(
 ) -> tuple[list[DepthInput], list[dict]]:
     """The accepted images with a depth map, and a `skipped_no_depth` row for every other one."""
     accepted = accepted_rows(store, catalog)
-    table = store.read_partition(DEPTH_ASSET, catalog)
-    if table is None:
+    rows = store.partition_dicts(DEPTH_ASSET, catalog)
+    if rows is None:
         raise FileNotFoundError(
             f"no depth_maps table for catalog {catalog!r}: materialize depth_maps first"
         )
-    depth = {r["image_id"]: r for r in table.to_pylist()}
+    depth = {r["image_id"]: r for r in rows}
     present = FileIndex(store, Storage.dir_rel(catalog, DEPTH_ASSET))
     inputs, skipped = [], []
     for src in accepted:

@@ -315,9 +315,9 @@ def encode_normalized(image: Image.Image) -> bytes:
 
 def accepted_rows(storage: Storage, catalog: str) -> list[dict]:
     """The accepted images of the last `source_images` scan; raises if there was none."""
-    table = storage.read_partition(ASSET, catalog)
-    if table is None:
+    rows = storage.partition_dicts(ASSET, catalog)
+    if rows is None:
         raise FileNotFoundError(
             f"no source_images table for catalog {catalog!r}: materialize source_images first"
         )
-    return [r for r in table.to_pylist() if r["status"] == "accepted"]
+    return [r for r in rows if r["status"] == "accepted"]

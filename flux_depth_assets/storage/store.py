@@ -8,6 +8,7 @@ Layout contract (documented in the README):
 
 from __future__ import annotations
 
+import builtins
 import errno
 import functools
 import io
@@ -213,6 +214,24 @@ class Storage:
             return None
         return self.read_table(rel, schema=schema)
 
+    def partition_dicts(
+        self, asset: str, catalog: str, schema: pa.Schema | None = None
+    ) -> builtins.list[dict[str, Any]] | None:
+        """The snapshot's rows as dicts (None when there is none). Locally the conversion is
+        done once per version of the file and each caller gets its own copies of the rows: a
+        run's steps ask for the same tables about twenty times."""
+        rel = self.table_rel(asset, catalog)
+        if not self.is_local:
+            table = self.read_partition(asset, catalog, schema=schema)
+            return None if table is None else table.to_pylist()
+        full = self.full(rel)
+        try:
+            st = os.stat(full)
+        except FileNotFoundError:
+            return None
+        rows = _local_rows(full, st.st_mtime_ns, st.st_size, st.st_ino, schema)
+        return [dict(r) for r in rows]
+
     def partition_rows(
         self, asset: str, catalog: str, key: str = "image_id", schema: pa.Schema | None = None
     ) -> dict[str, dict]:
@@ -224,7 +243,7 @@ class Storage:
         added lacks are None.
         """
         try:
-            table = self.read_partition(asset, catalog, schema=schema)
+            rows = self.partition_dicts(asset, catalog, schema=schema)
         except FileNotFoundError:  # deleted since the existence check
             return {}
         except pa.ArrowException as exc:  # corrupt, truncated, or not castable to `schema`
@@ -235,7 +254,7 @@ class Storage:
                 exc,
             )
             return {}
-        return {} if table is None else {r[key]: r for r in table.to_pylist()}
+        return {} if rows is None else {r[key]: r for r in rows}
 
 
 def _walk_files(top: str, prefix: str = "") -> Iterator[str]:
@@ -258,6 +277,14 @@ def _read_local_table(
     """A local Parquet file, cached by its stat signature: every write replaces the file
     (write-then-rename: a new inode), so a changed table is never served stale."""
     return pq.read_table(full, schema=schema)
+
+
+@functools.lru_cache(maxsize=8)
+def _local_rows(
+    full: str, mtime_ns: int, size: int, inode: int, schema: pa.Schema | None
+) -> tuple[dict[str, Any], ...]:
+    """The rows of `_read_local_table`'s table, converted once per version of the file."""
+    return tuple(_read_local_table(full, mtime_ns, size, inode, schema).to_pylist())
 
 
 def _local_temp(full: str) -> str:

@@ -93,8 +93,7 @@ with warnings.catch_warnings():  # partitioned asset checks are a Dagster previe
         context: dg.AssetCheckExecutionContext, storage: StorageResource
     ) -> dg.AssetCheckResult:
         store = storage.get()
-        table = store.read_partition("normal_maps", context.partition_key)
-        rows = table.to_pylist() if table is not None else []
+        rows = store.partition_dicts("normal_maps", context.partition_key) or []
         outcome = oc.normals_smooth(store, context.partition_key, rows)
         return _result("normal_maps", "normals_smooth", outcome, context.partition_key)
 

@@ -37,8 +37,7 @@ MIN_PSNR_DB = 35.0
 
 
 def _check_rows(store: Storage, asset: str, catalog: str) -> list[dict] | None:
-    table = store.read_partition(asset, catalog)
-    return None if table is None else table.to_pylist()
+    return store.partition_dicts(asset, catalog)
 
 
 def _sample(rows: list[dict]) -> list[dict]:
