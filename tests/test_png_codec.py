@@ -36,7 +36,7 @@ RNG = np.random.default_rng(7)
 )
 def test_own_files_decode_to_the_same_pixels(dtype: type, shape: tuple[int, ...]) -> None:
     top = np.iinfo(dtype).max
-    a = RNG.integers(0, top + 1, shape).astype(dtype)
+    a: np.ndarray = RNG.integers(0, top + 1, shape).astype(dtype)
     data = encode_png(a)
     back = decode_own_png(data)
     assert back is not None and back.dtype == a.dtype
