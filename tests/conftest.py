@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,37 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA} (set FLUX_DEPTH_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shop_run(tmp_path_factory) -> Path:
+    """The storage root of one finished run (every asset, every check passing) of the `shop`
+    catalog over 3 demo photos; tests take a copy (`shop_store`) before changing anything."""
+    import dagster as dg
+
+    from flux_depth_assets.defs.runner import materialize_catalog
+    from tests.catalogs import shop_catalog
+
+    base = tmp_path_factory.mktemp("shop_run")
+    demo = sorted((REPO / "examples" / "demo_catalog").iterdir())
+    cfg = shop_catalog(base, {p.name: p.read_bytes() for p in demo[:3]})
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLUX_DEPTH_HOME", str(base / "home"))
+    try:
+        outcome = materialize_catalog(
+            "shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(), log_level="WARNING"
+        )
+    finally:
+        mp.undo()
+    assert outcome.success, outcome.error
+    assert all(ok for _, ok, _ in outcome.checks), [c for c in outcome.checks if not c[1]]
+    return base / "home"
+
+
+@pytest.fixture
+def shop_store(shop_run, tmp_path):
+    """A private copy of `shop_run`'s storage root."""
+    from flux_depth_assets.storage.store import Storage
+
+    shutil.copytree(shop_run, tmp_path / "copy")
+    return Storage(str(tmp_path / "copy"))

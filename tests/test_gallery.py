@@ -6,43 +6,22 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from pathlib import Path
 
-import dagster as dg
 import pyarrow as pa
 import pytest
 from PIL import Image
 
-from flux_depth_assets.defs.runner import materialize_catalog
 from flux_depth_assets.gallery import THUMB_SIDE, build_gallery, gallery_dir
 from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.storage.store import Storage
-from tests.catalogs import shop_catalog
 
 KINDS = ("src", "depth", "normals", "preview")
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("gallery")
-    demo = sorted((Path(__file__).resolve().parents[1] / "examples" / "demo_catalog").iterdir())
-    cfg = shop_catalog(base, {p.name: p.read_bytes() for p in demo[:3]})
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FLUX_DEPTH_HOME", str(base / "home"))
-    try:
-        outcome = materialize_catalog(
-            "shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(), log_level="WARNING"
-        )
-    finally:
-        mp.undo()
-    assert outcome.success, outcome.error
-    return base / "home"
-
-
 @pytest.fixture
-def store(made, tmp_path) -> Storage:
-    shutil.copytree(made, tmp_path / "copy")
-    return Storage(str(tmp_path / "copy"))
+def store(shop_store) -> Storage:
+    """A copy of one finished run over 3 demo photos (conftest `shop_run`)."""
+    return shop_store
 
 
 def page_rows(store: Storage) -> list[dict]:

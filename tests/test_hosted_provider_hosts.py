@@ -18,10 +18,11 @@ from tests.test_eachlabs_provider import make_items
 HOSTS = sorted(ADAPTERS)
 
 
-def hosted(name: str, base_url: str, key: str = "k", **settings: Any) -> DepthProvider:
+def hosted_catalog(settings: dict[str, Any]) -> CatalogConfig:
+    """A catalog on the `hosted` provider (`settings` hold its hosts), quick polls and short
+    deadlines unless `settings` say otherwise."""
     fields = {
         "name": "hosted",
-        "hosts": [name],
         "poll_interval_s": 0.05,
         "max_concurrency": 4,
         "timeout_s": 5.0,
@@ -29,9 +30,13 @@ def hosted(name: str, base_url: str, key: str = "k", **settings: Any) -> DepthPr
         "max_retries": 2,
         **settings,
     }
-    cat = CatalogConfig.model_validate(
+    return CatalogConfig.model_validate(
         {"name": "x", "source": {"type": "local_dir", "path": "p"}, "provider": fields}
     )
+
+
+def hosted(name: str, base_url: str, key: str = "k", **settings: Any) -> DepthProvider:
+    cat = hosted_catalog({"hosts": [name], **settings})
     adapter = ADAPTERS[name]
     secrets = ProviderSecrets(
         env={adapter.api_key_env: key, adapter.base_url_env: base_url},
@@ -153,19 +158,7 @@ def test_a_stop_raised_by_another_run_stops_this_one_before_any_create(tmp_path)
 
 
 def listed(names: list[str], servers: dict[str, str], **settings: Any) -> DepthProvider:
-    fields = {
-        "name": "hosted",
-        "hosts": names,
-        "poll_interval_s": 0.05,
-        "max_concurrency": 2,
-        "timeout_s": 5.0,
-        "prediction_deadline_s": 30.0,
-        "max_retries": 2,
-        **settings,
-    }
-    cat = CatalogConfig.model_validate(
-        {"name": "x", "source": {"type": "local_dir", "path": "p"}, "provider": fields}
-    )
+    cat = hosted_catalog({"hosts": names, "max_concurrency": 2, **settings})
     env: dict[str, str | None] = {}
     for name, url in servers.items():
         env[ADAPTERS[name].api_key_env] = "k"

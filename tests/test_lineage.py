@@ -38,6 +38,19 @@ from flux_depth_assets.storage.store import Storage
 T0 = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
 
 
+def put(store, table: str, run_id: str, rows: list[dict], catalog: str = "shop", day=None):
+    """`write_rows` for the `depth_maps` asset of `catalog` (the shop) on T0's day by default."""
+    return write_rows(
+        store,
+        table,
+        catalog=catalog,
+        day=day or T0.date(),
+        run_id=run_id,
+        asset="depth_maps",
+        rows=rows,
+    )
+
+
 def call(
     run: str, image: str, *, status: str = "succeeded", cost: float = 0.05, at: datetime = T0, **kw
 ) -> dict:
@@ -108,23 +121,14 @@ def populate(store: Storage) -> int:
             call(run, f"{run}-img{i}", at=at, status="cached" if i == 0 else "succeeded")
             for i in range(images)
         ]
-        write_rows(
-            store,
-            "provider_calls",
-            catalog=cat,
-            day=at.date(),
-            run_id=run,
-            asset="depth_maps",
-            rows=rows,
-        )
-        write_rows(
+        put(store, "provider_calls", run, rows, catalog=cat, day=at.date())
+        put(
             store,
             "materializations",
+            run,
+            [mat(run, cost=0.05 * (images - 1), at=at)],
             catalog=cat,
             day=at.date(),
-            run_id=run,
-            asset="depth_maps",
-            rows=[mat(run, cost=0.05 * (images - 1), at=at)],
         )
         n += images
     return n
@@ -156,15 +160,7 @@ def test_schema_round_trip_is_exact(store):
             cost=0.0,
         ),
     ]
-    rel = write_rows(
-        store,
-        "provider_calls",
-        catalog="shop",
-        day=T0.date(),
-        run_id="run-a",
-        asset="depth_maps",
-        rows=rows,
-    )
+    rel = put(store, "provider_calls", "run-a", rows)
     assert (
         rel
         == "tables/lineage/provider_calls/catalog=shop/date=2026-03-01/part-run-a-depth_maps.parquet"
@@ -173,30 +169,14 @@ def test_schema_round_trip_is_exact(store):
     assert back.schema.equals(PROVIDER_CALLS)  # declared types, nothing inferred
     assert "catalog" not in back.column_names and "date" not in back.column_names
     assert back.to_pylist() == rows
-    m = write_rows(
-        store,
-        "materializations",
-        catalog="shop",
-        day=T0.date(),
-        run_id="run-a",
-        asset="depth_maps",
-        rows=[mat("run-a")],
-    )
+    m = put(store, "materializations", "run-a", [mat("run-a")])
     back = pq.read_table(root_of(store) / m)
     assert back.schema.equals(MATERIALIZATIONS) and back.to_pylist() == [mat("run-a")]
 
 
 def test_rewriting_the_same_run_and_asset_replaces_its_file(store):
     for _ in range(2):
-        write_rows(
-            store,
-            "provider_calls",
-            catalog="shop",
-            day=T0.date(),
-            run_id="r",
-            asset="depth_maps",
-            rows=[call("r", "a"), call("r", "b")],
-        )
+        put(store, "provider_calls", "r", [call("r", "a"), call("r", "b")])
     assert queries.read(store, "provider_calls").num_rows == 2
     files = list(root_of(store).rglob("*"))
     assert not [f for f in files if ".tmp-" in f.name]  # atomic writes leave no temp file
@@ -208,27 +188,8 @@ def test_writer_refuses_bad_rows_and_unsafe_names(store):
     with pytest.raises(ValueError, match="'run_id' is required"):
         rows_to_table([call(None, "a")], "provider_calls")
     with pytest.raises(UnsafePathError):
-        write_rows(
-            store,
-            "provider_calls",
-            catalog="../etc",
-            day=T0.date(),
-            run_id="r",
-            asset="depth_maps",
-            rows=[call("r", "a")],
-        )
-    assert (
-        write_rows(
-            store,
-            "provider_calls",
-            catalog="shop",
-            day=T0.date(),
-            run_id="r",
-            asset="depth_maps",
-            rows=[],
-        )
-        is None
-    )
+        put(store, "provider_calls", "r", [call("r", "a")], catalog="../etc")
+    assert put(store, "provider_calls", "r", []) is None
 
 
 def test_conform_reads_older_files_with_the_current_schema():
@@ -419,15 +380,7 @@ def test_a_rewritten_run_file_supersedes_its_compacted_rows(store):
     populate(store)
     compact(store, tables=["provider_calls"], today=date(2026, 4, 1))
     # a retried step of run r1 rewrites its file with different rows after compaction
-    write_rows(
-        store,
-        "provider_calls",
-        catalog="shop",
-        day=T0.date(),
-        run_id="r1",
-        asset="depth_maps",
-        rows=[call("r1", "retried", cost=0.07)],
-    )
+    put(store, "provider_calls", "r1", [call("r1", "retried", cost=0.07)])
     reports = [
         r for r in compact(store, tables=["provider_calls"], today=date(2026, 4, 1)) if r.output
     ]

@@ -9,7 +9,6 @@ check that must catch it, asserting it fails with a readable line.
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -23,37 +22,16 @@ from flux_depth_assets.defs.assets.derived import (
     check_recomposition,
     check_unit_normals,
 )
-from flux_depth_assets.defs.runner import materialize_catalog
 from flux_depth_assets.depth.encoding import encode_png16, quantize
 from flux_depth_assets.depth.normals import encode_normals_png, normals_from_depth
 from flux_depth_assets.pipeline import output_checks as oc
 from flux_depth_assets.storage.store import Storage
-from tests.catalogs import shop_catalog
-
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory) -> Path:
-    """A finished run over 3 demo photos; tests copy it before breaking anything."""
-    base = tmp_path_factory.mktemp("made")
-    demo = sorted((Path(__file__).resolve().parents[1] / "examples" / "demo_catalog").iterdir())
-    cfg = shop_catalog(base, {p.name: p.read_bytes() for p in demo[:3]})
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FLUX_DEPTH_HOME", str(base / "home"))
-    try:
-        outcome = materialize_catalog(
-            "shop", config_dir=cfg, instance=dg.DagsterInstance.ephemeral(), log_level="WARNING"
-        )
-    finally:
-        mp.undo()
-    assert outcome.success, outcome.error
-    assert all(ok for _, ok, _ in outcome.checks), [c for c in outcome.checks if not c[1]]
-    return base / "home"
 
 
 @pytest.fixture
-def store(made, tmp_path) -> Storage:
-    shutil.copytree(made, tmp_path / "copy")
-    return Storage(str(tmp_path / "copy"))
+def store(shop_store) -> Storage:
+    """A copy of one finished run over 3 demo photos (conftest `shop_run`)."""
+    return shop_store
 
 
 def rows(store: Storage, asset: str) -> list[dict]:

@@ -160,3 +160,14 @@ def test_snapshot_rows_are_converted_once_and_each_caller_gets_its_own(tmp_path)
     store.write_partition("depth_maps", "c", pa.table({"image_id": ["b"], "status": ["ok"]}))
     assert store.partition_dicts("depth_maps", "c") == [{"image_id": "b", "status": "ok"}]
     assert store.partition_dicts("depth_maps", "none") is None
+
+
+def test_large_snapshots_are_not_kept_in_memory(tmp_path, monkeypatch):
+    import flux_depth_assets.storage.store as store_module
+
+    store = Storage(str(tmp_path))
+    rel = Storage.table_rel("depth_maps", "c")
+    store.write_table(rel, pa.table({"image_id": ["a", "b"]}))
+    monkeypatch.setattr(store_module, "CACHED_TABLE_MAX_BYTES", 0)
+    assert store.read_table(rel) is not store.read_table(rel)  # read afresh each time
+    assert store.partition_dicts("depth_maps", "c") == [{"image_id": "a"}, {"image_id": "b"}]

@@ -198,7 +198,9 @@ class Storage:
         full = self.full(rel)
         if self.is_local:  # the same snapshot is read by several steps of a run: decoded once
             st = os.stat(full)
-            return _read_local_table(full, st.st_mtime_ns, st.st_size, st.st_ino, schema)
+            if st.st_size <= CACHED_TABLE_MAX_BYTES:
+                return _read_local_table(full, st.st_mtime_ns, st.st_size, st.st_ino, schema)
+            return pq.read_table(full, schema=schema)  # large: not kept beyond the caller
         with self.fs.open(full, "rb") as fh:
             return pq.read_table(fh, schema=schema)
 
@@ -229,6 +231,8 @@ class Storage:
             st = os.stat(full)
         except FileNotFoundError:
             return None
+        if st.st_size > CACHED_TABLE_MAX_BYTES:  # memory stays flat in catalog size
+            return self.read_table(rel, schema=schema).to_pylist()
         rows = _local_rows(full, st.st_mtime_ns, st.st_size, st.st_ino, schema)
         return [dict(r) for r in rows]
 
@@ -268,6 +272,11 @@ def _walk_files(top: str, prefix: str = "") -> Iterator[str]:
             yield from _walk_files(entry.path, f"{prefix}{entry.name}/")
         else:
             yield f"{prefix}{entry.name}"
+
+
+#: snapshots up to this size on disk (~16,000 rows, ~40 MB as rows) are kept decoded between
+#: reads; larger ones are read each time, so the caches stay small whatever the catalog's size
+CACHED_TABLE_MAX_BYTES = 2 * 1024 * 1024
 
 
 @functools.lru_cache(maxsize=8)  # about one catalog's tables
