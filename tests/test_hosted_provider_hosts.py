@@ -274,26 +274,18 @@ def test_lineage_names_the_host_of_every_call_and_costs_by_host_matches_each_bil
     ]
     rows.append({"image_id": "hit", "status": "cached", "provider": "hosted", "host": "bfl"})
     calls = calls_from_rows(rows, run_id="run-1", asset="depth_maps", default_time=now)
-    write_rows(
-        root,
-        "provider_calls",
-        catalog="shop",
-        day=now.date(),
-        run_id="run-1",
-        asset="depth_maps",
-        rows=calls,
-    )
     old = {**calls[0], "image_id": "old", "provider": "eachlabs", "cost_usd": 0.07}
     old.pop("host")  # a file written before the column: its host is its provider
-    write_rows(
-        root,
-        "provider_calls",
-        catalog="shop",
-        day=now.date(),
-        run_id="run-0",
-        asset="depth_maps",
-        rows=[old],
-    )
+    for run_id, run_rows in (("run-1", calls), ("run-0", [old])):
+        write_rows(
+            root,
+            "provider_calls",
+            catalog="shop",
+            day=now.date(),
+            run_id=run_id,
+            asset="depth_maps",
+            rows=run_rows,
+        )
 
     table = read(root, "provider_calls", columns=["image_id", "host"]).to_pylist()
     hosts = {r["image_id"]: r["host"] for r in table}
