@@ -297,11 +297,12 @@ class NormalMapSettings(StrictModel):
 class SpriteSettings(StrictModel):
     layers: int = Field(default=5, ge=2, le=16)
     preview_format: Literal["webp", "gif"] = "webp"
-    # One sway loop lasts PREVIEW_LOOP_MS whatever the frame count. 24 frames of at most 384 px
-    # cost a third of the CPU of 32 at 512 (the preview was half of all pipeline CPU per image)
-    # and are what the gallery shows; raise both for a larger, smoother preview.
+    # One sway loop lasts PREVIEW_LOOP_MS whatever the frame count. The preview is a glance (the
+    # gallery shows it 160 px wide; the layers are the full-size product) and its WebP encoding
+    # costs in proportion to frames × pixels: 24 frames of at most 256 px take half the CPU of 384
+    # px, which was a quarter of a whole image's pipeline CPU. Raise both for a larger, smoother one.
     preview_frames: int = Field(default=24, ge=24, le=48)
-    preview_max_side: int = Field(default=384, ge=64, le=4096)
+    preview_max_side: int = Field(default=256, ge=64, le=4096)
     feather_px: float = Field(default=2.0, ge=0)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 _HIST_BINS = 512
 #: the cut search penalises layers below this share of the pixels, up to _EMPTY_PENALTY when empty
@@ -35,8 +35,10 @@ def depth_cuts(
     """
     if n_layers < 1:
         raise ValueError(f"n_layers must be >= 1, got {n_layers}")
-    v = np.asarray(nearness, dtype=np.float32)
-    v = v[np.isfinite(v)]
+    v = np.asarray(nearness, dtype=np.float32).ravel()
+    finite = np.isfinite(v)
+    if not finite.all():
+        v = v[finite]
     if n_layers == 1:
         return np.empty(0, dtype=np.float64)
     if v.size == 0:
@@ -53,7 +55,7 @@ def depth_cuts(
         lo, hi = float(v.min()), float(v.max())
         if not hi > lo:
             return np.full(n_layers - 1, lo, dtype=np.float64)  # one depth: all background
-    hist, edges = np.histogram(np.clip(v, lo, hi), bins=_HIST_BINS, range=(lo, hi))
+    hist, edges = folded_histogram(v, lo, hi)
     cdf = np.concatenate([[0.0], np.cumsum(hist) / v.size])  # share below each edge
     # density around each interior edge (1 = uniform), smoothed so a gap is cheapest mid-gap
     dens = np.convolve(hist.astype(np.float64), np.ones(5) / 5, mode="same") * (_HIST_BINS / v.size)
@@ -81,6 +83,33 @@ def depth_cuts(
         j = int(arg[j])
         idx.append(j)
     return np.asarray(edges[idx[::-1]], dtype=np.float64)
+
+
+def folded_histogram(v: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """`np.histogram(np.clip(v, lo, hi), _HIST_BINS, (lo, hi))` of finite float32 `v`: OpenCV's
+    histogram (one SIMD pass, no clipped copy) plus the tails counted into the end bins."""
+    edges = np.histogram_bin_edges(v[:0], _HIST_BINS, (lo, hi))  # numpy's, in v's dtype
+    src = np.ascontiguousarray(v, dtype=np.float32).reshape(1, -1)
+    hist = cv2.calcHist([src], [0], None, [_HIST_BINS], [lo, hi]).ravel().astype(np.int64)
+    hist[0] += int(np.count_nonzero(v < np.float32(lo)))
+    # calcHist's range is half-open: the top edge and above go to the last bin, as in numpy
+    hist[-1] += int(np.count_nonzero(v >= np.float32(hi)))
+    if lost := v.size - int(hist.sum()):  # rounding put a value on an end edge outside the range
+        low = min(lost, max(0, int(np.count_nonzero(v < np.float32(edges[1]))) - int(hist[0])))
+        hist[0] += low
+        hist[-1] += lost - low
+    return hist, edges
+
+
+def label_counts(labels: np.ndarray, n_layers: int) -> np.ndarray:
+    """int64 pixels per label 0..n_layers-1 of a uint8 label map (OpenCV's histogram: one pass,
+    where `np.bincount` first widens the map to int64)."""
+    lab = np.ascontiguousarray(labels, dtype=np.uint8)
+    if lab.ndim == 1:
+        lab = lab.reshape(1, -1)
+    if lab.size == 0:
+        return np.zeros(n_layers, dtype=np.int64)
+    return cv2.calcHist([lab], [0], None, [n_layers], [0, n_layers]).ravel().astype(np.int64)
 
 
 def layer_labels(nearness: np.ndarray, cuts: np.ndarray) -> np.ndarray:
@@ -114,14 +143,11 @@ def bbox(mask: np.ndarray) -> Box | None:
 
 def label_boxes(labels: np.ndarray, n_layers: int) -> list[Box | None]:
     """Bounding box of every label 0..n_layers-1 (None when a label owns no pixel), one pass."""
-    slices = ndimage.find_objects(labels.astype(np.int32) + 1, max_label=n_layers)
+    lab = np.ascontiguousarray(labels, dtype=np.uint8)
     out: list[Box | None] = []
-    for sl in slices:
-        if sl is None:
-            out.append(None)
-        else:
-            ys, xs = sl
-            out.append((xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start))
+    for k in range(n_layers):
+        x, y, w, h = cv2.boundingRect((lab == k).view(np.uint8))  # of the non-zero pixels
+        out.append((x, y, w, h) if w > 0 else None)
     return out
 
 
@@ -149,7 +175,7 @@ def feathered_alpha(
         size = 2 * r + 1
         # the box mean of the mask is (r + 1 - d) / size at distance d off a straight edge:
         # scaled, 1 - d / (feather + 1) → reaches 0 just past feather_px
-        ramp = ndimage.uniform_filter(alpha, size=size, mode="constant")
+        ramp = cv2.boxFilter(alpha, -1, (size, size), borderType=cv2.BORDER_CONSTANT)
         ramp *= np.float32(size / (feather_px + 1.0))
         np.minimum(ramp, 1.0, out=ramp)
         ramp[lab >= k] = 0.0  # own pixels are set to 1 below; nearer pixels get no fringe
@@ -186,7 +212,7 @@ def layer_nearness(
     lv = labels[finite]
     order = np.argsort(lv, kind="stable")  # radix sort on uint8: one fast pass
     vs = v[order]
-    counts = np.bincount(lv, minlength=n_layers)
+    counts = label_counts(lv, n_layers)
     out: list[tuple[float, float, float] | None] = []
     start = 0
     for c in counts[:n_layers].tolist():

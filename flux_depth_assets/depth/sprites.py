@@ -46,6 +46,7 @@ from flux_depth_assets.depth.layers import (
     feathered_alpha,
     grown,
     label_boxes,
+    label_counts,
     layer_labels,
     layer_nearness,
     parallax_factors,
@@ -151,7 +152,7 @@ def build_sprites(
 
     cuts = depth_cuts(n, n_layers, cut_method)
     labels = keep_faces_whole(img, layer_labels(n, cuts))
-    coverage = np.bincount(labels.ravel(), minlength=n_layers)[:n_layers] / labels.size
+    coverage = label_counts(labels, n_layers) / labels.size
     near_stats = layer_nearness(n, labels, n_layers)
     boxes = label_boxes(labels, n_layers)
     lap("cut")
@@ -182,22 +183,14 @@ def build_sprites(
         name = f"layer_{k}.png"
         box: Box | None
         if k == 0:
-            rgba = np.empty((h, w, 4), dtype=np.uint8)
-            rgba[..., :3] = background
-            rgba[..., 3] = 255
-            png, box = _png(rgba, "RGBA"), (0, 0, w, h)
+            png, box = _png(cv2.cvtColor(background, cv2.COLOR_RGB2RGBA), "RGBA"), (0, 0, w, h)
         elif (entry := alphas[k]) is None:
             png, box = _png(np.zeros((1, 1, 4), np.uint8), "RGBA"), None
         else:
             alpha, box = entry
-            _, _, bw, bh = box
-            a8 = np.rint(alpha * 255.0).astype(np.uint8)
-            rgba = np.zeros((bh, bw, 4), dtype=np.uint8)
             colour = colours[k]
             assert colour is not None
-            np.copyto(rgba[..., :3], colour, where=(a8 > 0)[..., None])
-            rgba[..., 3] = a8
-            png = _png(rgba, "RGBA")
+            png = _png(layer_rgba(colour, alpha), "RGBA")
         st = near_stats[k]
         layers.append(
             SpriteLayer(
@@ -242,6 +235,15 @@ def build_sprites(
         preview_file=preview_file,
         seconds=seconds,
     )
+
+
+def layer_rgba(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 RGBA of a layer: its colours where alpha rounds above 0, zero elsewhere (fully
+    transparent pixels carry no colour, so they compress to nothing). OpenCV's masked AND and
+    channel merge: a numpy masked copy of the same took 8 ms per layer at 1 MP."""
+    a8 = cv2.convertScaleAbs(alpha, alpha=255.0)  # round half to even, like np.rint
+    shown = cv2.bitwise_and(colour, colour, mask=(np.asarray(a8) > 0).view(np.uint8))
+    return cv2.merge((*cv2.split(shown), a8))
 
 
 def keep_faces_whole(img: np.ndarray, labels: np.ndarray) -> np.ndarray:
