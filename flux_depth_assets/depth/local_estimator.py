@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 from scipy import ndimage
 
@@ -111,43 +112,73 @@ def geodesic_from_top(cost: np.ndarray, step: float, sweeps: int = 2) -> np.ndar
     c = np.asarray(cost, dtype=np.float32)
     single = c.ndim == 2
     c = c[None] if single else c
-    step32 = np.float32(step)
-    d = np.full(c.shape, np.inf, dtype=np.float32)
-    d[:, 0] = 0.0
-    rows_c = np.ascontiguousarray(c.transpose(1, 0, 2))  # (h, k, w): one row of every map
-    cols_c = np.ascontiguousarray(c.transpose(2, 0, 1))  # (w, k, h): one column of every map
-    dr = np.ascontiguousarray(d.transpose(1, 0, 2))
-    h, w = rows_c.shape[0], cols_c.shape[0]
+    rows = _Lines(c.transpose(1, 0, 2), np.float32(step))  # line y: row y of every map
+    cols = _Lines(c.transpose(2, 0, 1), np.float32(step))  # line x: column x of every map
+    rows.maps[0] = 0.0
     for _ in range(sweeps):
-        for rows, prev in ((range(1, h), -1), (range(h - 2, -1, -1), 1)):
-            for y in rows:
-                _relax(dr[y], dr[y + prev], rows_c[y], rows_c[y + prev], step32)
-        dc = np.ascontiguousarray(dr.transpose(2, 1, 0))  # (w, k, h)
-        for cols, prev in ((range(1, w), -1), (range(w - 2, -1, -1), 1)):
-            for x in cols:
-                _relax(dc[x], dc[x + prev], cols_c[x], cols_c[x + prev], step32)
-        dr = np.ascontiguousarray(dc.transpose(2, 1, 0))
-    out = dr.transpose(1, 0, 2)
+        rows.sweep()  # down, up
+        cols.maps[...] = rows.maps.transpose(2, 1, 0)
+        cols.sweep()  # right, left
+        rows.maps[...] = cols.maps.transpose(2, 1, 0)
+    out = rows.maps.transpose(1, 0, 2)
     return np.ascontiguousarray(out[0] if single else out)
 
 
-def _relax(
-    cur: np.ndarray, nb: np.ndarray, c_cur: np.ndarray, c_nb: np.ndarray, step: np.float32
-) -> None:
-    """Lower `cur` (one row/column per map, in place) through its three neighbours in the
-    adjacent line `nb` (the last axis runs along the line)."""
-    straight = nb + (c_cur + c_nb) * np.float32(0.5) + step
-    np.minimum(cur, straight, out=cur)
-    if cur.shape[-1] > 1:
-        diag_step = step * _SQRT2
-        a = (
-            nb[..., :-1]
-            + (c_cur[..., 1:] + c_nb[..., :-1]) * (np.float32(0.5) * _SQRT2)
-            + diag_step
-        )
-        np.minimum(cur[..., 1:], a, out=cur[..., 1:])
-        b = nb[..., 1:] + (c_cur[..., :-1] + c_nb[..., 1:]) * (np.float32(0.5) * _SQRT2) + diag_step
-        np.minimum(cur[..., :-1], b, out=cur[..., :-1])
+class _Lines:
+    """Distances of a stack of k maps laid out for the raster sweeps along one axis.
+
+    Line y of every map sits side by side in one contiguous float32 row, the maps separated (and
+    the row bordered) by one inf, so the three neighbours of every pixel in the adjacent line are
+    three shifted slices of that row. The step costs depend on the cost maps only, so they are
+    built once (inf where there is no neighbour), and one line of a sweep is four numpy calls on
+    views made up front: numpy's per-call overhead, not arithmetic, is what a sweep costs here.
+    """
+
+    def __init__(self, cost_lines: np.ndarray, step: np.float32) -> None:
+        n, k, m = cost_lines.shape
+        width = k * (m + 1)  # one line of every map, each followed by its inf separator
+        blocks = np.full((n, k + 1, m + 1), np.inf, dtype=np.float32)  # inf, then a map's line
+        self.maps = blocks[:, :k, 1:]  # (n, k, m) view
+        dist = blocks.reshape(n, -1)[:, : width + 2]  # inf, map 0, inf, ..., map k - 1, inf, inf
+        lines = dist[:, 1:-1]
+        # neighbours[y][j, i] = dist[y, i + j]: the diagonal, straight and other diagonal
+        # neighbour (in line y) of pixel i of the adjacent line
+        neighbours = sliding_window_view(dist, width, axis=1)
+        from_prev = _step_costs(cost_lines[1:], cost_lines[:-1])  # line y from line y - 1
+        from_next = _step_costs(cost_lines[:-1], cost_lines[1:])  # line y from line y + 1
+        # (line, its neighbours, their step costs) in sweep order: forward, then backward
+        self.order = [(lines[y], neighbours[y - 1], from_prev[y - 1]) for y in range(1, n)]
+        self.order += [(lines[y], neighbours[y + 1], from_next[y]) for y in range(n - 2, -1, -1)]
+        diag = step * _SQRT2
+        self.steps = np.repeat(np.array([[diag], [step], [diag]], dtype=np.float32), width, axis=1)
+
+    def sweep(self) -> None:
+        """A forward then a backward sweep, in place: each line takes the minimum over its
+        three neighbours in the line updated just before it."""
+        steps = self.steps
+        cand = np.empty_like(steps)
+        best = np.empty(steps.shape[1], dtype=np.float32)
+        for line, neighbours, costs in self.order:
+            np.add(neighbours, costs, out=cand)  # d + l·mean cost, then + l·step: kept in
+            cand += steps  # this order, the float32 result is the same as a pixel-wise loop's
+            np.minimum.reduce(cand, axis=0, out=best)
+            np.minimum(line, best, out=line)
+
+
+def _step_costs(cur: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """(n, 3, width) cost-map terms of the steps into each pixel of the lines `cur` (n, k, m)
+    from their neighbours in the lines `nb`: from x - 1 (diagonal), x, x + 1 (diagonal); inf
+    where there is no such neighbour and at the separators (laid out as `_Lines` rows)."""
+    n, k, m = cur.shape
+    half = np.float32(0.5)
+    terms = np.full((n, 3, k, m + 1), np.inf, dtype=np.float32)
+    for out, a, b, scale in (
+        (terms[:, 0, :, 1:m], cur[..., 1:], nb[..., :-1], half * _SQRT2),
+        (terms[:, 1, :, :m], cur, nb, half),
+        (terms[:, 2, :, : m - 1], cur[..., :-1], nb[..., 1:], half * _SQRT2),
+    ):
+        np.multiply(np.add(a, b, out=out), scale, out=out)  # (c[p] + c[q]) * l / 2
+    return terms.reshape(n, 3, k * (m + 1))
 
 
 def _box(x: np.ndarray, r: int) -> np.ndarray:
@@ -185,7 +216,9 @@ def guided_upsample(
     size = (guide_hi.shape[1], guide_hi.shape[0])
     a_hi = _resize_f32(_box(a, radius).astype(np.float32), size)
     b_hi = _resize_f32(_box(b, radius).astype(np.float32), size)
-    return a_hi * guide_hi + b_hi
+    out = a_hi * guide_hi
+    out += b_hi  # in place: one 1 MP temporary fewer
+    return out
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -319,10 +352,15 @@ def _subject_cues(
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
+    """(x - min) / (max - min), clipped to [0, 1], as a new float32 map (zeros if `x` is flat).
+
+    In place on one new array: at 1 MP every extra temporary costs about as much as the maths."""
     lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
         return np.zeros(x.shape, dtype=np.float32)
-    return ((x - lo) / (hi - lo)).astype(np.float32)
+    out = np.subtract(x, lo, dtype=np.float32)
+    out /= hi - lo
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def estimate_depth(
@@ -335,7 +373,7 @@ def estimate_depth(
     """
     if params.horizon >= 1.0 or params.horizon < 0:
         raise ValueError(f"horizon must be in [0, 1), got {params.horizon}")
-    rgb = np.asarray(image.convert("RGB"))
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     h, w = rgb.shape[:2]
     small_u8 = _shrink(rgb, params.work_side)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -348,5 +386,5 @@ def estimate_depth(
         guide_lo = cv2.cvtColor(small_u8, cv2.COLOR_RGB2GRAY).astype(np.float32) * inv
         guide_hi = _shrink(gray, max(max_side, params.work_side)).astype(np.float32) * inv
         out = guided_upsample(near, guide_lo, guide_hi, params.guide_radius, params.guide_eps)
-        out = _resize_f32(out.astype(np.float32), (w, h))
-    return np.clip(_normalise(out), 0.0, 1.0).astype(np.float32)
+        out = _resize_f32(out, (w, h))
+    return _normalise(out)
