@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
 from typing import Literal
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -161,7 +163,6 @@ def shape_smooth(
     blended in, so silhouettes stay sharp. NaN stays NaN. OpenCV has no bilateral grid, and its
     bilateral filter costs grow with the square of the sigma (10-20 % of the image here).
     """
-    import cv2
     from scipy import ndimage
 
     n = np.asarray(nearness, dtype=np.float32)
@@ -196,13 +197,21 @@ def shape_smooth(
     value = ndimage.gaussian_filter(value, 1.0, mode="constant")
     num, den = _grid_cubic(np.stack([value, weight], axis=-1), cy[:, 0], cx[0], cz)
     smooth = (num / np.maximum(den, 1e-6)).astype(np.float32)
-    up = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_CUBIC) if f > 1 else smooth
-    keep = np.clip(np.abs(up - x) * np.float32(1.0 / (2.0 * sr)) - np.float32(1.0), 0.0, 1.0)
-    out = np.asarray(cv2.medianBlur(x, 5), dtype=np.float32)
-    out -= up
-    out *= keep
-    out += up
-    out[~valid] = np.nan
+    out = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_CUBIC) if f > 1 else smooth
+    # the blend weight (|up - x| / 2sr - 1, clipped to [0, 1]) is 0 but in the few blocks of
+    # rows that cross a silhouette: the median (the costliest step) runs on those only
+    inv_2sr = np.float32(1.0 / (2.0 * sr))
+    far = cv2.absdiff(out, x).max(axis=1) * inv_2sr > 1.0
+    for r0 in (r for r in range(0, h, _BLOCK_ROWS) if far[r : r + _BLOCK_ROWS].any()):
+        r1, lo = min(h, r0 + _BLOCK_ROWS), max(r0 - 2, 0)  # 2: the 5×5 median's reach
+        up = out[r0:r1]
+        keep = np.clip(np.abs(up - x[r0:r1]) * inv_2sr - np.float32(1.0), 0.0, 1.0)
+        med = cv2.medianBlur(x[lo : min(r1 + 2, h)], 5)[r0 - lo : r1 - lo]
+        med -= up
+        med *= keep
+        up += med
+    if not valid.all():
+        out[~valid] = np.nan
     return out
 
 
@@ -224,10 +233,11 @@ def _grid_cubic(
     along_y = np.tensordot(_bspline_matrix(ys, ny), coef, axes=(1, 0))  # (h, nx, nz, 2)
     along_xy = np.tensordot(_bspline_matrix(xs, nx), along_y, axes=(1, 1))  # (w, h, nz, 2)
     h, w = zs.shape
-    flat = np.ascontiguousarray(along_xy.transpose(1, 0, 2, 3)).reshape(h * w * nz, 2)
+    # read in place (no transposed copy), a (value, weight) pair as one complex: a 1-D take
+    flat = along_xy.view(np.complex128).ravel()
     idx, wts = _bspline_taps(zs.astype(np.float64), nz)  # (h, w, 4) each
-    idx += (np.arange(h * w, dtype=np.int64) * nz).reshape(h, w, 1)
-    picked = flat[idx]  # (h, w, 4, 2)
+    idx += ((np.arange(w, dtype=np.int64) * h + np.arange(h)[:, None]) * nz)[..., None]
+    picked = np.take(flat, idx).view(np.float64).reshape(h, w, 4, 2)
     out = np.einsum("hwkc,hwk->hwc", picked, wts)
     return out[..., 0], out[..., 1]
 
@@ -257,82 +267,99 @@ def _bspline_matrix(pos: np.ndarray, n: int) -> np.ndarray:
 
 
 def _axis_slope(
-    fwd: np.ndarray, bwd: np.ndarray, tan_edge: float | np.float32, has_nan: bool = True
-) -> np.ndarray:
-    """Slope at interior pixels from forward and backward one-sided slopes (same shape).
-
-    Central difference where they agree; the gentler one-sided slope across a depth edge; the
-    one that exists when a neighbour is invalid; 0 when neither exists.
-    """
-    central = fwd + bwd
-    central *= 0.5
+    fwd: np.ndarray, bwd: np.ndarray, tan_edge: np.float32, has_nan: bool, out: np.ndarray
+) -> None:
+    """Slope at interior pixels from forward and backward one-sided slopes, into `out` (all
+    three 1-D or whole rows: contiguous passes). Central difference where they agree; the
+    gentler one-sided slope across a depth edge (few pixels: looked at alone); the one that
+    exists when a neighbour is invalid; 0 when neither exists."""
+    np.add(fwd, bwd, out=out)
+    out *= 0.5
     # directions differ by more than the edge angle ⇔ |f - b| > tan(θ) (1 + f b)
     # (when 1 + f b <= 0 they differ by >= 90° and the test holds as well)
-    diff = np.abs(fwd - bwd)
-    agree = fwd * bwd
-    agree += 1.0
-    agree *= tan_edge
-    edge = diff > agree
-    gentler = np.where(np.abs(fwd) <= np.abs(bwd), fwd, bwd)
-    out = np.where(edge, gentler, central)
-    if not has_nan:
-        return out
-    fnan = np.isnan(fwd)
-    if fnan.any() or np.isnan(bwd).any():
-        out = np.where(fnan, bwd, out)
-        out = np.where(np.isnan(bwd), fwd, out)
-        out[np.isnan(out)] = 0.0
-    return out
+    edge = np.flatnonzero(np.abs(fwd - bwd) > (fwd * bwd + 1.0) * tan_edge)
+    if edge.size:
+        f, b = np.take(fwd, edge), np.take(bwd, edge)
+        np.put(out, edge, np.where(np.abs(f) <= np.abs(b), f, b))
+    if has_nan:
+        fnan, bnan = np.isnan(fwd), np.isnan(bwd)
+        if fnan.any() or bnan.any():
+            np.copyto(out, bwd, where=fnan)
+            np.copyto(out, fwd, where=bnan)
+            out[np.isnan(out)] = 0.0
 
 
-def _slopes_x(
-    n: np.ndarray, scale: float | np.float32, tan_edge: float | np.float32, has_nan: bool = True
-) -> np.ndarray:
-    d = np.diff(n, axis=1)
-    d *= scale
+def _slopes_x(n: np.ndarray, scale: np.float32, tan_edge: np.float32, has_nan: bool) -> np.ndarray:
+    """d/dx (columns, rightwards) of a block of whole rows, taken along the flattened block: the
+    differences across row ends are computed too, then overwritten by the one-sided border ones."""
+    w = n.shape[1]
+    if w == 1:
+        return np.zeros(n.shape, dtype=np.float32)
     out = np.empty(n.shape, dtype=np.float32)
-    if n.shape[1] == 1:
-        out[:] = 0.0
-        return out
-    out[:, 1:-1] = _axis_slope(d[:, 1:], d[:, :-1], tan_edge, has_nan)
-    out[:, 0] = d[:, 0]
-    out[:, -1] = d[:, -1]
+    d = np.diff(n.ravel()) * scale
+    _axis_slope(d[1:], d[:-1], tan_edge, has_nan, out.ravel()[1:-1])
+    out[:, 0] = d[::w]
+    out[:, -1] = d[w - 2 :: w]
     return out
 
 
 def _slopes_y(
-    n: np.ndarray,
-    top: np.ndarray | None,
-    bottom: np.ndarray | None,
-    scale: float | np.float32,
-    tan_edge: float | np.float32,
-    has_nan: bool = True,
+    n: np.ndarray, r0: int, r1: int, scale: np.float32, tan_edge: np.float32, has_nan: bool
 ) -> np.ndarray:
-    """d/dy (rows, downwards) for a block, with the rows just above/below it (None at the borders)."""
-    ext = n
-    if top is not None or bottom is not None:
-        parts = (
-            ([top[None]] if top is not None else [])
-            + [n]
-            + ([bottom[None]] if bottom is not None else [])
-        )
-        ext = np.concatenate(parts, axis=0)
-    out = np.zeros(n.shape, dtype=np.float32)
-    if ext.shape[0] == 1:
-        return out
-    d = np.diff(ext, axis=0)
-    d *= scale
-    off = 1 if top is not None else 0  # row of ext holding n[0]
-    # interior rows of ext (both neighbours exist): ext rows 1..len-2
-    inner = _axis_slope(d[1:], d[:-1], tan_edge, has_nan)  # for ext rows 1..len-2
-    lo, hi = max(off, 1), min(off + n.shape[0], ext.shape[0] - 1)
-    if hi > lo:
-        out[lo - off : hi - off] = inner[lo - 1 : hi - 1]
-    if off == 0:  # n[0] is the image's first row: forward difference only
+    """d/dy (rows, downwards) of rows r0..r1 of `n` (the rows around them count as neighbours)."""
+    h, w = n.shape
+    if h == 1:
+        return np.zeros((r1 - r0, w), dtype=np.float32)
+    out = np.empty((r1 - r0, w), dtype=np.float32)
+    lo = max(r0 - 1, 0)
+    d = np.diff(n[lo : min(r1 + 1, h)], axis=0) * scale  # d[k] ∝ n[lo + k + 1] - n[lo + k]
+    a, b = max(r0, 1), min(r1, h - 1)  # the rows with a neighbour on both sides
+    if b > a:
+        fwd, bwd = d[a - lo : b - lo], d[a - lo - 1 : b - lo - 1]  # below, above
+        _axis_slope(fwd, bwd, tan_edge, has_nan, out[a - r0 : b - r0])
+    if r0 == 0:  # the image's first row: forward difference only
         out[0] = np.where(np.isnan(d[0]), 0.0, d[0])
-    if off + n.shape[0] == ext.shape[0]:  # n[-1] is the image's last row
+    if r1 == h:  # the image's last row
         out[-1] = np.where(np.isnan(d[-1]), 0.0, d[-1])
     return out
+
+
+def _prepared(
+    nearness: np.ndarray, strength: float, convention: str, smooth_quantized: bool, smooth_px: float
+) -> np.ndarray:
+    """The checked float32 map `normals_from_depth` differentiates (dequantised, smoothed)."""
+    n = np.ascontiguousarray(nearness, dtype=np.float32)
+    if n.ndim != 2 or n.size == 0:
+        raise ValueError(f"expected a non-empty 2-D nearness map, got shape {n.shape}")
+    if not (strength > 0 and math.isfinite(strength)):
+        raise ValueError(f"strength must be a positive number, got {strength!r}")
+    if convention not in ("opengl", "directx"):
+        raise ValueError(f"convention must be 'opengl' or 'directx', got {convention!r}")
+    h, w = n.shape
+    if smooth_quantized and min(h, w) >= 8:
+        step = quantization_step(n)
+        if step * w * strength > QUANT_STEP_SLOPE:
+            n = dequantize(n, step, radius=max(2, round(w / 400)))
+    if smooth_px and smooth_px > 0 and min(h, w) >= 8:
+        n = shape_smooth(n, smooth_px)
+    return n
+
+
+def _slope_blocks(
+    n: np.ndarray, strength: float
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(r0, r1, sx, sy, z) per block of rows: the slopes per image width and the normals' z,
+    1 / sqrt(1 + sx² + sy²). In blocks so every temporary stays in cache."""
+    h, w = n.shape
+    scale = np.float32(strength * w)  # nearness step per pixel → slope per image width
+    has_nan = bool(np.isnan(n).any())
+    tan_edge = np.float32(math.tan(math.radians(EDGE_ANGLE_DEG)))
+    for r0 in range(0, h, _BLOCK_ROWS):
+        r1 = min(h, r0 + _BLOCK_ROWS)
+        sx = _slopes_x(n[r0:r1], scale, tan_edge, has_nan)
+        sy = _slopes_y(n, r0, r1, scale, tan_edge, has_nan)
+        z = np.sqrt(sx * sx + sy * sy + 1.0)
+        yield r0, r1, sx, sy, np.reciprocal(z, out=z)
 
 
 def normals_from_depth(
@@ -353,52 +380,23 @@ def normals_from_depth(
     *estimated* depth map carries, keeping silhouettes: the `normal_maps` asset passes
     `smooth × long side` (default `SMOOTH_FRAC`); a measured map needs none.
     """
-    n = np.asarray(nearness, dtype=np.float32)
-    if n.ndim != 2 or n.size == 0:
-        raise ValueError(f"expected a non-empty 2-D nearness map, got shape {n.shape}")
-    if not (strength > 0 and math.isfinite(strength)):
-        raise ValueError(f"strength must be a positive number, got {strength!r}")
-    if convention not in ("opengl", "directx"):
-        raise ValueError(f"convention must be 'opengl' or 'directx', got {convention!r}")
-    h, w = n.shape
-    if smooth_quantized and min(h, w) >= 8:
-        step = quantization_step(n)
-        if step * w * strength > QUANT_STEP_SLOPE:
-            n = dequantize(n, step, radius=max(2, round(w / 400)))
-    if smooth_px and smooth_px > 0 and min(h, w) >= 8:
-        n = shape_smooth(n, smooth_px)
-    scale = np.float32(strength * w)  # nearness step per pixel → slope per image width
-    has_nan = bool(np.isnan(n).any())
-    tan_edge = np.float32(math.tan(math.radians(EDGE_ANGLE_DEG)))
-    # +x right: n_x = -dh/du. Rows go down, so dh/dv_up = -dh/dy: OpenGL n_y = +dh/dy,
-    # DirectX (+Y down) n_y = -dh/dy.
-    y_sign = np.float32(1.0 if convention == "opengl" else -1.0)
-    out = np.empty((h, w, 3), dtype=np.float32)
-    for r0 in range(0, h, _BLOCK_ROWS):
-        r1 = min(h, r0 + _BLOCK_ROWS)
-        block = n[r0:r1]
-        sx = _slopes_x(block, scale, tan_edge, has_nan)
-        sy = _slopes_y(
-            block,
-            n[r0 - 1] if r0 > 0 else None,
-            n[r1] if r1 < h else None,
-            scale,
-            tan_edge,
-            has_nan,
-        )
-        inv = sx * sx
-        inv += sy * sy
-        inv += 1.0
-        np.sqrt(inv, out=inv)
-        np.reciprocal(inv, out=inv)
+    n = _prepared(nearness, strength, convention, smooth_quantized, smooth_px)
+    out = np.empty((*n.shape, 3), dtype=np.float32)
+    for r0, r1, sx, sy, z in _slope_blocks(n, strength):
+        # +x right: n_x = -dh/du. Rows go down, so dh/dv_up = -dh/dy: OpenGL n_y = +dh/dy,
+        # DirectX (+Y down) n_y = -dh/dy. (-a)·z is -(a·z) bit for bit.
         o = out[r0:r1]
-        np.multiply(sx, inv, out=o[..., 0])
-        np.negative(o[..., 0], out=o[..., 0])
-        np.multiply(sy, inv, out=o[..., 1])
-        if y_sign < 0:
-            np.negative(o[..., 1], out=o[..., 1])
-        o[..., 2] = inv
+        np.multiply(np.negative(sx, out=sx), z, out=o[..., 0])
+        np.multiply(sy if convention == "opengl" else np.negative(sy, out=sy), z, out=o[..., 1])
+        o[..., 2] = z
     return out
+
+
+def normal_z(nearness: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """float32 (H, W): the z of `normals_from_depth(nearness, strength)` (each normal's tilt
+    cosine), bit for bit, without the 3-channel map: what `depth.stats` needs."""
+    n = _prepared(nearness, strength, "opengl", True, 0.0)
+    return np.concatenate([z for *_, z in _slope_blocks(n, strength)])
 
 
 # --------------------------------------------------------------------------- PNG encoding
@@ -411,12 +409,14 @@ def quantize_normals(normals: np.ndarray, bit_depth: Literal[8, 16] = 8) -> np.n
     nrm = np.asarray(normals, dtype=np.float32)
     if nrm.ndim != 3 or nrm.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) normals, got shape {nrm.shape}")
-    top = 255.0 if bit_depth == 8 else 65535.0
     q = nrm + np.float32(1.0)
-    q *= np.float32(top / 2.0)
-    np.clip(q, 0.0, top, out=q)
+    if bit_depth == 8:  # OpenCV in one pass: float32 scale, |·| (a no-op after the clip),
+        np.clip(q, 0.0, 2.0, out=q)  # round half to even, saturate: the steps below, bit for bit
+        return cv2.convertScaleAbs(q, alpha=127.5)
+    q *= np.float32(65535.0 / 2.0)
+    np.clip(q, 0.0, 65535.0, out=q)
     np.rint(q, out=q)
-    return q.astype(np.uint8 if bit_depth == 8 else np.uint16)
+    return q.astype(np.uint16)
 
 
 def decode_rgb16_png(data: bytes) -> np.ndarray:
@@ -473,4 +473,4 @@ def angular_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def tilt_deg(normals: np.ndarray) -> np.ndarray:
     """Angle in degrees between each normal and the view axis (0, 0, 1)."""
     z = np.clip(np.asarray(normals, dtype=np.float32)[..., 2], -1.0, 1.0)
-    return np.degrees(np.arccos(z))
+    return np.degrees(np.arccos(z, out=z), out=z)
