@@ -101,10 +101,22 @@ def decode_own_png(data: bytes) -> np.ndarray | None:
     filters = rows[:, 0]
     if filters[0] not in (0, 2) or not (filters[1:] == 2).all():
         return None  # Sub/Average/Paeth or mixed rows: Pillow's general decoder
-    raw = np.cumsum(rows[:, 1:], axis=0, dtype=np.uint8)  # undo Up (row 0 has none above)
+    raw = _undo_up(rows)
     dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
     shape = (h, w) if channels == 1 else (h, w, channels)
     return raw.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _undo_up(rows: np.ndarray) -> np.ndarray:
+    """The pixel bytes of Up-filtered rows (filter byte first; row 0 has none above): each row
+    plus the row above, mod 256. One contiguous add per row: `np.cumsum(axis=0)` walks the
+    array column by column and is 3-10x slower at 1 MP (13x on a 62 MP image)."""
+    raw = np.empty((rows.shape[0], rows.shape[1] - 1), dtype=np.uint8)
+    if rows.shape[0]:
+        raw[0] = rows[0, 1:]
+    for y in range(1, rows.shape[0]):
+        np.add(rows[y, 1:], raw[y - 1], out=raw[y])
+    return raw
 
 
 def decode_image(data: bytes, mode: str) -> np.ndarray:
