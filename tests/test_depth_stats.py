@@ -77,3 +77,18 @@ def test_shape_checks():
         depth_statistics(np.zeros((4,), np.float32))
     with pytest.raises(ValueError):
         depth_statistics(np.zeros((4, 4), np.float32), np.zeros((5, 4, 3), np.float32))
+
+
+@pytest.mark.parametrize("column", [0, -1, 1, -2])
+def test_an_invalid_pixel_beside_a_side_border_leaves_every_valid_pixel_a_normal(column):
+    # a tilted plane with one invalid pixel on or next to a side column: the valid border pixel
+    # beside it has a one-sided slope, so its normal and the mean tilt exist
+    plane = np.tile(np.arange(40, dtype=np.float32) * 0.01, (30, 1))
+    near = plane.copy()
+    near[12, column] = np.nan
+    normals = normals_from_depth(near)
+    valid = np.isfinite(near)
+    assert np.isfinite(normals[valid]).all()
+    tilt = depth_statistics(near)["mean_tilt_deg"]
+    assert tilt is not None and math.isfinite(tilt)
+    assert tilt == pytest.approx(depth_statistics(plane)["mean_tilt_deg"], rel=0.02)

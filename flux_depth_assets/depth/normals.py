@@ -298,8 +298,11 @@ def _slopes_x(n: np.ndarray, scale: np.float32, tan_edge: np.float32, has_nan: b
     out = np.empty(n.shape, dtype=np.float32)
     d = np.diff(n.ravel()) * scale
     _axis_slope(d[1:], d[:-1], tan_edge, has_nan, out.ravel()[1:-1])
-    out[:, 0] = d[::w]
+    out[:, 0] = d[::w]  # the first and last columns: one-sided differences
     out[:, -1] = d[w - 2 :: w]
+    if has_nan:  # with no neighbour across them, as on the first and last rows: flat
+        for col in (out[:, 0], out[:, -1]):
+            col[np.isnan(col)] = 0.0
     return out
 
 
