@@ -58,7 +58,10 @@ def coverage_at(
         x1, y1 = min(w, x + a.shape[1]), min(h, y + a.shape[0])
         if x1 <= x0 or y1 <= y0:
             continue
-        clear[y0:y1, x0:x1] *= 1.0 - a[y0 - y : y1 - y, x0 - x : x1 - x]
+        part = a[y0 - y : y1 - y, x0 - x : x1 - x]
+        if (x0, y0, x1, y1) == (0, 0, w, h) and float(part.min()) >= 1.0:
+            return np.ones((h, w), dtype=np.float32)  # one opaque layer over all: every pixel
+        clear[y0:y1, x0:x1] *= 1.0 - part
     return 1.0 - clear
 
 
