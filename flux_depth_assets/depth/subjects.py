@@ -23,7 +23,7 @@ Everything is a pure function of arrays (picklable, no global state but the cach
 
 from __future__ import annotations
 
-import functools
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -44,13 +44,21 @@ _CASCADES = {
 }
 
 
-@functools.cache
+#: one set of classifiers per thread: `detectMultiScale` keeps its per-call scale data inside the
+#: classifier, so two threads sharing one (two runs of a catalog in one process) corrupt each
+#: other's and OpenCV raises (`getScaleData`, `vector::_M_range_check`)
+_PER_THREAD = threading.local()
+
+
 def _cascade(kind: str) -> cv2.CascadeClassifier:
-    path = str(cv2.data.haarcascades) + _CASCADES[kind]  # type: ignore[attr-defined]
-    clf = cv2.CascadeClassifier(path)
-    if clf.empty():  # pragma: no cover - the wheel ships these files
-        raise RuntimeError(f"OpenCV cascade {path} could not be loaded")
-    return clf
+    loaded: dict[str, cv2.CascadeClassifier] = _PER_THREAD.__dict__.setdefault("cascades", {})
+    if kind not in loaded:
+        path = str(cv2.data.haarcascades) + _CASCADES[kind]  # type: ignore[attr-defined]
+        clf = cv2.CascadeClassifier(path)
+        if clf.empty():  # pragma: no cover - the wheel ships these files
+            raise RuntimeError(f"OpenCV cascade {path} could not be loaded")
+        loaded[kind] = clf
+    return loaded[kind]
 
 
 def detect_faces(
