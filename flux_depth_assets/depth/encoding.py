@@ -9,8 +9,10 @@ PNG convention (stated once, documented in the README):
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import cast
 
 import numpy as np
@@ -32,7 +34,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def encode_png(arr: np.ndarray) -> bytes:
+def encode_png(arr: np.ndarray, text: dict[str, str] | None = None) -> bytes:
     """A standard, lossless PNG of a uint8/uint16 (H, W[, C]) array, C in 1..4, made for speed.
 
     Every pixel output of the pipeline (normalised copies, depth maps, normal maps, sprite
@@ -41,6 +43,7 @@ def encode_png(arr: np.ndarray) -> bytes:
     produces a standard zlib stream 3-4x faster than zlib's own level 1 at the same size. Against
     Pillow's encoder at level 3 (adaptive filters) this is 6-10x less CPU (RGB photo 120 → ~12
     ms) for files within ~5 % of the size. Any PNG reader decodes it (Pillow does, in the tests).
+    `text`: Latin-1 key → value pairs kept as tEXt chunks (see `png_text`).
     """
     a = np.asarray(arr)
     if (
@@ -62,7 +65,38 @@ def encode_png(arr: np.ndarray) -> bytes:
     np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
     idat = isal_zlib.compress(rows.data, 1)
     ihdr = struct.pack(">IIBBBBB", w, h, 8 * a.itemsize, _COLOUR_TYPE[channels], 0, 0, 0)
-    return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    notes = b"".join(
+        _chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1"))
+        for k, v in (text or {}).items()
+    )
+    return (
+        PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + notes + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
+
+
+def _chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(type, body) of every chunk of a PNG file, in order, up to IEND."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG file")
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        yield kind, data[pos + 8 : pos + 8 + length]
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The tEXt key → value pairs of a PNG (chunk headers only: no pixel is decoded)."""
+    out = {}
+    for kind, body in _chunks(data):
+        if kind == b"IDAT":  # `encode_png` writes its notes before the pixels
+            break
+        if kind == b"tEXt" and b"\0" in body:
+            key, value = body.split(b"\0", 1)
+            out[key.decode("latin-1")] = value.decode("latin-1")
+    return out
 
 
 def decode_own_png(data: bytes) -> np.ndarray | None:
@@ -73,19 +107,12 @@ def decode_own_png(data: bytes) -> np.ndarray | None:
     per-row unfiltering: 2-3x faster on the pipeline's own maps, and 16-bit RGB (which Pillow
     reduces to 8 bits) comes back whole. Raises ValueError on a file that is not a PNG.
     """
-    if not data.startswith(PNG_SIGNATURE):
-        raise ValueError("not a PNG file")
-    pos, idat, ihdr = len(PNG_SIGNATURE), [], None
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
+    idat, ihdr = [], None
+    for kind, body in _chunks(data):
         if kind == b"IHDR":
             ihdr = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
             idat.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
     if ihdr is None:
         raise ValueError("PNG without IHDR")
     w, h, depth, ctype, _, _, interlace = ihdr
@@ -168,10 +195,30 @@ def quantize(nearness: np.ndarray) -> tuple[np.ndarray, float, float]:
     return d.astype(np.uint16), lo, hi
 
 
-def encode_png16(q: np.ndarray) -> bytes:
+#: tEXt key of a depth PNG: the faces the estimator found, JSON [[x, y, width, height], ...]
+FACES_TEXT_KEY = "flux-depth:faces"
+
+
+def encode_png16(q: np.ndarray, faces: list[list[int]] | None = None) -> bytes:
+    """A depth map's PNG; with `faces` (the local estimator's), noted in the file for the
+    sprites (`depth_faces`)."""
     if q.dtype != np.uint16 or q.ndim != 2:
         raise ValueError(f"expected a 2-D uint16 array, got {q.dtype} {q.shape}")
-    return encode_png(q)
+    text = None if faces is None else {FACES_TEXT_KEY: json.dumps(faces, separators=(",", ":"))}
+    return encode_png(q, text)
+
+
+def depth_faces(data: bytes) -> list[tuple[int, int, int, int]] | None:
+    """The face boxes noted in a depth PNG (`encode_png16`), or None when it notes none (a
+    hosted provider's map, an older file, anything unreadable): then look for faces again."""
+    try:
+        raw = png_text(data).get(FACES_TEXT_KEY)
+        if raw is None:
+            return None
+        boxes = json.loads(raw)
+        return [(int(x), int(y), int(w), int(h)) for x, y, w, h in boxes]
+    except (ValueError, TypeError):
+        return None
 
 
 #: code → nearness of the PNG convention: 0 → NaN, 1..65535 → 0..1 (one gather decodes a map)

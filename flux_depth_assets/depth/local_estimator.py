@@ -38,6 +38,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 from scipy import ndimage
 
+from flux_depth_assets.depth.subjects import Box
+
 _SQRT2 = np.float32(np.sqrt(2.0))
 
 
@@ -331,15 +333,19 @@ def apply_subjects(
 
 def _subject_cues(
     gray: np.ndarray, small_u8: np.ndarray, near: np.ndarray, params: EstimatorParams
-) -> np.ndarray:
-    """Step 5: faces (found on a `detect_side` copy of `gray`) and saliency, at the working size."""
+) -> tuple[np.ndarray, list[Box] | None]:
+    """Step 5: faces (found on a `detect_side` copy of `gray`) and saliency, at the working size.
+    Also the face boxes in `gray`'s pixels (None when faces are off), for the parallax sprites."""
     from flux_depth_assets.depth import subjects
 
     sh, sw = near.shape
     found: list[tuple[np.ndarray, float]] = []
+    boxes: list[Box] | None = None
     if params.faces:
         det = _shrink(gray, params.detect_side)
         faces = subjects.detect_faces(det)
+        gx, gy = gray.shape[1] / det.shape[1], gray.shape[0] / det.shape[0]
+        boxes = [subjects.scale_box(f.box, gx, gy) for f in faces]
         if faces:
             fx, fy = sw / det.shape[1], sh / det.shape[0]
             small_faces = [subjects.Face(subjects.scale_box(f.box, fx, fy), f.kind) for f in faces]
@@ -348,7 +354,7 @@ def _subject_cues(
     sal = None
     if params.saliency_weight > 0:
         sal = subjects.spectral_saliency(small_u8.mean(axis=2))
-    return apply_subjects(near, found, sal, params.saliency_weight)
+    return apply_subjects(near, found, sal, params.saliency_weight), boxes
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -371,6 +377,14 @@ def estimate_depth(
     `max_side` caps the resolution at which the edge-aware upsampling runs; above it the result is
     resized bilinearly to the full size (bounds time and memory on very large images).
     """
+    return estimate_depth_and_faces(image, max_side, params)[0]
+
+
+def estimate_depth_and_faces(
+    image: Image.Image, max_side: int = 1024, params: EstimatorParams = DEFAULT_PARAMS
+) -> tuple[np.ndarray, list[Box] | None]:
+    """`estimate_depth`, and the faces it found (x, y, width, height in `image`'s pixels; None
+    when `params.faces` is off): the sprites keep them whole without detecting them again."""
     if params.horizon >= 1.0 or params.horizon < 0:
         raise ValueError(f"horizon must be in [0, 1), got {params.horizon}")
     rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
@@ -378,7 +392,7 @@ def estimate_depth(
     small_u8 = _shrink(rgb, params.work_side)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     near = nearness_at_working_size(small_u8.astype(np.float32) / np.float32(255.0), params)
-    near = _subject_cues(gray, small_u8, near, params)
+    near, faces = _subject_cues(gray, small_u8, near, params)
     if small_u8.shape[:2] == (h, w):
         out = near
     else:
@@ -387,4 +401,4 @@ def estimate_depth(
         guide_hi = _shrink(gray, max(max_side, params.work_side)).astype(np.float32) * inv
         out = guided_upsample(near, guide_lo, guide_hi, params.guide_radius, params.guide_eps)
         out = _resize_f32(out, (w, h))
-    return _normalise(out)
+    return _normalise(out), faces

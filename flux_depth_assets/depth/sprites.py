@@ -129,8 +129,10 @@ def build_sprites(
     image_id: str | None = None,
     depth_sha256: str | None = None,
     cut_method: Literal["valley", "quantile"] = "valley",
+    faces: list[Box] | None = None,
 ) -> SpriteSet:
-    """Split an image into `settings.layers` depth layers, fill the background, make a preview."""
+    """Split an image into `settings.layers` depth layers, fill the background, make a preview.
+    `faces`: boxes already found in this image (the local estimator's); None: detect them."""
     settings = settings or SpriteSettings()
     n = np.asarray(nearness, dtype=np.float32)
     img = as_rgb8(rgb)
@@ -151,7 +153,7 @@ def build_sprites(
         clock = now
 
     cuts = depth_cuts(n, n_layers, cut_method)
-    labels = keep_faces_whole(img, layer_labels(n, cuts))
+    labels = keep_faces_whole(img, layer_labels(n, cuts), faces)
     coverage = label_counts(labels, n_layers) / labels.size
     near_stats = layer_nearness(n, labels, n_layers)
     boxes = label_boxes(labels, n_layers)
@@ -246,24 +248,26 @@ def layer_rgba(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return cv2.merge((*cv2.split(shown), a8))
 
 
-def keep_faces_whole(img: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """No cut runs through a detected face: the ellipse inside each face box (OpenCV cascade,
-    `depth.subjects`) goes whole to the layer most of it is in."""
-    import cv2
-
+def keep_faces_whole(
+    img: np.ndarray, labels: np.ndarray, faces: list[Box] | None = None
+) -> np.ndarray:
+    """No cut runs through a face: the ellipse inside each face box goes whole to the layer most
+    of it is in. `faces` (full-frame boxes) when they are known, else found here (the OpenCV
+    cascade of `depth.subjects`, on a 256 px copy)."""
     from flux_depth_assets.depth.subjects import detect_faces, scale_box
 
     h, w = labels.shape
-    f = min(1.0, 256 / max(h, w))
-    small = cv2.resize(
-        img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA
-    )
-    faces = detect_faces(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+    if faces is None:
+        f = min(1.0, 256 / max(h, w))
+        small = cv2.resize(
+            img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA
+        )
+        found = detect_faces(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        faces = [scale_box(face.box, 1 / f, 1 / f) for face in found]
     if not faces:
         return labels
     out = labels.copy()
-    for face in faces:
-        x, y, bw, bh = scale_box(face.box, 1 / f, 1 / f)
+    for x, y, bw, bh in faces:
         ellipse = np.zeros((h, w), dtype=np.uint8)
         cv2.ellipse(ellipse, (x + bw // 2, y + bh // 2), (bw // 2, int(bh * 0.6)), 0, 0, 360, 1, -1)
         inside = ellipse.astype(bool)

@@ -93,7 +93,12 @@ class DepthMaps(ProviderAsset):
             return {
                 **common,
                 **_write_outputs(
-                    self.storage, self.catalog, source["image_id"], nearness, self.settings
+                    self.storage,
+                    self.catalog,
+                    source["image_id"],
+                    nearness,
+                    self.settings,
+                    hit.meta.get("faces"),
                 ),
                 **_meta_fields(hit.meta),
                 "status": "cached",
@@ -209,6 +214,7 @@ def _row_for_prediction(
             )
         )
     nearness = to_nearness(depth, pred.metric)
+    faces = pred.extra.get("faces")
     cache.put(
         item.cache_key,
         nearness,
@@ -219,19 +225,26 @@ def _row_for_prediction(
             "provider": base["provider"],
             "model": base["model"],
             "params_hash": base["params_hash"],
+            **({} if faces is None else {"faces": faces}),
         },
     )
     out = _write_outputs(
-        storage, catalog, pred.image_id, apply_mask(storage, src, nearness), settings
+        storage, catalog, pred.image_id, apply_mask(storage, src, nearness), settings, faces
     )
     return {**row, **out, "status": "succeeded", "error": None}
 
 
 def _write_outputs(
-    storage: Storage, catalog: str, image_id: str, nearness: np.ndarray, settings: DepthMapSettings
+    storage: Storage,
+    catalog: str,
+    image_id: str,
+    nearness: np.ndarray,
+    settings: DepthMapSettings,
+    faces: list[list[int]] | None = None,
 ) -> dict:
+    """The depth PNG (+ .npy); `faces` the estimator found are noted in the PNG for the sprites."""
     q, lo, hi = quantize(nearness)
-    png = encode_png16(q)
+    png = encode_png16(q, faces)
     depth_rel = storage.file_rel(catalog, ASSET, image_id, "png")
     storage.write_bytes(depth_rel, png)
     npy_rel = None

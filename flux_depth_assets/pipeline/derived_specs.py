@@ -14,7 +14,7 @@ import hashlib
 import numpy as np
 
 from flux_depth_assets.config.models import ModelSettings
-from flux_depth_assets.depth.encoding import encode_png
+from flux_depth_assets.depth.encoding import depth_faces, encode_png
 from flux_depth_assets.depth.normals import (
     normals_from_depth,
     quantize_normals,
@@ -22,6 +22,7 @@ from flux_depth_assets.depth.normals import (
 )
 from flux_depth_assets.depth.sprites import build_sprites, match_size
 from flux_depth_assets.depth.stats import depth_statistics
+from flux_depth_assets.depth.subjects import scale_box
 from flux_depth_assets.paths import safe_segment
 from flux_depth_assets.pipeline.derived_run import (
     NORMALS_ASSET,
@@ -115,9 +116,19 @@ def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
 
 def make_sprites(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
     rgb = load_rgb(store, inp.normalized_path)
-    near = match_size(load_nearness(store, inp), rgb.shape[1], rgb.shape[0])
+    data = store.read_bytes(inp.depth_path)
+    near = load_nearness(store, inp, data)
+    faces = depth_faces(data)  # the local estimator's, in the map's pixels: not detected twice
+    if faces is not None and near.shape != rgb.shape[:2]:
+        sx, sy = rgb.shape[1] / near.shape[1], rgb.shape[0] / near.shape[0]
+        faces = [scale_box(box, sx, sy) for box in faces]
     ss = build_sprites(
-        rgb, near, settings.parallax_sprites, image_id=inp.image_id, depth_sha256=inp.depth_sha256
+        rgb,
+        match_size(near, rgb.shape[1], rgb.shape[0]),
+        settings.parallax_sprites,
+        image_id=inp.image_id,
+        depth_sha256=inp.depth_sha256,
+        faces=faces,
     )
     folder = sprite_dir(catalog, inp.image_id)
     files = ss.files()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flux_depth_assets.config.models import LocalProviderConfig
-from flux_depth_assets.depth.local_estimator import DEFAULT_PARAMS, estimate_depth
+from flux_depth_assets.depth.local_estimator import DEFAULT_PARAMS, estimate_depth_and_faces
 from flux_depth_assets.providers.base import (
     DepthPrediction,
     DepthProvider,
@@ -43,9 +43,17 @@ class LocalProvider(DepthProvider):
         for n, item in enumerate(items, 1):
             t0 = time.perf_counter()
             try:
-                depth = estimate_depth(item.load_image(), max_side=self.config.max_side)
+                depth, faces = estimate_depth_and_faces(
+                    item.load_image(), max_side=self.config.max_side
+                )
                 out.append(
-                    DepthPrediction(item.image_id, depth=depth, latency_s=time.perf_counter() - t0)
+                    DepthPrediction(
+                        item.image_id,
+                        depth=depth,
+                        latency_s=time.perf_counter() - t0,
+                        # the sprites keep these whole without detecting them again
+                        extra={} if faces is None else {"faces": [list(b) for b in faces]},
+                    )
                 )
             except Exception as exc:  # noqa: BLE001 - one bad image never sinks the batch
                 out.append(
