@@ -37,7 +37,7 @@ def kernel_costs(n: int) -> None:
     from benchmarks.pipeline_throughput import _demo_photos, make_photo
     from flux_depth_assets.config.models import SpriteSettings
     from flux_depth_assets.depth.encoding import decode_png16, encode_png, quantize
-    from flux_depth_assets.depth.local_estimator import estimate_depth
+    from flux_depth_assets.depth.local_estimator import estimate_depth_and_faces
     from flux_depth_assets.depth.normals import normals_from_depth, quantize_normals
     from flux_depth_assets.depth.sprites import build_sprites
     from flux_depth_assets.depth.stats import depth_statistics
@@ -60,7 +60,7 @@ def kernel_costs(n: int) -> None:
         )
         rgb = np.asarray(valid.image)
         timed("source: encode normalised PNG", encode_png, rgb)
-        near = timed("depth: local estimator", estimate_depth, valid.image)
+        near, faces = timed("depth: local estimator", estimate_depth_and_faces, valid.image)
         q, _, _ = timed("depth: quantize", quantize, near)
         png = timed("depth: encode 16-bit PNG", encode_png, q)
         dec = timed("derived: decode depth PNG", decode_png16, png)
@@ -68,7 +68,9 @@ def kernel_costs(n: int) -> None:
         qn = timed("normals: quantize", quantize_normals, nrm)
         timed("normals: encode PNG", encode_png, qn)
         timed("stats: depth_statistics", depth_statistics, dec)
-        ss = timed("sprites: build_sprites (total)", build_sprites, rgb, dec, SpriteSettings())
+        ss = timed(  # with the estimator's faces, as the pipeline does for `local` maps
+            "sprites: build_sprites (total)", build_sprites, rgb, dec, SpriteSettings(), faces=faces
+        )
         for stage, sec in ss.seconds.items():
             stages.setdefault(f"sprites:   {stage}", []).append(1000 * sec)
     print(f"CPU ms per ~1 MP image, median of {n} (process_time, one process):")
