@@ -28,6 +28,7 @@ from flux_depth_assets.providers.base import (
     DepthProvider,
     ProgressFn,
     ProviderInput,
+    cache_key,
 )
 from flux_depth_assets.storage.cache import DepthCache
 from flux_depth_assets.storage.schemas import table_from_rows
@@ -318,8 +319,9 @@ def _reuse(
     """(rows of the images that need no call, inputs of the others), in source order."""
     rows: dict[str, dict] = {}
     pending: list[ProviderInput] = []
-    for r in accepted:
-        key = asset.provider.cache_key(r["sha256"])
+    provider = asset.provider
+    for r in accepted:  # the parameters' hash is the run's (`base`), not redone per image
+        key = cache_key(r["sha256"], provider.name, provider.model, base["params_hash"])
         common = {
             **base,
             "image_id": r["image_id"],
