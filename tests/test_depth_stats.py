@@ -92,3 +92,21 @@ def test_an_invalid_pixel_beside_a_side_border_leaves_every_valid_pixel_a_normal
     tilt = depth_statistics(near)["mean_tilt_deg"]
     assert tilt is not None and math.isfinite(tilt)
     assert tilt == pytest.approx(depth_statistics(plane)["mean_tilt_deg"], rel=0.02)
+
+
+def test_percentiles_of_a_large_map_equal_numpys_exactly():
+    # ≥ 2**16 values take the histogram path: ties, negatives, ±0, a flat third and a wide range
+    from flux_depth_assets.depth.stats import percentiles
+
+    rng = np.random.default_rng(7)
+    maps = [
+        rng.random(300_000, dtype=np.float32),
+        np.concatenate([np.full(100_000, 0.25, np.float32), rng.random(200_000, dtype=np.float32)]),
+        (rng.standard_normal(120_000) * 1e3).astype(np.float32),
+        np.round(rng.random(90_000) * 20, 0).astype(np.float32) - np.float32(10.0),
+        np.concatenate([np.zeros(40_000, np.float32), -np.zeros(40_000, np.float32)]),
+    ]
+    for v in maps:
+        np.testing.assert_array_equal(
+            percentiles(v, (1, 5, 25, 50, 75, 95, 99)), np.percentile(v, (1, 5, 25, 50, 75, 95, 99))
+        )

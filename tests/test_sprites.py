@@ -243,3 +243,32 @@ def test_fill_holes_interpolates_smoothly_and_keeps_known_pixels():
     none = fill_holes(grad, np.zeros_like(known))
     assert (none == none[0, 0]).all()
     np.testing.assert_array_equal(fill_holes(grad, np.ones_like(known)), grad)
+
+
+def test_label_counts_boxes_and_the_cut_histogram_match_their_numpy_definitions():
+    from flux_depth_assets.depth.layers import (
+        _HIST_BINS,
+        alpha8,
+        folded_histogram,
+        label_boxes,
+        label_counts,
+    )
+
+    rng = np.random.default_rng(3)
+    labels = np.zeros((90, 120), np.uint8)
+    labels[10:40, 5:60] = 1
+    labels[50:52, 100:119] = 3  # label 2 owns nothing
+    assert label_counts(labels, 4).tolist() == np.bincount(labels.ravel(), minlength=4).tolist()
+    assert label_boxes(labels, 4) == [(0, 0, 120, 90), (5, 10, 55, 30), None, (100, 50, 19, 2)]
+
+    v = rng.random(200_000, dtype=np.float32)
+    lo, hi = 0.1, 0.8  # tails below and above the range fold into the end bins
+    hist, edges = folded_histogram(v, lo, hi)
+    ref, ref_edges = np.histogram(np.clip(v, lo, hi), bins=_HIST_BINS, range=(lo, hi))
+    np.testing.assert_array_equal(edges, ref_edges)
+    assert hist.sum() == v.size
+    assert hist[0] >= np.count_nonzero(v < lo) and hist[-1] >= np.count_nonzero(v >= hi)
+    assert np.abs(hist - ref).sum() <= 10  # at most a value on a bin edge rounded differently
+
+    alpha = np.array([[0.0, 0.5 / 255, 1.5 / 255, 0.5, 1.0]], np.float32)
+    np.testing.assert_array_equal(alpha8(alpha), np.rint(alpha * 255.0).astype(np.uint8))

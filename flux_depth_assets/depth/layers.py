@@ -142,7 +142,8 @@ def bbox(mask: np.ndarray) -> Box | None:
 
 
 def label_boxes(labels: np.ndarray, n_layers: int) -> list[Box | None]:
-    """Bounding box of every label 0..n_layers-1 (None when a label owns no pixel), one pass."""
+    """Bounding box of every label 0..n_layers-1 (None when a label owns no pixel): OpenCV's
+    bounding rectangle of each label's mask."""
     lab = np.ascontiguousarray(labels, dtype=np.uint8)
     out: list[Box | None] = []
     for k in range(n_layers):
@@ -184,6 +185,11 @@ def feathered_alpha(
     assert sub is not None
     sx, sy, sw, sh = sub
     return alpha[sy : sy + sh, sx : sx + sw], (x0 + sx, y0 + sy, sw, sh)
+
+
+def alpha8(alpha: np.ndarray) -> np.ndarray:
+    """uint8 alpha (round half to even, like `np.rint`) of a float alpha in [0, 1], one pass."""
+    return np.asarray(cv2.convertScaleAbs(alpha, alpha=255.0))
 
 
 def parallax_factors(medians: list[float | None]) -> list[float]:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from flux_depth_assets.config.models import SpriteSettings
-from flux_depth_assets.depth.layers import Box
+from flux_depth_assets.depth.layers import Box, alpha8
 
 #: sway amplitude of the nearest layer in the preview, as a fraction of the preview width
 SWAY_AMPLITUDE = 0.03
@@ -64,7 +64,7 @@ def sway_preview(
         lw, lh = max(1, min(cw - x0, round(bw * s))), max(1, min(ch - y0, round(bh * s)))
         if x0 >= cw or y0 >= ch:
             continue
-        a8 = np.rint(alpha * 255.0).astype(np.uint8)
+        a8 = alpha8(alpha)
         layer = np.zeros((ch, cw, 4), dtype=np.uint8)
         layer[..., :3] = small_np
         layer[y0 : y0 + lh, x0 : x0 + lw, 3] = cv2.resize(

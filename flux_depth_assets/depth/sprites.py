@@ -41,6 +41,7 @@ from flux_depth_assets.depth.encoding import decode_image, encode_png
 from flux_depth_assets.depth.inpaint import as_rgb8, fill_holes
 from flux_depth_assets.depth.layers import (
     Box,
+    alpha8,
     bbox,
     depth_cuts,
     feathered_alpha,
@@ -243,8 +244,8 @@ def layer_rgba(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """uint8 RGBA of a layer: its colours where alpha rounds above 0, zero elsewhere (fully
     transparent pixels carry no colour, so they compress to nothing). OpenCV's masked AND and
     channel merge: a numpy masked copy of the same took 8 ms per layer at 1 MP."""
-    a8 = cv2.convertScaleAbs(alpha, alpha=255.0)  # round half to even, like np.rint
-    shown = cv2.bitwise_and(colour, colour, mask=(np.asarray(a8) > 0).view(np.uint8))
+    a8 = alpha8(alpha)
+    shown = cv2.bitwise_and(colour, colour, mask=(a8 > 0).view(np.uint8))
     return cv2.merge((*cv2.split(shown), a8))
 
 

@@ -22,7 +22,6 @@ from flux_depth_assets.depth.normals import (
 )
 from flux_depth_assets.depth.sprites import build_sprites, match_size
 from flux_depth_assets.depth.stats import depth_statistics
-from flux_depth_assets.depth.subjects import scale_box
 from flux_depth_assets.paths import safe_segment
 from flux_depth_assets.pipeline.derived_run import (
     NORMALS_ASSET,
@@ -117,18 +116,14 @@ def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
 def make_sprites(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
     rgb = load_rgb(store, inp.normalized_path)
     data = store.read_bytes(inp.depth_path)
-    near = load_nearness(store, inp, data)
-    faces = depth_faces(data)  # the local estimator's, in the map's pixels: not detected twice
-    if faces is not None and near.shape != rgb.shape[:2]:
-        sx, sy = rgb.shape[1] / near.shape[1], rgb.shape[0] / near.shape[0]
-        faces = [scale_box(box, sx, sy) for box in faces]
     ss = build_sprites(
         rgb,
-        match_size(near, rgb.shape[1], rgb.shape[0]),
+        match_size(load_nearness(store, inp, data), rgb.shape[1], rgb.shape[0]),
         settings.parallax_sprites,
         image_id=inp.image_id,
         depth_sha256=inp.depth_sha256,
-        faces=faces,
+        # the local estimator's faces, found on this same normalised image: not detected twice
+        faces=depth_faces(data),
     )
     folder = sprite_dir(catalog, inp.image_id)
     files = ss.files()
