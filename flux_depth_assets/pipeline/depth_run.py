@@ -157,7 +157,7 @@ class DepthMaps(ProviderAsset):
             pred,
             item,
             self.storage,
-            self.cache,
+            self.cache if self.provider.keeps_results() else None,
             self.catalog,
             self.settings,
             batch.base,
@@ -175,7 +175,7 @@ def _row_for_prediction(
     pred: DepthPrediction,
     item: ProviderInput,
     storage: Storage,
-    cache: DepthCache,
+    cache: DepthCache | None,
     catalog: str,
     settings: DepthMapSettings,
     base: dict,
@@ -194,7 +194,7 @@ def _row_for_prediction(
         "metric": pred.metric,
         **prediction_fields(pred, price_usd, batch_started),
     }
-    if pred.extra.get("result_problem"):
+    if pred.extra.get("result_problem") and cache is not None:
         cache.reject(
             item.cache_key,
             {"reason": pred.extra["result_problem"], "prediction_id": pred.prediction_id},
@@ -215,19 +215,20 @@ def _row_for_prediction(
         )
     nearness = to_nearness(depth, pred.metric)
     faces = pred.extra.get("faces")
-    cache.put(
-        item.cache_key,
-        nearness,
-        {
-            "metric": pred.metric,
-            "prediction_id": pred.prediction_id,
-            "http_status": pred.http_status,
-            "provider": base["provider"],
-            "model": base["model"],
-            "params_hash": base["params_hash"],
-            **({} if faces is None else {"faces": faces}),
-        },
-    )
+    if cache is not None:  # None: the provider recomputes for less than keeping costs
+        cache.put(
+            item.cache_key,
+            nearness,
+            {
+                "metric": pred.metric,
+                "prediction_id": pred.prediction_id,
+                "http_status": pred.http_status,
+                "provider": base["provider"],
+                "model": base["model"],
+                "params_hash": base["params_hash"],
+                **({} if faces is None else {"faces": faces}),
+            },
+        )
     out = _write_outputs(
         storage, catalog, pred.image_id, apply_mask(storage, src, nearness), settings, faces
     )

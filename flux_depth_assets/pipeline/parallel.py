@@ -90,15 +90,29 @@ def one_thread_per_worker() -> Iterator[None]:
     normal maps cost 160 CPU-ms per 1 MP image with their threads, 65 without, for the same
     wall time on one worker). Restored afterwards."""
     import cv2  # the depth modules load it anyway
-    from threadpoolctl import threadpool_limits
 
     before = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        with threadpool_limits(limits=1):
+        with _native_pools().limit(limits=1):
             yield
     finally:
         cv2.setNumThreads(before)
+
+
+_CONTROLLER: Any = None
+
+
+def _native_pools() -> Any:
+    """threadpoolctl's view of the loaded BLAS/OpenMP libraries, taken once per process: taking
+    it walks every loaded shared library (0.6 ms), which the in-process loop paid per image per
+    asset. numpy's and OpenCV's libraries are loaded before the first per-image task runs."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
 
 
 def _run_chunk(fn: Callable[[T], R], chunk: list[T]) -> list[R]:

@@ -95,6 +95,11 @@ class DepthProvider(abc.ABC):
         returned, then fails the run with this line."""
         return None
 
+    def keeps_results(self) -> bool:
+        """Whether results go into the shared cache (`cache/depth/`). Paid results always do:
+        that is the never-pay-twice promise."""
+        return True
+
     def params_hash(self) -> str:
         return params_hash(self.cache_params())
 
