@@ -11,13 +11,13 @@ static host, with no network):
                                              preview as a small animated WebP (by content)
 
 Only the page being viewed is loaded and its images carry `loading="lazy"`, so 10,000 images
-cost one small script per page. Thumbnails are named by a hash of their inputs and made only
-when missing. The viewer moves the parallax layers (files of `parallax_sprites`) with the mouse.
+cost one small script per page. Thumbnails are named by a hash of their inputs; the assets that
+write the outputs write them too (`flux_depth_assets.thumbs`), and the gallery makes only the
+ones still missing. The viewer moves the parallax layers (files of `parallax_sprites`) with the mouse.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -28,13 +28,20 @@ import numpy as np
 from PIL import Image
 
 from flux_depth_assets.depth.encoding import PNG_SIGNATURE, decode_own_png
-from flux_depth_assets.depth.preview import encode_animation
-from flux_depth_assets.paths import safe_segment
 from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
 from flux_depth_assets.storage.store import FileIndex, Storage
+from flux_depth_assets.thumbs import (
+    THUMB_SIDE,
+    gallery_dir,
+    preview_key,
+    still_thumb,
+    sway_thumb,
+    thumb_name,
+)
+
+__all__ = ["THUMB_SIDE", "GalleryResult", "build_gallery", "gallery_dir"]
 
 PAGE_SIZE = 100
-THUMB_SIDE = 160
 _TEMPLATE = Path(__file__).with_name("gallery_page.html")
 
 
@@ -47,55 +54,34 @@ class GalleryResult:
     thumbs_made: int
 
 
-def gallery_dir(catalog: str) -> str:
-    return f"galleries/{safe_segment(catalog)}"
-
-
 def _rows(store: Storage, asset: str, catalog: str) -> dict[str, dict]:
     rows = store.partition_dicts(asset, catalog) or []
     return {r["image_id"]: r for r in rows if r.get("image_id")}
 
 
-def _pixels_8bit(data: bytes) -> Image.Image:
-    """An output file as an 8-bit RGB image: the pipeline's own PNGs through the fast reader
-    (16-bit depth keeps its high byte), anything else through Pillow."""
+def _pixels(data: bytes) -> np.ndarray:
+    """An output file's pixels: the pipeline's own PNGs through the fast reader, anything else
+    through Pillow (16-bit gray stays 16-bit: `still_thumb` keeps its high byte)."""
     own = decode_own_png(data) if data.startswith(PNG_SIGNATURE) else None
-    if own is None:
-        with Image.open(io.BytesIO(data)) as opened:
-            opened.load()
-            if opened.mode.startswith("I"):  # 16-bit → 8-bit for the browser
-                return opened.point(lambda v: v / 256).convert("RGB")
-            return opened.convert("RGB")
-    if own.dtype == np.uint16:
-        own = (own >> 8).astype(np.uint8)
-    if own.ndim == 2:
-        own = np.repeat(own[..., None], 3, axis=2)
-    return Image.fromarray(np.ascontiguousarray(own[..., :3]), "RGB")
-
-
-def _thumb(data: bytes) -> bytes:
-    im = _pixels_8bit(data)
-    # reduce by an integer factor first (a box filter, cheap), then resample the rest
-    im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=80)
-    return buf.getvalue()
+    if own is not None:
+        return own
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        if opened.mode.startswith("I"):
+            return np.asarray(opened, dtype=np.int64).clip(0, 65535).astype(np.uint16)
+        return np.asarray(opened.convert("RGB"))
 
 
 def _preview_thumb(data: bytes) -> bytes:
-    """The animated sway preview at thumbnail size: every other frame, THUMB_SIDE px, WebP
-    (a page of 100 rows then loads ~2 MB of previews instead of ~25)."""
+    """The sway preview file at thumbnail size (the sprites write it themselves, from the frames
+    before encoding; this is for previews made before that, or whose thumbnail was lost)."""
     frames, durations = [], []
     with Image.open(io.BytesIO(data)) as im:
-        n = getattr(im, "n_frames", 1)
-        step = 2 if n > 8 else 1
-        for i in range(0, n, step):
+        for i in range(getattr(im, "n_frames", 1)):
             im.seek(i)
-            frame = im.convert("RGB")
-            frame.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
-            frames.append(frame)
-            durations.append(int(im.info.get("duration", 60)) * step)
-    return encode_animation(frames, "webp", durations, quality=60)
+            frames.append(im.convert("RGB"))
+            durations.append(int(im.info.get("duration", 60)))
+    return sway_thumb(frames, durations)
 
 
 @dataclass(frozen=True)
@@ -114,7 +100,7 @@ def make_thumbs(task: ThumbTask) -> list[tuple[str, str | None]]:
         try:
             data = task.store.read_bytes(rel)
             task.store.write_bytes(
-                dest, _preview_thumb(data) if kind == "preview" else _thumb(data)
+                dest, _preview_thumb(data) if kind == "preview" else still_thumb(_pixels(data))
             )
         except (OSError, ValueError) as exc:
             out.append((kind, f"{kind}: {exc}"))
@@ -157,18 +143,21 @@ def build_gallery(store: Storage, catalog: str, pool: PoolConfig | None = None) 
             known_layers[(iid, lkey)] = _layers(store, s)
         thumbs: dict[str, str | None] = {}
         missing: list[tuple[str, str, str]] = []
+        sprite_key = (
+            preview_key(s["depth_sha256"], s["params_hash"])
+            if s.get("depth_sha256") and s.get("params_hash")
+            else None
+        )
         for kind, rel, key in (
             ("src", r.get("normalized_path"), r.get("sha256")),
             ("depth", d.get("depth_path"), d.get("output_sha256")),
             ("normals", n.get("normal_path"), n.get("output_sha256")),
-            ("preview", s.get("preview_path"), s.get("depth_sha256")),
+            ("preview", s.get("preview_path"), sprite_key),
         ):
             if not rel or not key:
                 thumbs[kind] = None
                 continue
-            ext = "webp" if kind == "preview" else "jpg"
-            tag = hashlib.sha256(f"{rel}:{key}".encode()).hexdigest()[:10]
-            name = f"thumbs/{kind}-{tag}.{ext}"  # by content: shared outputs share a file
+            name = thumb_name(kind, rel, key)  # by content: shared outputs share a file
             if f"{base}/{name}" not in present:
                 present.add(f"{base}/{name}")  # shared outputs: made once
                 missing.append((kind, rel, f"{base}/{name}"))

@@ -83,3 +83,73 @@ def test_a_rebuild_reads_only_the_manifests_of_changed_sprites(store, monkeypatc
     monkeypatch.setattr(gallery, "_layers", lambda st, row: calls.append(row) or real(st, row))
     build_gallery(store, "shop", pool=PoolConfig(workers=1))
     assert [r["image_id"] for r in calls] == [rows[0]["image_id"]]
+
+
+def test_the_assets_write_the_thumbnails_so_the_gallery_decodes_nothing(tmp_path, monkeypatch):
+    """Each output's thumbnail is written by the asset that made it, from its pixels in memory;
+    the gallery's first build then makes none, and the stills are the bytes the gallery would
+    have made from the files."""
+    import dagster as dg
+
+    from flux_depth_assets import gallery
+    from flux_depth_assets.defs.resources import ComputeResource, StorageResource
+    from flux_depth_assets.defs.runner import materialize_catalog
+    from flux_depth_assets.thumbs import still_thumb
+    from tests import images
+    from tests.catalogs import shop_catalog
+
+    files = {f"p{i}.jpg": images.encode(images.photo(200, 150, seed=i), "JPEG") for i in range(2)}
+    cfg = shop_catalog(tmp_path, files)
+    store = Storage(str(tmp_path / "home"))
+    out = materialize_catalog(
+        "shop",
+        assets=["source_images", "depth_maps", "normal_maps", "parallax_sprites"],
+        config_dir=cfg,
+        resources={
+            "storage": StorageResource(root=str(tmp_path / "home")),
+            "compute": ComputeResource(workers=1),
+        },
+        instance=dg.DagsterInstance.ephemeral(),
+        log_level="WARNING",
+    )
+    assert out.success, out.error
+    written = set(store.list(f"{gallery_dir('shop')}/thumbs"))
+    assert len(written) == 2 * len(KINDS)
+
+    def must_not_decode(*_a, **_k):
+        raise AssertionError("the gallery decoded an output the asset had thumbnailed")
+
+    monkeypatch.setattr(gallery, "_pixels", must_not_decode)
+    monkeypatch.setattr(gallery, "_preview_thumb", must_not_decode)
+    assert build_gallery(store, "shop", pool=PoolConfig(workers=1)).thumbs_made == 0
+    monkeypatch.undo()
+    rows = page_rows(store)
+    assert {f"{gallery_dir('shop')}/{r['thumbs'][k]}" for r in rows for k in KINDS} == written
+    sources = {r["image_id"]: r for r in store.partition_dicts("source_images", "shop") or []}
+    depth = {r["image_id"]: r for r in store.partition_dicts("depth_maps", "shop") or []}
+    for row in rows:
+        for kind, rel in (
+            ("src", sources[row["id"]]["normalized_path"]),
+            ("depth", depth[row["id"]]["depth_path"]),
+        ):
+            made = store.read_bytes(f"{gallery_dir('shop')}/{row['thumbs'][kind]}")
+            assert made == still_thumb(gallery._pixels(store.read_bytes(rel)))
+        with Image.open(
+            io.BytesIO(store.read_bytes(f"{gallery_dir('shop')}/{row['thumbs']['preview']}"))
+        ) as im:
+            assert im.n_frames == 12 and max(im.size) <= THUMB_SIDE  # every other of 24
+
+
+def test_a_preview_thumbnail_follows_the_sprite_settings(store):
+    """Re-made sprites (other settings, same depth map) get a new preview thumbnail name, so the
+    gallery does not keep showing the old animation."""
+    build_gallery(store, "shop", pool=PoolConfig(workers=1))
+    before = {r["id"]: r["thumbs"]["preview"] for r in page_rows(store)}
+    table = store.read_partition("parallax_sprites", "shop")
+    rows = table.to_pylist()
+    rows[0]["params_hash"] = "other settings"
+    store.write_partition("parallax_sprites", "shop", pa.Table.from_pylist(rows, table.schema))
+    result = build_gallery(store, "shop", pool=PoolConfig(workers=1))
+    after = {r["id"]: r["thumbs"]["preview"] for r in page_rows(store)}
+    changed = {i for i in before if before[i] != after[i]}
+    assert changed == {rows[0]["image_id"]} and result.thumbs_made == 1

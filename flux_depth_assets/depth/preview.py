@@ -32,8 +32,9 @@ def sway_preview(
     settings: SpriteSettings,
     colours: list[np.ndarray | None] | None = None,
     timings: dict[str, float] | None = None,
-) -> tuple[bytes, dict[str, Any]]:
-    """An endless camera sway made from the layers, cropped so no frame shows past the border.
+) -> tuple[bytes, dict[str, Any], list[Image.Image]]:
+    """An endless camera sway made from the layers, cropped so no frame shows past the border;
+    the encoded file, its description and its frames (for a thumbnail without decoding it).
 
     The scene is scaled so that after cropping a margin larger than the sway on every side the
     preview fits `preview_max_side`; each frame draws the (still) background, then every layer
@@ -121,7 +122,7 @@ def sway_preview(
         "crop_px": round(margin / s, 2),
         "motion": "ellipse: dx = A sin(t), dy = 0.3 A cos(t); layer offset = parallax_factor × (dx, dy)",
     }
-    return data, info
+    return data, info, frames
 
 
 def encode_animation(

@@ -102,6 +102,8 @@ class SpriteSet:
     preview: bytes
     preview_file: str
     seconds: dict[str, float] = field(default_factory=dict)  # CPU seconds per stage
+    # the preview's frames before encoding (not a file: for a thumbnail without decoding it)
+    preview_frames: list[Image.Image] = field(default_factory=list, repr=False)
 
     def files(self) -> dict[str, bytes]:
         """Every file of the sprite folder by name (layers, manifest.json, preview)."""
@@ -211,7 +213,7 @@ def build_sprites(
     lap("encode_layers")
 
     timings: dict[str, float] = {}
-    preview, preview_info = sway_preview(
+    preview, preview_info, frames = sway_preview(
         img, background, alphas, factors, settings, colours, timings
     )
     preview_file = f"preview.{settings.preview_format}"
@@ -237,6 +239,7 @@ def build_sprites(
         preview=preview,
         preview_file=preview_file,
         seconds=seconds,
+        preview_frames=frames,
     )
 
 

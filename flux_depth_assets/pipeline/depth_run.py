@@ -30,6 +30,7 @@ from flux_depth_assets.providers.base import DepthPrediction, DepthProvider, Pro
 from flux_depth_assets.storage.cache import DepthCache
 from flux_depth_assets.storage.schemas import DEPTH_MAPS
 from flux_depth_assets.storage.store import FileIndex, Storage
+from flux_depth_assets.thumbs import put_thumb, still_thumb
 
 ASSET = "depth_maps"
 REJECTED_HINT = "delete cache/depth-rejected/ to ask the host again"
@@ -243,11 +244,14 @@ def _write_outputs(
     settings: DepthMapSettings,
     faces: list[list[int]] | None = None,
 ) -> dict:
-    """The depth PNG (+ .npy); `faces` the estimator found are noted in the PNG for the sprites."""
+    """The depth PNG (+ .npy) and its gallery thumbnail; `faces` the estimator found are noted in
+    the PNG for the sprites."""
     q, lo, hi = quantize(nearness)
     png = encode_png16(q, faces)
     depth_rel = storage.file_rel(catalog, ASSET, image_id, "png")
     storage.write_bytes(depth_rel, png)
+    sha = hashlib.sha256(png).hexdigest()
+    put_thumb(storage, catalog, "depth", depth_rel, sha, lambda: still_thumb(q))
     npy_rel = None
     if settings.write_npy:
         buf = io.BytesIO()
@@ -259,5 +263,5 @@ def _write_outputs(
         "npy_path": npy_rel,
         "depth_min": lo,
         "depth_max": hi,
-        "output_sha256": hashlib.sha256(png).hexdigest(),
+        "output_sha256": sha,
     }

@@ -143,7 +143,7 @@ class DerivedSpec:
 
     asset: str
     schema: pa.Schema
-    make: Callable[[Storage, str, ModelSettings, DepthInput], dict]
+    make: Callable[[Storage, str, ModelSettings, DepthInput, str], dict]
     params: Callable[[ModelSettings], Any]  # the settings the outputs depend on
     output_columns: tuple[str, ...]  # columns naming the files a row's outputs live in
     preview_column: str | None  # the column naming the file to show for a run (if any)
@@ -210,7 +210,7 @@ class DerivedRun(RowsRun):
 class DeriveTask:
     """One image's work for a pool worker: `make` is a module-level function (sent by name)."""
 
-    make: Callable[[Storage, str, ModelSettings, DepthInput], dict]
+    make: Callable[[Storage, str, ModelSettings, DepthInput, str], dict]
     store: Storage
     catalog: str
     settings: ModelSettings
@@ -223,7 +223,7 @@ def derive_one(task: DeriveTask) -> dict:
     t1 = time.perf_counter()
     inp = task.inp
     try:
-        out = task.make(task.store, task.catalog, task.settings, inp)
+        out = task.make(task.store, task.catalog, task.settings, inp, task.base["params_hash"])
         row = {**task.base, **out, "status": "succeeded", "error": None}
     except Exception as exc:  # noqa: BLE001 - one bad image never fails the run
         row = {

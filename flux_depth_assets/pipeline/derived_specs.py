@@ -34,6 +34,7 @@ from flux_depth_assets.pipeline.derived_run import (
 )
 from flux_depth_assets.storage.schemas import DEPTH_STATS, NORMAL_MAPS, PARALLAX_SPRITES
 from flux_depth_assets.storage.store import Storage
+from flux_depth_assets.thumbs import preview_key, put_thumb, still_thumb, sway_thumb
 
 
 def sprite_dir(catalog: str, image_id: str) -> str:
@@ -80,7 +81,9 @@ def max_unit_error(lengths: np.ndarray) -> float:
     return float(max(abs(lengths.dtype.type(hi) - one), abs(lengths.dtype.type(lo) - one)))
 
 
-def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
+def make_normals(
+    store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput, _params_hash: str
+) -> dict:
     s = settings.normal_maps
     near = load_nearness(store, inp)
     # invalid depth has no surface: the zero vector ("no normal", rgb 128) instead of NaN (a
@@ -97,12 +100,14 @@ def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
     png = encode_png(q)
     rel = store.file_rel(catalog, NORMALS_ASSET, inp.image_id, "png")
     store.write_bytes(rel, png)
+    sha = hashlib.sha256(png).hexdigest()
+    put_thumb(store, catalog, "normals", rel, sha, lambda: still_thumb(q))
     unit_err = max_unit_error(code_lengths(q, 255 if s.bit_depth == 8 else 65535))
     tilt = tilt_deg(normals if all_valid else normals[valid])  # over the valid pixels
     mean_tilt = float(tilt.mean()) if tilt.size else None
     return {
         "normal_path": rel,
-        "output_sha256": hashlib.sha256(png).hexdigest(),
+        "output_sha256": sha,
         "convention": s.convention,
         "bit_depth": s.bit_depth,
         "strength": s.strength,
@@ -113,7 +118,9 @@ def make_normals(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
     }
 
 
-def make_sprites(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
+def make_sprites(
+    store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput, params_hash: str
+) -> dict:
     rgb = load_rgb(store, inp.normalized_path)
     data = store.read_bytes(inp.depth_path)
     ss = build_sprites(
@@ -131,6 +138,10 @@ def make_sprites(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
     for name, data in files.items():
         store.write_bytes(f"{folder}/{name}", data)
     store.write_bytes(f"{folder}/manifest.json", manifest)  # last: its presence means complete
+    frames, frame_ms = ss.preview_frames, ss.manifest["preview"]["frame_ms"]
+    key = preview_key(inp.depth_sha256, params_hash)
+    preview_rel = f"{folder}/{ss.preview_file}"
+    put_thumb(store, catalog, "preview", preview_rel, key, lambda: sway_thumb(frames, frame_ms))
     keep = {f"{folder}/{name}" for name in [*files, "manifest.json"]}
     for rel in store.list(folder):  # files of an earlier layout (more layers, another format)
         if rel not in keep:
@@ -139,7 +150,7 @@ def make_sprites(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
     return {
         "sprite_dir": folder,
         "manifest_path": f"{folder}/manifest.json",
-        "preview_path": f"{folder}/{ss.preview_file}",
+        "preview_path": preview_rel,
         "layers": len(m["layers"]),
         "nonempty_layers": sum(not layer["empty"] for layer in m["layers"]),
         "cuts": m["cuts"],
@@ -150,7 +161,9 @@ def make_sprites(store: Storage, catalog: str, settings: ModelSettings, inp: Dep
     }
 
 
-def make_stats(store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput) -> dict:
+def make_stats(
+    store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput, _params_hash: str
+) -> dict:
     near = load_nearness(store, inp)
     value_range = None
     if inp.depth_min is not None and inp.depth_max is not None:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from flux_depth_assets.config.models import CatalogConfig
 from flux_depth_assets.depth.encoding import encode_png
@@ -27,6 +26,7 @@ from flux_depth_assets.pipeline.source_mask import write_mask
 from flux_depth_assets.sources import SourceObject, Validators, list_objects
 from flux_depth_assets.storage.schemas import SOURCE_IMAGES, table_from_rows
 from flux_depth_assets.storage.store import FileIndex, Storage
+from flux_depth_assets.thumbs import put_thumb, still_thumb
 
 ASSET = "source_images"
 
@@ -288,8 +288,10 @@ def _validated(
         }, None
     rel = Storage.file_rel(limits.catalog, ASSET, result.image_id, "png")
     if (rel not in present) if present is not None else not storage.exists(rel):
-        storage.write_bytes(rel, encode_normalized(result.image))
+        rgb = np.asarray(result.image.convert("RGB"))
+        storage.write_bytes(rel, encode_png(rgb))  # lossless, the pipeline's fast encoder
         write_mask(storage, rel, result.alpha)  # transparent pixels: invalid depth downstream
+        put_thumb(storage, limits.catalog, "src", rel, result.sha256, lambda: still_thumb(rgb))
     return {
         **base,
         "status": "accepted",
@@ -306,11 +308,6 @@ def _validated(
         "original_width": result.original_width,
         "original_height": result.original_height,
     }, rel
-
-
-def encode_normalized(image: Image.Image) -> bytes:
-    """The normalised copy: a lossless 8-bit RGB PNG, with the pipeline's fast encoder."""
-    return encode_png(np.asarray(image.convert("RGB")))
 
 
 def accepted_rows(storage: Storage, catalog: str) -> list[dict]:
