@@ -16,6 +16,7 @@ pages the forked pool workers share once per process) and the biggest single pro
     .venv/bin/python benchmarks/pipeline_throughput.py --n 200 --workers 1
     .venv/bin/python benchmarks/pipeline_throughput.py --n 200 --engine dask  # 2 local workers
     .venv/bin/python benchmarks/pipeline_throughput.py --big                 # + the 62 MP PNG
+    .venv/bin/python benchmarks/pipeline_throughput.py --workers 1 --busy-neighbour
 
 CPU-seconds per image is the robust figure on a shared machine; wall time is noisy.
 """
@@ -183,8 +184,9 @@ class Meter:
     sampling thread's own CPU (reading /proc, ~0.03-0.1 of a core) is left out: not the pipeline's.
     """
 
-    def __init__(self, extra_pids: list[int] | None = None):
+    def __init__(self, extra_pids: list[int] | None = None, exclude: list[int] | None = None):
         self.extra = extra_pids or []
+        self.exclude = set(exclude or [])
         self.peak_tree_kb = 0
         self.peak_one_kb = 0
         self.peak_pss_kb = 0
@@ -196,7 +198,8 @@ class Meter:
 
     def _pids(self) -> list[int]:
         mine = _tree(os.getpid())[1:] + [q for p in self.extra for q in _tree(p)]
-        return list(dict.fromkeys(mine))  # Dask processes started here are in both lists
+        # Dask processes started here are in both lists; the busy neighbour is not measured
+        return [p for p in dict.fromkeys(mine) if p not in self.exclude]
 
     def _sample(self, initial: bool = False) -> None:
         pids = self._pids()
@@ -252,6 +255,24 @@ def start_dask(workers: int) -> tuple[str, list[subprocess.Popen]]:
     return start_cluster(workers)
 
 
+# --------------------------------------------------------------------------- neighbour
+
+#: what a second pool worker does to the memory system: 1 MP float32 arrays streamed through it
+_NEIGHBOUR = """
+import numpy as np
+a = np.random.rand(1024, 1024).astype(np.float32)
+while True:
+    np.sqrt(a * a + 1.0).sum()
+"""
+
+
+def start_neighbour() -> subprocess.Popen:
+    """A process keeping the other core busy with array passes, as a second worker would. With
+    `--workers 1` the run then shows what one worker's images cost when both cores work: the
+    most a second core can give is 2 / (that cost / the cost with the other core idle)."""
+    return subprocess.Popen([sys.executable, "-c", _NEIGHBOUR])
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -288,12 +309,14 @@ def run(args: argparse.Namespace) -> None:
         scheduler, procs = start_dask(args.dask_workers)
     resources = _resources(home, args.workers, scheduler)
     extra = [p.pid for p in procs]
+    neighbour = start_neighbour() if args.busy_neighbour else None
+    exclude = [neighbour.pid] if neighbour else []
     n_images = sum(1 for _ in photos.iterdir())
 
     print(
         f"\nmachine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()} "
         f"python {platform.python_version()}; engine={args.engine} workers={args.workers or 'all'}"
-        f"; N={n_images}"
+        f"; N={n_images}{'; the other core kept busy' if neighbour else ''}"
     )
     print(f"command: {' '.join(sys.argv)}\n")
     head = (
@@ -321,28 +344,28 @@ def run(args: argparse.Namespace) -> None:
             raise SystemExit(f"run failed: {out.error}")
 
     try:
-        total = Meter(extra)
+        total = Meter(extra, exclude)
         with total:
             for asset in ASSETS:
-                with Meter(extra) as m:
+                with Meter(extra, exclude) as m:
                     materialize([asset])
                 line(asset, m, n_images)
         line("all assets (cold)", total, n_images)
         if args.rerun:
-            with Meter(extra) as m:
+            with Meter(extra, exclude) as m:
                 materialize(None)
             line("unchanged re-run", m, n_images)
         if args.add:
             ensure_photos(photos, args.add, start=10_000_000)
-            with Meter(extra) as m:
+            with Meter(extra, exclude) as m:
                 materialize(None)
             line(f"+{args.add} re-run (total)", m, args.add)
             for p in photos.glob("p1000*.jpg"):
                 p.unlink()
     finally:
-        for p in procs:
+        for p in [*procs, *([neighbour] if neighbour else [])]:
             p.terminate()
-        for p in procs:
+        for p in [*procs, *([neighbour] if neighbour else [])]:
             p.wait(timeout=30)
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
@@ -359,6 +382,12 @@ def main() -> None:
     ap.add_argument("--add", type=int, default=10, help="new photos for the incremental re-run")
     ap.add_argument("--dir", help="keep photos here between invocations (default: a temp dir)")
     ap.add_argument("--keep-home", action="store_true", help="do not wipe the storage root first")
+    ap.add_argument(
+        "--busy-neighbour",
+        action="store_true",
+        help="keep another core busy with array passes (not measured): with --workers 1, what "
+        "an image costs one worker when both cores work",
+    )
     run(ap.parse_args())
 
 

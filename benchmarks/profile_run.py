@@ -35,13 +35,14 @@ def kernel_costs(n: int) -> None:
     import numpy as np
 
     from benchmarks.pipeline_throughput import _demo_photos, make_photo
-    from flux_depth_assets.config.models import SpriteSettings
+    from flux_depth_assets.config.models import NormalMapSettings, SpriteSettings
     from flux_depth_assets.depth.encoding import decode_png16, encode_png, quantize
     from flux_depth_assets.depth.local_estimator import estimate_depth_and_faces
     from flux_depth_assets.depth.normals import normals_from_depth, quantize_normals
     from flux_depth_assets.depth.sprites import build_sprites
     from flux_depth_assets.depth.stats import depth_statistics
     from flux_depth_assets.imaging.validation import validate_image_bytes
+    from flux_depth_assets.thumbs import sway_thumb
 
     stages: dict[str, list[float]] = {}
 
@@ -64,13 +65,19 @@ def kernel_costs(n: int) -> None:
         q, _, _ = timed("depth: quantize", quantize, near)
         png = timed("depth: encode 16-bit PNG", encode_png, q)
         dec = timed("derived: decode depth PNG", decode_png16, png)
-        nrm = timed("normals: normals_from_depth", normals_from_depth, dec)
+        nrm = timed(  # with the default settings' smoothing, as `normal_maps` runs it
+            "normals: normals_from_depth",
+            normals_from_depth,
+            dec,
+            smooth_px=NormalMapSettings().smooth * max(dec.shape),
+        )
         qn = timed("normals: quantize", quantize_normals, nrm)
         timed("normals: encode PNG", encode_png, qn)
         timed("stats: depth_statistics", depth_statistics, dec)
         ss = timed(  # with the estimator's faces, as the pipeline does for `local` maps
             "sprites: build_sprites (total)", build_sprites, rgb, dec, SpriteSettings(), faces=faces
         )
+        timed("sprites: gallery thumbnail of the preview", sway_thumb, ss.preview_frames, 80)
         for stage, sec in ss.seconds.items():
             stages.setdefault(f"sprites:   {stage}", []).append(1000 * sec)
     print(f"CPU ms per ~1 MP image, median of {n} (process_time, one process):")
