@@ -18,12 +18,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from flux_depth_assets.depth.preview import encode_animation
 from flux_depth_assets.paths import safe_segment
 from flux_depth_assets.storage.store import Storage
 
 THUMB_SIDE = 160
-#: the gallery's page shows each of these per image
-KINDS = ("src", "depth", "normals", "preview")
 
 
 def gallery_dir(catalog: str) -> str:
@@ -72,8 +71,6 @@ def still_thumb(pixels: np.ndarray) -> bytes:
 def sway_thumb(frames: Sequence[Image.Image], frame_ms: int | Sequence[int]) -> bytes:
     """The sway animation at thumbnail size: every other frame (a page of 100 rows then loads
     ~3 MB of previews instead of ~13), THUMB_SIDE px, lossy WebP."""
-    from flux_depth_assets.depth.preview import encode_animation
-
     step = 2 if len(frames) > 8 else 1
     durations = [frame_ms] * len(frames) if isinstance(frame_ms, int) else list(frame_ms)
     shown, times = [], []

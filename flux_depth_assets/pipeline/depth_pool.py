@@ -68,7 +68,8 @@ class DepthTask:
 
 
 def depth_one(task: DepthTask) -> dict[str, Any]:
-    """Predict, cache (when the provider keeps results) and write one image's depth map; the row (never raises for one image)."""
+    """Predict, cache (when the provider keeps results) and write one image's depth map; the
+    row (never raises for one image)."""
     from flux_depth_assets.lineage.writer import redact
     from flux_depth_assets.pipeline.depth_run import _row_for_prediction
     from flux_depth_assets.pipeline.provider_run import pending_input

@@ -122,15 +122,15 @@ def make_sprites(
     store: Storage, catalog: str, settings: ModelSettings, inp: DepthInput, params_hash: str
 ) -> dict:
     rgb = load_rgb(store, inp.normalized_path)
-    data = store.read_bytes(inp.depth_path)
+    depth_png = store.read_bytes(inp.depth_path)
     ss = build_sprites(
         rgb,
-        match_size(load_nearness(store, inp, data), rgb.shape[1], rgb.shape[0]),
+        match_size(load_nearness(store, inp, depth_png), rgb.shape[1], rgb.shape[0]),
         settings.parallax_sprites,
         image_id=inp.image_id,
         depth_sha256=inp.depth_sha256,
         # the local estimator's faces, found on this same normalised image: not detected twice
-        faces=depth_faces(data),
+        faces=depth_faces(depth_png),
     )
     folder = sprite_dir(catalog, inp.image_id)
     files = ss.files()

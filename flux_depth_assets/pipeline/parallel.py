@@ -18,6 +18,7 @@ paths, settings; never image arrays).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections import deque
@@ -100,19 +101,14 @@ def one_thread_per_worker() -> Iterator[None]:
         cv2.setNumThreads(before)
 
 
-_CONTROLLER: Any = None
-
-
+@functools.cache
 def _native_pools() -> Any:
     """threadpoolctl's view of the loaded BLAS/OpenMP libraries, taken once per process: taking
     it walks every loaded shared library (0.6 ms), which the in-process loop paid per image per
     asset. numpy's and OpenCV's libraries are loaded before the first per-image task runs."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
+    from threadpoolctl import ThreadpoolController
 
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER
+    return ThreadpoolController()
 
 
 def _run_chunk(fn: Callable[[T], R], chunk: list[T]) -> list[R]:
