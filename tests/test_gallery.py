@@ -153,3 +153,47 @@ def test_a_preview_thumbnail_follows_the_sprite_settings(store):
     after = {r["id"]: r["thumbs"]["preview"] for r in page_rows(store)}
     changed = {i for i in before if before[i] != after[i]}
     assert changed == {rows[0]["image_id"]} and result.thumbs_made == 1
+
+
+def test_a_thumbnail_that_cannot_be_written_fails_no_image(tmp_path, monkeypatch):
+    """Storage full for the gallery's folder: every output is still made, and the gallery makes
+    the thumbnails later from the files."""
+    import errno
+
+    import dagster as dg
+
+    from flux_depth_assets.defs.resources import ComputeResource, StorageResource
+    from flux_depth_assets.defs.runner import materialize_catalog
+    from tests import images
+    from tests.catalogs import shop_catalog
+
+    real_write = Storage.write_bytes
+
+    def full_for_thumbs(self, rel, data):
+        if rel.startswith("galleries/"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, rel, data)
+
+    files = {f"p{i}.jpg": images.encode(images.photo(200, 150, seed=i), "JPEG") for i in range(2)}
+    cfg = shop_catalog(tmp_path, files)
+    assets = ["source_images", "depth_maps", "normal_maps", "parallax_sprites"]
+    with monkeypatch.context() as m:
+        m.setattr(Storage, "write_bytes", full_for_thumbs)
+        out = materialize_catalog(
+            "shop",
+            assets=assets,
+            config_dir=cfg,
+            resources={
+                "storage": StorageResource(root=str(tmp_path / "home")),
+                "compute": ComputeResource(workers=1),
+            },
+            instance=dg.DagsterInstance.ephemeral(),
+            log_level="WARNING",
+        )
+    assert out.success, out.error
+    store = Storage(str(tmp_path / "home"))
+    for asset in assets[1:]:
+        rows = store.partition_dicts(asset, "shop") or []
+        assert [r["status"] for r in rows] == ["succeeded"] * 2, asset
+    assert store.list(f"{gallery_dir('shop')}/thumbs") == []
+    assert build_gallery(store, "shop", pool=PoolConfig(workers=1)).thumbs_made == 2 * len(KINDS)
