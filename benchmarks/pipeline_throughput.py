@@ -172,17 +172,24 @@ def _cpu_s(pid: int) -> float:
         return 0.0
 
 
+#: sampling period of RSS and CPU, and ticks between PSS samples. The meter shares the machine
+#: with what it measures: at 20 ms / 0.2 s it took 0.09 of a core (mostly smaps_rollup's page-table
+#: walks), which the pool's two workers paid for; at 0.1 s / 0.5 s it takes 0.03.
+TICK_S = 0.1
+PSS_EVERY = 5
+
+
 class Meter:
     """Wall, CPU and sampled memory of this process tree (+ extra pids, e.g. Dask workers).
 
     Memory: the peak of the tree's summed PSS (what the tree really holds: the workers forked
     from one server share its pages, which a sum of RSS counts once per process), sampled every
-    0.2 s; the sum of RSS (an upper bound) and the largest single RSS, every 20 ms.
+    0.5 s; the sum of RSS (an upper bound) and the largest single RSS, every 0.1 s.
 
     CPU = this process's rusage + what every descendant used while it was seen: descendants are
-    sampled every 20 ms (pool workers are grandchildren, under the forkserver, so RUSAGE_CHILDREN
+    sampled every 0.1 s (pool workers are grandchildren, under the forkserver, so RUSAGE_CHILDREN
     alone would miss them); at most one sampling interval per short-lived process is lost. The
-    sampling thread's own CPU (reading /proc, ~0.03-0.1 of a core) is left out: not the pipeline's.
+    sampling thread's own CPU (reading /proc, ~0.03 of a core) is left out: not the pipeline's.
     """
 
     def __init__(self, extra_pids: list[int] | None = None, exclude: list[int] | None = None):
@@ -207,7 +214,7 @@ class Meter:
         sizes = [_rss_kb(p) for p in [os.getpid(), *pids]]
         self.peak_tree_kb = max(self.peak_tree_kb, sum(sizes))
         self.peak_one_kb = max([self.peak_one_kb, *sizes])
-        if initial or self._ticks % 10 == 0:  # smaps_rollup walks page tables: not every tick
+        if initial or self._ticks % PSS_EVERY == 0:  # smaps_rollup walks page tables
             self.peak_pss_kb = max(self.peak_pss_kb, sum(_pss_kb(p) for p in [os.getpid(), *pids]))
         self._ticks += 1
         for p in pids:
@@ -217,7 +224,7 @@ class Meter:
             self._last[p] = max(self._last.get(p, 0.0), cpu)
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._stop.wait(TICK_S):
             self._sample()
         self.meter_cpu = time.thread_time()  # this thread's own sampling: not the pipeline's
 

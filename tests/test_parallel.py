@@ -3,7 +3,11 @@ core, and on a real Dask deployment (scheduler + 2 worker processes over loopbac
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -88,6 +92,62 @@ def test_native_libraries_run_one_thread_per_worker_and_are_restored(workers):
     seen = set(map_ordered(native_threads, range(4), total=4, config=config))
     assert seen == {(1, 1)}
     assert native_threads(None) == before  # this process's own settings are back
+
+
+def faults_of_a_second_image(_task: object = None) -> int:
+    """Minor page faults of allocating and filling an image-sized working set (ten 4 MB arrays)
+    where the same set was just allocated and freed: ~0 when the process keeps freed memory."""
+    import numpy as np
+
+    def image() -> None:
+        arrays = [np.ones((1024, 1024), np.float32) for _ in range(10)]
+        del arrays
+
+    image()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    image()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def _glibc() -> bool:
+    return hasattr(ctypes.CDLL(None), "mallopt")
+
+
+def _probe(workers: int | None) -> int:
+    """`faults_of_a_second_image` in a fresh interpreter: run as per-image work on `workers`, or
+    (None) plainly, with the allocator as the interpreter starts."""
+    call = (
+        "f(None)"
+        if workers is None
+        else f"max(map_ordered(f, range(2), total=2, "
+        f"config=PoolConfig(workers={workers}, chunk_size=1, min_tasks=1)))"
+    )
+    code = (
+        "from tests.test_parallel import faults_of_a_second_image as f\n"
+        "from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered\n"
+        "if __name__ == '__main__':\n"
+        f"    print({call})\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return int(out.stdout)
+
+
+@pytest.mark.skipif(not _glibc(), reason="not glibc: the allocator is left as it is")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_per_image_work_reuses_the_previous_images_memory(workers):
+    assert _probe(workers) < 256  # 40 MB of fresh pages would be ~5,000-10,000 faults
+
+
+@pytest.mark.skipif(not _glibc(), reason="not glibc: the allocator is left as it is")
+def test_a_process_with_the_allocators_defaults_faults_on_every_image():
+    """The check above can fail: outside per-image work, the same probe sees fresh pages."""
+    assert _probe(None) > 2000
 
 
 # --------------------------------------------------------------------------- whole runs
