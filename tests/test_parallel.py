@@ -16,7 +16,7 @@ import pytest
 
 from flux_depth_assets.defs.resources import ComputeResource, StorageResource
 from flux_depth_assets.defs.runner import materialize_catalog
-from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
+from flux_depth_assets.pipeline.parallel import PoolConfig, _chunked, map_ordered
 from tests import images
 from tests.catalogs import shop_catalog
 
@@ -55,6 +55,15 @@ def test_tasks_are_pulled_only_as_fast_as_results_are_taken():
     # 2 workers × 2 chunks × 4 tasks in flight, plus the chunk being assembled
     assert pulled <= 2 * 2 * 4 + 4
     results.close()
+
+
+def test_the_last_chunks_are_small_so_the_workers_finish_together():
+    chunks = list(_chunked(iter(range(200)), 8, 200, 2))
+    assert [t for c in chunks for t in c] == list(range(200))  # every task once, in order
+    sizes = [len(c) for c in chunks]
+    assert sizes[0] == 8
+    assert sizes[-4:] == [1, 1, 1, 1]  # each of 2 workers' last 2 chunks: one task
+    assert sizes == sorted(sizes, reverse=True)
 
 
 def test_few_tasks_or_one_worker_run_in_this_process():
@@ -124,7 +133,7 @@ def _probe(workers: int | None) -> int:
     )
     code = (
         "from tests.test_parallel import faults_of_a_second_image as f\n"
-        "from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered\n"
+        "from flux_depth_assets.pipeline.parallel import PoolConfig, _chunked, map_ordered\n"
         "if __name__ == '__main__':\n"
         f"    print({call})\n"
     )

@@ -150,13 +150,24 @@ def _in_process(fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         yield result
 
 
-def _chunked(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
+def _chunked(tasks: Iterable[T], size: int, total: int, workers: int) -> Iterator[list[T]]:
+    """Chunks of `size` tasks, smaller toward the end (about what is left / 2 per worker), so the
+    workers finish together: with chunks of 8 sprite sets, one worker sat idle for up to 1.4 s
+    at the end of each asset while the other finished its last chunk."""
+    left = total
+
+    def want() -> int:
+        return max(1, min(size, left // (2 * workers)))
+
     chunk: list[T] = []
+    n = want()
     for task in tasks:
         chunk.append(task)
-        if len(chunk) == size:
+        if len(chunk) == n:
             yield chunk
+            left -= n
             chunk = []
+            n = want()
     if chunk:
         yield chunk
 
@@ -245,7 +256,9 @@ def _results(
             return pool.submit(_run_chunk, fn, chunk)
 
         window = workers * config.in_flight_per_worker
-        yield from _ordered(submit, lambda f: f.result(), _chunked(tasks, size), window)
+        yield from _ordered(
+            submit, lambda f: f.result(), _chunked(tasks, size, total, workers), window
+        )
 
 
 def _dask_map(
@@ -273,4 +286,6 @@ def _dask_map(
             return client.submit(_run_chunk, fn, chunk, pure=False)
 
         window = max(2, workers * config.in_flight_per_worker)
-        yield from _ordered(submit, lambda f: f.result(), _chunked(tasks, size), window)
+        yield from _ordered(
+            submit, lambda f: f.result(), _chunked(tasks, size, total, workers), window
+        )
