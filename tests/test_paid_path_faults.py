@@ -153,7 +153,9 @@ def test_sigkill_at_each_phase_boundary_never_pays_twice(tmp_path, phase):
                 str(marker),
             ],
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            # the killed run's lease expires 5 s after its last heartbeat (not the default
+            # 60 s), so the rerun below takes it over without a minute's wait
+            env={**os.environ, "PYTHONPATH": str(REPO), "FLUX_DEPTH_LEASE_TTL_S": "5"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

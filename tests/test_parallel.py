@@ -122,41 +122,34 @@ def _glibc() -> bool:
     return hasattr(ctypes.CDLL(None), "mallopt")
 
 
-def _probe(workers: int | None) -> int:
-    """`faults_of_a_second_image` in a fresh interpreter: run as per-image work on `workers`, or
-    (None) plainly, with the allocator as the interpreter starts."""
-    call = (
-        "f(None)"
-        if workers is None
-        else f"max(map_ordered(f, range(2), total=2, "
-        f"config=PoolConfig(workers={workers}, chunk_size=1, min_tasks=1)))"
-    )
-    code = (
-        "from tests.test_parallel import faults_of_a_second_image as f\n"
-        "from flux_depth_assets.pipeline.parallel import PoolConfig, _chunked, map_ordered\n"
-        "if __name__ == '__main__':\n"
-        f"    print({call})\n"
-    )
+_PROBE = """
+from tests.test_parallel import faults_of_a_second_image as f
+from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
+
+def on(workers):
+    config = PoolConfig(workers=workers, chunk_size=1, min_tasks=1)
+    return max(map_ordered(f, range(2), total=2, config=config))
+
+if __name__ == "__main__":
+    print(f(), on(1), on(2))  # plain first: the in-process run then changes this process
+"""
+
+
+@pytest.mark.skipif(not _glibc(), reason="not glibc: the allocator is left as it is")
+def test_per_image_work_reuses_the_previous_images_memory():
+    """In a fresh interpreter: as it starts (the check's bad case), then as per-image work in
+    that process (workers=1) and on a pool of 2."""
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", _PROBE],
         capture_output=True,
         text=True,
         check=True,
         cwd=Path(__file__).resolve().parents[1],
     )
-    return int(out.stdout)
-
-
-@pytest.mark.skipif(not _glibc(), reason="not glibc: the allocator is left as it is")
-@pytest.mark.parametrize("workers", [1, 2])
-def test_per_image_work_reuses_the_previous_images_memory(workers):
-    assert _probe(workers) < 256  # 40 MB of fresh pages would be ~5,000-10,000 faults
-
-
-@pytest.mark.skipif(not _glibc(), reason="not glibc: the allocator is left as it is")
-def test_a_process_with_the_allocators_defaults_faults_on_every_image():
-    """The check above can fail: outside per-image work, the same probe sees fresh pages."""
-    assert _probe(None) > 2000
+    plain, one, pool = map(int, out.stdout.split())
+    assert plain > 2000  # 40 MB of fresh pages: the probe sees what the setting removes
+    assert one < 256
+    assert pool < 256
 
 
 # --------------------------------------------------------------------------- whole runs

@@ -124,10 +124,12 @@ def test_create_exclusive_creates_once_and_never_replaces(tmp_path):
 
 def test_create_exclusive_has_one_winner_among_racing_processes(tmp_path):
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(4) as pool:
-        wins = pool.starmap(_race_create, [(str(tmp_path), i) for i in range(8)])
+    # not multiprocessing.Pool: its exit SIGTERMs and joins its workers, and once hung in that
+    # join (300 s, a worker that never exited); this pool's workers leave when told to
+    with ProcessPoolExecutor(4, mp_context=mp.get_context("spawn")) as pool:
+        wins = list(pool.map(_race_create, [str(tmp_path)] * 8, range(8), timeout=120))
     assert sum(wins) == 1
     winner = wins.index(True)
     assert Storage(str(tmp_path)).read_bytes("claim") == f"racer {winner}".encode()
