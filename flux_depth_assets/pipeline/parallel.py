@@ -122,9 +122,10 @@ KEEP_FREED = 64 << 20
 @functools.cache
 def keep_image_buffers() -> bool:
     """Let a process reuse the memory of one image's arrays for the next (glibc only; False where
-    `mallopt` is missing or refuses). glibc's defaults hand every freed block over ~8 MB back to
-    the kernel, so each image's few dozen 4-12 MB arrays were zero-filled page by page again:
-    measured, 5-7 % of a run's CPU (whole job, N=200, every core), for ~30 MB more peak memory.
+    `mallopt` is missing or refuses). glibc's adaptive defaults keep at most about two large
+    arrays' worth of freed heap and give the rest back to the kernel, so each image's few dozen
+    4-12 MB arrays were page-faulted and zero-filled again: measured, 5-7 % of a run's CPU
+    (whole job, N=200, every core), for 16-44 MB more peak memory.
     Taken once per process; it stays for the process's life (bounded by `KEEP_FREED`)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
