@@ -25,6 +25,7 @@ from flux_depth_assets.defs.assets.derived import (
 from flux_depth_assets.depth.encoding import encode_png16, quantize
 from flux_depth_assets.depth.normals import encode_normals_png, normals_from_depth
 from flux_depth_assets.pipeline import output_checks as oc
+from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.storage.store import Storage
 
 
@@ -102,6 +103,43 @@ def test_noisy_normals_fail_normals_smooth(store):
     assert not outcome.passed and "roughness" in outcome.description
 
 
+#: real worker processes even for the 3-image sample
+ON_POOL = PoolConfig(workers=2, min_tasks=1)
+
+
+def test_the_map_measures_on_the_pool_match_this_process_and_a_broken_file_is_a_finding(store):
+    import shutil as sh
+
+    table = rows(store, "normal_maps")
+    here = oc.measure_depth_maps(store, "shop", PoolConfig(workers=1))
+    smooth_here = oc.normals_smooth(store, "shop", table, PoolConfig(workers=1))
+    sh.rmtree(store.full("cache/measures"))  # measured afresh, by the workers
+    pooled = oc.measure_depth_maps(store, "shop", ON_POOL)
+    assert (pooled.edge_lift, pooled.vertical_share, pooled.bottom_minus_top) == (
+        here.edge_lift,
+        here.vertical_share,
+        here.bottom_minus_top,
+    )
+    assert oc.normals_smooth(store, "shop", table, ON_POOL) == smooth_here
+    assert smooth_here.passed and here.edge_lift
+
+    broken = min(rows(store, "depth_maps"), key=lambda r: r["image_id"])
+    store.write_bytes(broken["depth_path"], b"not a png")  # a torn write, say
+    sh.rmtree(store.full("cache/measures"))
+    sample = oc.measure_depth_maps(store, "shop", ON_POOL)
+    assert len(sample.problems) == 1 and "unreadable" in sample.problems[0]
+    assert broken["image_id"] in sample.problems[0] and broken["image_id"] not in here.problems
+    outcome = oc.depth_readable(sample)
+    assert not outcome.passed and broken["image_id"] in outcome.description
+    # not remembered: the worker read the file again, so its finding may not be about the
+    # bytes the key was made from
+    assert b"unreadable" not in store.read_bytes("cache/measures/shop/depth_maps.json")
+    nrm = table[0]
+    store.write_bytes(nrm["normal_path"], b"\x89PNG torn")
+    outcome = oc.normals_smooth(store, "shop", table, ON_POOL)
+    assert not outcome.passed and f"{nrm['image_id']}: unreadable" in outcome.description
+
+
 def test_non_unit_normals_fail_unit_normals(store):
     assert check_unit_normals(store, "shop").passed
     for r in rows(store, "normal_maps"):
@@ -150,9 +188,9 @@ def test_unchanged_maps_are_not_decoded_again_and_changed_ones_are(store, monkey
     def must_not_decode(*_a, **_k):
         raise AssertionError("an unchanged depth map was decoded again")
 
-    with monkeypatch.context() as m:
+    with monkeypatch.context() as m:  # in this process, where the patch is seen
         m.setattr(oc, "_measure_depth", must_not_decode)
-        again = oc.measure_depth_maps(store, "shop")
+        again = oc.measure_depth_maps(store, "shop", PoolConfig(workers=1))
     assert again.edge_lift == first.edge_lift and not again.problems
     replace_depth(store, lambda d: 1.0 - d)  # new bytes: measured afresh, and caught
     assert not oc.near_at_bottom(oc.measure_depth_maps(store, "shop")).passed

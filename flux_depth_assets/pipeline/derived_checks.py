@@ -21,7 +21,7 @@ from flux_depth_assets.depth.sprites import decode_rgba, psnr, recompose_layers
 from flux_depth_assets.pipeline.derived_run import NORMALS_ASSET, load_rgb
 from flux_depth_assets.pipeline.derived_specs import NO_NORMAL_BELOW, max_unit_error, normal_lengths
 from flux_depth_assets.pipeline.memo import Memo, content_key
-from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
+from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.storage.store import Storage
 
 
@@ -105,25 +105,16 @@ def sampled_figures(
     """`figures` of every task, in order: remembered ones by content, the rest on the pool."""
     if not tasks:
         return []
-    memo = Memo(store, catalog, f"{tasks[0].kind}_checks")
-    out: list[dict[str, Any] | None] = []
-    keys: list[str | None] = []
+    out: list[dict[str, Any] | None] = []  # None: measured below
+    keyed: list[tuple[str, FigureTask]] = []
     for task in tasks:
         try:
-            key: str | None = content_key(*_files(task))
+            keyed.append((content_key(*_files(task)), task))
+            out.append(None)
         except Exception as exc:  # noqa: BLE001 - unreadable now: this image's finding
             out.append({"error": f"{type(exc).__name__}: {exc}"})
-            keys.append(None)
-            continue
-        keys.append(key)
-        out.append(memo.known(key) if key else None)
-    todo = [i for i, got in enumerate(out) if got is None]
-    for i, got in zip(
-        todo, map_ordered(figures, (tasks[i] for i in todo), total=len(todo), config=pool)
-    ):
-        out[i] = got
-        key = keys[i]
-        if key is not None and "error" not in got:  # a read error may not happen next time
-            memo.put(key, got)
+    memo = Memo(store, catalog, f"{tasks[0].kind}_checks")
+    # a read error may not happen next time: not remembered
+    measured = iter(memo.map(keyed, figures, pool, keep=lambda got: "error" not in got))
     memo.save()
-    return [o if o is not None else {"error": "not measured"} for o in out]
+    return [next(measured) if o is None else o for o in out]

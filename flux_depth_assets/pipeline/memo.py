@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from flux_depth_assets.paths import safe_segment
+from flux_depth_assets.pipeline.parallel import PoolConfig, map_ordered
 from flux_depth_assets.storage.store import Storage
+
+T = TypeVar("T")
 
 #: entries kept per memo file: the checks' samples are small, so older keys are dropped
 MAX_ENTRIES = 512
@@ -64,6 +67,25 @@ class Memo:
         value = compute()
         self.put(key, value)
         return value
+
+    def map(
+        self,
+        keyed: Sequence[tuple[str, T]],
+        fn: Callable[[T], Any],
+        pool: PoolConfig | None = None,
+        keep: Callable[[Any], bool] = lambda _value: True,
+    ) -> list[Any]:
+        """`fn(task)` of every (key, task), in order: remembered values for known keys, the
+        others computed on the work pool (`fn` module-level and never raising, as a pool task
+        must be) and remembered when `keep(value)` (not, say, a read error that may not recur)."""
+        out = [self.known(key) for key, _ in keyed]
+        todo = [i for i, got in enumerate(out) if got is None]
+        made = map_ordered(fn, (keyed[i][1] for i in todo), total=len(todo), config=pool)
+        for i, value in zip(todo, made):
+            out[i] = value
+            if keep(value):
+                self.put(keyed[i][0], value)
+        return out
 
     def save(self) -> None:
         """Write the memo if anything was added (the newest `max_entries` entries)."""

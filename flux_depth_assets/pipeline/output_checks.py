@@ -17,7 +17,6 @@ import operator
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from flux_depth_assets.pipeline.derived_run import (
     load_rgb,
 )
 from flux_depth_assets.pipeline.memo import Memo, content_key
+from flux_depth_assets.pipeline.parallel import PoolConfig
 from flux_depth_assets.storage.store import Storage
 
 #: how many images a check opens per run (a large catalog costs the same as a small one)
@@ -60,21 +60,35 @@ def _sample(store: Storage, catalog: str) -> list[DepthInput]:
     return sorted(inputs, key=lambda i: i.image_id)[:SAMPLE]
 
 
-def _measure_depth(store: Storage, inp: DepthInput, data: bytes) -> dict[str, Any]:
-    """The figures of one depth map, or {"problem": why} when it cannot be measured."""
-    near = load_nearness(store, inp, data)
-    if near.shape != (inp.height, inp.width):
-        return {
-            "problem": f"{near.shape[1]}x{near.shape[0]} px, its source is {inp.width}x{inp.height}"
-        }
-    valid = np.isfinite(near)
-    if not valid.any():
-        return {"problem": "no valid pixel"}
-    lo, hi = np.percentile(near[valid], [1, 99])
-    if hi - lo < MIN_RANGE:
-        return {"problem": f"flat (p99 - p1 = {hi - lo:.2g})"}
-    filled = np.where(valid, near, 0.0).astype(np.float32)
-    rgb = load_rgb(store, inp.normalized_path)
+@dataclass(frozen=True)
+class _DepthTask:
+    """One sampled depth map, measured on the work pool (which reads its files again)."""
+
+    store: Storage
+    inp: DepthInput
+
+
+def _measure_depth(task: _DepthTask) -> dict[str, Any]:
+    """The figures of one depth map, {"problem": why} when it cannot be measured, or
+    {"unreadable": why} when a file would not read or decode (never raises: a pool task)."""
+    store, inp = task.store, task.inp
+    try:
+        near = load_nearness(store, inp)
+        if near.shape != (inp.height, inp.width):
+            return {
+                "problem": f"{near.shape[1]}x{near.shape[0]} px, "
+                f"its source is {inp.width}x{inp.height}"
+            }
+        valid = np.isfinite(near)
+        if not valid.any():
+            return {"problem": "no valid pixel"}
+        lo, hi = np.percentile(near[valid], [1, 99])
+        if hi - lo < MIN_RANGE:
+            return {"problem": f"flat (p99 - p1 = {hi - lo:.2g})"}
+        filled = np.where(valid, near, 0.0).astype(np.float32)
+        rgb = load_rgb(store, inp.normalized_path)
+    except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
+        return {"unreadable": f"{type(exc).__name__}: {exc}"}
     return {
         "edge_lift": measures.edge_lift(filled, rgb, valid),
         "vertical_share": measures.vertical_prior_share(filled, valid),
@@ -82,28 +96,38 @@ def _measure_depth(store: Storage, inp: DepthInput, data: bytes) -> dict[str, An
     }
 
 
-def measure_depth_maps(store: Storage, catalog: str) -> DepthSample:
-    """One pass over the sample; maps measured before with the same bytes are not decoded again
-    (`pipeline.memo`)."""
+def _readable(figures: dict[str, Any]) -> bool:
+    return "unreadable" not in figures and "error" not in figures
+
+
+def measure_depth_maps(store: Storage, catalog: str, pool: PoolConfig | None = None) -> DepthSample:
+    """One pass over the sample, on the work pool; maps measured before with the same bytes are
+    not decoded again (`pipeline.memo`)."""
     out = DepthSample()
-    memo = Memo(store, catalog, "depth_maps")
+    keyed: list[tuple[str, _DepthTask]] = []
     for inp in _sample(store, catalog):
         out.images += 1
         try:
             data = store.read_bytes(inp.depth_path)
-            key = content_key(
-                data, inp.source_sha256, f"{inp.width}x{inp.height}", repr(inp.catalog_range)
-            )
-            figures = memo.remember(key, partial(_measure_depth, store, inp, data))
-        except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
+        except Exception as exc:  # noqa: BLE001 - a missing file is this check's finding
             out.problems.append(f"{inp.image_id}: unreadable ({type(exc).__name__}: {exc})")
             continue
-        if "problem" in figures:
-            out.problems.append(f"{inp.image_id}: {figures['problem']}")
-            continue
-        out.edge_lift[inp.image_id] = figures["edge_lift"]
-        out.vertical_share[inp.image_id] = figures["vertical_share"]
-        out.bottom_minus_top[inp.image_id] = figures["bottom_minus_top"]
+        key = content_key(
+            data, inp.source_sha256, f"{inp.width}x{inp.height}", repr(inp.catalog_range)
+        )
+        keyed.append((key, _DepthTask(store, inp)))
+    memo = Memo(store, catalog, "depth_maps")
+    for (_, task), figures in zip(keyed, memo.map(keyed, _measure_depth, pool, keep=_readable)):
+        image_id = task.inp.image_id
+        if not _readable(figures):
+            why = figures.get("unreadable") or figures.get("error")
+            out.problems.append(f"{image_id}: unreadable ({why})")
+        elif "problem" in figures:
+            out.problems.append(f"{image_id}: {figures['problem']}")
+        else:
+            out.edge_lift[image_id] = figures["edge_lift"]
+            out.vertical_share[image_id] = figures["vertical_share"]
+            out.bottom_minus_top[image_id] = figures["bottom_minus_top"]
     memo.save()
     return out
 
@@ -203,28 +227,45 @@ def near_at_bottom(sample: DepthSample) -> CheckOutcome:
     return NEAR_AT_BOTTOM.verdict(sample.bottom_minus_top)
 
 
-def _roughness(data: bytes) -> float:
-    return measures.normal_roughness_deg(decode_normals_png(data))
+def _roughness(task: tuple[Storage, str]) -> dict[str, Any]:
+    """{"roughness_deg": x} of one normal map, or {"unreadable": why} (a pool task)."""
+    store, rel = task
+    try:
+        return {
+            "roughness_deg": measures.normal_roughness_deg(
+                decode_normals_png(store.read_bytes(rel))
+            )
+        }
+    except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
+        return {"unreadable": f"{type(exc).__name__}: {exc}"}
 
 
-def normals_smooth(store: Storage, catalog: str, rows: list[dict]) -> CheckOutcome:
+def normals_smooth(
+    store: Storage, catalog: str, rows: list[dict], pool: PoolConfig | None = None
+) -> CheckOutcome:
     """Normals are not dominated by texture noise (median neighbourhood angle per map)."""
-    values: dict[str, float] = {}
-    problems: list[str] = []
     ok_rows = sorted(
         (r for r in rows if r["status"] in ("succeeded", "cached") and r.get("normal_path")),
         key=lambda r: r["image_id"],
     )[:SAMPLE]
-    memo = Memo(store, catalog, "normal_maps")
+    problems: list[str] = []
+    keyed: list[tuple[str, tuple[Storage, str]]] = []
+    ids: list[str] = []
     for r in ok_rows:
         try:
-            data = store.read_bytes(r["normal_path"])
-            values[r["image_id"]] = memo.remember(
-                content_key(data),
-                partial(_roughness, data),
+            keyed.append(
+                (content_key(store.read_bytes(r["normal_path"])), (store, r["normal_path"]))
             )
-        except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
+            ids.append(r["image_id"])
+        except Exception as exc:  # noqa: BLE001 - a missing file is this check's finding
             problems.append(f"{r['image_id']}: unreadable ({type(exc).__name__}: {exc})")
+    memo = Memo(store, catalog, "normal_maps_roughness")
+    values: dict[str, float] = {}
+    for image_id, got in zip(ids, memo.map(keyed, _roughness, pool, keep=_readable)):
+        if _readable(got):
+            values[image_id] = got["roughness_deg"]
+        else:
+            problems.append(f"{image_id}: unreadable ({got['unreadable']})")
     memo.save()
     if problems:
         return CheckOutcome(

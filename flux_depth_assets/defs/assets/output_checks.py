@@ -13,7 +13,7 @@ import dagster as dg
 from flux_depth_assets.defs.assets.depth import depth_maps
 from flux_depth_assets.defs.assets.derived.assets import normal_maps
 from flux_depth_assets.defs.constants import CATALOG_PARTITIONS
-from flux_depth_assets.defs.resources import StorageResource
+from flux_depth_assets.defs.resources import ComputeResource, StorageResource
 from flux_depth_assets.pipeline import output_checks as oc
 from flux_depth_assets.pipeline.declarative_tests import CheckOutcome
 
@@ -65,10 +65,10 @@ with warnings.catch_warnings():  # partitioned asset checks are a Dagster previe
         description="Measures of the depth maps themselves, on a sample of the catalog.",
     )
     def depth_map_measures(
-        context: dg.AssetCheckExecutionContext, storage: StorageResource
+        context: dg.AssetCheckExecutionContext, storage: StorageResource, compute: ComputeResource
     ) -> Iterator[dg.AssetCheckResult]:
         catalog = context.partition_key
-        sample = oc.measure_depth_maps(storage.get(), catalog)
+        sample = oc.measure_depth_maps(storage.get(), catalog, compute.pool())
         selected = {k.name for k in context.selected_asset_check_keys}
         for name, fn in (
             ("depth_readable", oc.depth_readable),
@@ -90,11 +90,11 @@ with warnings.catch_warnings():  # partitioned asset checks are a Dagster previe
         ),
     )
     def normal_maps_smooth(
-        context: dg.AssetCheckExecutionContext, storage: StorageResource
+        context: dg.AssetCheckExecutionContext, storage: StorageResource, compute: ComputeResource
     ) -> dg.AssetCheckResult:
         store = storage.get()
         rows = store.partition_dicts("normal_maps", context.partition_key) or []
-        outcome = oc.normals_smooth(store, context.partition_key, rows)
+        outcome = oc.normals_smooth(store, context.partition_key, rows, compute.pool())
         return _result("normal_maps", "normals_smooth", outcome, context.partition_key)
 
 
