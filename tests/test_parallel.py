@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import resource
 import subprocess
 import sys
@@ -72,6 +73,22 @@ def test_few_tasks_or_one_worker_run_in_this_process():
     list(map_ordered(fn, range(5), total=5, config=PoolConfig(workers=4, min_tasks=16)))
     list(map_ordered(fn, range(40), total=40, config=PoolConfig(workers=1, min_tasks=1)))
     assert seen == list(range(5)) + list(range(40))
+
+
+def environment_variable(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_pool_workers_see_the_callers_environment_as_it_is_now(monkeypatch):
+    """Workers fork from a server started with the first pool: a variable set after that (a
+    credential, say) must still reach them."""
+    config = PoolConfig(workers=2, chunk_size=1, min_tasks=1)
+    list(map_ordered(abs, range(4), total=4, config=config))  # the server runs from here on
+    monkeypatch.setenv("FLUX_DEPTH_TEST_LATE", "set after the server started")
+    monkeypatch.delenv("FLUX_DEPTH_HOME")  # and one removed since
+    names = ["FLUX_DEPTH_TEST_LATE", "FLUX_DEPTH_HOME"] * 2
+    seen = list(map_ordered(environment_variable, names, total=4, config=config))
+    assert seen == ["set after the server started", None] * 2
 
 
 def test_progress_is_reported_in_the_callers_process_about_every_5_percent():

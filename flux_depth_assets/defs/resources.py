@@ -13,7 +13,7 @@ import dagster as dg
 from flux_depth_assets.config import CatalogConfig, Project, load_project
 from flux_depth_assets.config.models import LocalProviderConfig
 from flux_depth_assets.paths import HOME_ENV, default_home
-from flux_depth_assets.pipeline.parallel import PoolConfig
+from flux_depth_assets.pipeline.parallel import MIN_POOL_TASKS, PoolConfig
 from flux_depth_assets.providers.base import DepthProvider
 from flux_depth_assets.providers.factory import ProviderSecrets, build_provider, host_env_names
 from flux_depth_assets.storage.store import Storage
@@ -85,7 +85,7 @@ class ComputeResource(dg.ConfigurableResource):
     workers: int | None = None  # default: $FLUX_DEPTH_WORKERS, else every core
     dask_scheduler: str | None = None  # default: $FLUX_DEPTH_DASK_SCHEDULER, else local
     chunk_size: int = 8  # images per unit of work sent to a worker
-    min_pool_tasks: int = 16  # fewer images run in the run's process (a pool's start-up costs)
+    min_pool_tasks: int = MIN_POOL_TASKS  # fewer images run in the run's process
 
     def pool(self) -> PoolConfig:
         env = PoolConfig.from_env()
