@@ -131,8 +131,7 @@ def test_the_map_measures_on_the_pool_match_this_process_and_a_broken_file_is_a_
     assert broken["image_id"] in sample.problems[0] and broken["image_id"] not in here.problems
     outcome = oc.depth_readable(sample)
     assert not outcome.passed and broken["image_id"] in outcome.description
-    # not remembered: the worker read the file again, so its finding may not be about the
-    # bytes the key was made from
+    # not remembered: an unreadable finding is never kept (see output_checks._readable)
     assert b"unreadable" not in store.read_bytes("cache/measures/shop/depth_maps.json")
     nrm = table[0]
     store.write_bytes(nrm["normal_path"], b"\x89PNG torn")

@@ -62,10 +62,12 @@ def _sample(store: Storage, catalog: str) -> list[DepthInput]:
 
 @dataclass(frozen=True)
 class _DepthTask:
-    """One sampled depth map, measured on the work pool (which reads its files again)."""
+    """One sampled depth map, measured on the work pool: its bytes (read once, for the memo key
+    too) and where its source image is."""
 
     store: Storage
     inp: DepthInput
+    data: bytes
 
 
 def _measure_depth(task: _DepthTask) -> dict[str, Any]:
@@ -73,7 +75,7 @@ def _measure_depth(task: _DepthTask) -> dict[str, Any]:
     {"unreadable": why} when a file would not read or decode (never raises: a pool task)."""
     store, inp = task.store, task.inp
     try:
-        near = load_nearness(store, inp)
+        near = load_nearness(store, inp, task.data)
         if near.shape != (inp.height, inp.width):
             return {
                 "problem": f"{near.shape[1]}x{near.shape[0]} px, "
@@ -97,7 +99,9 @@ def _measure_depth(task: _DepthTask) -> dict[str, Any]:
 
 
 def _readable(figures: dict[str, Any]) -> bool:
-    return "unreadable" not in figures and "error" not in figures
+    """Unreadable findings are not remembered: a depth map's also reads its source image, which is
+    not in the key and may be readable again next time (a broken map is only decoded again)."""
+    return "unreadable" not in figures
 
 
 def measure_depth_maps(store: Storage, catalog: str, pool: PoolConfig | None = None) -> DepthSample:
@@ -115,13 +119,12 @@ def measure_depth_maps(store: Storage, catalog: str, pool: PoolConfig | None = N
         key = content_key(
             data, inp.source_sha256, f"{inp.width}x{inp.height}", repr(inp.catalog_range)
         )
-        keyed.append((key, _DepthTask(store, inp)))
+        keyed.append((key, _DepthTask(store, inp, data)))
     memo = Memo(store, catalog, "depth_maps")
     for (_, task), figures in zip(keyed, memo.map(keyed, _measure_depth, pool, keep=_readable)):
         image_id = task.inp.image_id
         if not _readable(figures):
-            why = figures.get("unreadable") or figures.get("error")
-            out.problems.append(f"{image_id}: unreadable ({why})")
+            out.problems.append(f"{image_id}: unreadable ({figures['unreadable']})")
         elif "problem" in figures:
             out.problems.append(f"{image_id}: {figures['problem']}")
         else:
@@ -227,15 +230,10 @@ def near_at_bottom(sample: DepthSample) -> CheckOutcome:
     return NEAR_AT_BOTTOM.verdict(sample.bottom_minus_top)
 
 
-def _roughness(task: tuple[Storage, str]) -> dict[str, Any]:
-    """{"roughness_deg": x} of one normal map, or {"unreadable": why} (a pool task)."""
-    store, rel = task
+def _roughness(data: bytes) -> dict[str, Any]:
+    """{"roughness_deg": x} of one normal map's PNG, or {"unreadable": why} (a pool task)."""
     try:
-        return {
-            "roughness_deg": measures.normal_roughness_deg(
-                decode_normals_png(store.read_bytes(rel))
-            )
-        }
+        return {"roughness_deg": measures.normal_roughness_deg(decode_normals_png(data))}
     except Exception as exc:  # noqa: BLE001 - a broken file is this check's finding
         return {"unreadable": f"{type(exc).__name__}: {exc}"}
 
@@ -249,13 +247,12 @@ def normals_smooth(
         key=lambda r: r["image_id"],
     )[:SAMPLE]
     problems: list[str] = []
-    keyed: list[tuple[str, tuple[Storage, str]]] = []
+    keyed: list[tuple[str, bytes]] = []
     ids: list[str] = []
     for r in ok_rows:
         try:
-            keyed.append(
-                (content_key(store.read_bytes(r["normal_path"])), (store, r["normal_path"]))
-            )
+            data = store.read_bytes(r["normal_path"])
+            keyed.append((content_key(data), data))
             ids.append(r["image_id"])
         except Exception as exc:  # noqa: BLE001 - a missing file is this check's finding
             problems.append(f"{r['image_id']}: unreadable ({type(exc).__name__}: {exc})")
