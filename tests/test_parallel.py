@@ -75,6 +75,18 @@ def test_few_tasks_or_one_worker_run_in_this_process():
     assert seen == list(range(5)) + list(range(40))
 
 
+def worker_pid(_task: object) -> int:
+    return os.getpid()
+
+
+def test_a_map_of_four_images_goes_to_the_pool_by_default():
+    """A re-run with a handful of new uploads uses every core (below 16 it ran on one)."""
+    pids = list(map_ordered(worker_pid, range(4), total=4, config=PoolConfig(workers=2)))
+    assert os.getpid() not in pids
+    three = list(map_ordered(worker_pid, range(3), total=3, config=PoolConfig(workers=2)))
+    assert set(three) == {os.getpid()}
+
+
 def environment_variable(name: str) -> str | None:
     return os.environ.get(name)
 
