@@ -4,6 +4,8 @@ cannot read (other encoders' files go to Pillow)."""
 from __future__ import annotations
 
 import io
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -18,6 +20,8 @@ from flux_depth_assets.depth.encoding import (
 )
 from flux_depth_assets.depth.normals import decode_normals_png, quantize_normals
 from flux_depth_assets.pipeline.derived_specs import code_lengths, normal_lengths
+from flux_depth_assets.pipeline.parallel import keep_image_buffers
+from tests import images
 
 RNG = np.random.default_rng(7)
 
@@ -88,3 +92,34 @@ def test_lengths_from_codes_match_the_decoded_normals(bit_depth: int) -> None:
     decoded = decode_normals_png(encode_png(q))
     top = 255 if bit_depth == 8 else 65535
     np.testing.assert_allclose(code_lengths(q, top), normal_lengths(decoded), atol=1e-6)
+
+
+def _maps() -> list[np.ndarray]:
+    """Small and ~1 MP maps of the kinds the pipeline writes (photo, 16-bit depth, RGBA)."""
+    out = []
+    for i, (w, h) in enumerate([(64, 48), (97, 61), (1200, 850)]):
+        rgb = np.asarray(images.photo(w, h, seed=i))
+        out += [rgb, (rgb[..., 1].astype(np.uint16) * 257), np.dstack([rgb, rgb[..., :1]])]
+    return out
+
+
+def _encode_after_others(order: list[int]) -> list[bytes]:
+    """Encode the maps in `order` in a fresh process with the pool workers' allocator settings,
+    after other images (so the encoder's buffers come back from the heap holding old data)."""
+    keep_image_buffers()
+    maps = _maps()
+    for seed in range(3):
+        encode_png(np.asarray(images.photo(333, 222, seed=10 + seed)))
+    return [encode_png(maps[i]) for i in order]
+
+
+def test_the_same_pixels_give_the_same_bytes_in_every_process() -> None:
+    """The `workers: 1` ≡ every-core contract compares files byte for byte, so the encoder
+    must not depend on the process, its history or the order of work (ISA-L's level 1 did,
+    now and then, on an AVX-512 machine)."""
+    here = [encode_png(m) for m in _maps()]
+    order = list(reversed(range(len(here))))
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = list(pool.map(_encode_after_others, [order, order]))
+    for run in runs:
+        assert [here[i] for i in order] == run

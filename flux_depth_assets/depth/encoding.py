@@ -13,25 +13,21 @@ import json
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import cast
 
+import deflate
 import numpy as np
-from isal import isal_zlib
-from isal.igzip_lib import IsalError as _IsalError
 from PIL import Image
 
 PNG_MAX = 65535
-#: what ISA-L raises on a corrupt stream (its stubs do not say it is an Exception)
-_INFLATE_ERROR = cast("type[Exception]", _IsalError)
 
 #: PNG colour type by channel count: gray, gray+alpha, RGB, RGBA
 _COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+def _chunk(kind: bytes, data: bytes | bytearray) -> bytes:
+    crc = deflate.crc32(data, zlib.crc32(kind))
+    return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)))
 
 
 def encode_png(arr: np.ndarray, text: dict[str, str] | None = None) -> bytes:
@@ -39,10 +35,13 @@ def encode_png(arr: np.ndarray, text: dict[str, str] | None = None) -> bytes:
 
     Every pixel output of the pipeline (normalised copies, depth maps, normal maps, sprite
     layers) is written here, with settings chosen on measurement (1 MP, one core): the Up row
-    filter computed with numpy in one pass, and deflate at level 1 by ISA-L (`isal`), which
-    produces a standard zlib stream 3-4x faster than zlib's own level 1 at the same size. Against
-    Pillow's encoder at level 3 (adaptive filters) this is 6-10x less CPU (RGB photo 120 → ~12
-    ms) for files within ~5 % of the size. Any PNG reader decodes it (Pillow does, in the tests).
+    filter computed with numpy in one pass, and deflate at level 1 by libdeflate (`deflate`).
+    The same array gives the same bytes in every process and on every CPU, which the
+    `workers: 1` ≡ every-core contract needs: ISA-L (`isal`, used here before, ~2x faster)
+    gave a different valid stream for the same rows now and then on a pool worker of an
+    AVX-512 machine (benchmarks/README.md, "Round 7"). Against Pillow's encoder at level 3
+    (adaptive filters) this is 3-5x less CPU for files within ~5 % of the size. Any PNG reader
+    decodes it (Pillow does, in the tests).
     `text`: Latin-1 key → value pairs kept as tEXt chunks (see `png_text`).
     """
     a = np.asarray(arr)
@@ -63,7 +62,7 @@ def encode_png(arr: np.ndarray, text: dict[str, str] | None = None) -> bytes:
     rows[0, 0] = 0  # the first row has nothing above it
     rows[0, 1:] = raw[0]
     np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
-    idat = isal_zlib.compress(rows.data, 1)
+    idat = deflate.zlib_compress(rows.data, 1)
     ihdr = struct.pack(">IIBBBBB", w, h, 8 * a.itemsize, _COLOUR_TYPE[channels], 0, 0, 0)
     notes = b"".join(
         _chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1"))
@@ -103,7 +102,7 @@ def decode_own_png(data: bytes) -> np.ndarray | None:
     """The pixels of a PNG as `encode_png` writes them (non-interlaced gray/RGB(A), 8 or 16
     bits, rows filtered None or Up), or None for any other PNG: read that with Pillow.
 
-    Two passes (ISA-L inflate, one running sum mod 256 down the rows) instead of Pillow's
+    Two passes (libdeflate inflate, one running sum mod 256 down the rows) instead of Pillow's
     per-row unfiltering: 2-3x faster on the pipeline's own maps, and 16-bit RGB (which Pillow
     reduces to 8 bits) comes back whole. Raises ValueError on a file that is not a PNG.
     """
@@ -121,9 +120,9 @@ def decode_own_png(data: bytes) -> np.ndarray | None:
         return None
     row_bytes = w * channels * depth // 8
     try:
-        flat = np.frombuffer(isal_zlib.decompress(b"".join(idat)), dtype=np.uint8)
-        rows = flat[: h * (row_bytes + 1)].reshape(h, row_bytes + 1)
-    except (_INFLATE_ERROR, ValueError) as exc:
+        flat = np.frombuffer(deflate.zlib_decompress(b"".join(idat), h * (row_bytes + 1)), np.uint8)
+        rows = flat.reshape(h, row_bytes + 1)
+    except (deflate.DeflateError, ValueError) as exc:
         raise ValueError(f"corrupt PNG data: {exc}") from exc
     filters = rows[:, 0]
     if filters[0] not in (0, 2) or not (filters[1:] == 2).all():
