@@ -7,13 +7,15 @@ and never echoed: the API key only reaches the provider object.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
 from flux_depth_assets.config import CatalogConfig, Project, load_project
 from flux_depth_assets.config.models import LocalProviderConfig
 from flux_depth_assets.paths import HOME_ENV, default_home
-from flux_depth_assets.pipeline.parallel import MIN_POOL_TASKS, PoolConfig
+from flux_depth_assets.pipeline.parallel import MIN_POOL_TASKS, PoolConfig, kept_pools
 from flux_depth_assets.providers.base import DepthProvider
 from flux_depth_assets.providers.factory import ProviderSecrets, build_provider, host_env_names
 from flux_depth_assets.storage.store import Storage
@@ -86,6 +88,13 @@ class ComputeResource(dg.ConfigurableResource):
     dask_scheduler: str | None = None  # default: $FLUX_DEPTH_DASK_SCHEDULER, else local
     chunk_size: int = 8  # images per unit of work sent to a worker
     min_pool_tasks: int = MIN_POOL_TASKS  # fewer images run in the run's process
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[ComputeResource]:
+        """The local pool's workers last as long as the resource (a run; a step in its own
+        process), so the assets and checks after the first reuse them warm."""
+        with kept_pools(), super().yield_for_execution(context) as resource:
+            yield resource
 
     def pool(self) -> PoolConfig:
         env = PoolConfig.from_env()
