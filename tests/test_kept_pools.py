@@ -4,6 +4,7 @@ break the next one, and the workers stop when the run's resources are torn down.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_a_run_starts_one_pool_for_all_its_assets_and_checks_and_stops_it(tmp_pa
     started: list[int] = []
     new_pool = parallel._new_pool
 
-    def counting(workers: int):  # type: ignore[no-untyped-def]
+    def counting(workers: int) -> ProcessPoolExecutor:
         started.append(workers)
         return new_pool(workers)
 
