@@ -79,6 +79,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--workers", type=int, default=None, help="work-pool size (default: all)")
     ap.add_argument("--dir", help="photos are kept here between invocations")
+    ap.add_argument(
+        "--home", help="storage root to run on as it is (a re-run); default: a new one in --dir"
+    )
     args = ap.parse_args()
 
     import dagster as dg
@@ -88,8 +91,9 @@ def main() -> None:
     work = Path(args.dir or tempfile.mkdtemp(prefix="flux_bench_"))
     photos = work / "photos" / f"n{args.n}"
     ensure_photos(photos, args.n)
-    home, cfg = work / "phases_home", work / "cfg"
-    shutil.rmtree(home, ignore_errors=True)
+    home, cfg = Path(args.home or work / "phases_home"), work / "cfg"
+    if not args.home:
+        shutil.rmtree(home, ignore_errors=True)
     write_config(cfg, photos)
     instance = dg.DagsterInstance.ephemeral()
     print(
