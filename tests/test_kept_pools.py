@@ -4,6 +4,7 @@ break the next one, and the workers stop when the run's resources are torn down.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -57,6 +58,23 @@ def test_maps_in_a_kept_block_reuse_the_workers_and_the_workers_stop_with_the_bl
     assert parallel._kept is None
     assert all(_stopped(pid) for pid in first | second)
     assert _pids().isdisjoint(first | second)  # outside a block each map starts its own
+
+
+def test_runs_in_two_threads_share_the_pools_until_the_last_one_ends():
+    first_done, results = threading.Event(), {}
+
+    def first_run() -> None:
+        with kept_pools():
+            results["first"] = _pids()
+        first_done.set()
+
+    with kept_pools():
+        thread = threading.Thread(target=first_run)
+        thread.start()
+        thread.join()
+        assert first_done.is_set() and parallel._kept is not None  # still open for this run
+        assert _pids() & results["first"]  # the other run's workers, still running
+    assert parallel._kept is None
 
 
 def test_a_worker_that_dies_fails_its_map_and_the_next_map_gets_a_new_pool():

@@ -22,6 +22,7 @@ import ctypes
 import functools
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -294,6 +295,8 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
 #: the pools kept by `kept_pools` in this process (by size), or None: each map starts its own
 _kept: dict[int, ProcessPoolExecutor] | None = None
 _kept_pid = 0
+_kept_users = 0  # open `kept_pools` blocks (runs in threads of one process share the pools)
+_kept_lock = threading.Lock()
 
 
 @contextmanager
@@ -301,19 +304,23 @@ def kept_pools() -> Iterator[None]:
     """Within this block, local pools outlive their map: the next map of the same size reuses
     the warm workers. A pool's start-up is ~0.6 s of wall and ~1.2 CPU-s on 2 cores (the workers
     fork and import what the tasks need), which a run of five assets and four checks paid nine
-    times. The pools stop at the end of the block: a pool nobody stops hangs the exit of a
-    process that ends with `os._exit` (Dagster's step processes do). Nested blocks share the
-    outer one's pools."""
-    global _kept, _kept_pid
-    if _kept is not None and _kept_pid == os.getpid():
-        yield
-        return
-    _kept, _kept_pid = {}, os.getpid()
+    times. The pools stop when the last open block ends: a pool nobody stops hangs the exit of
+    a process that ends with `os._exit` (Dagster's step processes do). Blocks open at the same
+    time (nested, or runs in threads of one process) share the pools."""
+    global _kept, _kept_pid, _kept_users
+    with _kept_lock:
+        if _kept is None or _kept_pid != os.getpid():  # none here (a fork's copy is not ours)
+            _kept, _kept_pid, _kept_users = {}, os.getpid(), 0
+        _kept_users += 1
     try:
         yield
     finally:
-        pools, _kept = _kept, None
-        for pool in pools.values():
+        with _kept_lock:
+            _kept_users -= 1
+            pools = _kept if _kept_users == 0 else None
+            if pools is not None:
+                _kept = None
+        for pool in (pools or {}).values():
             pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -325,12 +332,13 @@ def _local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
         with _new_pool(workers) as pool:
             yield pool
         return
-    kept = _kept.get(workers)
-    if kept is not None and getattr(kept, "_broken", False):  # a worker died: start afresh
-        kept.shutdown(wait=False, cancel_futures=True)
-        kept = None
-    if kept is None:
-        kept = _kept[workers] = _new_pool(workers)
+    with _kept_lock:
+        kept = _kept.get(workers)
+        if kept is not None and getattr(kept, "_broken", False):  # a worker died: start afresh
+            kept.shutdown(wait=False, cancel_futures=True)
+            kept = None
+        if kept is None:
+            kept = _kept[workers] = _new_pool(workers)
     yield kept
 
 
