@@ -54,8 +54,8 @@ def test_maps_in_a_kept_block_reuse_the_workers_and_the_workers_stop_with_the_bl
         assert first & second  # the second map ran on workers the first one started
         with kept_pools():  # a nested block (a resource inside a run) shares them
             assert _pids() & (first | second)
-        assert parallel._kept is not None  # the nested block did not stop them
-    assert parallel._kept is None
+        assert parallel._KEPT.pools  # the nested block did not stop them
+    assert not parallel._KEPT.pools
     assert all(_stopped(pid) for pid in first | second)
     assert _pids().isdisjoint(first | second)  # outside a block each map starts its own
 
@@ -72,9 +72,9 @@ def test_runs_in_two_threads_share_the_pools_until_the_last_one_ends():
         thread = threading.Thread(target=first_run)
         thread.start()
         thread.join()
-        assert first_done.is_set() and parallel._kept is not None  # still open for this run
+        assert first_done.is_set() and parallel._KEPT.pools  # still open for this run
         assert _pids() & results["first"]  # the other run's workers, still running
-    assert parallel._kept is None
+    assert not parallel._KEPT.pools
 
 
 def test_a_worker_that_dies_fails_its_map_and_the_next_map_gets_a_new_pool():
@@ -117,4 +117,4 @@ def test_a_run_starts_one_pool_for_all_its_assets_and_checks_and_stops_it(tmp_pa
     assert out.success, out.error
     assert {"source_images", "depth_maps", "parallax_sprites"} <= set(out.materialized)
     assert started == [2]  # every map of the run, assets and checks, on the first pool
-    assert parallel._kept is None  # stopped with the run's resources
+    assert not parallel._KEPT.pools  # stopped with the run's resources

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import zlib
 from collections.abc import Iterator
 
 import deflate
@@ -26,7 +25,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, data: bytes | bytearray) -> bytes:
-    crc = deflate.crc32(data, zlib.crc32(kind))
+    crc = deflate.crc32(data, deflate.crc32(kind))
     return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)))
 
 

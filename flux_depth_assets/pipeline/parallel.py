@@ -8,7 +8,8 @@ queued, and each result is handed back (and can be dropped) as soon as its turn 
 
 - `workers=1`, or too few tasks to be worth a pool: a plain loop in this process.
 - default: a process pool over every core this process may use (forkserver children, so no
-  thread of the parent, e.g. Dagster's, is duplicated half-way through a lock).
+  thread of the parent, e.g. Dagster's, is duplicated half-way through a lock); inside a
+  `kept_pools` block (a run's `compute` resource opens one) the pool serves every map.
 - `dask_scheduler="tcp://host:8786"`: chunks go to that Dask `distributed` cluster. Workers need
   this package installed and the storage root reachable (S3, or a shared folder).
 
@@ -292,11 +293,47 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
-#: the pools kept by `kept_pools` in this process (by size), or None: each map starts its own
-_kept: dict[int, ProcessPoolExecutor] | None = None
-_kept_pid = 0
-_kept_users = 0  # open `kept_pools` blocks (runs in threads of one process share the pools)
-_kept_lock = threading.Lock()
+class _KeptPools:
+    """This process's pools kept across maps (by size), while at least one `kept_pools` block
+    is open in it. A forked child inherits a copy: the pid tells it the pools are not its own."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = 0
+        self.blocks = 0
+        self.pools: dict[int, ProcessPoolExecutor] = {}
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.pid != os.getpid():
+                self.pid, self.blocks, self.pools = os.getpid(), 0, {}
+            self.blocks += 1
+
+    def leave(self) -> list[ProcessPoolExecutor]:
+        """The pools to stop: all of them when the last block closes."""
+        with self.lock:
+            self.blocks -= 1
+            if self.blocks:
+                return []
+            pools, self.pools = list(self.pools.values()), {}
+            return pools
+
+    def get(self, workers: int) -> ProcessPoolExecutor | None:
+        """The kept pool of that size (started now, or again if a worker died and broke the
+        last one), or None when no block is open here."""
+        with self.lock:
+            if self.pid != os.getpid() or not self.blocks:
+                return None
+            pool = self.pools.get(workers)
+            if pool is not None and getattr(pool, "_broken", False):
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = None
+            if pool is None:
+                pool = self.pools[workers] = _new_pool(workers)
+            return pool
+
+
+_KEPT = _KeptPools()
 
 
 @contextmanager
@@ -307,39 +344,24 @@ def kept_pools() -> Iterator[None]:
     times. The pools stop when the last open block ends: a pool nobody stops hangs the exit of
     a process that ends with `os._exit` (Dagster's step processes do). Blocks open at the same
     time (nested, or runs in threads of one process) share the pools."""
-    global _kept, _kept_pid, _kept_users
-    with _kept_lock:
-        if _kept is None or _kept_pid != os.getpid():  # none here (a fork's copy is not ours)
-            _kept, _kept_pid, _kept_users = {}, os.getpid(), 0
-        _kept_users += 1
+    _KEPT.enter()
     try:
         yield
     finally:
-        with _kept_lock:
-            _kept_users -= 1
-            pools = _kept if _kept_users == 0 else None
-            if pools is not None:
-                _kept = None
-        for pool in (pools or {}).values():
+        for pool in _KEPT.leave():
             pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager
 def _local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
-    """A pool of `workers` processes for one map: the kept one if a `kept_pools` block of this
-    process is open (a new one if the last map broke it), else one that stops after the map."""
-    if _kept is None or _kept_pid != os.getpid():
-        with _new_pool(workers) as pool:
-            yield pool
+    """A pool of `workers` processes for one map: the kept one while a `kept_pools` block is
+    open in this process, else one that stops after the map."""
+    kept = _KEPT.get(workers)
+    if kept is not None:
+        yield kept
         return
-    with _kept_lock:
-        kept = _kept.get(workers)
-        if kept is not None and getattr(kept, "_broken", False):  # a worker died: start afresh
-            kept.shutdown(wait=False, cancel_futures=True)
-            kept = None
-        if kept is None:
-            kept = _kept[workers] = _new_pool(workers)
-    yield kept
+    with _new_pool(workers) as pool:
+        yield pool
 
 
 def _dask_map(
