@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -22,7 +23,7 @@ from flux_depth_assets.providers.result_check import (
     check_depth_result,
 )
 from flux_depth_assets.redaction import mask, renderings, unsafe_key_problem
-from flux_depth_assets.storage.lease import CatalogLease, LeaseBusy
+from flux_depth_assets.storage.lease import CatalogLease, Holder, LeaseBusy, _this_process
 from flux_depth_assets.storage.store import Storage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,35 +53,92 @@ def test_lease_is_exclusive_per_catalog_on_s3(s3_env):
     _lease_roundtrip(Storage(f"s3://{s3_env.bucket}/root"))
 
 
-def test_a_sigkilled_holder_blocks_only_until_its_lease_expires(tmp_path):
+def _start_holder(tmp_path: Path, ttl_s: float) -> subprocess.Popen:
+    """A real process that takes catalog 'shop''s lease (run 'doomed') and keeps it."""
     marker = tmp_path / "held"
     code = textwrap.dedent(f"""
         import threading
         from pathlib import Path
         from flux_depth_assets.storage.lease import CatalogLease
         from flux_depth_assets.storage.store import Storage
-        CatalogLease(Storage({str(tmp_path / "root")!r}), "shop", run_id="doomed", ttl_s=1.0,
-                     wait_s=0).acquire()
+        CatalogLease(Storage({str(tmp_path / "root")!r}), "shop", run_id="doomed",
+                     ttl_s={ttl_s!r}, wait_s=0).acquire()
         Path({str(marker)!r}).write_text("held")
         threading.Event().wait()
     """)
     child = subprocess.Popen(
         [sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
     )
+    while not marker.exists():
+        assert child.poll() is None, "the holder died before taking the lease"
+        time.sleep(0.02)
+    return child
+
+
+def _state(pid: int) -> bytes:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("reaped", [True, False], ids=["exited", "zombie"])
+def test_a_sigkilled_holder_on_this_machine_is_taken_over_at_once(tmp_path, caplog, reaped):
+    child = _start_holder(tmp_path, ttl_s=600.0)  # its lease would block for 10 minutes
+    store = Storage(str(tmp_path / "root"))
     try:
-        while not marker.exists():
-            assert child.poll() is None, "the holder died before taking the lease"
-            time.sleep(0.02)
-        store = Storage(str(tmp_path / "root"))
         with pytest.raises(LeaseBusy, match="doomed"):  # alive and beating: held
             CatalogLease(store, "shop", wait_s=0).acquire()
-    finally:
         child.send_signal(signal.SIGKILL)
+        if reaped:
+            child.wait(timeout=10)
+        else:  # killed but not yet reaped by its parent (this test): a zombie
+            deadline = time.monotonic() + 10
+            while _state(child.pid) != b"Z":
+                assert time.monotonic() < deadline, "the holder never became a zombie"
+                time.sleep(0.01)
+        with caplog.at_level("WARNING", logger="flux_depth_assets.storage.lease"):
+            lease = CatalogLease(store, "shop", run_id="next", wait_s=0).acquire()
+    finally:
+        if child.poll() is None:
+            child.kill()
         child.wait(timeout=10)
-    lease = CatalogLease(store, "shop", run_id="next", wait_s=30, poll_s=0.05).acquire()
-    assert lease.generation == 1  # took over the expired generation 0
+    assert lease.generation == 1  # took over generation 0 without waiting
+    assert "doomed" in caplog.text and "has exited" in caplog.text
     lease.release()
     assert store.list("leases/shop") == []
+
+
+def _foreign(store: Storage, expires_in: float, **who: Any) -> None:
+    """Generation 0 of 'shop' as a holder elsewhere would have written it."""
+    holder = Holder(owner="x", expires_at=time.time() + expires_in, run_id="elsewhere", **who)
+    store.write_bytes(CatalogLease(store, "shop")._rel(0), holder.to_bytes())
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_a_holder_that_cannot_be_seen_gone_is_waited_out_until_its_lease_expires(tmp_path):
+    store = Storage(str(tmp_path))
+    me = _this_process()
+    assert me is not None
+    boot, ns, started = me
+    dead_pid = 2**22 + 7  # above any pid_max: no such process here
+    who: dict[str, Any]
+    for who in (
+        {"pid": dead_pid, "boot_id": "another-machine", "pid_ns": ns, "started": 5},
+        {"pid": dead_pid, "boot_id": boot, "pid_ns": "pid:[1]", "started": 5},  # a container
+        {"pid": dead_pid},  # a lease file from before processes were named
+        {"pid": os.getpid(), "boot_id": boot, "pid_ns": ns, "started": started},  # alive
+    ):
+        _foreign(store, 60.0, **who)
+        with pytest.raises(LeaseBusy, match="elsewhere"):
+            CatalogLease(store, "shop", wait_s=0).acquire()
+    # the same PID now names a process that started later: the holder is gone
+    _foreign(store, 60.0, pid=os.getpid(), boot_id=boot, pid_ns=ns, started=started - 1)
+    CatalogLease(store, "shop", wait_s=0).acquire().release()
+    # what cannot be seen is waited for until its lease expires, then taken over
+    _foreign(store, 0.5, pid=dead_pid, boot_id="another-machine", pid_ns=ns, started=5)
+    lease = CatalogLease(store, "shop", run_id="next", wait_s=30, poll_s=0.05).acquire()
+    assert lease.generation == 1
+    lease.release()
 
 
 def test_a_holder_that_lost_its_lease_notices_at_its_next_heartbeat(tmp_path):

@@ -28,6 +28,7 @@ from flux_depth_assets.defs.runner import RunOutcome, materialize_catalog
 from flux_depth_assets.fakeapi import running_fake_api
 from flux_depth_assets.lineage import queries
 from flux_depth_assets.providers.eachlabs.journal import PredictionJournal
+from flux_depth_assets.storage.lease import WAIT_ENV
 from flux_depth_assets.storage.store import Storage
 from tests import images
 from tests.paid_driver import CATALOG, KEY, PHASES
@@ -130,7 +131,7 @@ def journal_states(root: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", PHASES)
-def test_sigkill_at_each_phase_boundary_never_pays_twice(tmp_path, phase):
+def test_sigkill_at_each_phase_boundary_never_pays_twice(tmp_path, monkeypatch, phase):
     n = 3
     cfg, root = make_catalog(tmp_path, n), tmp_path / "root"
     marker = tmp_path / "paused"
@@ -153,9 +154,9 @@ def test_sigkill_at_each_phase_boundary_never_pays_twice(tmp_path, phase):
                 str(marker),
             ],
             cwd=REPO,
-            # the killed run's lease expires 5 s after its last heartbeat (not the default
-            # 60 s), so the rerun below takes it over without a minute's wait
-            env={**os.environ, "PYTHONPATH": str(REPO), "FLUX_DEPTH_LEASE_TTL_S": "5"},
+            # a lease that would block for 10 minutes: the rerun below must see the killed
+            # process gone and take the lease over at once (it waits 0 s)
+            env={**os.environ, "PYTHONPATH": str(REPO), "FLUX_DEPTH_LEASE_TTL_S": "600"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -174,6 +175,7 @@ def test_sigkill_at_each_phase_boundary_never_pays_twice(tmp_path, phase):
         assert killed["creates"] == 2 if phase != "before_cache" else killed["creates"] == n
         assert journal_states(root)  # the paid predictions are remembered
 
+        monkeypatch.setenv(WAIT_ENV, "0")
         again = run(cfg, root, server.base_url)
         stats = server.stats()
     assert again.success, again.error

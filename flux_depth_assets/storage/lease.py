@@ -7,6 +7,11 @@ a holder that was SIGKILLed stops doing so and its lease expires after `ttl_s`, 
 blocks the catalog for long. Whoever then creates the next generation holds the lease; older
 generations are removed by the winner.
 
+A holder on the same machine is not waited for once its process has exited: the lease names
+the process (boot id, PID namespace, PID and start time, from Linux's `/proc`), and a run that
+sees the same boot and namespace but no such process takes the lease over at once. Anything it
+cannot prove gone (another machine or container, no `/proc`) it waits out as above.
+
 A run that finds the lease held waits up to `wait_s`, then refuses with one line (`LeaseBusy`)
 naming the holder; nothing has been paid at that point.
 """
@@ -59,6 +64,10 @@ class Holder:
     host: str = ""
     pid: int = 0
     run_id: str = ""
+    # which process on which boot (see `_this_process`); empty where /proc is missing
+    boot_id: str = ""
+    pid_ns: str = ""
+    started: int = 0
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -71,6 +80,44 @@ class Holder:
     def describe(self) -> str:
         who = f"run {self.run_id}" if self.run_id else "another run"
         return f"{who} (pid {self.pid} on {self.host or 'unknown host'}, since {self.since})"
+
+    def has_exited(self) -> bool:
+        """True only when the holding process is provably gone: it ran on this boot of this
+        machine, in this PID namespace, and its PID now names no process, a zombie, or a
+        process started at another time (the PID was reused)."""
+        me = _this_process()
+        if not (self.boot_id and self.pid_ns and self.pid > 0 and self.started > 0):
+            return False
+        if me is None or (self.boot_id, self.pid_ns) != (me[0], me[1]):
+            return False
+        now = _process_start(self.pid)
+        return now is None or now != self.started
+
+
+def _process_start(pid: int) -> int | None:
+    """Start time (clock ticks after boot) of a live process, None if there is none or only a
+    zombie. Fields after the command name, which may hold spaces and parentheses: state is
+    the first, start time the 20th."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in (b"Z", b"X", b"x"):
+        return None
+    return int(fields[19])
+
+
+def _this_process() -> tuple[str, str, int] | None:
+    """(boot id, PID namespace, start time) of this process; None without Linux's /proc."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    started = _process_start(os.getpid())
+    return None if started is None or not boot else (boot, ns, started)
 
 
 @dataclass
@@ -99,6 +146,7 @@ class CatalogLease:
         return f"{self.directory}/{generation:0{_DIGITS}d}.json"
 
     def _holder(self) -> Holder:
+        boot_id, pid_ns, started = _this_process() or ("", "", 0)
         return Holder(
             owner=self.owner,
             expires_at=time.time() + self.ttl_s,
@@ -106,6 +154,9 @@ class CatalogLease:
             host=socket.gethostname(),
             pid=os.getpid(),
             run_id=self.run_id,
+            boot_id=boot_id,
+            pid_ns=pid_ns,
+            started=started,
         )
 
     def _generations(self) -> list[int]:
@@ -134,7 +185,13 @@ class CatalogLease:
             top = generations[-1]
             holder = self._read(top)
             if holder is not None and holder.expires_at > time.time():
-                return holder
+                if not holder.has_exited():
+                    return holder
+                log.warning(
+                    "catalog %r: taking over the lease of %s, whose process has exited",
+                    self.catalog,
+                    holder.describe(),
+                )
             target = top + 1 if holder is not None else top
         else:
             target = 0
