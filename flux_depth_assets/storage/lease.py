@@ -18,6 +18,7 @@ naming the holder; nothing has been paid at that point.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -85,9 +86,9 @@ class Holder:
         """True only when the holding process is provably gone: it ran on this boot of this
         machine, in this PID namespace, and its PID now names no process, a zombie, or a
         process started at another time (the PID was reused)."""
-        me = _this_process()
         if not (self.boot_id and self.pid_ns and self.pid > 0 and self.started > 0):
             return False
+        me = _this_process()
         if me is None or (self.boot_id, self.pid_ns) != (me[0], me[1]):
             return False
         now = _process_start(self.pid)
@@ -101,22 +102,26 @@ def _process_start(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
+        return None if fields[0] in (b"Z", b"X", b"x") else int(fields[19])
+    except (OSError, IndexError, ValueError):
         return None
-    if fields[0] in (b"Z", b"X", b"x"):
-        return None
-    return int(fields[19])
 
 
 def _this_process() -> tuple[str, str, int] | None:
-    """(boot id, PID namespace, start time) of this process; None without Linux's /proc."""
+    """(boot id, PID namespace, start time) of this process; None without Linux's /proc.
+    Read once per process (every heartbeat writes it; a forked child has its own)."""
+    return _identity(os.getpid())
+
+
+@functools.cache
+def _identity(pid: int) -> tuple[str, str, int] | None:
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot = f.read().strip()
         ns = os.readlink("/proc/self/ns/pid")
     except OSError:
         return None
-    started = _process_start(os.getpid())
+    started = _process_start(pid)
     return None if started is None or not boot else (boot, ns, started)
 
 
